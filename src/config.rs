@@ -1,0 +1,60 @@
+//! Everything a running server is told: listen addresses, the page folder, limits and
+//! timeouts, with the defaults `wsecho --help` shows. Also the small JSON view of the bound
+//! ports that the page fetches as `/config.json`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The path that upgrades to the echo WebSocket; every other path gets 404.
+pub const WEBSOCKET_PATH: &str = "/echo";
+
+/// Settings for one server. `Config::default()` is what `wsecho` runs with no flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the page (tiny_http) listens.
+    pub http: SocketAddr,
+    /// Where WebSocket upgrades (and inline Flash policy requests) are answered.
+    pub ws: SocketAddr,
+    /// Port of the dedicated Flash policy listener, on the `ws` address; `None` runs none.
+    /// `Some(0)` picks a free port (tests use that).
+    pub policy_port: Option<u16>,
+    /// The `domain` the Flash policy grants.
+    pub policy_domain: String,
+    /// The folder the page is served from.
+    pub www: PathBuf,
+    /// Largest message (and frame) accepted; larger ones get close 1009.
+    pub max_message_size: usize,
+    /// Open WebSocket connections allowed at once; one more gets HTTP 503.
+    pub max_connections: usize,
+    /// How long a client may take to send its whole opening request.
+    pub handshake_timeout: Duration,
+    /// A Ping is sent after this much silence; two intervals of silence close the connection.
+    pub ping_interval: Duration,
+    /// Origins accepted besides those on the host the client connected to; `*` accepts any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ws: SocketAddr::from(([127, 0, 0, 1], 8087)),
+            policy_port: Some(843),
+            policy_domain: "*".to_string(),
+            www: PathBuf::from("www"),
+            max_message_size: 16 << 20,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The bound ports, as the page needs them (`GET /config.json`). `policyPort` is `null` when
+/// no policy listener runs: Flash must then ask the WebSocket port itself.
+pub fn page_config_json(ws_port: u16, policy_port: Option<u16>) -> String {
+    let policy = policy_port.map_or_else(|| "null".to_string(), |port| port.to_string());
+    format!("{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"policyPort\":{policy}}}\n")
+}

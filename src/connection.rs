@@ -1,0 +1,235 @@
+//! One open WebSocket as the application sees it: `receive`, `send`, `close`.
+//!
+//! Underneath, it keeps the connection honest so the application does not have to: a Ping
+//! after `ping_interval` of silence, close 1011 when a second interval passes with nothing
+//! heard, the right close code for a protocol fault (1002), invalid UTF-8 (1007) or an oversized
+//! message (1009), close 1001 when the server shuts down, and counts of what went each way.
+
+use crate::handshake::is_timeout;
+use crate::shutdown::ShutdownSignal;
+use std::fmt;
+use std::io::Read;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+use tungstenite::error::ProtocolError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::{Error, Message, WebSocket};
+
+/// How a connection ended, for its closing log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Still open.
+    Open,
+    /// The client sent a close frame (1005 when it carried no code).
+    ClosedByClient(u16),
+    /// We sent a close frame with this code and reason.
+    ClosedByServer(u16, String),
+    /// The connection broke without a close handshake.
+    Dropped(String),
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Open => write!(f, "still open"),
+            Ending::ClosedByClient(code) => write!(f, "closed by client, code {code}"),
+            Ending::ClosedByServer(code, reason) => {
+                write!(f, "closed by server, code {code} ({reason})")
+            }
+            Ending::Dropped(why) => write!(f, "dropped without close, code 1006 ({why})"),
+        }
+    }
+}
+
+/// Messages and payload bytes each way.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub bytes_out: u64,
+}
+
+impl fmt::Display for Traffic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "in {} msgs/{} B, out {} msgs/{} B",
+            self.messages_in, self.bytes_in, self.messages_out, self.bytes_out
+        )
+    }
+}
+
+pub struct Connection {
+    ws: WebSocket<TcpStream>,
+    shutdown: ShutdownSignal,
+    /// Set when a keepalive Ping went out and nothing has been heard since.
+    ping_outstanding: bool,
+    max_message_size: usize,
+    traffic: Traffic,
+    ending: Ending,
+}
+
+impl Connection {
+    /// Wrap an upgraded socket. Its read timeout is the keepalive tick, so it is set here.
+    pub(crate) fn new(
+        ws: WebSocket<TcpStream>,
+        ping_interval: Duration,
+        max_message_size: usize,
+        shutdown: ShutdownSignal,
+    ) -> std::io::Result<Connection> {
+        ws.get_ref().set_read_timeout(Some(ping_interval))?;
+        // A client that stops reading for two intervals is as gone as a silent one.
+        ws.get_ref().set_write_timeout(Some(ping_interval * 2))?;
+        Ok(Connection {
+            ws,
+            shutdown,
+            ping_outstanding: false,
+            max_message_size,
+            traffic: Traffic::default(),
+            ending: Ending::Open,
+        })
+    }
+
+    /// The next text or binary message, fragments already joined; `Ok(None)` once the
+    /// connection has closed (by either side, with the close handshake done or under way).
+    /// `Err` means it broke (a network error, or the client vanished without a close).
+    pub fn receive(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            if self.ending != Ending::Open {
+                return Ok(None);
+            }
+            if self.shutdown.is_triggered() {
+                self.close(CloseCode::Away, "server shutting down")?;
+                return Ok(None);
+            }
+            match self.ws.read() {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    self.ping_outstanding = false;
+                    self.traffic.messages_in += 1;
+                    self.traffic.bytes_in += message.len() as u64;
+                    return Ok(Some(message));
+                }
+                Ok(Message::Close(frame)) => {
+                    // tungstenite has queued the reply; the next read sends it.
+                    let code = frame.map_or(1005, |frame| u16::from(frame.code));
+                    self.ending = Ending::ClosedByClient(code);
+                    return self.finish_close_handshake();
+                }
+                // Pings are answered by tungstenite on the next read; pongs just prove life.
+                Ok(_) => self.ping_outstanding = false,
+                Err(Error::Io(error)) if is_timeout(&error) => self.keepalive_tick()?,
+                Err(error) => return self.fail(error),
+            }
+        }
+    }
+
+    /// Send one message, whole, and flush it.
+    pub fn send(&mut self, message: Message) -> Result<(), Error> {
+        let len = message.len() as u64;
+        self.ws.send(message)?;
+        self.traffic.messages_out += 1;
+        self.traffic.bytes_out += len;
+        Ok(())
+    }
+
+    /// Start the close handshake with `code`; the client's reply is awaited in `finish`.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.ending != Ending::Open {
+            return Ok(());
+        }
+        self.ending = Ending::ClosedByServer(code.into(), reason.to_string());
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        if self.ws.can_write() {
+            return self.ws.close(Some(frame));
+        }
+        // tungstenite has already seen the socket end (our own shutdown wake-up reads EOF),
+        // but the write half is still open: say goodbye properly all the same.
+        Frame::close(Some(frame)).format(self.ws.get_mut())
+    }
+
+    /// How the connection ended so far.
+    pub fn ending(&self) -> &Ending {
+        &self.ending
+    }
+
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Record an application error as the reason the connection ended, closing with 1011.
+    pub(crate) fn fail_internal(&mut self, why: &str) {
+        let _ = self.close(CloseCode::Error, why);
+    }
+
+    /// End the connection: if still open, close 1000; then stop writing and wait (at most
+    /// `linger`) for the client to hang up, so our close frame is read before the socket goes.
+    pub(crate) fn finish(mut self, linger: Duration) {
+        if self.ending == Ending::Open {
+            let _ = self.close(CloseCode::Normal, "");
+        }
+        let stream = self.ws.get_mut();
+        let _ = stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + linger;
+        let mut sink = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The read timeout fired: one interval of silence earns a Ping, two close the connection.
+    fn keepalive_tick(&mut self) -> Result<(), Error> {
+        if self.ping_outstanding {
+            return self.close(CloseCode::Error, "keepalive timeout: no answer to ping");
+        }
+        self.ping_outstanding = true;
+        self.ws.send(Message::Ping(Default::default()))
+    }
+
+    /// After the client's close: send the queued reply and see the handshake through.
+    fn finish_close_handshake(&mut self) -> Result<Option<Message>, Error> {
+        match self.ws.read() {
+            Ok(_) | Err(Error::ConnectionClosed) | Err(Error::AlreadyClosed) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A read failed: close with the code the fault calls for, or report the break.
+    fn fail(&mut self, error: Error) -> Result<Option<Message>, Error> {
+        let (code, reason) = match &error {
+            Error::ConnectionClosed | Error::AlreadyClosed => return Ok(None),
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                if self.shutdown.is_triggered() =>
+            {
+                // Our own wake-up at shutdown: everything the client sent has been read.
+                (CloseCode::Away, "server shutting down".to_string())
+            }
+            Error::Capacity(_) => (
+                CloseCode::Size,
+                format!("message larger than {} bytes", self.max_message_size),
+            ),
+            Error::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8 in text".to_string()),
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) | Error::Io(_) => {
+                self.ending = Ending::Dropped(error.to_string());
+                return Err(error);
+            }
+            Error::Protocol(fault) => (CloseCode::Protocol, fault.to_string()),
+            _ => (CloseCode::Error, error.to_string()),
+        };
+        self.close(code, &reason)?;
+        Ok(None)
+    }
+}

@@ -1,0 +1,405 @@
+//! The opening bytes of a connection on the WebSocket (or policy) port: read them within the
+//! handshake deadline, tell a Flash policy request from an HTTP request, and decide whether an
+//! HTTP request may upgrade. Every refusal is a short plain-text HTTP answer saying what to do.
+//!
+//! We read and answer the upgrade request ourselves (instead of tungstenite's `accept`) so
+//! that the policy request, a plain HTTP request (426), a wrong path (404) and a refused Origin
+//! (403) all get a clear answer; tungstenite then runs the WebSocket protocol on the same socket.
+
+use crate::config::WEBSOCKET_PATH;
+use crate::policy;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The largest request head we read; larger gets 431.
+const MAX_HEAD_LEN: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// What a client opened with.
+pub enum Opening {
+    PolicyRequest,
+    Http(Request),
+}
+
+/// A parsed HTTP request head.
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    headers: Vec<(String, String)>,
+    /// Bytes the client sent after the head without waiting for our answer (early frames).
+    pub rest: Vec<u8>,
+}
+
+/// Why the opening could not be read.
+#[derive(Debug)]
+pub enum OpeningError {
+    TimedOut,
+    /// The client closed before finishing its request.
+    Closed,
+    TooLarge,
+    Malformed(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for OpeningError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpeningError::TimedOut => write!(f, "no complete request within the handshake timeout"),
+            OpeningError::Closed => write!(f, "client closed before finishing its request"),
+            OpeningError::TooLarge => write!(f, "request head larger than {MAX_HEAD_LEN} bytes"),
+            OpeningError::Malformed(why) => write!(f, "malformed request: {why}"),
+            OpeningError::Io(error) => write!(f, "read failed: {error}"),
+        }
+    }
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether header `name` lists `token` among its comma-separated values.
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, value)| value.split(','))
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+}
+
+/// Read until a complete policy request or HTTP request head, all within `timeout`: a client
+/// trickling bytes cannot hold the thread longer than that.
+pub fn read_opening(stream: &mut TcpStream, timeout: Duration) -> Result<Opening, OpeningError> {
+    let deadline = Instant::now() + timeout;
+    let mut received = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(opening) = parse_opening(&received)? {
+            return Ok(opening);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(OpeningError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(OpeningError::Io)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(OpeningError::Closed),
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(error) if is_timeout(&error) => return Err(OpeningError::TimedOut),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(OpeningError::Io(error)),
+        }
+    }
+}
+
+/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// `Ok(None)` while more bytes are needed.
+fn parse_opening(received: &[u8]) -> Result<Option<Opening>, OpeningError> {
+    if received.first() == Some(&b'<') {
+        return match received.iter().position(|&byte| byte == 0) {
+            Some(nul) if policy::is_request(&received[..=nul]) => Ok(Some(Opening::PolicyRequest)),
+            Some(_) => Err(OpeningError::Malformed("unknown policy request".into())),
+            None if received.len() >= policy::MAX_REQUEST_LEN => {
+                Err(OpeningError::Malformed("unknown policy request".into()))
+            }
+            None => Ok(None),
+        };
+    }
+    let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if received.len() > MAX_HEAD_LEN {
+            Err(OpeningError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head_len = end + 4;
+    if head_len > MAX_HEAD_LEN {
+        return Err(OpeningError::TooLarge);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&received[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(OpeningError::Malformed("incomplete request head".into()));
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(OpeningError::TooLarge),
+        Err(error) => return Err(OpeningError::Malformed(error.to_string())),
+    }
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Some(Opening::Http(Request {
+        method: parsed.method.unwrap_or_default().to_string(),
+        target: parsed.path.unwrap_or_default().to_string(),
+        headers,
+        rest: received[head_len..].to_vec(),
+    })))
+}
+
+/// An upgrade we accept.
+pub struct Upgrade {
+    pub accept_key: String,
+    pub origin: Option<String>,
+    /// web-socket-js's Flash bridge sends an Origin but no User-Agent; browsers send both.
+    pub looks_like_flash: bool,
+}
+
+/// An HTTP answer refusing the connection.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    /// One line for the client and the log: what happened and what to do.
+    pub message: String,
+    extra_header: Option<&'static str>,
+}
+
+impl Refusal {
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            extra_header: None,
+        }
+    }
+
+    /// Write the answer; the caller closes the connection afterwards.
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        let extra = self
+            .extra_header
+            .map_or(String::new(), |h| format!("{h}\r\n"));
+        let body = format!("{}\n", self.message);
+        let response = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            self.status,
+            reason_phrase(self.status),
+            body.len()
+        );
+        out.write_all(response.as_bytes())?;
+        out.flush()
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// The refusal owed to a client whose opening could not be read, if any is worth sending.
+pub fn refusal_for(error: &OpeningError) -> Option<Refusal> {
+    match error {
+        OpeningError::TimedOut => Some(Refusal::new(408, "request not completed in time")),
+        OpeningError::TooLarge => Some(Refusal::new(431, error.to_string())),
+        OpeningError::Malformed(_) => Some(Refusal::new(400, error.to_string())),
+        OpeningError::Closed | OpeningError::Io(_) => None,
+    }
+}
+
+/// Decide whether `request` may become a WebSocket. `allowed_origins` widens the default rule
+/// (no Origin, or an Origin on the host the client connected to).
+pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Upgrade, Refusal> {
+    if request.path() != WEBSOCKET_PATH {
+        return Err(Refusal::new(
+            404,
+            format!(
+                "no WebSocket at {}: connect to {WEBSOCKET_PATH}",
+                request.path()
+            ),
+        ));
+    }
+    if !request.header_has_token("Upgrade", "websocket") {
+        let mut refusal = Refusal::new(
+            426,
+            format!(
+                "this port speaks WebSocket only: connect a WebSocket client to {WEBSOCKET_PATH}, \
+                 or open the page on the HTTP port"
+            ),
+        );
+        refusal.extra_header = Some("Upgrade: websocket");
+        return Err(refusal);
+    }
+    if request.method != "GET" {
+        return Err(Refusal::new(405, "a WebSocket upgrade must use GET"));
+    }
+    if request.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
+        let mut refusal = Refusal::new(426, "unsupported WebSocket version: use version 13");
+        refusal.extra_header = Some("Sec-WebSocket-Version: 13");
+        return Err(refusal);
+    }
+    if !request.header_has_token("Connection", "upgrade") {
+        return Err(Refusal::new(
+            400,
+            "the Connection header must include Upgrade",
+        ));
+    }
+    let key = request.header("Sec-WebSocket-Key").map(str::trim);
+    let Some(key) = key.filter(|key| is_valid_key(key)) else {
+        return Err(Refusal::new(400, "missing or invalid Sec-WebSocket-Key"));
+    };
+    let origin = request.header("Origin").map(str::to_string);
+    if let Some(origin) = &origin {
+        if !origin_allowed(origin, request.header("Host"), allowed_origins) {
+            return Err(Refusal::new(
+                403,
+                format!(
+                    "origin {origin} is not allowed: serve the page from this host, \
+                     or start wsecho with --allow-origin {origin}"
+                ),
+            ));
+        }
+    }
+    Ok(Upgrade {
+        accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        looks_like_flash: origin.is_some() && request.header("User-Agent").is_none(),
+        origin,
+    })
+}
+
+/// The answer that completes the upgrade.
+pub fn switching_protocols(accept_key: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+    )
+}
+
+/// RFC 6455: the key is the base64 encoding of 16 bytes, so 22 characters and `==`, the last
+/// character carrying only 2 bits (one of `AQgw`).
+fn is_valid_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && key.ends_with("==")
+        && bytes[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && b"AQgw".contains(&bytes[21])
+}
+
+fn origin_allowed(origin: &str, host_header: Option<&str>, allowed: &[String]) -> bool {
+    if allowed
+        .iter()
+        .any(|entry| entry == "*" || entry.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, authority)| host_of(authority));
+    match (origin_host, host_header) {
+        (Some(origin_host), Some(host)) => origin_host.eq_ignore_ascii_case(host_of(host.trim())),
+        _ => false,
+    }
+}
+
+/// The host of an authority (`host`, `host:port`, `[v6]:port`), without the port.
+fn host_of(authority: &str) -> &str {
+    let authority = authority.trim_end_matches('/');
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_on_the_same_host_is_allowed_on_any_port() {
+        assert!(origin_allowed(
+            "http://localhost:8080",
+            Some("localhost:8087"),
+            &[]
+        ));
+        assert!(origin_allowed("http://[::1]:8080", Some("[::1]:8087"), &[]));
+        assert!(origin_allowed(
+            "http://Example.COM",
+            Some("example.com:8087"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            "http://evil.test:8080",
+            Some("localhost:8087"),
+            &[]
+        ));
+        assert!(!origin_allowed("null", Some("localhost:8087"), &[]));
+        assert!(!origin_allowed("http://localhost:8080", None, &[]));
+    }
+
+    #[test]
+    fn allow_origin_entries_widen_the_rule() {
+        let allowed = vec!["http://app.test:3000".to_string()];
+        assert!(origin_allowed(
+            "http://app.test:3000",
+            Some("ws.test"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "http://app.test:3001",
+            Some("ws.test"),
+            &allowed
+        ));
+        assert!(origin_allowed("null", Some("ws.test"), &["*".to_string()]));
+    }
+
+    #[test]
+    fn keys_must_encode_sixteen_bytes() {
+        assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_valid_key("dGhlIHNhbXBsZSBub25jZR=="));
+        assert!(!is_valid_key("dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!is_valid_key("dGhlIHNhbXBsZSBub25j*Q=="));
+    }
+
+    #[test]
+    fn opening_waits_for_a_whole_head_and_keeps_early_bytes() {
+        assert!(matches!(parse_opening(b"GET /echo HTTP/1.1\r\n"), Ok(None)));
+        assert!(matches!(parse_opening(b"<policy-file-"), Ok(None)));
+        let Ok(Some(Opening::Http(request))) = parse_opening(b"GET /echo?a=1 HTTP/1.1\r\n\r\nXY")
+        else {
+            panic!("expected a request");
+        };
+        assert_eq!(request.path(), "/echo");
+        assert_eq!(request.rest, b"XY");
+    }
+}

@@ -1,0 +1,194 @@
+//! The `wsecho` command: flags to a `Config`, logging, signals, exit codes.
+//! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use wsecho::{Config, Server};
+
+const HELP: &str = "\
+wsecho: a WebSocket echo server and its browser page, with a Flash fallback.
+
+Usage: wsecho [OPTIONS]
+
+Open the printed page URL, press Connect, type a message: it comes back.
+The text `quit` makes the server close the connection (code 1000).
+
+Options:
+  --http ADDR               page (HTTP) address            [default: 127.0.0.1:8080]
+  --ws ADDR                 WebSocket address, path /echo  [default: 127.0.0.1:8087]
+  --policy-port PORT        Flash policy port on the --ws address; 0 turns it off
+                                                           [default: 843]
+  --policy-domain DOMAIN    domain the Flash policy grants [default: *]
+  --www DIR                 folder the page is served from [default: www]
+  --max-message-size BYTES  larger messages get close 1009 [default: 16777216]
+  --max-connections N       open WebSockets; more get 503  [default: 1024]
+  --handshake-timeout SECS  time to send a whole request   [default: 10]
+  --ping-interval SECS      Ping after this much silence; twice this closes (1011)
+                                                           [default: 30]
+  --allow-origin ORIGIN     also accept pages from ORIGIN (repeatable; * for any)
+                                                           [default: same host only]
+  -h, --help                print this help
+  -V, --version             print the version
+
+Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
+";
+
+fn main() -> ExitCode {
+    let config = match parse_args() {
+        Ok(Some(config)) => config,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wsecho: {message}; see 'wsecho --help'");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    log_panics_as_one_line();
+    raise_open_file_limit();
+
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(error) = stop_on_signals(server.trigger()) {
+        log::error!("cannot install the SIGINT/SIGTERM handler: {error}");
+        return ExitCode::from(1);
+    }
+    let summary = server.wait();
+    log::info!("{summary}");
+    ExitCode::SUCCESS
+}
+
+/// `Ok(None)` when the command only asked for help or the version.
+fn parse_args() -> Result<Option<Config>, String> {
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("http") => config.http = value(&mut parser, "--http")?,
+            Long("ws") => config.ws = value(&mut parser, "--ws")?,
+            Long("policy-port") => {
+                let port: u16 = value(&mut parser, "--policy-port")?;
+                config.policy_port = (port != 0).then_some(port);
+            }
+            Long("policy-domain") => config.policy_domain = value(&mut parser, "--policy-domain")?,
+            Long("www") => config.www = value::<PathBuf>(&mut parser, "--www")?,
+            Long("max-message-size") => {
+                config.max_message_size = positive(
+                    value(&mut parser, "--max-message-size")?,
+                    "--max-message-size",
+                )?
+            }
+            Long("max-connections") => {
+                config.max_connections = positive(
+                    value(&mut parser, "--max-connections")?,
+                    "--max-connections",
+                )?
+            }
+            Long("handshake-timeout") => {
+                config.handshake_timeout = seconds(&mut parser, "--handshake-timeout")?
+            }
+            Long("ping-interval") => {
+                config.ping_interval = seconds(&mut parser, "--ping-interval")?
+            }
+            Long("allow-origin") => config
+                .allowed_origins
+                .push(value(&mut parser, "--allow-origin")?),
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            Short('V') | Long("version") => {
+                println!("wsecho {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    Ok(Some(config))
+}
+
+fn value<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let raw = parser.value().map_err(|e| e.to_string())?;
+    let text = raw.to_string_lossy().into_owned();
+    text.parse()
+        .map_err(|error| format!("invalid value '{text}' for {flag}: {error}"))
+}
+
+fn positive(number: usize, flag: &str) -> Result<usize, String> {
+    if number == 0 {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    Ok(number)
+}
+
+/// Seconds, fractions allowed (`0.5`), more than zero.
+fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
+    let secs: f64 = value(parser, flag)?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{flag} takes seconds between 0 and 86400, not {secs}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// SIGINT and SIGTERM begin a graceful shutdown; a second one exits at once.
+fn stop_on_signals(trigger: wsecho::shutdown::Trigger) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if received.next().is_some() {
+                log::info!("shutting down: closing every connection with 1001 (signal again to quit at once)");
+                trigger.fire();
+            }
+            if received.next().is_some() {
+                log::warn!("second signal: exiting without waiting for connections");
+                std::process::exit(1);
+            }
+        })?;
+    Ok(())
+}
+
+/// One log line per panic, naming the thread (the connection) and where it happened.
+fn log_panics_as_one_line() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        log::error!(
+            "thread '{}' panicked{location}",
+            thread.name().unwrap_or("?")
+        );
+    }));
+}
+
+/// Each connection is a socket: lift the soft open-file limit (often 1024) to the hard one.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Binds the three listeners, runs their threads, and on shutdown stops them, closes every
+//! connection with 1001, waits for the connection threads (bounded) and reports a summary.
+
+use crate::config::{self, Config, WEBSOCKET_PATH};
+use crate::echo;
+use crate::page::{self, Site};
+use crate::policy;
+use crate::shutdown::{self, Connections, ShutdownSignal, Trigger};
+use crate::websocket::{self, Application, Port, Shared};
+use log::{info, warn};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Threads taking page requests: enough that one slow download does not stall the page.
+const PAGE_WORKERS: usize = 4;
+
+/// How long shutdown waits for connection threads before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A running server. Dropping it without `shutdown` leaves its threads running.
+pub struct Server {
+    ws_addr: SocketAddr,
+    http_addr: SocketAddr,
+    policy_addr: Option<SocketAddr>,
+    trigger: Trigger,
+    signal: ShutdownSignal,
+    connections: Arc<Connections>,
+    page: Arc<tiny_http::Server>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listener could not be bound; `flag` is the option that changes its address.
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        source: io::Error,
+    },
+    /// The page folder is missing.
+    Www { path: PathBuf, source: io::Error },
+    /// Anything else the operating system refused (threads, sockets).
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind {
+                what,
+                addr,
+                flag,
+                source,
+            } => write!(
+                f,
+                "cannot listen on {addr} for the {what}: {source}; stop whatever uses it \
+                 or pick another address with {flag}"
+            ),
+            StartError::Www { path, source } => write!(
+                f,
+                "cannot use the page folder {}: {source}; run from the project folder \
+                 or pass --www DIR",
+                path.display()
+            ),
+            StartError::Io(source) => write!(f, "cannot start: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<io::Error> for StartError {
+    fn from(source: io::Error) -> Self {
+        StartError::Io(source)
+    }
+}
+
+/// What shutdown found.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Connections admitted over the server's life (WebSocket and policy).
+    pub served: u64,
+    /// Connections open when shutdown began; each was sent close 1001.
+    pub closed_at_shutdown: usize,
+    /// Connection threads still running when shutdown gave up waiting.
+    pub stragglers: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stopped: {} connections served, {} closed with 1001 at shutdown, {} left unfinished",
+            self.served, self.closed_at_shutdown, self.stragglers
+        )
+    }
+}
+
+impl Server {
+    /// Start the echo server.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with(config, echo::handle_echo_client)
+    }
+
+    /// Start a server running `app` on every WebSocket.
+    pub fn start_with(config: Config, app: Application) -> Result<Server, StartError> {
+        let root = config
+            .www
+            .canonicalize()
+            .map_err(|source| StartError::Www {
+                path: config.www.clone(),
+                source,
+            })?;
+        let ws_listener = bind(config.ws, "WebSocket listener", "--ws")?;
+        let ws_addr = ws_listener.local_addr()?;
+        let policy_listener = config
+            .policy_port
+            .and_then(|port| bind_policy(SocketAddr::new(ws_addr.ip(), port)));
+        let policy_addr = match &policy_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let http_listener = bind(config.http, "page", "--http")?;
+        let http_addr = http_listener.local_addr()?;
+        let page = Arc::new(
+            tiny_http::Server::from_listener(http_listener, None)
+                .map_err(|error| io::Error::other(error.to_string()))?,
+        );
+
+        let (trigger, signal) = shutdown::channel();
+        let connections = Connections::new(config.max_connections);
+        let site = Arc::new(Site {
+            root,
+            config_json: config::page_config_json(ws_addr.port(), policy_addr.map(|a| a.port())),
+        });
+        let shared = Arc::new(Shared {
+            policy_reply: policy::reply(&config.policy_domain, ws_addr.port()),
+            config,
+            connections: Arc::clone(&connections),
+            shutdown: signal.clone(),
+            app,
+        });
+
+        let mut threads = Vec::new();
+        let ws_shared = Arc::clone(&shared);
+        threads.push(spawn("ws-accept", move || {
+            websocket::accept_loop(ws_listener, Port::WebSocket, ws_shared)
+        })?);
+        if let Some(listener) = policy_listener {
+            let policy_shared = Arc::clone(&shared);
+            threads.push(spawn("policy-accept", move || {
+                websocket::accept_loop(listener, Port::PolicyOnly, policy_shared)
+            })?);
+        }
+        for worker in 0..PAGE_WORKERS {
+            let (page, site, signal) = (Arc::clone(&page), Arc::clone(&site), signal.clone());
+            threads.push(spawn(&format!("page-{worker}"), move || {
+                page::serve(page, site, signal)
+            })?);
+        }
+
+        info!("page: http://{http_addr}/ (open this in a browser)");
+        info!("WebSocket: ws://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
+        if let Some(addr) = policy_addr {
+            info!("Flash policy: {addr}");
+        }
+        Ok(Server {
+            ws_addr,
+            http_addr,
+            policy_addr,
+            trigger,
+            signal,
+            connections,
+            page,
+            threads,
+        })
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The dedicated policy listener, if one is running.
+    pub fn policy_addr(&self) -> Option<SocketAddr> {
+        self.policy_addr
+    }
+
+    /// Open connections right now (WebSocket, and policy requests being answered).
+    pub fn open_connections(&self) -> usize {
+        self.connections.open_count()
+    }
+
+    /// A handle that begins shutdown from anywhere (a signal handler thread, a test).
+    pub fn trigger(&self) -> Trigger {
+        self.trigger.clone()
+    }
+
+    /// Begin shutdown and wait for it to finish.
+    pub fn shutdown(self) -> Summary {
+        self.trigger.fire();
+        self.wait()
+    }
+
+    /// Run until shutdown is triggered, then stop everything and report.
+    pub fn wait(self) -> Summary {
+        self.signal.wait();
+        for _ in 0..PAGE_WORKERS {
+            self.page.unblock();
+        }
+        for addr in [Some(self.ws_addr), self.policy_addr].into_iter().flatten() {
+            if let Err(error) = websocket::wake_listener(addr) {
+                warn!("could not wake the listener on {addr}: {error}");
+            }
+        }
+        let closed_at_shutdown = self.connections.open_count();
+        self.connections.stop_and_wake();
+        let stragglers = self.connections.wait_finished(DRAIN_TIMEOUT);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        Summary {
+            served: self.connections.admitted_count(),
+            closed_at_shutdown,
+            stragglers,
+        }
+    }
+}
+
+fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        what,
+        addr,
+        flag,
+        source,
+    })
+}
+
+/// The policy port is a convenience: failing to bind it is a warning, not an error.
+fn bind_policy(addr: SocketAddr) -> Option<TcpListener> {
+    match TcpListener::bind(addr) {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            let fix = if error.kind() == io::ErrorKind::PermissionDenied {
+                "ports below 1024 need root or `sudo setcap cap_net_bind_service=+ep <wsecho binary>`"
+            } else {
+                "another program holds it"
+            };
+            warn!(
+                "no Flash policy listener on {addr}: {error} ({fix}). Flash clients still get \
+                 the policy inline on the WebSocket port after a few seconds; \
+                 --policy-port 0 turns this listener off"
+            );
+            None
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new().name(name.to_string()).spawn(body)
+}

@@ -1,0 +1,165 @@
+//! Shutdown coordination and the registry of open connections.
+//!
+//! The shape follows mini-redis: one `Sender<()>` is never used to send; dropping it is the
+//! broadcast every `ShutdownSignal` sees as a disconnected channel. Each open connection holds a
+//! `Ticket` with a clone of a completion sender, so the channel disconnects exactly when the last
+//! connection has finished. The registry also keeps a clone of each connection's socket, so
+//! shutdown can wake a thread blocked in `read()` (`shutdown(Read)` makes it return at once)
+//! instead of waiting for a timeout, and it enforces the open-connection cap.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Fires the shutdown broadcast; cheap to clone, harmless to fire twice.
+#[derive(Clone)]
+pub struct Trigger(Arc<Mutex<Option<Sender<()>>>>);
+
+/// Tells whether shutdown has begun, and can wait for it.
+#[derive(Clone)]
+pub struct ShutdownSignal(Receiver<()>);
+
+/// A new trigger and the signal it drives.
+pub fn channel() -> (Trigger, ShutdownSignal) {
+    let (sender, receiver) = crossbeam_channel::bounded(0);
+    (
+        Trigger(Arc::new(Mutex::new(Some(sender)))),
+        ShutdownSignal(receiver),
+    )
+}
+
+impl Trigger {
+    /// Begin shutdown: dropping the only sender disconnects every signal.
+    pub fn fire(&self) {
+        lock(&self.0).take();
+    }
+}
+
+impl ShutdownSignal {
+    pub fn is_triggered(&self) -> bool {
+        matches!(self.0.try_recv(), Err(TryRecvError::Disconnected))
+    }
+
+    /// Block until shutdown begins.
+    pub fn wait(&self) {
+        // Nothing is ever sent: this returns only when the sender is dropped.
+        let _ = self.0.recv();
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max` connections are already open.
+    Full { max: usize },
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// The open connections: admission (the cap), waking them at shutdown, and waiting for them.
+pub struct Connections {
+    state: Mutex<State>,
+    finished: Receiver<()>,
+    max: usize,
+}
+
+struct State {
+    open: HashMap<u64, TcpStream>,
+    next_id: u64,
+    /// The original completion sender; `None` once shutdown stopped admissions.
+    completion: Option<Sender<()>>,
+}
+
+/// Held by a connection's thread for as long as it runs; dropping it (also while unwinding
+/// from a panic) removes the connection and signals its completion.
+pub struct Ticket {
+    pub id: u64,
+    connections: Arc<Connections>,
+    _completion: Sender<()>,
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Connections> {
+        let (completion, finished) = crossbeam_channel::bounded(0);
+        Arc::new(Connections {
+            state: Mutex::new(State {
+                open: HashMap::new(),
+                next_id: 1,
+                completion: Some(completion),
+            }),
+            finished,
+            max,
+        })
+    }
+
+    /// Admit a connection, keeping `waker` (a clone of its socket) to wake it at shutdown.
+    pub fn admit(self: &Arc<Self>, waker: TcpStream) -> Result<Ticket, Refusal> {
+        let mut state = lock(&self.state);
+        let Some(completion) = state.completion.clone() else {
+            return Err(Refusal::ShuttingDown);
+        };
+        if state.open.len() >= self.max {
+            return Err(Refusal::Full { max: self.max });
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.open.insert(id, waker);
+        Ok(Ticket {
+            id,
+            connections: Arc::clone(self),
+            _completion: completion,
+        })
+    }
+
+    pub fn open_count(&self) -> usize {
+        lock(&self.state).open.len()
+    }
+
+    /// How many connections were ever admitted.
+    pub fn admitted_count(&self) -> u64 {
+        lock(&self.state).next_id - 1
+    }
+
+    /// Stop admitting and wake every open connection: its blocked `read()` returns at once,
+    /// while data already received stays readable, so no accepted message is lost.
+    pub fn stop_and_wake(&self) {
+        let mut state = lock(&self.state);
+        state.completion = None;
+        for stream in state.open.values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    /// Wait until every admitted connection has finished or `timeout` passes; then cut the
+    /// sockets of any left (a thread stuck writing to a client that does not read) and return
+    /// how many were still open.
+    pub fn wait_finished(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.finished.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) => return 0,
+                Err(RecvTimeoutError::Timeout) => break,
+                Ok(()) => {}
+            }
+        }
+        let state = lock(&self.state);
+        for stream in state.open.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        state.open.len()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.connections.state).open.remove(&self.id);
+    }
+}
+
+/// Lock, ignoring poisoning: every critical section here leaves the state consistent, and a
+/// panicking connection thread must not take the registry down with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,174 @@
+// wsecho page: connect, send, see each echo with its round-trip time.
+// Plain ES5 on purpose: the browsers that need the Flash fallback (web_socket.js, loaded before
+// this file when present) predate modern JavaScript. Only the standard WebSocket API is used.
+(function () {
+  "use strict";
+
+  var CLOSE_MEANINGS = {
+    1000: "normal closure",
+    1001: "going away (server shutting down)",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no code given",
+    1006: "connection lost without a close frame",
+    1007: "invalid UTF-8 in a text message",
+    1008: "policy violation",
+    1009: "message too big",
+    1011: "server error or keepalive timeout"
+  };
+
+  var $ = function (id) { return document.getElementById(id); };
+  var urlInput = $("url"), messageInput = $("message"), logList = $("log"), statusLine = $("status");
+  var socket = null;
+  var opened = false;
+  var pending = []; // send times of messages not yet echoed; echoes come back in order
+
+  function now() {
+    return window.performance && performance.now ? performance.now() : new Date().getTime();
+  }
+
+  function pad(n, width) {
+    var s = String(n);
+    while (s.length < width) { s = "0" + s; }
+    return s;
+  }
+
+  function clock() {
+    var d = new Date();
+    return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) +
+      "." + pad(d.getMilliseconds(), 3);
+  }
+
+  function log(kind, text, rttMs) {
+    var item = document.createElement("li");
+    var time = document.createElement("span");
+    time.className = "time";
+    time.appendChild(document.createTextNode(clock()));
+    var body = document.createElement("span");
+    body.className = kind;
+    body.appendChild(document.createTextNode(text));
+    item.appendChild(time);
+    item.appendChild(body);
+    if (rttMs !== undefined) {
+      var rtt = document.createElement("span");
+      rtt.className = "rtt";
+      rtt.appendChild(document.createTextNode("(" + rttMs.toFixed(2) + " ms)"));
+      item.appendChild(rtt);
+    }
+    logList.appendChild(item);
+    logList.scrollTop = logList.scrollHeight;
+  }
+
+  function setStatus(text, kind) {
+    statusLine.className = "status" + (kind ? " " + kind : "");
+    statusLine.innerHTML = "";
+    statusLine.appendChild(document.createTextNode(text));
+  }
+
+  function setConnected(connected) {
+    $("connect").disabled = connected;
+    $("disconnect").disabled = !connected;
+    $("send").disabled = !connected;
+    messageInput.disabled = !connected;
+    urlInput.disabled = connected;
+  }
+
+  function transportName() {
+    return window.WebSocket && window.WebSocket.__isFlashImplementation
+      ? "Flash bridge (web-socket-js)" : "native WebSocket";
+  }
+
+  function describeClose(event) {
+    var meaning = CLOSE_MEANINGS[event.code] || "see RFC 6455";
+    var text = "code " + event.code + ": " + meaning;
+    if (event.reason) { text += ' "' + event.reason + '"'; }
+    return text;
+  }
+
+  function connect() {
+    var url = urlInput.value.replace(/^\s+|\s+$/g, "");
+    if (!window.WebSocket) {
+      setStatus("This browser has no WebSocket support, and the Flash fallback is not loaded.", "error");
+      return;
+    }
+    if (!/^wss?:\/\//.test(url)) {
+      setStatus("The address must start with ws:// (for example ws://localhost:8087/echo).", "error");
+      return;
+    }
+    try {
+      socket = new window.WebSocket(url);
+    } catch (e) {
+      setStatus("Cannot connect to " + url + ": " + e.message, "error");
+      return;
+    }
+    opened = false;
+    pending = [];
+    setConnected(true);
+    setStatus("Connecting to " + url + " via " + transportName() + "…");
+    socket.onopen = function () {
+      opened = true;
+      setStatus("Connected to " + url + " via " + transportName() + ".", "open");
+      log("info", "connected via " + transportName());
+      messageInput.focus();
+    };
+    socket.onmessage = function (event) {
+      var sentAt = pending.shift();
+      var rtt = sentAt === undefined ? undefined : now() - sentAt;
+      var text = typeof event.data === "string" ? event.data : "[binary message]";
+      log("received", "received: " + text, rtt);
+    };
+    socket.onerror = function () {
+      if (!opened) {
+        setStatus("Could not connect to " + url + ". Is wsecho running, and are the host and port right?", "error");
+      }
+    };
+    socket.onclose = function (event) {
+      setConnected(false);
+      socket = null;
+      if (!opened) {
+        setStatus("Could not connect to " + url + " (" + describeClose(event) +
+          "). Is wsecho running, and are the host and port right?", "error");
+        log("error", "connection failed: " + describeClose(event));
+        return;
+      }
+      var clean = event.code === 1000;
+      setStatus("Closed: " + describeClose(event) + ". Press Connect to start again.", clean ? "" : "error");
+      log(clean ? "info" : "error", "closed: " + describeClose(event));
+    };
+  }
+
+  function send() {
+    var text = messageInput.value;
+    if (!socket || !opened || text === "") { return; }
+    pending.push(now());
+    socket.send(text);
+    log("sent", "sent: " + text);
+    if (text === "quit") { pending.pop(); }
+    messageInput.value = "";
+    messageInput.focus();
+  }
+
+  function loadConfig() {
+    var defaultUrl = "ws://" + (location.hostname || "localhost") + ":8087/echo";
+    urlInput.value = defaultUrl;
+    var request = new XMLHttpRequest();
+    request.open("GET", "config.json", true);
+    request.onreadystatechange = function () {
+      if (request.readyState !== 4) { return; }
+      if (request.status !== 200) {
+        setStatus("Could not read config.json (HTTP " + request.status + "); guessing " + defaultUrl + ".", "error");
+        return;
+      }
+      var config = JSON.parse(request.responseText);
+      urlInput.value = "ws://" + location.hostname + ":" + config.wsPort + config.wsPath;
+      window.wsechoConfig = config;
+    };
+    request.send(null);
+  }
+
+  $("connect-form").onsubmit = function () { connect(); return false; };
+  $("send-form").onsubmit = function () { send(); return false; };
+  $("disconnect").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
+  $("clear").onclick = function () { logList.innerHTML = ""; };
+  loadConfig();
+})();
