@@ -40,6 +40,8 @@ pub enum OpeningError {
     /// The client closed before finishing its request.
     Closed,
     TooLarge,
+    /// Began like a Flash policy request (`<`) but is not one.
+    UnknownPolicyRequest,
     Malformed(String),
     Io(io::Error),
 }
@@ -50,6 +52,7 @@ impl fmt::Display for OpeningError {
             OpeningError::TimedOut => write!(f, "no complete request within the handshake timeout"),
             OpeningError::Closed => write!(f, "client closed before finishing its request"),
             OpeningError::TooLarge => write!(f, "request head larger than {MAX_HEAD_LEN} bytes"),
+            OpeningError::UnknownPolicyRequest => write!(f, "not a Flash policy request"),
             OpeningError::Malformed(why) => write!(f, "malformed request: {why}"),
             OpeningError::Io(error) => write!(f, "read failed: {error}"),
         }
@@ -119,9 +122,9 @@ fn parse_opening(received: &[u8]) -> Result<Option<Opening>, OpeningError> {
     if received.first() == Some(&b'<') {
         return match received.iter().position(|&byte| byte == 0) {
             Some(nul) if policy::is_request(&received[..=nul]) => Ok(Some(Opening::PolicyRequest)),
-            Some(_) => Err(OpeningError::Malformed("unknown policy request".into())),
+            Some(_) => Err(OpeningError::UnknownPolicyRequest),
             None if received.len() >= policy::MAX_REQUEST_LEN => {
-                Err(OpeningError::Malformed("unknown policy request".into()))
+                Err(OpeningError::UnknownPolicyRequest)
             }
             None => Ok(None),
         };
@@ -229,7 +232,8 @@ pub fn refusal_for(error: &OpeningError) -> Option<Refusal> {
         OpeningError::TimedOut => Some(Refusal::new(408, "request not completed in time")),
         OpeningError::TooLarge => Some(Refusal::new(431, error.to_string())),
         OpeningError::Malformed(_) => Some(Refusal::new(400, error.to_string())),
-        OpeningError::Closed | OpeningError::Io(_) => None,
+        // Not HTTP, so an HTTP answer would mean nothing to it.
+        OpeningError::UnknownPolicyRequest | OpeningError::Closed | OpeningError::Io(_) => None,
     }
 }
 

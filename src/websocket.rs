@@ -132,7 +132,8 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
         Ok(Opening::Http(request)) => request,
         Err(error) => {
             warn!("#{id} {peer}: dropped: {error}");
-            if let Some(refusal) = handshake::refusal_for(&error) {
+            // The policy port never speaks HTTP.
+            if let (Port::WebSocket, Some(refusal)) = (port, handshake::refusal_for(&error)) {
                 let _ = refusal.write_to(&stream);
             }
             return;

@@ -1,0 +1,196 @@
+//! Shared test helpers: a server on ephemeral loopback ports, WebSocket and raw clients.
+//! Every read has a timeout, so a broken server fails a test instead of hanging it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+use wsecho::{Config, Server};
+
+/// Upper bound for any single wait in a test.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub type Client = WebSocket<TcpStream>;
+
+pub fn www() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")
+}
+
+/// Defaults, but on free loopback ports, with no policy listener.
+pub fn config() -> Config {
+    Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        ws: "127.0.0.1:0".parse().unwrap(),
+        policy_port: None,
+        www: www(),
+        ..Config::default()
+    }
+}
+
+pub fn start(config: Config) -> Server {
+    Server::start(config).expect("server starts")
+}
+
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// A WebSocket client on `/echo`.
+pub fn connect(server: &Server) -> Client {
+    connect_to(server.ws_addr(), "/echo").expect("upgrade accepted")
+}
+
+pub fn connect_to(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Error> {
+    let url = format!("ws://{addr}{path}");
+    match tungstenite::client(url.as_str(), tcp(addr)) {
+        Ok((client, _response)) => Ok(client),
+        Err(tungstenite::HandshakeError::Failure(error)) => Err(error),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("blocking handshake interrupted")
+        }
+    }
+}
+
+/// The next data message, skipping pings and pongs.
+pub fn next_message(client: &mut Client) -> Message {
+    loop {
+        match client.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+/// Read until the server's close frame; return its code.
+pub fn expect_close(client: &mut Client) -> CloseCode {
+    loop {
+        match client.read() {
+            Ok(Message::Close(Some(frame))) => return frame.code,
+            Ok(Message::Close(None)) => panic!("close frame without a code"),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(other) => panic!("expected a close frame, got {other:?}"),
+            Err(error) => panic!("expected a close frame, got error {error}"),
+        }
+    }
+}
+
+/// Send raw bytes and read everything until the server closes (bounded by PATIENCE).
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = tcp(addr);
+    stream.write_all(request).unwrap();
+    read_to_close(&mut stream)
+}
+
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(error) => panic!("server did not close in time: {error}"),
+        }
+    }
+}
+
+/// An upgrade request with a valid key, plus `extra` header lines.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(response: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"))
+}
+
+/// A masked client frame (FIN set), as a browser would send it.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A server frame: (fin, opcode, payload). Servers never mask.
+pub fn parse_server_frames(mut bytes: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let fin = bytes[0] & 0x80 != 0;
+        let opcode = bytes[0] & 0x0f;
+        assert_eq!(bytes[1] & 0x80, 0, "server frames must not be masked");
+        let (len, header) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        frames.push((fin, opcode, bytes[header..header + len].to_vec()));
+        bytes = &bytes[header + len..];
+    }
+    assert!(bytes.is_empty(), "trailing partial frame");
+    frames
+}
+
+/// Open a raw socket, upgrade it, and return it past the 101 answer.
+pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
+    let mut stream = tcp(addr);
+    stream
+        .write_all(upgrade_request("/echo", "").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("upgrade answer");
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&head), 101);
+    stream
+}
+
+/// Send `request` to the WebSocket port; return the answer: the head alone for a 101 (the
+/// connection then stays open), else everything until the server closes.
+pub fn upgrade_answer(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tcp(addr);
+    stream.write_all(request).unwrap();
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => received.push(byte[0]),
+            Err(error) => panic!("no answer: {error}"),
+        }
+    }
+    if !received.starts_with(b"HTTP/1.1 101 ") {
+        received.extend(read_to_close(&mut stream));
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}

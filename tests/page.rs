@@ -1,0 +1,161 @@
+//! The page server: files, content types, methods, /config.json, and no way out of the folder.
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::PathBuf;
+use wsecho::Config;
+
+/// A page folder with one file of each served type, beside a secret that must stay unseen.
+fn site(name: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!("wsecho-page-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let www = base.join("www");
+    fs::create_dir_all(www.join("sub")).unwrap();
+    fs::write(base.join("secret.txt"), "TOP SECRET").unwrap();
+    fs::write(www.join("index.html"), "<h1>home</h1>").unwrap();
+    fs::write(www.join("sub/index.html"), "<h1>sub</h1>").unwrap();
+    for file in [
+        "a.js", "a.css", "a.json", "a.svg", "a.png", "a.ico", "a.swf",
+    ] {
+        fs::write(www.join(file), file).unwrap();
+    }
+    std::os::unix::fs::symlink(base.join("secret.txt"), www.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink("a.js", www.join("alias.js")).unwrap();
+    www
+}
+
+fn get(server: &wsecho::Server, method: &str, path: &str) -> (u16, String, String) {
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let response =
+        String::from_utf8_lossy(&raw_exchange(server.http_addr(), request.as_bytes())).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        status_of(head.as_bytes()),
+        head.to_ascii_lowercase(),
+        body.to_string(),
+    )
+}
+
+fn serve(name: &str) -> wsecho::Server {
+    start(Config {
+        www: site(name),
+        ..config()
+    })
+}
+
+#[test]
+fn root_serves_index_html() {
+    let server = serve("root");
+    let (status, head, body) = get(&server, "GET", "/");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html; charset=utf-8"));
+    assert_eq!(body, "<h1>home</h1>");
+    assert_eq!(get(&server, "GET", "/sub/").2, "<h1>sub</h1>");
+    assert_eq!(get(&server, "GET", "/index.html?v=2").2, "<h1>home</h1>");
+    server.shutdown();
+}
+
+#[test]
+fn each_file_type_gets_its_content_type() {
+    let server = serve("types");
+    for (file, expected) in [
+        ("a.js", "text/javascript"),
+        ("a.css", "text/css"),
+        ("a.json", "application/json"),
+        ("a.svg", "image/svg+xml"),
+        ("a.png", "image/png"),
+        ("a.ico", "image/x-icon"),
+        ("a.swf", "application/x-shockwave-flash"),
+    ] {
+        let (status, head, body) = get(&server, "GET", &format!("/{file}"));
+        assert_eq!(status, 200, "{file}");
+        assert!(
+            head.contains(&format!("content-type: {expected}")),
+            "{file}: {head}"
+        );
+        assert_eq!(body, file);
+    }
+    server.shutdown();
+}
+
+#[test]
+fn head_has_no_body_and_other_methods_get_405() {
+    let server = serve("methods");
+    let (status, head, body) = get(&server, "HEAD", "/a.js");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-length: 4"), "{head}");
+    assert!(body.is_empty());
+    let (status, head, _) = get(&server, "POST", "/a.js");
+    assert_eq!(status, 405);
+    assert!(head.contains("allow: get, head"));
+    assert_eq!(get(&server, "DELETE", "/a.js").0, 405);
+    server.shutdown();
+}
+
+#[test]
+fn missing_files_get_404() {
+    let server = serve("missing");
+    assert_eq!(get(&server, "GET", "/nope.html").0, 404);
+    assert_eq!(get(&server, "GET", "/sub/nope/").0, 404);
+    server.shutdown();
+}
+
+#[test]
+fn nothing_outside_the_folder_is_served() {
+    let server = serve("traversal");
+    for path in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "//etc/passwd",
+        "/%2Fetc%2Fpasswd",
+        "/leak.txt",
+        "/a.js%00.html",
+        "/%zz",
+    ] {
+        let (status, _, body) = get(&server, "GET", path);
+        assert!(
+            !body.contains("TOP SECRET") && !body.contains("root:"),
+            "{path} leaked"
+        );
+        assert_eq!(status, 404, "{path}");
+    }
+    // A symlink that stays inside the folder is fine.
+    assert_eq!(get(&server, "GET", "/alias.js").2, "a.js");
+    server.shutdown();
+}
+
+#[test]
+fn config_json_tells_the_page_its_ports() {
+    let server = start(Config {
+        policy_port: Some(0),
+        ..config()
+    });
+    let (status, head, body) = get(&server, "GET", "/config.json");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"));
+    let expected = format!(
+        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"policyPort\":{}}}",
+        server.ws_addr().port(),
+        server.policy_addr().unwrap().port()
+    );
+    assert_eq!(body.trim(), expected);
+    server.shutdown();
+}
+
+#[test]
+fn the_shipped_page_is_served() {
+    let server = start(config());
+    let (status, _, body) = get(&server, "GET", "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<script src=\"app.js\"></script>"));
+    for asset in ["/app.js", "/style.css"] {
+        assert_eq!(get(&server, "GET", asset).0, 200, "{asset}");
+    }
+    server.shutdown();
+}
