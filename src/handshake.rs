@@ -279,16 +279,16 @@ pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Up
         return Err(Refusal::new(400, "missing or invalid Sec-WebSocket-Key"));
     };
     let origin = request.header("Origin").map(str::to_string);
-    if let Some(origin) = &origin {
-        if !origin_allowed(origin, request.header("Host"), allowed_origins) {
-            return Err(Refusal::new(
-                403,
-                format!(
-                    "origin {origin} is not allowed: serve the page from this host, \
-                     or start wsecho with --allow-origin {origin}"
-                ),
-            ));
-        }
+    if let Some(origin) = &origin
+        && !origin_allowed(origin, request.header("Host"), allowed_origins)
+    {
+        return Err(Refusal::new(
+            403,
+            format!(
+                "origin {origin} is not allowed: serve the page from this host, \
+                 or start wsecho with --allow-origin {origin}"
+            ),
+        ));
     }
     Ok(Upgrade {
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),

@@ -1,0 +1,190 @@
+//! The real `wsecho` binary: command line, exit codes, and graceful shutdown on signals.
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+fn wsecho() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    command.env("RUST_LOG", "info").stdin(Stdio::null());
+    command
+}
+
+/// Run a command that must finish by itself, bounded by PATIENCE.
+fn run(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(&mut child);
+    child.wait_with_output().unwrap()
+}
+
+fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("wsecho did not exit within 10 s");
+}
+
+/// A running binary on free ports, with its log lines arriving on a channel.
+struct Running {
+    child: Child,
+    ws: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+fn spawn_server() -> Running {
+    let mut child = wsecho()
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--policy-port",
+            "0",
+        ])
+        .args(["--www", &www().display().to_string()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (sender, log) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let ws = loop {
+        let line = log.recv_timeout(PATIENCE).expect("the startup log");
+        if let Some(rest) = line.split("WebSocket: ws://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    Running { child, ws, log }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) with our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+fn shutdown_closes_every_connection_with_1001(sig: libc::c_int, count: usize) {
+    let mut server = spawn_server();
+    let mut clients: Vec<_> = (0..count)
+        .map(|_| connect_to(server.ws, "/echo").expect("upgrade"))
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(Message::text(format!("hello {i}"))).unwrap();
+        assert_eq!(next_message(client), Message::text(format!("hello {i}")));
+    }
+    signal(&server.child, sig);
+    for client in &mut clients {
+        assert_eq!(expect_close(client), CloseCode::Away);
+    }
+    let status = wait_bounded(&mut server.child);
+    assert!(status.success(), "exit status {status}");
+    let summary: Vec<String> = server
+        .log
+        .try_iter()
+        .filter(|l| l.contains("stopped:"))
+        .collect();
+    assert_eq!(summary.len(), 1, "one summary line");
+    assert!(
+        summary[0].contains(&format!("{count} closed with 1001")),
+        "{}",
+        summary[0]
+    );
+    assert!(summary[0].contains("0 left unfinished"), "{}", summary[0]);
+}
+
+#[test]
+fn sigterm_closes_50_connections_with_1001_and_exits_0() {
+    shutdown_closes_every_connection_with_1001(libc::SIGTERM, 50);
+}
+
+#[test]
+fn sigint_closes_connections_with_1001_and_exits_0() {
+    shutdown_closes_every_connection_with_1001(libc::SIGINT, 3);
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let output = run(wsecho().arg("--help"));
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (flag, default) in [
+        ("--http ADDR", "127.0.0.1:8080"),
+        ("--ws ADDR", "127.0.0.1:8087"),
+        ("--policy-port PORT", "843"),
+        ("--policy-domain DOMAIN", "*"),
+        ("--www DIR", "www"),
+        ("--max-message-size BYTES", "16777216"),
+        ("--max-connections N", "1024"),
+        ("--handshake-timeout SECS", "10"),
+        ("--ping-interval SECS", "30"),
+        ("--allow-origin ORIGIN", "same host only"),
+    ] {
+        let entry = help
+            .split(flag)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flag} missing"));
+        let entry = entry.split("\n  -").next().unwrap();
+        assert!(
+            entry.contains(&format!("[default: {default}]")),
+            "{flag}: {entry}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_2() {
+    for args in [
+        vec!["--bogus"],
+        vec!["--max-connections", "many"],
+        vec!["--ws", "nowhere"],
+        vec!["--ping-interval", "0"],
+    ] {
+        let output = run(wsecho().args(&args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("wsecho --help"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_port_in_use_names_the_address_and_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run(wsecho()
+        .args(["--ws", "127.0.0.1:0", "--policy-port", "0", "--http", &addr])
+        .args(["--www", &www().display().to_string()]));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--http"), "{stderr}");
+}
+
+#[test]
+fn a_missing_page_folder_says_what_to_do_and_exits_1() {
+    let output = run(wsecho().args(["--www", "/nonexistent/wsecho-www", "--ws", "127.0.0.1:0"]));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--www DIR"), "{stderr}");
+}
