@@ -161,9 +161,20 @@ impl Connection {
         self.traffic
     }
 
-    /// Record an application error as the reason the connection ended, closing with 1011.
-    pub(crate) fn fail_internal(&mut self, why: &str) {
-        let _ = self.close(CloseCode::Error, why);
+    /// The application returned an error: a broken connection is recorded as dropped;
+    /// anything else closes with 1011 (internal error).
+    pub(crate) fn application_failed(&mut self, error: &Error) {
+        if self.ending != Ending::Open {
+            return;
+        }
+        match error {
+            Error::Io(_) | Error::ConnectionClosed | Error::AlreadyClosed => {
+                self.ending = Ending::Dropped(error.to_string());
+            }
+            _ => {
+                let _ = self.close(CloseCode::Error, &error.to_string());
+            }
+        }
     }
 
     /// End the connection: if still open, close 1000; then stop writing and wait (at most

@@ -15,6 +15,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error, WebSocket};
 
@@ -186,13 +187,13 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| (shared.app)(&mut connection)));
     match outcome {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => connection.fail_internal(&error.to_string()),
+        Ok(Err(error)) => connection.application_failed(&error),
         Err(payload) => {
             error!(
                 "#{id} the application panicked ({}); closing this connection with 1011, the server carries on",
                 panic_message(&payload)
             );
-            connection.fail_internal("internal error");
+            let _ = connection.close(CloseCode::Error, "internal error");
         }
     }
     let (ending, traffic) = (connection.ending().clone(), connection.traffic());

@@ -188,3 +188,64 @@ fn a_missing_page_folder_says_what_to_do_and_exits_1() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--www DIR"), "{stderr}");
 }
+
+/// Log lines until one contains `needle` (bounded by PATIENCE per line).
+fn log_until(server: &Running, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = server
+            .log
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no log line with {needle:?} in {lines:#?}"));
+        let found = line.contains(needle);
+        lines.push(line);
+        if found {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn connections_log_a_line_when_they_open_and_when_they_end() {
+    use tungstenite::protocol::CloseFrame;
+    let mut server = spawn_server();
+    let mut client = connect_to(server.ws, "/echo").unwrap();
+    client.send(Message::text("hello")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("hello"));
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .unwrap();
+    while client.read().is_ok() {}
+    drop(client);
+    let lines = log_until(&server, "#1 closed");
+    let open = lines
+        .iter()
+        .find(|l| l.contains("#1 open 127.0.0.1:"))
+        .expect("an open line");
+    assert!(open.contains("origin=- flash-bridge=no"), "{open}");
+    let end = lines.last().unwrap();
+    assert!(
+        end.contains("#1 closed by client, code 1000 after "),
+        "{end}"
+    );
+    assert!(end.contains("in 1 msgs/5 B, out 1 msgs/5 B"), "{end}");
+
+    let answer = upgrade_answer(server.ws, upgrade_request("/nope", "").as_bytes());
+    assert_eq!(status_of(answer.as_bytes()), 404);
+    let refusal = log_until(&server, "refused 404").pop().unwrap();
+    assert!(
+        refusal.contains("WARN") && refusal.contains("#2 127.0.0.1:"),
+        "{refusal}"
+    );
+
+    signal(&server.child, libc::SIGTERM);
+    assert!(wait_bounded(&mut server.child).success());
+    let all: Vec<String> = lines.into_iter().chain(server.log.try_iter()).collect();
+    assert!(
+        !all.iter().any(|l| l.contains("Flash policy:")),
+        "--policy-port 0 runs no policy listener: {all:#?}"
+    );
+}
