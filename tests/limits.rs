@@ -55,31 +55,30 @@ fn an_oversized_fragmented_message_gets_1009_too() {
     server.shutdown();
 }
 
-#[test]
-fn invalid_utf8_in_text_gets_1007() {
+/// Send `bytes` on a fresh upgraded connection; return the code of the server's close frame.
+fn close_code_after(bytes: &[u8]) -> u16 {
     let server = start(config());
     let mut stream = raw_upgraded(server.ws_addr());
-    stream
-        .write_all(&client_frame(0x1, &[0x68, 0xff, 0x69]))
-        .unwrap();
+    stream.write_all(bytes).unwrap();
     let frames = parse_server_frames(&read_to_close(&mut stream));
-    let (_, opcode, payload) = frames.last().expect("a close frame");
-    assert_eq!(*opcode, 0x8);
-    assert_eq!(&payload[..2], &1007u16.to_be_bytes());
     server.shutdown();
+    let (_, opcode, payload) = frames.last().expect("a close frame");
+    assert_eq!(*opcode, 0x8, "{frames:?}");
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[test]
+fn invalid_utf8_in_text_gets_1007() {
+    assert_eq!(
+        close_code_after(&client_frame(0x1, &[0x68, 0xff, 0x69])),
+        1007
+    );
 }
 
 #[test]
 fn a_protocol_violation_gets_1002() {
-    let server = start(config());
-    let mut stream = raw_upgraded(server.ws_addr());
     // An unmasked frame from a client is forbidden.
-    stream.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
-    let frames = parse_server_frames(&read_to_close(&mut stream));
-    let (_, opcode, payload) = frames.last().expect("a close frame");
-    assert_eq!(*opcode, 0x8);
-    assert_eq!(&payload[..2], &1002u16.to_be_bytes());
-    server.shutdown();
+    assert_eq!(close_code_after(&[0x81, 0x02, b'h', b'i']), 1002);
 }
 
 #[test]
