@@ -1,14 +1,14 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint build
+.PHONY: run test lint assets build
 
-## run: build and start wsecho with its defaults (page on http://127.0.0.1:8080/)
-run:
+## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
+run: assets
 	$(CARGO) run --release --
 
 ## test: every check: formatting, lints, then all tests
-test: lint
+test: lint assets
 	$(CARGO) test
 
 lint:
@@ -17,3 +17,38 @@ lint:
 
 build:
 	$(CARGO) build --release
+
+# --- The Flash fallback: web-socket-js 1.0 (RFC 6455) ------------------------------------
+# Fetched from the PyPI source archive of websockify 0.8.0, which carries it in
+# include/web-socket-js/; pinned by the archive's hash and by each file's own hash.
+# Never committed: www/vendor/ is git-ignored. Delete www/vendor/ to fetch again.
+VENDOR := www/vendor
+WEBSOCKIFY_PIN := websockify==0.8.0 --hash=sha256:547d3d98c5081f2dc2872a2e4a3aef33e0ee5141d5f6209204aab2f4a41548d2
+define VENDOR_SHA256
+22733d693d0ce58b4e1e6457b6465a8b7a9dabc8a82180a93e8a5184b041b967  WebSocketMain.swf
+8677971b119ccdb82af697ff0e08f218490d15116f221d44301f1cc8797e67d4  swfobject.js
+1ee8627070e5965f132d5771eeb70b8f8da8b3d5761537c23ddfb6686b149cf1  web_socket.js
+endef
+export VENDOR_SHA256
+
+## assets: fetch and verify web-socket-js into www/vendor/ (a failure is reported, not fatal)
+assets: $(VENDOR)/web_socket.js
+
+$(VENDOR)/web_socket.js:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo '$(WEBSOCKIFY_PIN)' > "$$tmp/requirements.txt"; \
+	if ! python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes \
+	        -r "$$tmp/requirements.txt" -d "$$tmp" > "$$tmp/pip.log" 2>&1; then \
+	    echo "assets: cannot fetch websockify 0.8.0 from PyPI ($$(grep -m1 -i error "$$tmp/pip.log")); the page runs without its Flash fallback"; \
+	    exit 0; \
+	fi; \
+	tar -xzf "$$tmp/websockify-0.8.0.tar.gz" -C "$$tmp" --strip-components=3 \
+	    websockify-0.8.0/include/web-socket-js/WebSocketMain.swf \
+	    websockify-0.8.0/include/web-socket-js/swfobject.js \
+	    websockify-0.8.0/include/web-socket-js/web_socket.js; \
+	if ! (cd "$$tmp" && echo "$$VENDOR_SHA256" | sha256sum --check --quiet --strict 2>/dev/null); then \
+	    echo "assets: web-socket-js files do not match their pinned sha256; not installed, the page runs without its Flash fallback"; \
+	    exit 0; \
+	fi; \
+	mkdir -p $(VENDOR) && cp "$$tmp/WebSocketMain.swf" "$$tmp/swfobject.js" "$$tmp/web_socket.js" $(VENDOR)/ && \
+	echo "assets: web-socket-js (web_socket.js, swfobject.js, WebSocketMain.swf) verified into $(VENDOR)/"

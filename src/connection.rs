@@ -66,6 +66,8 @@ pub struct Connection {
     shutdown: ShutdownSignal,
     /// Set when a keepalive Ping went out and nothing has been heard since.
     ping_outstanding: bool,
+    /// Set by `close`: wait for the client's close frame before hanging up.
+    await_close_reply: bool,
     max_message_size: usize,
     traffic: Traffic,
     ending: Ending,
@@ -86,6 +88,7 @@ impl Connection {
             ws,
             shutdown,
             ping_outstanding: false,
+            await_close_reply: false,
             max_message_size,
             traffic: Traffic::default(),
             ending: Ending::Open,
@@ -136,6 +139,14 @@ impl Connection {
 
     /// Start the close handshake with `code`; the client's reply is awaited in `finish`.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.send_close(code, reason)?;
+        self.await_close_reply = true;
+        Ok(())
+    }
+
+    /// Send our close frame (once). Without `close`'s promise to await the reply, as when
+    /// failing a connection: the client is broken, gone, or breaking the protocol.
+    fn send_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.ending != Ending::Open {
             return Ok(());
         }
@@ -172,26 +183,28 @@ impl Connection {
                 self.ending = Ending::Dropped(error.to_string());
             }
             _ => {
-                let _ = self.close(CloseCode::Error, &error.to_string());
+                let _ = self.send_close(CloseCode::Error, &error.to_string());
             }
         }
     }
 
-    /// End the connection: if still open, close 1000; then stop writing and wait (at most
-    /// `linger`) for the client to hang up, so our close frame is read before the socket goes.
+    /// End the connection: if still open, close 1000. When we sent the close, wait (at most
+    /// `linger`) for the client's reply; then stop writing and wait out the client's hang-up,
+    /// so that our close frame is read before the socket goes.
     pub(crate) fn finish(mut self, linger: Duration) {
         if self.ending == Ending::Open {
             let _ = self.close(CloseCode::Normal, "");
         }
+        let deadline = Instant::now() + linger;
+        if self.await_close_reply {
+            // tungstenite reports ConnectionClosed once the reply arrives; anything else
+            // (data still in flight, garbage after a fault, a timeout) ends the wait as well.
+            while set_timeout_until(self.ws.get_ref(), deadline) && self.ws.read().is_ok() {}
+        }
         let stream = self.ws.get_mut();
         let _ = stream.shutdown(Shutdown::Write);
-        let deadline = Instant::now() + linger;
         let mut sink = [0u8; 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
+        while set_timeout_until(stream, deadline) {
             match stream.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -204,7 +217,7 @@ impl Connection {
     /// The read timeout fired: one interval of silence earns a Ping, two close the connection.
     fn keepalive_tick(&mut self) -> Result<(), Error> {
         if self.ping_outstanding {
-            return self.close(CloseCode::Error, "keepalive timeout: no answer to ping");
+            return self.send_close(CloseCode::Error, "keepalive timeout: no answer to ping");
         }
         self.ping_outstanding = true;
         self.ws.send(Message::Ping(Default::default()))
@@ -240,7 +253,13 @@ impl Connection {
             Error::Protocol(fault) => (CloseCode::Protocol, fault.to_string()),
             _ => (CloseCode::Error, error.to_string()),
         };
-        self.close(code, &reason)?;
+        self.send_close(code, &reason)?;
         Ok(None)
     }
+}
+
+/// Set the read timeout to what is left before `deadline`; false once it has passed.
+fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
 }

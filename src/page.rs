@@ -17,6 +17,20 @@ pub struct Site {
     pub config_json: String,
 }
 
+/// web-socket-js, fetched by `make assets` into the page folder (never committed).
+const FLASH_FALLBACK_FILES: [&str; 3] = [
+    "vendor/web_socket.js",
+    "vendor/swfobject.js",
+    "vendor/WebSocketMain.swf",
+];
+
+/// Whether the Flash fallback's files are in the page folder.
+pub fn has_flash_fallback(root: &Path) -> bool {
+    FLASH_FALLBACK_FILES
+        .iter()
+        .all(|file| root.join(file).is_file())
+}
+
 /// Serve requests until shutdown. Several workers may share one server.
 pub fn serve(server: Arc<Server>, site: Arc<Site>, shutdown: ShutdownSignal) {
     loop {

@@ -136,9 +136,14 @@ impl Server {
 
         let (trigger, signal) = shutdown::channel();
         let connections = Connections::new(config.max_connections);
+        let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,
-            config_json: config::page_config_json(ws_addr.port(), policy_addr.map(|a| a.port())),
+            config_json: config::page_config_json(
+                ws_addr.port(),
+                policy_addr.map(|a| a.port()),
+                flash_fallback,
+            ),
         });
         let shared = Arc::new(Shared {
             policy_reply: policy::reply(&config.policy_domain, ws_addr.port()),
@@ -170,6 +175,13 @@ impl Server {
         info!("WebSocket: ws://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
         if let Some(addr) = policy_addr {
             info!("Flash policy: {addr}");
+        }
+        if !flash_fallback {
+            warn!(
+                "Flash fallback unavailable: web-socket-js is not in {}/vendor; run `make assets` \
+                 (browsers with native WebSocket are not affected)",
+                site.root.display()
+            );
         }
         Ok(Server {
             ws_addr,

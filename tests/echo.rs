@@ -155,6 +155,8 @@ fn frames_sent_right_behind_the_request_are_not_lost() {
     let mut bytes = upgrade_request("/echo", "").into_bytes();
     bytes.extend(client_frame(0x1, b"eager"));
     bytes.extend(client_frame(0x1, b"quit"));
+    // The reply to the server's close, as a browser sends it.
+    bytes.extend(client_frame(0x8, &1000u16.to_be_bytes()));
     stream.write_all(&bytes).unwrap();
     let received = read_to_close(&mut stream);
     let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -163,5 +165,37 @@ fn frames_sent_right_behind_the_request_are_not_lost() {
     assert_eq!(frames[0], (true, 0x1, b"eager".to_vec()));
     assert_eq!(frames[1].1, 0x8, "then the close for quit");
     assert_eq!(&frames[1].2[..2], &1000u16.to_be_bytes());
+    server.shutdown();
+}
+
+#[test]
+fn after_quit_the_server_waits_for_the_close_reply_before_hanging_up() {
+    use std::io::Read;
+    use std::time::Duration;
+    let server = start(config());
+    let mut stream = raw_upgraded(server.ws_addr());
+    stream.write_all(&client_frame(0x1, b"quit")).unwrap();
+    let mut close = [0u8; 8];
+    stream.read_exact(&mut close[..2]).unwrap();
+    assert_eq!(close[0], 0x88, "a close frame");
+    let len = close[1] as usize;
+    stream.read_exact(&mut close[2..2 + len]).unwrap();
+    assert_eq!(&close[2..4], &1000u16.to_be_bytes());
+    // The connection stays up for our reply (a Flash client sends it through a bridge that
+    // would drop it if the server hung up first)...
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let early = stream.read(&mut close);
+    assert!(
+        early.is_err(),
+        "the server hung up before the reply: {early:?}"
+    );
+    // ...and ends once it has it.
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(&client_frame(0x8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert!(read_to_close(&mut stream).is_empty());
     server.shutdown();
 }

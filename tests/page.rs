@@ -131,20 +131,34 @@ fn nothing_outside_the_folder_is_served() {
 }
 
 #[test]
-fn config_json_tells_the_page_its_ports() {
+fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
+    let www = site("config");
     let server = start(Config {
         policy_port: Some(0),
+        www: www.clone(),
         ..config()
     });
     let (status, head, body) = get(&server, "GET", "/config.json");
     assert_eq!(status, 200);
     assert!(head.contains("content-type: application/json"));
     let expected = format!(
-        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"policyPort\":{}}}",
+        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"policyPort\":{},\"flashFallback\":false}}",
         server.ws_addr().port(),
         server.policy_addr().unwrap().port()
     );
     assert_eq!(body.trim(), expected);
+    server.shutdown();
+
+    fs::create_dir_all(www.join("vendor")).unwrap();
+    for file in ["web_socket.js", "swfobject.js", "WebSocketMain.swf"] {
+        fs::write(www.join("vendor").join(file), file).unwrap();
+    }
+    let server = start(Config { www, ..config() });
+    let body = get(&server, "GET", "/config.json").2;
+    assert!(
+        body.contains("\"policyPort\":null,\"flashFallback\":true"),
+        "{body}"
+    );
     server.shutdown();
 }
 

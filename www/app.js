@@ -1,6 +1,7 @@
 // wsecho page: connect, send, see each echo with its round-trip time.
-// Plain ES5 on purpose: the browsers that need the Flash fallback (web_socket.js, loaded before
-// this file when present) predate modern JavaScript. Only the standard WebSocket API is used.
+// Plain ES5 on purpose: the browsers that need the Flash fallback predate modern JavaScript.
+// Only the standard WebSocket API is used; where a browser has none (or the URL says
+// ?flash=1), web-socket-js is loaded first and provides the same API over Flash.
 (function () {
   "use strict";
 
@@ -22,6 +23,8 @@
   var socket = null;
   var opened = false;
   var pending = []; // send times of messages not yet echoed; echoes come back in order
+  var config = null; // /config.json: wsPort, wsPath, policyPort, flashFallback
+  var forceFlash = /[?&]flash=1(&|$)/.test(location.search);
 
   function now() {
     return window.performance && performance.now ? performance.now() : new Date().getTime();
@@ -95,6 +98,9 @@
       setStatus("The address must start with ws:// (for example ws://localhost:8087/echo).", "error");
       return;
     }
+    if (window.WebSocket.__isFlashImplementation) {
+      pointFlashAtPolicy(url);
+    }
     try {
       socket = new window.WebSocket(url);
     } catch (e) {
@@ -148,7 +154,86 @@
     messageInput.focus();
   }
 
-  function loadConfig() {
+  function setFlashNote(text) {
+    var note = $("flash-note");
+    note.innerHTML = "";
+    note.appendChild(document.createTextNode(text));
+  }
+
+  // Flash asks for a socket policy before connecting: tell it where ours is answered, the
+  // policy port when one runs, else the WebSocket port itself (wsecho answers it inline).
+  function pointFlashAtPolicy(url) {
+    var match = /^wss?:\/\/([^\/:]+|\[[^\]]+\])(?::(\d+))?/.exec(url);
+    if (!match) { return; }
+    var port = (config && config.policyPort) || match[2] || 80;
+    window.WebSocket.loadFlashPolicyFile("xmlsocket://" + match[1] + ":" + port);
+  }
+
+  function loadScript(src, done) {
+    var script = document.createElement("script");
+    var finished = false;
+    function finish(ok) {
+      if (!finished) { finished = true; done(ok); }
+    }
+    script.onload = function () { finish(true); };
+    script.onerror = function () { finish(false); };
+    script.onreadystatechange = function () { // IE 8
+      if (script.readyState === "loaded" || script.readyState === "complete") { finish(true); }
+    };
+    script.src = src;
+    document.getElementsByTagName("head")[0].appendChild(script);
+  }
+
+  // web_socket.js builds its message events with initMessageEvent(..., null), which current
+  // browsers reject, so onmessage would never fire; build them the modern way where possible.
+  function repairMessageEvents() {
+    if (typeof window.MessageEvent !== "function") { return; }
+    window.WebSocket.prototype.__createMessageEvent = function (type, data) {
+      return new window.MessageEvent(type, { data: data });
+    };
+  }
+
+  // Load swfobject.js and web_socket.js (fetched by `make assets` into vendor/), then `done`.
+  function loadFlashBridge(done) {
+    window.WEB_SOCKET_SWF_LOCATION = "vendor/WebSocketMain.swf";
+    if (forceFlash) { window.WEB_SOCKET_FORCE_FLASH = true; }
+    loadScript("vendor/swfobject.js", function (swfobjectLoaded) {
+      if (!swfobjectLoaded) { return done("its files could not be loaded"); }
+      loadScript("vendor/web_socket.js", function (bridgeLoaded) {
+        if (!bridgeLoaded) { return done("its files could not be loaded"); }
+        if (!window.WebSocket || !window.WebSocket.__isFlashImplementation) {
+          return done("Flash Player was not found in this browser");
+        }
+        repairMessageEvents();
+        done(null);
+      });
+    });
+  }
+
+  function describeFallback(problem) {
+    $("connect").disabled = false; // the transport is settled: connecting may begin
+    var hasNative = window.WebSocket && !window.WebSocket.__isFlashImplementation;
+    if (problem) {
+      setFlashNote("Flash fallback unavailable: " + problem + "." +
+        (hasNative ? " Using this browser's native WebSocket." : ""));
+    } else if (window.WebSocket && window.WebSocket.__isFlashImplementation) {
+      setFlashNote("Flash fallback in use: web-socket-js over Flash" +
+        (forceFlash ? " (forced by ?flash=1)." : ", as this browser has no native WebSocket."));
+    } else {
+      setFlashNote("Native WebSocket in use. Add ?flash=1 to the address to try the Flash fallback.");
+    }
+  }
+
+  function start() {
+    var needFlash = forceFlash || !window.WebSocket;
+    if (!needFlash) { return describeFallback(null); }
+    if (!config || !config.flashFallback) {
+      return describeFallback("its files are not on the server (run `make assets` there)");
+    }
+    loadFlashBridge(describeFallback);
+  }
+
+  function loadConfig(done) {
     var defaultUrl = "ws://" + (location.hostname || "localhost") + ":8087/echo";
     urlInput.value = defaultUrl;
     var request = new XMLHttpRequest();
@@ -157,11 +242,11 @@
       if (request.readyState !== 4) { return; }
       if (request.status !== 200) {
         setStatus("Could not read config.json (HTTP " + request.status + "); guessing " + defaultUrl + ".", "error");
-        return;
+        return done();
       }
-      var config = JSON.parse(request.responseText);
+      config = JSON.parse(request.responseText);
       urlInput.value = "ws://" + location.hostname + ":" + config.wsPort + config.wsPath;
-      window.wsechoConfig = config;
+      done();
     };
     request.send(null);
   }
@@ -170,5 +255,5 @@
   $("send-form").onsubmit = function () { send(); return false; };
   $("disconnect").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
   $("clear").onclick = function () { logList.innerHTML = ""; };
-  loadConfig();
+  loadConfig(start);
 })();
