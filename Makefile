@@ -1,15 +1,16 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build
+.PHONY: run test lint assets build browser-test
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
 run: assets
 	$(CARGO) run --release --
 
-## test: every check: formatting, lints, then all tests
+## test: every check: formatting, lints, the Rust tests, then the page in a real browser
 test: lint assets
 	$(CARGO) test
+	$(MAKE) --no-print-directory browser-test
 
 lint:
 	$(CARGO) fmt --check
@@ -52,3 +53,21 @@ $(VENDOR)/web_socket.js:
 	fi; \
 	mkdir -p $(VENDOR) && cp "$$tmp/WebSocketMain.swf" "$$tmp/swfobject.js" "$$tmp/web_socket.js" $(VENDOR)/ && \
 	echo "assets: web-socket-js (web_socket.js, swfobject.js, WebSocketMain.swf) verified into $(VENDOR)/"
+
+# --- The page in a real browser (tests/browser/run.js) ------------------------------------
+# Headless Chromium (Debian's `chromium`, installed by .ci/run), playwright-core and Ruffle
+# from npm (tests/browser/package-lock.json), websockify from PyPI (tests/browser/requirements.txt).
+BROWSER := tests/browser
+
+## browser-test: native, Flash-bridge and no-assets runs of the page; screenshots in tests/artifacts/
+browser-test: assets $(BROWSER)/node_modules/.package-lock.json $(BROWSER)/.venv/bin/websockify
+	$(CARGO) build --quiet
+	timeout 600 node $(BROWSER)/run.js
+
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
+	cd $(BROWSER) && npm ci --no-audit --no-fund --loglevel=error
+
+$(BROWSER)/.venv/bin/websockify: $(BROWSER)/requirements.txt
+	python3 -m venv $(BROWSER)/.venv
+	$(BROWSER)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(BROWSER)/requirements.txt
+	touch $@

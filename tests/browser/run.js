@@ -1,0 +1,276 @@
+// wsecho's page in a real browser (headless Debian Chromium driven by playwright-core):
+//   1. native WebSocket: connect, two echoes with their round-trip times, quit -> close 1000;
+//   2. the Flash bridge: ?flash=1 with Ruffle running the real WebSocketMain.swf, its socket
+//      tunnelled through websockify to the WebSocket port;
+//   3. no Flash assets on the server: the page says so and still works natively.
+// Each test starts its own wsecho on free loopback ports. Prints "N passed, N failed" and saves
+// a screenshot per test under tests/artifacts/. Every wait is bounded.
+"use strict";
+
+const { chromium } = require("playwright-core");
+const { spawn } = require("child_process");
+const fs = require("fs");
+const net = require("net");
+const os = require("os");
+const path = require("path");
+const readline = require("readline");
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const WSECHO = process.env.WSECHO_BIN || path.join(ROOT, "target", "debug", "wsecho");
+const WEBSOCKIFY = process.env.WEBSOCKIFY_BIN || path.join(__dirname, ".venv", "bin", "websockify");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const RUFFLE = path.join(__dirname, "node_modules", "@ruffle-rs", "ruffle");
+const ARTIFACTS = path.join(ROOT, "tests", "artifacts");
+const WAIT_MS = 20000; // any single wait
+const TEST_MS = 90000; // a whole test
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// Start wsecho on free ports; resolve once its log names the page and WebSocket addresses.
+function startWsecho(extraArgs) {
+  const args = ["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0", ...extraArgs];
+  const child = spawn(WSECHO, args, { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] });
+  const server = { child, log: [], pageUrl: null, wsPort: null };
+  const ready = new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("exit", (code) => reject(new Error(`wsecho exited early (${code}): ${server.log.join("\n")}`)));
+    readline.createInterface({ input: child.stderr }).on("line", (line) => {
+      server.log.push(line);
+      const page = /page: (http:\/\/\S+)/.exec(line);
+      if (page) server.pageUrl = page[1];
+      const ws = /WebSocket: ws:\/\/[^\s/]+:(\d+)\//.exec(line);
+      if (ws) server.wsPort = Number(ws[1]);
+      if (server.pageUrl && server.wsPort) resolve(server);
+    });
+  });
+  return withTimeout(ready, WAIT_MS, "wsecho start");
+}
+
+function stop(child) {
+  if (child && child.exitCode === null) child.kill("SIGTERM");
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+// websockify accepts WebSocket connections on `listenPort` and opens TCP to `targetPort`.
+async function startBridge(targetPort) {
+  const port = await freePort();
+  const child = spawn(WEBSOCKIFY, [`127.0.0.1:${port}`, `127.0.0.1:${targetPort}`], { stdio: "ignore" });
+  const deadline = Date.now() + WAIT_MS;
+  while (Date.now() < deadline) {
+    const listening = await new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => { socket.destroy(); resolve(true); });
+      socket.on("error", () => resolve(false));
+    });
+    if (listening) return { child, url: `ws://127.0.0.1:${port}` };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  stop(child);
+  throw new Error(`websockify did not listen on ${port}`);
+}
+
+async function newPage(browser) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+  page.setDefaultTimeout(WAIT_MS);
+  page.consoleLines = [];
+  page.on("console", (message) => page.consoleLines.push(`${message.type()}: ${message.text()}`));
+  page.on("pageerror", (error) => page.consoleLines.push(`pageerror: ${error.message}`));
+  return page;
+}
+
+// Ruffle, the Flash Player emulator, runs the real WebSocketMain.swf. It cannot open raw TCP
+// from a browser, so its socketProxy tunnels the SWF's socket over a WebSocket to websockify.
+async function injectRuffle(page, wsPort, proxyUrl) {
+  // Ruffle loads its core and wasm from publicPath: serve them from node_modules.
+  await page.route("**/__ruffle__/**", (route) => {
+    const name = path.basename(new URL(route.request().url()).pathname);
+    const file = path.join(RUFFLE, name);
+    if (!fs.existsSync(file)) return route.fulfill({ status: 404, body: "" });
+    const contentType = name.endsWith(".wasm") ? "application/wasm" : "text/javascript";
+    return route.fulfill({ status: 200, contentType, body: fs.readFileSync(file) });
+  });
+  await page.addInitScript(({ wsPort, proxyUrl }) => {
+    window.RufflePlayer = window.RufflePlayer || {};
+    window.RufflePlayer.config = {
+      publicPath: "/__ruffle__/",
+      polyfills: true,
+      autoplay: "on",
+      unmuteOverlay: "hidden",
+      splashScreen: false,
+      warnOnUnsupportedContent: false,
+      logLevel: "warn",
+      socketProxy: [{ host: "127.0.0.1", port: wsPort, proxyUrl }],
+    };
+    // Ruffle opens its tunnel with the page's global WebSocket, which web_socket.js replaces
+    // with the Flash one: hand tunnel URLs to the browser's own constructor.
+    const Native = window.WebSocket;
+    let current = Native;
+    Object.defineProperty(window, "WebSocket", {
+      configurable: true,
+      get() { return current; },
+      set(Replacement) {
+        function Routed(url, protocols, proxyHost, proxyPort, headers) {
+          if (typeof url === "string" && url.indexOf(proxyUrl) === 0) {
+            return protocols === undefined ? new Native(url) : new Native(url, protocols);
+          }
+          return new Replacement(url, protocols, proxyHost, proxyPort, headers);
+        }
+        Object.setPrototypeOf(Routed, Replacement);
+        Routed.prototype = Replacement.prototype;
+        current = Routed;
+      },
+    });
+  }, { wsPort, proxyUrl });
+  await page.addInitScript({ content: fs.readFileSync(path.join(RUFFLE, "ruffle.js"), "utf8") });
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function text(page, selector) {
+  return (await page.textContent(selector)) || "";
+}
+
+// Connect, send each message and wait for its echo with a round-trip time, then quit.
+async function converse(page, transport, messages) {
+  await page.waitForFunction(() => !document.getElementById("connect").disabled);
+  await page.click("#connect");
+  await page.waitForSelector("#status.open");
+  const status = await text(page, "#status");
+  check(status.includes(`via ${transport}`), `status should name ${transport}: ${status}`);
+  for (let i = 0; i < messages.length; i++) {
+    await page.fill("#message", messages[i]);
+    await page.press("#message", "Enter");
+    await page.waitForFunction((n) => document.querySelectorAll("#log .received").length >= n, i + 1);
+  }
+  const echoes = await page.$$eval("#log li", (items) =>
+    items.filter((li) => li.querySelector(".received")).map((li) => li.textContent));
+  messages.forEach((message, i) => {
+    check(new RegExp(`received: ${message}\\(\\d+\\.\\d\\d ms\\)$`).test(echoes[i]),
+      `echo ${i} should be "${message}" with its round-trip time: ${echoes[i]}`);
+  });
+  await page.fill("#message", "quit");
+  await page.press("#message", "Enter");
+  await page.waitForFunction(() => /Closed: code 1000/.test(document.getElementById("status").textContent));
+  check(!(await page.isEnabled("#send")), "send is disabled once closed");
+}
+
+const tests = [
+  {
+    name: "native",
+    async run(browser, cleanup) {
+      const server = await startWsecho([]);
+      cleanup.push(() => stop(server.child));
+      const page = await newPage(browser);
+      await page.goto(server.pageUrl);
+      await converse(page, "native WebSocket", ["hello", "wsecho ünïcode ✓"]);
+      const note = await text(page, "#flash-note");
+      check(note.includes("Native WebSocket in use"), `note: ${note}`);
+      return page;
+    },
+  },
+  {
+    name: "flash-bridge",
+    async run(browser, cleanup) {
+      const server = await startWsecho([]);
+      cleanup.push(() => stop(server.child));
+      const bridge = await startBridge(server.wsPort);
+      cleanup.push(() => stop(bridge.child));
+      const page = await newPage(browser);
+      await injectRuffle(page, server.wsPort, bridge.url);
+      await page.goto(`${server.pageUrl}?flash=1`);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      const note = await text(page, "#flash-note");
+      check(note.includes("Flash fallback in use"), `note: ${note}`);
+      await converse(page, "Flash bridge", ["hello flash", "second"]);
+      check(server.log.some((line) => line.includes("flash-bridge=likely")),
+        "the server should see a client without User-Agent, as web-socket-js is");
+      return page;
+    },
+  },
+  {
+    name: "no-flash-assets",
+    async run(browser, cleanup) {
+      // The shipped page without vendor/: what a server where `make assets` failed serves.
+      const www = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-www-"));
+      cleanup.push(() => fs.rmSync(www, { recursive: true, force: true }));
+      for (const file of fs.readdirSync(path.join(ROOT, "www"))) {
+        if (file !== "vendor") fs.copyFileSync(path.join(ROOT, "www", file), path.join(www, file));
+      }
+      const server = await startWsecho(["--www", www]);
+      cleanup.push(() => stop(server.child));
+      const page = await newPage(browser);
+      await page.goto(`${server.pageUrl}?flash=1`);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      const note = await text(page, "#flash-note");
+      check(/Flash fallback unavailable: its files are not on the server/.test(note), `note: ${note}`);
+      check(note.includes("Using this browser's native WebSocket"), `note: ${note}`);
+      await converse(page, "native WebSocket", ["still works"]);
+      return page;
+    },
+  },
+];
+
+async function main() {
+  for (const [what, file] of [["wsecho", WSECHO], ["chromium", CHROMIUM], ["websockify", WEBSOCKIFY]]) {
+    if (!fs.existsSync(file)) {
+      console.error(`browser tests: ${what} not found at ${file} (make test installs it; Chromium: apt-get install chromium)`);
+      console.log("0 passed, 1 failed");
+      process.exit(1);
+    }
+  }
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  let passed = 0;
+  let failed = 0;
+  for (const test of tests) {
+    const cleanup = [];
+    let page = null;
+    const started = Date.now();
+    try {
+      page = await withTimeout(test.run(browser, cleanup), TEST_MS, test.name);
+      passed++;
+      console.log(`ok     ${test.name} (${Date.now() - started} ms)`);
+    } catch (error) {
+      failed++;
+      console.log(`FAILED ${test.name}: ${error.message}`);
+      const pages = browser.contexts().flatMap((context) => context.pages());
+      page = page || pages[pages.length - 1];
+      if (page) console.log(page.consoleLines.slice(-15).map((line) => `  console ${line}`).join("\n"));
+    }
+    if (page) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `browser-${test.name}.png`) }).catch(() => {});
+      await page.context().close().catch(() => {});
+    }
+    cleanup.reverse().forEach((step) => step());
+  }
+  await browser.close();
+  console.log(`browser: ${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+main().catch((error) => {
+  console.error(`browser tests could not run: ${error.stack || error}`);
+  console.log("browser: 0 passed, 1 failed");
+  process.exit(1);
+});
