@@ -47,8 +47,8 @@ $(VENDOR)/web_socket.js:
 	    websockify-0.8.0/include/web-socket-js/WebSocketMain.swf \
 	    websockify-0.8.0/include/web-socket-js/swfobject.js \
 	    websockify-0.8.0/include/web-socket-js/web_socket.js; \
-	if ! (cd "$$tmp" && echo "$$VENDOR_SHA256" | sha256sum --check --quiet --strict 2>/dev/null); then \
-	    echo "assets: web-socket-js files do not match their pinned sha256; not installed, the page runs without its Flash fallback"; \
+	if ! bad=$$(cd "$$tmp" && echo "$$VENDOR_SHA256" | sha256sum --check --quiet --strict 2>&1); then \
+	    echo "assets: web-socket-js files do not match their pinned sha256 ($$(echo $$bad)); not installed, the page runs without its Flash fallback"; \
 	    exit 0; \
 	fi; \
 	mkdir -p $(VENDOR) && cp "$$tmp/WebSocketMain.swf" "$$tmp/swfobject.js" "$$tmp/web_socket.js" $(VENDOR)/ && \
