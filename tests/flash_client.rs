@@ -30,12 +30,21 @@ fn granted_ports(policy: &str, served_from: u16) -> Vec<u16> {
     let root = document.root_element();
     assert_eq!(root.tag_name().name(), "cross-domain-policy");
     let mut ports = Vec::new();
-    for grant in root.children().filter(|n| n.has_tag_name("allow-access-from")) {
+    for grant in root
+        .children()
+        .filter(|n| n.has_tag_name("allow-access-from"))
+    {
         assert_eq!(grant.attribute("domain"), Some("*"));
         for entry in grant.attribute("to-ports").expect("to-ports").split(',') {
-            let port: u16 = entry.trim().parse().expect("a single port, not a range or *");
+            let port: u16 = entry
+                .trim()
+                .parse()
+                .expect("a single port, not a range or *");
             if served_from >= 1024 {
-                assert!(port >= 1024, "a policy from port {served_from} cannot grant {port}");
+                assert!(
+                    port >= 1024,
+                    "a policy from port {served_from} cannot grant {port}"
+                );
             }
             ports.push(port);
         }
@@ -94,7 +103,9 @@ fn the_swf_handshake_echo_and_empty_close_work_and_only_whole_text_frames_come_b
     let server = flash_server();
     let key = SWF_KEY;
     let mut stream = tcp(server.ws_addr());
-    stream.write_all(swf_handshake(&server, key).as_bytes()).unwrap();
+    stream
+        .write_all(swf_handshake(&server, key).as_bytes())
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -107,7 +118,9 @@ fn the_swf_handshake_echo_and_empty_close_work_and_only_whole_text_frames_come_b
     let long = "x".repeat(70_000);
     let messages = ["hello flash", "ünïcode ✓", long.as_str()];
     for message in messages {
-        stream.write_all(&client_frame(0x1, message.as_bytes())).unwrap();
+        stream
+            .write_all(&client_frame(0x1, message.as_bytes()))
+            .unwrap();
     }
     // The SWF closes with an empty close frame (the server sees 1005).
     stream.write_all(&client_frame(0x8, b"")).unwrap();
