@@ -1,16 +1,17 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test
+.PHONY: run test lint assets build browser-test conformance
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
 run: assets
 	$(CARGO) run --release --
 
-## test: every check: formatting, lints, the Rust tests, then the page in a real browser
+## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
 	$(CARGO) test
 	$(MAKE) --no-print-directory browser-test
+	$(MAKE) --no-print-directory conformance
 
 lint:
 	$(CARGO) fmt --check
@@ -70,4 +71,20 @@ $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
 $(BROWSER)/.venv/bin/websockify: $(BROWSER)/requirements.txt
 	python3 -m venv $(BROWSER)/.venv
 	$(BROWSER)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(BROWSER)/requirements.txt
+	touch $@
+
+# --- Protocol conformance (tests/conformance/run.py) ---------------------------------------
+# Every Autobahn|Testsuite fuzzingclient case, run by PyPI kosoku (pinned) against the release
+# binary with default settings. The HTML report stays in tests/artifacts/conformance/.
+CONFORMANCE := tests/conformance
+
+## conformance: Autobahn cases 1.x-13.x against wsecho; fails unless every 1.x-10.x case passes
+conformance: $(CONFORMANCE)/.venv/bin/kosoku
+	$(CARGO) build --release --quiet
+	timeout 1200 python3 $(CONFORMANCE)/run.py target/release/wsecho \
+	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance
+
+$(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
+	python3 -m venv $(CONFORMANCE)/.venv
+	$(CONFORMANCE)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(CONFORMANCE)/requirements.txt
 	touch $@
