@@ -11,6 +11,7 @@ pub mod connection;
 pub mod echo;
 mod handshake;
 mod page;
+pub mod ping;
 pub mod policy;
 pub mod server;
 pub mod shutdown;

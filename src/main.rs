@@ -1,5 +1,6 @@
 //! The `wsecho` command: flags to a `Config`, logging, signals, exit codes.
 //! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
+//! `wsecho ping URL` measures round trips to any echo endpoint, with ping(8)'s exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ const HELP: &str = "\
 wsecho: a WebSocket echo server and its browser page, with a Flash fallback.
 
 Usage: wsecho [OPTIONS]
+       wsecho ping [OPTIONS] URL     round trips to an echo endpoint, like ping(8)
 
 Open the printed page URL, press Connect, type a message: it comes back.
 The text `quit` makes the server close the connection (code 1000).
@@ -34,8 +36,32 @@ Options:
 Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
 ";
 
+const PING_HELP: &str = "\
+wsecho ping: round-trip times to a WebSocket echo endpoint, like ping(8).
+
+Usage: wsecho ping [OPTIONS] URL        (URL like ws://127.0.0.1:8087/echo)
+
+Sends one text message per interval and prints each echo's round-trip time; after --count
+messages, or on Ctrl-C, prints sent, received, loss and min/avg/max/mdev.
+
+Options:
+  --interval SECS   time between messages          [default: 1]
+  --size BYTES      payload of each text message   [default: 32]
+  --count N         stop after N messages          [default: until Ctrl-C]
+  --timeout SECS    wait for connecting and for each echo [default: 5]
+  -h, --help        print this help
+
+Exit status: 0 when every message came back, 1 when some did not (or were not echoes),
+2 when it could not ping at all (bad URL, unreachable host, refused upgrade).
+";
+
 fn main() -> ExitCode {
-    let config = match parse_args() {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|first| first == "ping") {
+        args.remove(0);
+        return ping_command(args);
+    }
+    let config = match parse_args(lexopt::Parser::from_args(args)) {
         Ok(Some(config)) => config,
         Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
@@ -64,10 +90,9 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` when the command only asked for help or the version.
-fn parse_args() -> Result<Option<Config>, String> {
+fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
     use lexopt::prelude::*;
     let mut config = Config::default();
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("http") => config.http = value(&mut parser, "--http")?,
@@ -139,6 +164,89 @@ fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> 
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `wsecho ping`: parse, connect, ping until the count or Ctrl-C, summarise.
+fn ping_command(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let options = match parse_ping_args(lexopt::Parser::from_args(args)) {
+        Ok(Some(options)) => options,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wsecho ping: {message}; see 'wsecho ping --help'");
+            return ExitCode::from(2);
+        }
+    };
+    let mut socket = match wsecho::ping::connect(&options.url, options.timeout) {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!("wsecho ping: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Ctrl-C ends the waits between messages, and (by shutting the socket) a wait for an echo.
+    let (stop_sender, stop) = crossbeam_channel::bounded::<()>(1);
+    let waker = socket.get_ref().try_clone().ok();
+    let interrupts = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]);
+    if let Ok(mut interrupts) = interrupts {
+        std::thread::spawn(move || {
+            if interrupts.forever().next().is_some() {
+                let _ = stop_sender.send(());
+                if let Some(waker) = waker {
+                    let _ = waker.shutdown(std::net::Shutdown::Read);
+                }
+            }
+        });
+    }
+    println!("PING {}: {}-byte text messages", options.url, options.size);
+    let started = std::time::Instant::now();
+    let wait_or_stop = |wait: Duration| {
+        !matches!(
+            stop.recv_timeout(wait),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        )
+    };
+    let tally = wsecho::ping::run(&options, &mut socket, &wait_or_stop, &mut std::io::stdout());
+    print!("\n{}", tally.summary(&options.url, started.elapsed()));
+    if tally.sent > 0 && tally.received == tally.sent && tally.mismatched == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn parse_ping_args(
+    mut parser: lexopt::Parser,
+) -> Result<Option<wsecho::ping::PingOptions>, String> {
+    use lexopt::prelude::*;
+    let mut options = wsecho::ping::PingOptions {
+        url: String::new(),
+        interval: Duration::from_secs(1),
+        size: 32,
+        count: None,
+        timeout: Duration::from_secs(5),
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("interval") => options.interval = seconds(&mut parser, "--interval")?,
+            Long("size") => options.size = value(&mut parser, "--size")?,
+            Long("count") => {
+                options.count = Some(positive(value(&mut parser, "--count")?, "--count")? as u64)
+            }
+            Long("timeout") => options.timeout = seconds(&mut parser, "--timeout")?,
+            Short('h') | Long("help") => {
+                print!("{PING_HELP}");
+                return Ok(None);
+            }
+            Value(url) if options.url.is_empty() => {
+                options.url = url.to_string_lossy().into_owned()
+            }
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    if options.url.is_empty() {
+        return Err("a URL is needed, like ws://127.0.0.1:8087/echo".into());
+    }
+    Ok(Some(options))
 }
 
 /// SIGINT and SIGTERM begin a graceful shutdown; a second one exits at once.

@@ -1,0 +1,317 @@
+//! `wsecho ping URL`: like ping(8), for any `ws://` echo endpoint. One message per interval,
+//! one line per echo with its round-trip time, and a summary after `--count` or on Ctrl-C.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+/// What to ping and how.
+#[derive(Debug, Clone)]
+pub struct PingOptions {
+    pub url: String,
+    pub interval: Duration,
+    /// Payload bytes of each text message.
+    pub size: usize,
+    /// Stop after this many; `None` runs until stopped.
+    pub count: Option<u64>,
+    /// How long to wait for each echo before counting it lost.
+    pub timeout: Duration,
+}
+
+/// Why pinging could not start or go on.
+#[derive(Debug)]
+pub enum PingError {
+    BadUrl(String),
+    Unreachable(String),
+    Refused(String),
+    Broken(String),
+}
+
+impl fmt::Display for PingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PingError::BadUrl(why) | PingError::Unreachable(why) => write!(f, "{why}"),
+            PingError::Refused(why) => write!(f, "the server refused the WebSocket upgrade: {why}"),
+            PingError::Broken(why) => write!(f, "the connection broke: {why}"),
+        }
+    }
+}
+
+/// Round trips seen so far, in milliseconds.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub sent: u64,
+    pub received: u64,
+    /// Replies that were not a byte-exact echo.
+    pub mismatched: u64,
+    rtts_ms: Vec<f64>,
+}
+
+impl Tally {
+    /// ping(8)'s summary: counts, loss, and min/avg/max/mdev.
+    pub fn summary(&self, url: &str, elapsed: Duration) -> String {
+        let lost = self.sent - self.received;
+        let loss = if self.sent == 0 {
+            0.0
+        } else {
+            100.0 * lost as f64 / self.sent as f64
+        };
+        let mut text = format!(
+            "--- {url} ping statistics ---\n{} sent, {} received, {loss:.0}% lost, time {}ms\n",
+            self.sent,
+            self.received,
+            elapsed.as_millis()
+        );
+        if self.mismatched > 0 {
+            text += &format!(
+                "{} replies were not echoes of what was sent\n",
+                self.mismatched
+            );
+        }
+        if !self.rtts_ms.is_empty() {
+            let n = self.rtts_ms.len() as f64;
+            let min = self.rtts_ms.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = self.rtts_ms.iter().copied().fold(0.0, f64::max);
+            let avg = self.rtts_ms.iter().sum::<f64>() / n;
+            let mean_square = self.rtts_ms.iter().map(|x| x * x).sum::<f64>() / n;
+            let mdev = (mean_square - avg * avg).max(0.0).sqrt();
+            text += &format!("rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms\n");
+        }
+        text
+    }
+}
+
+/// Where a `ws://` URL points: (host:port for connecting, the URL for the handshake).
+fn parse_url(url: &str) -> Result<String, PingError> {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        let why = if url.starts_with("wss://") {
+            "wss:// (TLS) is not supported; use a ws:// URL".to_string()
+        } else {
+            format!("'{url}' is not a ws:// URL (for example ws://127.0.0.1:8087/echo)")
+        };
+        return Err(PingError::BadUrl(why));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(PingError::BadUrl(format!("'{url}' names no host")));
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit())
+    });
+    Ok(if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    })
+}
+
+/// Connect and upgrade, with `timeout` for each step.
+pub fn connect(url: &str, timeout: Duration) -> Result<WebSocket<TcpStream>, PingError> {
+    let authority = parse_url(url)?;
+    let addrs: Vec<_> = authority
+        .to_socket_addrs()
+        .map_err(|e| PingError::Unreachable(format!("cannot resolve {authority}: {e}")))?
+        .collect();
+    let mut last_error = None;
+    let stream = addrs
+        .iter()
+        .find_map(|addr| match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => Some(stream),
+            Err(error) => {
+                last_error = Some(format!("{addr}: {error}"));
+                None
+            }
+        })
+        .ok_or_else(|| {
+            PingError::Unreachable(format!(
+                "cannot connect to {}; is the server running, and the host and port right?",
+                last_error.unwrap_or_else(|| authority.clone())
+            ))
+        })?;
+    let _ = stream.set_nodelay(true);
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| PingError::Broken(e.to_string()))?;
+    match tungstenite::client(url, stream) {
+        Ok((socket, _response)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                .filter(|b| !b.is_empty())
+                .map_or(String::new(), |b| format!(" ({b})"));
+            Err(PingError::Refused(format!(
+                "HTTP {}{body}",
+                response.status()
+            )))
+        }
+        Err(tungstenite::HandshakeError::Failure(error)) => Err(PingError::Refused(format!(
+            "{error}; is this a WebSocket endpoint?"
+        ))),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            Err(PingError::Refused("the handshake timed out".into()))
+        }
+    }
+}
+
+/// The text sent as message `seq`: its number, padded to `size` bytes.
+fn payload(seq: u64, size: usize) -> String {
+    let mut text = format!("wsecho ping {seq} ");
+    while text.len() < size {
+        text.push('.');
+    }
+    text.truncate(size);
+    text
+}
+
+/// Ping until `count` is reached, `stop` says so, or the connection fails (said in a line).
+/// `stop` waits up to the given time and returns true when pinging should end (Ctrl-C); the
+/// caller ends a wait for an echo early by shutting the socket down. Lines go to `out`.
+pub fn run(
+    options: &PingOptions,
+    socket: &mut WebSocket<TcpStream>,
+    stop: &dyn Fn(Duration) -> bool,
+    out: &mut dyn Write,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut seq = 0;
+    while options.count.is_none_or(|count| seq < count) {
+        seq += 1;
+        let sent_at = Instant::now();
+        let message = payload(seq, options.size);
+        if let Err(error) = socket.send(Message::text(message.clone())) {
+            let _ = writeln!(out, "{}", PingError::Broken(error.to_string()));
+            break;
+        }
+        tally.sent += 1;
+        match await_echo(socket) {
+            Ok(Some(reply)) => {
+                let rtt = sent_at.elapsed().as_secs_f64() * 1000.0;
+                tally.received += 1;
+                if reply == Message::text(message) {
+                    tally.rtts_ms.push(rtt);
+                    let _ = writeln!(
+                        out,
+                        "{} bytes from {}: seq={seq} time={rtt:.3} ms",
+                        options.size, options.url
+                    );
+                } else {
+                    tally.mismatched += 1;
+                    let _ = writeln!(
+                        out,
+                        "seq={seq}: the reply ({} bytes) is not what was sent: not an echo server?",
+                        reply.len()
+                    );
+                }
+            }
+            Ok(None) => {
+                let _ = writeln!(
+                    out,
+                    "seq={seq}: no echo within {:.1} s: not an echo server, or too slow?",
+                    options.timeout.as_secs_f64()
+                );
+                // A late echo would be taken for the next one: start afresh is not possible
+                // on the same connection, so stop here.
+                break;
+            }
+            Err(error) => {
+                if !stop(Duration::ZERO) {
+                    let _ = writeln!(out, "{error}");
+                }
+                break;
+            }
+        }
+        let _ = out.flush();
+        if options.count == Some(seq) {
+            break;
+        }
+        let next = sent_at + options.interval;
+        if stop(next.saturating_duration_since(Instant::now())) {
+            break;
+        }
+    }
+    let _ = socket.close(None);
+    let _ = socket.get_ref().shutdown(Shutdown::Both);
+    tally
+}
+
+/// The next data message; `Ok(None)` when none came within the read timeout.
+fn await_echo(socket: &mut WebSocket<TcpStream>) -> Result<Option<Message>, PingError> {
+    loop {
+        match socket.read() {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => return Ok(Some(message)),
+            Ok(Message::Close(frame)) => {
+                let why = frame.map_or("no code".to_string(), |f| format!("code {}", f.code));
+                return Err(PingError::Broken(format!(
+                    "the server closed the connection ({why})"
+                )));
+            }
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(error))
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(PingError::Broken(error.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_need_ws_and_get_port_80_by_default() {
+        assert_eq!(
+            parse_url("ws://example.com/echo").unwrap(),
+            "example.com:80"
+        );
+        assert_eq!(
+            parse_url("ws://127.0.0.1:8087/echo").unwrap(),
+            "127.0.0.1:8087"
+        );
+        assert_eq!(parse_url("ws://[::1]:9/x").unwrap(), "[::1]:9");
+        assert!(
+            parse_url("wss://example.com/")
+                .unwrap_err()
+                .to_string()
+                .contains("wss://")
+        );
+        assert!(parse_url("http://example.com/").is_err());
+        assert!(parse_url("ws:///echo").is_err());
+    }
+
+    #[test]
+    fn payloads_have_the_requested_size() {
+        assert_eq!(payload(7, 32).len(), 32);
+        assert_eq!(payload(7, 3), "wse");
+        assert!(payload(12, 40).starts_with("wsecho ping 12 "));
+    }
+
+    #[test]
+    fn the_summary_reports_loss_and_spread() {
+        let tally = Tally {
+            sent: 4,
+            received: 3,
+            mismatched: 0,
+            rtts_ms: vec![1.0, 2.0, 3.0],
+        };
+        let text = tally.summary("ws://h/echo", Duration::from_millis(3003));
+        assert!(
+            text.contains("4 sent, 3 received, 25% lost, time 3003ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtt min/avg/max/mdev = 1.000/2.000/3.000/0.816 ms"),
+            "{text}"
+        );
+    }
+}
