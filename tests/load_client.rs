@@ -1,0 +1,98 @@
+//! The bench's load client (`wsload`) against wsecho, each mode for about a second, so that
+//! `make bench` cannot rot unnoticed. Figures are not judged here (the machine is shared and
+//! noisy): only that each mode runs and reports what it should.
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Wsecho(Child);
+
+impl Drop for Wsecho {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_wsecho() -> (Wsecho, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--policy-port",
+            "0",
+        ])
+        .args(["--www", &www().display().to_string()])
+        .env("RUST_LOG", "warn,wsecho::server=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let url = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("WebSocket: ")
+                .nth(1)
+                .map(|rest| rest.split(' ').next().unwrap().to_string())
+        })
+        .expect("wsecho says where it listens");
+    (Wsecho(child), url)
+}
+
+fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f64> {
+    let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
+        .args([mode, url, "--seconds", "1", "--pid", &pid.to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{mode}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with(&format!("mode={mode} ")), "{stdout}");
+    stdout
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
+        .collect()
+}
+
+#[test]
+fn every_mode_runs_against_wsecho_and_reports_its_figures() {
+    let (server, url) = spawn_wsecho();
+    let pid = server.0.id();
+
+    // First, while the server is quiet: each held connection is one server thread.
+    let idle = wsload("idle", &url, pid, &["--connections", "100"]);
+    assert!((0.9..=1.1).contains(&idle["threads_per_conn"]), "{idle:?}");
+    assert!(idle["rss_per_conn_kib"] > 0.0, "{idle:?}");
+
+    let rtt = wsload("rtt", &url, pid, &[]);
+    assert!(rtt["messages"] > 100.0 && rtt["p50_us"] > 0.0 && rtt["p99_us"] >= rtt["p50_us"]);
+    assert!(rtt.contains_key("client_cpu") && rtt.contains_key("server_cpu"));
+
+    let conc = wsload("conc", &url, pid, &["--connections", "20"]);
+    assert_eq!(conc["connections"], 20.0);
+    assert!(conc["msgs_per_s"] > 100.0 && conc["p99_us"] >= conc["p50_us"]);
+
+    let paced = wsload("paced", &url, pid, &["--connections", "20"]);
+    assert!(
+        paced["sent"] >= 150.0,
+        "20 connections x 10/s for 1 s: {paced:?}"
+    );
+    assert!(paced["answered"] > 0.0 && paced["max_us"] >= paced["p99_us"]);
+
+    let stream = wsload("stream", &url, pid, &[]);
+    assert!(stream["messages"] > 16.0 && stream["mb_per_s"] > 0.0);
+
+    let handshake = wsload("handshake", &url, pid, &[]);
+    assert!(handshake["handshakes"] > 10.0 && handshake["per_s"] > 0.0);
+}
