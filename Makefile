@@ -1,7 +1,7 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test conformance
+.PHONY: run test lint assets build browser-test conformance bench
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
 run: assets
@@ -88,3 +88,12 @@ $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 	python3 -m venv $(CONFORMANCE)/.venv
 	$(CONFORMANCE)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(CONFORMANCE)/requirements.txt
 	touch $@
+
+# --- Benchmarks (tests/bench/run.py; not part of `make test`) ---------------------------------
+# wsecho against a raw TCP thread-per-connection echo (the floor), tokio-tungstenite, gevent +
+# gevent-websocket, Python websockets and Node ws, all installed from the registries by the
+# runner; load from target/release/wsload. Writes BENCHMARKS.md. About 15 minutes.
+
+## bench: measure wsecho against the floor and its peers; writes BENCHMARKS.md
+bench:
+	python3 tests/bench/run.py

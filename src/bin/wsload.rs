@@ -176,7 +176,8 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The opcode and whole length (header + payload) of the server frame at the start of `buf`.
+/// The opcode and whole length (header + payload) of the frame at the start of `buf`.
+/// Masked frames are accepted too: the raw TCP floor echoes our own frames back verbatim.
 fn next_frame(buf: &[u8]) -> Option<(u8, usize)> {
     let (&b0, &b1) = (buf.first()?, buf.get(1)?);
     let (len, header) = match b1 & 0x7f {
@@ -190,7 +191,8 @@ fn next_frame(buf: &[u8]) -> Option<(u8, usize)> {
         ),
         n => (n as usize, 2),
     };
-    Some((b0 & 0x0f, header + len))
+    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+    Some((b0 & 0x0f, header + mask + len))
 }
 
 /// Bytes read but not yet consumed as frames.
@@ -201,12 +203,20 @@ struct Inbox {
 
 impl Inbox {
     /// Read what the socket has; count whole data frames (pings are ignored: none expected).
+    /// A close frame is an error: no server closes during a measurement.
     fn pull(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        match self.pull_frames(stream)? {
+            Pulled::Messages(n) => Ok(n),
+            Pulled::Close => Err(io::Error::other("the server sent a close frame")),
+        }
+    }
+
+    fn pull_frames(&mut self, stream: &mut TcpStream) -> io::Result<Pulled> {
         let mut chunk = [0u8; 16 * 1024];
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(io::Error::other("the server closed the connection")),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pulled::Messages(0)),
             Err(e) => return Err(e),
         };
         self.buf.extend_from_slice(&chunk[..n]);
@@ -217,7 +227,7 @@ impl Inbox {
                 break;
             }
             if opcode == 0x8 {
-                return Err(io::Error::other("the server sent a close frame"));
+                return Ok(Pulled::Close);
             }
             if opcode == 0x1 || opcode == 0x2 {
                 messages += 1;
@@ -225,8 +235,13 @@ impl Inbox {
             consumed += len;
         }
         self.buf.drain(..consumed);
-        Ok(messages)
+        Ok(Pulled::Messages(messages))
     }
+}
+
+enum Pulled {
+    Messages(usize),
+    Close,
 }
 
 // --- modes ------------------------------------------------------------------------------
@@ -418,9 +433,9 @@ fn handshake(options: &Options, duration: Duration) -> io::Result<String> {
     while Instant::now() < end {
         let mut stream = open(options)?;
         stream.write_all(&close)?;
-        // The server's close frame, then its end of the connection.
-        let mut sink = [0u8; 64];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        // Done at the server's close frame (or its end of the connection).
+        let mut inbox = Inbox::default();
+        while let Ok(Pulled::Messages(_)) = inbox.pull_frames(&mut stream) {}
         count += 1;
     }
     let secs = start.elapsed().as_secs_f64();

@@ -1,0 +1,336 @@
+"""make bench: wsecho against the floor for its design and the servers a user would pick instead.
+
+Installs every server from the package registries (cargo, PyPI, npm), then runs rounds: in
+each round every server is started in turn (the order rotates), measured in every mode by our
+load client (target/release/wsload) and stopped. One SCHED_IDLE busy loop per core keeps idle
+vCPUs from sleeping (their wake-up would otherwise dominate one-connection round trips).
+Prints medians with min-max over the rounds and ratios, checks the targets, and writes
+BENCHMARKS.md with the machine, the date and the command.
+
+Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...] [--no-write]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "tests" / "bench"
+BUILD = ROOT / "target" / "bench"
+VENV = BENCH / ".venv"
+WSLOAD = ROOT / "target" / "release" / "wsload"
+WSECHO = ROOT / "target" / "release" / "wsecho"
+TOKIO = ROOT / "target" / "bench-peers" / "release" / "tokio-echo"
+# The cap must admit the idle mode's 2000 connections and the 10,000-connection check;
+# everything else is wsecho's default.
+WSECHO_CAP = 10000
+
+SERVERS = {
+    "wsecho": lambda port: [str(WSECHO), "--ws", f"127.0.0.1:{port}", "--http", "127.0.0.1:0",
+                            "--policy-port", "0", "--max-connections", str(WSECHO_CAP)],
+    "raw-tcp": lambda port: [str(BUILD / "tcp_echo"), str(port)],
+    "tokio-tungstenite": lambda port: [str(TOKIO), str(port)],
+    "gevent": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "gevent_echo.py"), str(port)],
+    "websockets": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "websockets_echo.py"), str(port)],
+    "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_echo.js"), str(port)],
+}
+PEERS = ["tokio-tungstenite", "gevent", "websockets", "node-ws"]
+
+# (name, wsload arguments, reported fields). idle runs first, on a fresh server.
+MODES = [
+    ("idle", ["idle", "--connections", "2000"], ["rss_per_conn_kib", "threads_per_conn"]),
+    ("rtt", ["rtt"], ["p50_us", "p99_us"]),
+    ("conc100", ["conc", "--connections", "100"], ["msgs_per_s", "p50_us", "p99_us"]),
+    ("conc1000", ["conc", "--connections", "1000"], ["msgs_per_s", "p50_us", "p99_us"]),
+    ("paced", ["paced", "--connections", "1000"], ["p50_us", "p99_us", "max_us"]),
+    ("stream", ["stream"], ["mb_per_s"]),
+    ("handshake", ["handshake"], ["per_s"]),
+]
+
+
+def sh(command, **kwargs):
+    print("bench:", " ".join(str(c) for c in command), flush=True)
+    subprocess.run(command, check=True, **kwargs)
+
+
+def install():
+    """Build and install every server and the load client (idempotent)."""
+    sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    tcp_echo = BUILD / "tcp_echo"
+    source = BENCH / "peers" / "tcp_echo.rs"
+    if not tcp_echo.exists() or tcp_echo.stat().st_mtime < source.stat().st_mtime:
+        sh(["rustc", "-O", "--edition", "2021", "-o", str(tcp_echo), str(source)])
+    sh(["cargo", "build", "--release", "--quiet", "--manifest-path",
+        str(BENCH / "peers" / "tokio-echo" / "Cargo.toml"),
+        "--target-dir", str(ROOT / "target" / "bench-peers")])
+    if not (VENV / "bin" / "python").exists():
+        sh([sys.executable, "-m", "venv", str(VENV)])
+    sh([str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+        "-r", str(BENCH / "requirements.txt")])
+    if not (BENCH / "node_modules" / "ws").exists():
+        sh(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(port, process, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.0005)
+    raise RuntimeError(f"not listening on {port} after {timeout} s")
+
+
+def start(name):
+    port = free_port()
+    process = subprocess.Popen(SERVERS[name](port), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        wait_listening(port, process)
+    except Exception:
+        stop(process)
+        raise
+    return process, port
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wsload(args, port, pid, seconds):
+    command = [str(WSLOAD), *args, f"ws://127.0.0.1:{port}/echo", "--pid", str(pid),
+               "--seconds", str(seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    return {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+|nan)", done.stdout)}
+
+
+def busy_loops():
+    """One lowest-priority spinner per core: they run only when a core would otherwise idle."""
+    return [subprocess.Popen(["chrt", "-i", "0", "sh", "-c", "while :; do :; done"])
+            for _ in range(os.cpu_count() or 1)]
+
+
+def measure(servers, rounds, seconds):
+    """results[server][mode][field] = [value per round]; plus client CPU shares."""
+    results = {s: {m: {} for m, _, _ in MODES} for s in servers}
+    for round_number in range(rounds):
+        order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
+        for name in order:
+            print(f"bench: round {round_number + 1}/{rounds}: {name}", flush=True)
+            process, port = start(name)
+            try:
+                for mode, args, fields in MODES:
+                    try:
+                        figures = wsload(args, port, process.pid, seconds)
+                    except (RuntimeError, subprocess.TimeoutExpired) as error:
+                        print(f"bench:   {mode}: failed: {error}", flush=True)
+                        continue
+                    for field in fields + ["client_cpu", "server_cpu"]:
+                        if field in figures:
+                            results[name][mode].setdefault(field, []).append(figures[field])
+                    shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
+                    print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
+                          flush=True)
+            finally:
+                stop(process)
+    return results
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def cell(values, digits=1):
+    if not values:
+        return "failed"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def extra_checks():
+    """wsecho alone: binary size, start to listening, 10,000 connections then 503 past the cap."""
+    checks = {"binary_kib": WSECHO.stat().st_size / 1024}
+    starts = []
+    for _ in range(10):
+        port = free_port()
+        began = time.monotonic()
+        process = subprocess.Popen(SERVERS["wsecho"](port), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_listening(port, process)
+            starts.append((time.monotonic() - began) * 1000)
+        finally:
+            stop(process)
+    checks["start_ms"] = median(starts)
+    process, port = start("wsecho")
+    try:
+        held = wsload(["idle", "--connections", str(WSECHO_CAP)], port, process.pid, 1)
+        checks["held"] = held.get("connections", 0)
+        checks["held_rss_per_conn_kib"] = held.get("rss_per_conn_kib", float("nan"))
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        print(f"bench: holding {WSECHO_CAP} connections failed: {error}")
+        checks["held"] = 0
+    # (wsload has exited, so its connections are closing; open more than the cap at once.)
+    time.sleep(2)
+    sockets, statuses = [], []
+    try:
+        for _ in range(WSECHO_CAP + 20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            sockets.append(sock)
+        for sock in sockets[-20:]:
+            statuses.append(sock.recv(64).split(b" ")[1].decode())
+    except OSError as error:
+        print(f"bench: past-the-cap check: {error}")
+    finally:
+        for sock in sockets:
+            sock.close()
+    checks["past_cap_503"] = statuses.count("503")
+    checks["alive"] = process.poll() is None
+    stop(process)
+    return checks
+
+
+def report(results, checks, servers, rounds, seconds, command):
+    floor, rust_peer = "raw-tcp", "tokio-tungstenite"
+    m = {s: {mode: {f: median(v) for f, v in fields.items()} for mode, fields in modes.items()}
+         for s, modes in results.items()}
+    lines = []
+    out = lines.append
+    out("# wsecho benchmarks\n")
+    out(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with `{command}`.")
+    out(f"Machine: {machine()}.")
+    out(f"{rounds} rounds; in each, every server in turn (rotating order), {seconds} s per mode; "
+        "figures are medians over the rounds with (min–max). Load from our own client "
+        "(`target/release/wsload`, epoll, one thread); one SCHED_IDLE busy loop per core ran "
+        "throughout. wsecho runs with default settings except `--max-connections "
+        f"{WSECHO_CAP}` (the idle mode holds 2000 connections; the default cap is 1024).\n")
+    out("| server | rtt p50 µs | rtt p99 µs | conc100 msg/s | conc100 p99 µs | conc1000 msg/s "
+        "| conc1000 p99 µs | paced p50 µs | paced p99 µs | paced max µs | stream MB/s "
+        "| handshakes/s | idle KiB/conn | threads/conn |")
+    out("|---|" + "---:|" * 13)
+    columns = [("rtt", "p50_us", 1), ("rtt", "p99_us", 1), ("conc100", "msgs_per_s", 0),
+               ("conc100", "p99_us", 0), ("conc1000", "msgs_per_s", 0), ("conc1000", "p99_us", 0),
+               ("paced", "p50_us", 1), ("paced", "p99_us", 1), ("paced", "max_us", 0),
+               ("stream", "mb_per_s", 0), ("handshake", "per_s", 0),
+               ("idle", "rss_per_conn_kib", 1), ("idle", "threads_per_conn", 2)]
+    for s in servers:
+        out(f"| {s} | " + " | ".join(cell(results[s][mode].get(f, []), d) for mode, f, d in columns) + " |")
+    out("")
+    cpu = ", ".join(f"{mode} {median(results['wsecho'][mode].get('client_cpu', [])):.2f}"
+                    for mode, _, _ in MODES if "wsecho" in results)
+    out(f"Load client CPU share (cores) against wsecho, by mode: {cpu}.\n")
+
+    def get(server, mode, field):
+        return m.get(server, {}).get(mode, {}).get(field, float("nan"))
+
+    def ratio(a, b):
+        return a / b if b and b == b and a == a else float("nan")
+
+    present_peers = [p for p in PEERS if p in m]
+    best_paced_p99 = min((get(p, "paced", "p99_us") for p in present_peers), default=float("nan"))
+    w = "wsecho"
+    targets = [
+        ("rtt p50 <= 1.05x raw TCP", ratio(get(w, "rtt", "p50_us"), get(floor, "rtt", "p50_us")), "<=", 1.05),
+        ("rtt p50 below every peer", max((ratio(get(w, "rtt", "p50_us"), get(p, "rtt", "p50_us")) for p in present_peers), default=float("nan")), "<", 1.0),
+        ("conc100 >= 0.9x raw TCP", ratio(get(w, "conc100", "msgs_per_s"), get(floor, "conc100", "msgs_per_s")), ">=", 0.9),
+        ("conc1000 >= 0.9x raw TCP", ratio(get(w, "conc1000", "msgs_per_s"), get(floor, "conc1000", "msgs_per_s")), ">=", 0.9),
+        ("paced p99 <= best peer's p99", ratio(get(w, "paced", "p99_us"), best_paced_p99), "<=", 1.0),
+        ("stream >= 0.9x raw TCP", ratio(get(w, "stream", "mb_per_s"), get(floor, "stream", "mb_per_s")), ">=", 0.9),
+        ("idle <= 16 KiB RSS per connection", get(w, "idle", "rss_per_conn_kib"), "<=", 16.0),
+        ("one thread per connection", get(w, "idle", "threads_per_conn"), "<=", 1.05),
+        ("handshakes/s >= tokio-tungstenite", ratio(get(w, "handshake", "per_s"), get(rust_peer, "handshake", "per_s")), ">=", 1.0),
+        (f"{WSECHO_CAP} connections held", checks.get("held", 0), ">=", WSECHO_CAP),
+        ("past the cap: 503, process alive", checks.get("past_cap_503", 0) if checks.get("alive") else 0, ">=", 20),
+        ("release binary (stripped) <= 1 MiB", checks.get("binary_kib", float("nan")), "<=", 1024),
+        ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
+    ]
+    out("## Targets\n")
+    out("| target | measured | met |")
+    out("|---|---:|:---:|")
+    for name, value, op, limit in targets:
+        met = value == value and (value <= limit if op == "<=" else value < limit if op == "<" else value >= limit)
+        out(f"| {name} | {value:.3g} | {'yes' if met else 'NO'} |")
+    out("")
+    out(f"Ratios against tokio-tungstenite (async, for the record): conc100 "
+        f"{ratio(get(w, 'conc100', 'msgs_per_s'), get(rust_peer, 'conc100', 'msgs_per_s')):.2f}x, "
+        f"conc1000 {ratio(get(w, 'conc1000', 'msgs_per_s'), get(rust_peer, 'conc1000', 'msgs_per_s')):.2f}x, "
+        f"stream {ratio(get(w, 'stream', 'mb_per_s'), get(rust_peer, 'stream', 'mb_per_s')):.2f}x.")
+    out(f"Holding {WSECHO_CAP} connections: {checks.get('held_rss_per_conn_kib', float('nan')):.1f} KiB "
+        f"RSS each; binary {checks.get('binary_kib', 0):.0f} KiB; start to listening "
+        f"{checks.get('start_ms', float('nan')):.1f} ms (median of 10).\n")
+    return "\n".join(lines)
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} × {model}, {memory:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
+    options = parser.parse_args()
+    servers = options.servers.split(",")
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
+    install()
+    spinners = busy_loops()
+    try:
+        results = measure(servers, options.rounds, options.seconds)
+        checks = extra_checks() if "wsecho" in servers else {}
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    command = "make bench" if len(sys.argv) == 1 else "python3 tests/bench/run.py " + " ".join(sys.argv[1:])
+    text = report(results, checks, servers, options.rounds, options.seconds, command)
+    print(text)
+    if not options.no_write:
+        (ROOT / "BENCHMARKS.md").write_text(text + "\n")
+        print("bench: wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
