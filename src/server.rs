@@ -145,25 +145,28 @@ impl Server {
                 flash_fallback,
             ),
         });
+        let (handoff, idle_threads) = websocket::idle_thread_channel();
         let shared = Arc::new(Shared {
             policy_reply: policy::reply(&config.policy_domain, ws_addr.port()),
             config,
             connections: Arc::clone(&connections),
             shutdown: signal.clone(),
             app,
+            idle_threads,
+            idle_count: Default::default(),
         });
 
         let mut threads = Vec::new();
-        let ws_shared = Arc::clone(&shared);
-        threads.push(spawn("ws-accept", move || {
-            websocket::accept_loop(ws_listener, Port::WebSocket, ws_shared)
-        })?);
         if let Some(listener) = policy_listener {
-            let policy_shared = Arc::clone(&shared);
+            let (policy_shared, policy_handoff) = (Arc::clone(&shared), handoff.clone());
             threads.push(spawn("policy-accept", move || {
-                websocket::accept_loop(listener, Port::PolicyOnly, policy_shared)
+                websocket::accept_loop(listener, Port::PolicyOnly, policy_shared, policy_handoff)
             })?);
         }
+        let ws_shared = Arc::clone(&shared);
+        threads.push(spawn("ws-accept", move || {
+            websocket::accept_loop(ws_listener, Port::WebSocket, ws_shared, handoff)
+        })?);
         for worker in 0..PAGE_WORKERS {
             let (page, site, signal) = (Arc::clone(&page), Arc::clone(&site), signal.clone());
             threads.push(spawn(&format!("page-{worker}"), move || {

@@ -23,7 +23,10 @@ pub struct ShutdownSignal(Receiver<()>);
 
 /// A new trigger and the signal it drives.
 pub fn channel() -> (Trigger, ShutdownSignal) {
-    let (sender, receiver) = crossbeam_channel::bounded(0);
+    // Capacity 1, though nothing is ever sent: every connection checks the signal before each
+    // read, and an array channel answers `try_recv` with plain atomic loads, where a
+    // zero-capacity one takes a lock shared by all the threads.
+    let (sender, receiver) = crossbeam_channel::bounded(1);
     (
         Trigger(Arc::new(Mutex::new(Some(sender)))),
         ShutdownSignal(receiver),

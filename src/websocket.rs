@@ -7,12 +7,14 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::handshake::{self, Opening, Refusal};
 use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -28,6 +30,14 @@ const CONNECTION_STACK: usize = 128 * 1024;
 
 /// tungstenite's 128 KiB read buffer would be most of an idle connection's memory.
 const READ_BUFFER: usize = 4 * 1024;
+
+/// A thread whose connection ended waits this long for another before it exits: starting a
+/// thread costs more than a whole handshake, so reusing one keeps handshakes fast while each
+/// connection still has a thread to itself.
+const IDLE_THREAD_KEEP: Duration = Duration::from_secs(10);
+
+/// At most this many threads wait for connections at once; the rest exit.
+const MAX_IDLE_THREADS: usize = 64;
 
 /// What a listener serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,17 +55,39 @@ pub struct Shared {
     pub connections: Arc<Connections>,
     pub shutdown: ShutdownSignal,
     pub app: Application,
+    /// Where finished connection threads wait for their next connection.
+    pub idle_threads: Receiver<Job>,
+    /// How many are waiting there now.
+    pub idle_count: AtomicUsize,
+}
+
+/// An admitted connection, on its way to a thread.
+pub struct Job {
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: Port,
+    ticket: Ticket,
+}
+
+/// The accept loops' end of the idle-thread channel. Only they hold it, so it disconnects
+/// (and the waiting threads exit) when they stop.
+pub type Handoff = Sender<Job>;
+
+/// A channel for handing connections to idle threads: zero capacity, so a handoff succeeds
+/// only when a thread is waiting for one.
+pub fn idle_thread_channel() -> (Handoff, Receiver<Job>) {
+    crossbeam_channel::bounded(0)
 }
 
 /// Accept until shutdown, one thread per admitted connection.
-pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>) {
+pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
     loop {
         let accepted = listener.accept();
         if shared.shutdown.is_triggered() {
             return;
         }
         match accepted {
-            Ok((stream, peer)) => admit(stream, peer, port, &shared),
+            Ok((stream, peer)) => admit(stream, peer, port, &shared, &handoff),
             Err(error) => {
                 warn!(
                     "accept failed: {error}; if it says 'too many open files', raise `ulimit -n` or lower --max-connections"
@@ -67,7 +99,7 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>) {
     }
 }
 
-fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>) {
+fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
     let _ = stream.set_nodelay(true);
     let waker = match stream.try_clone() {
         Ok(waker) => waker,
@@ -90,14 +122,43 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>) 
         }
     };
     let id = ticket.id;
+    let job = Job {
+        stream,
+        peer,
+        port,
+        ticket,
+    };
+    let job = match handoff.try_send(job) {
+        Ok(()) => return,
+        Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+    };
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
-        .name(format!("conn-{id}"))
+        .name("connection".into())
         .stack_size(CONNECTION_STACK)
-        .spawn(move || serve(stream, peer, port, ticket, &thread_shared));
+        .spawn(move || connection_thread(job, &thread_shared));
     if let Err(error) = spawned {
         // The closure, the socket and the ticket are dropped: the client sees the close.
         warn!("#{id} refused {peer}: cannot start a thread ({error}); lower --max-connections");
+    }
+}
+
+/// Serve connections, one at a time: the first, then whichever are handed over while this
+/// thread waits idle.
+fn connection_thread(first: Job, shared: &Shared) {
+    let mut job = first;
+    loop {
+        serve(job, shared);
+        if shared.idle_count.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_THREADS {
+            shared.idle_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let next = shared.idle_threads.recv_timeout(IDLE_THREAD_KEEP);
+        shared.idle_count.fetch_sub(1, Ordering::Relaxed);
+        match next {
+            Ok(next) => job = next,
+            Err(_) => return, // kept long enough, or the server is stopping
+        }
     }
 }
 
@@ -116,19 +177,40 @@ fn refuse_without_thread(mut stream: TcpStream, refusal: &Refusal) {
     }
 }
 
-/// One connection's whole life, on its own thread.
-fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, shared: &Shared) {
-    let id = ticket.id;
+/// One connection's whole life: its opening, then (if it upgraded) the application.
+fn serve(job: Job, shared: &Shared) {
+    let Job {
+        stream,
+        peer,
+        port,
+        ticket,
+    } = job;
+    // Everything the opening needed is freed before the application runs, so an idle
+    // connection holds no more than its socket and tungstenite's state.
+    if let Some(connection) = open(stream, peer, port, ticket.id, shared) {
+        run(connection, ticket.id, shared);
+    }
+}
+
+/// Read the opening: answer a policy request or a refused upgrade and return `None`, or
+/// complete the upgrade.
+fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    port: Port,
+    id: u64,
+    shared: &Shared,
+) -> Option<Connection> {
     let config = &shared.config;
     let request = match handshake::read_opening(&mut stream, config.handshake_timeout) {
         Ok(Opening::PolicyRequest) => {
             let _ = stream.write_all(&shared.policy_reply);
             info!("#{id} {peer}: sent the Flash policy");
-            return;
+            return None;
         }
         Ok(Opening::Http(_)) if port == Port::PolicyOnly => {
             warn!("#{id} {peer}: refused: the policy port answers only <policy-file-request/>");
-            return;
+            return None;
         }
         Ok(Opening::Http(request)) => request,
         Err(error) => {
@@ -137,7 +219,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
             if let (Port::WebSocket, Some(refusal)) = (port, handshake::refusal_for(&error)) {
                 let _ = refusal.write_to(&stream);
             }
-            return;
+            return None;
         }
     };
     let upgrade = match handshake::check_upgrade(&request, &config.allowed_origins) {
@@ -148,13 +230,13 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
                 refusal.status, refusal.message
             );
             let _ = refusal.write_to(&stream);
-            return;
+            return None;
         }
     };
     let reply = handshake::switching_protocols(&upgrade.accept_key);
     if let Err(error) = stream.write_all(reply.as_bytes()) {
         warn!("#{id} {peer}: dropped during the handshake: {error}");
-        return;
+        return None;
     }
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -162,27 +244,33 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let ws = WebSocket::from_partially_read(stream, request.rest, Role::Server, Some(ws_config));
-    let mut connection = match Connection::new(
+    match Connection::new(
         ws,
         config.ping_interval,
         config.max_message_size,
         shared.shutdown.clone(),
     ) {
-        Ok(connection) => connection,
+        Ok(connection) => {
+            info!(
+                "#{id} open {peer} origin={} flash-bridge={}",
+                upgrade.origin.as_deref().unwrap_or("-"),
+                if upgrade.looks_like_flash {
+                    "likely"
+                } else {
+                    "no"
+                }
+            );
+            Some(connection)
+        }
         Err(error) => {
             warn!("#{id} {peer}: dropped: cannot set socket timeouts ({error})");
-            return;
+            None
         }
-    };
-    info!(
-        "#{id} open {peer} origin={} flash-bridge={}",
-        upgrade.origin.as_deref().unwrap_or("-"),
-        if upgrade.looks_like_flash {
-            "likely"
-        } else {
-            "no"
-        }
-    );
+    }
+}
+
+/// Run the application on an open connection, then close it and log how it ended.
+fn run(mut connection: Connection, id: u64, shared: &Shared) {
     let opened = Instant::now();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| (shared.app)(&mut connection)));
     match outcome {
@@ -197,7 +285,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, port: Port, ticket: Ticket, sh
         }
     }
     let (ending, traffic) = (connection.ending().clone(), connection.traffic());
-    connection.finish(config.handshake_timeout);
+    connection.finish(shared.config.handshake_timeout);
     info!(
         "#{id} {ending} after {:.3}s, {traffic}",
         opened.elapsed().as_secs_f64()
