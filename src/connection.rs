@@ -7,6 +7,7 @@
 
 use crate::handshake::is_timeout;
 use crate::shutdown::ShutdownSignal;
+use crate::socket::Socket;
 use std::fmt;
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
@@ -62,7 +63,7 @@ impl fmt::Display for Traffic {
 }
 
 pub struct Connection {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Socket>,
     shutdown: ShutdownSignal,
     /// Set when a keepalive Ping went out and nothing has been heard since.
     ping_outstanding: bool,
@@ -76,7 +77,7 @@ pub struct Connection {
 impl Connection {
     /// Wrap an upgraded socket. Its read timeout is the keepalive tick, so it is set here.
     pub(crate) fn new(
-        ws: WebSocket<TcpStream>,
+        ws: WebSocket<Socket>,
         ping_interval: Duration,
         max_message_size: usize,
         shutdown: ShutdownSignal,

@@ -23,14 +23,24 @@ pub enum Opening {
     Http(Request),
 }
 
-/// A parsed HTTP request head.
+/// A parsed HTTP request head. It keeps the bytes as read and only the offsets of their parts:
+/// no allocation per header, as every connection's thread keeps what it freed in its own
+/// malloc cache.
 pub struct Request {
-    pub method: String,
-    /// Path and query, as sent.
-    pub target: String,
-    headers: Vec<(String, String)>,
-    /// Bytes the client sent after the head without waiting for our answer (early frames).
-    pub rest: Vec<u8>,
+    /// The head, then whatever the client sent after it.
+    received: Vec<u8>,
+    head_len: usize,
+    method: Span,
+    target: Span,
+    headers: [(Span, Span); MAX_HEADERS],
+    header_count: usize,
+}
+
+/// Where a part of the head lies in `Request::received`.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: u16,
+    end: u16,
 }
 
 /// Why the opening could not be read.
@@ -60,25 +70,49 @@ impl fmt::Display for OpeningError {
 }
 
 impl Request {
+    fn text(&self, span: Span) -> &str {
+        // Method, target and names are ASCII tokens (httparse checked); a value that is not
+        // UTF-8 reads as empty.
+        std::str::from_utf8(&self.received[span.start as usize..span.end as usize]).unwrap_or("")
+    }
+
+    pub fn method(&self) -> &str {
+        self.text(self.method)
+    }
+
+    /// Path and query, as sent.
+    pub fn target(&self) -> &str {
+        self.text(self.target)
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers[..self.header_count]
+            .iter()
+            .map(|&(name, value)| (self.text(name), self.text(value)))
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.fields()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value)
     }
 
     /// Whether header `name` lists `token` among its comma-separated values.
     fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
+        self.fields()
             .filter(|(key, _)| key.eq_ignore_ascii_case(name))
             .flat_map(|(_, value)| value.split(','))
             .any(|item| item.trim().eq_ignore_ascii_case(token))
     }
 
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or_default()
+        self.target().split('?').next().unwrap_or_default()
+    }
+
+    /// Bytes the client sent after the head without waiting for our answer (early frames).
+    pub fn rest(&self) -> &[u8] {
+        &self.received[self.head_len..]
     }
 }
 
@@ -89,7 +123,7 @@ pub fn read_opening(stream: &mut TcpStream, timeout: Duration) -> Result<Opening
     let mut received = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        if let Some(opening) = parse_opening(&received)? {
+        if let Some(opening) = parse_opening(&mut received)? {
             return Ok(opening);
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -118,7 +152,8 @@ pub fn is_timeout(error: &io::Error) -> bool {
 }
 
 /// `Ok(None)` while more bytes are needed.
-fn parse_opening(received: &[u8]) -> Result<Option<Opening>, OpeningError> {
+/// On success the bytes move into the `Request`.
+fn parse_opening(received: &mut Vec<u8>) -> Result<Option<Opening>, OpeningError> {
     if received.first() == Some(&b'<') {
         return match received.iter().position(|&byte| byte == 0) {
             Some(nul) if policy::is_request(&received[..=nul]) => Ok(Some(Opening::PolicyRequest)),
@@ -150,21 +185,25 @@ fn parse_opening(received: &[u8]) -> Result<Option<Opening>, OpeningError> {
         Err(httparse::Error::TooManyHeaders) => return Err(OpeningError::TooLarge),
         Err(error) => return Err(OpeningError::Malformed(error.to_string())),
     }
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
+    // The head is at most MAX_HEAD_LEN (8 KiB) long, so every offset fits a u16.
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - received.as_ptr() as usize;
+        Span {
+            start: start as u16,
+            end: (start + part.len()) as u16,
+        }
+    };
+    let mut fields = [(Span::default(), Span::default()); MAX_HEADERS];
+    for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
+        *field = (span(header.name.as_bytes()), span(header.value));
+    }
     Ok(Some(Opening::Http(Request {
-        method: parsed.method.unwrap_or_default().to_string(),
-        target: parsed.path.unwrap_or_default().to_string(),
-        headers,
-        rest: received[head_len..].to_vec(),
+        method: span(parsed.method.unwrap_or_default().as_bytes()),
+        target: span(parsed.path.unwrap_or_default().as_bytes()),
+        headers: fields,
+        header_count: parsed.headers.len(),
+        head_len,
+        received: std::mem::take(received),
     })))
 }
 
@@ -260,7 +299,7 @@ pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Up
         refusal.extra_header = Some("Upgrade: websocket");
         return Err(refusal);
     }
-    if request.method != "GET" {
+    if request.method() != "GET" {
         return Err(Refusal::new(405, "a WebSocket upgrade must use GET"));
     }
     if request.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
@@ -397,13 +436,18 @@ mod tests {
 
     #[test]
     fn opening_waits_for_a_whole_head_and_keeps_early_bytes() {
-        assert!(matches!(parse_opening(b"GET /echo HTTP/1.1\r\n"), Ok(None)));
-        assert!(matches!(parse_opening(b"<policy-file-"), Ok(None)));
-        let Ok(Some(Opening::Http(request))) = parse_opening(b"GET /echo?a=1 HTTP/1.1\r\n\r\nXY")
-        else {
+        let mut partial = b"GET /echo HTTP/1.1\r\n".to_vec();
+        assert!(matches!(parse_opening(&mut partial), Ok(None)));
+        let mut partial_policy = b"<policy-file-".to_vec();
+        assert!(matches!(parse_opening(&mut partial_policy), Ok(None)));
+        let mut whole = b"GET /echo?a=1 HTTP/1.1\r\nHost: h\r\n\r\nXY".to_vec();
+        let Ok(Some(Opening::Http(request))) = parse_opening(&mut whole) else {
             panic!("expected a request");
         };
         assert_eq!(request.path(), "/echo");
-        assert_eq!(request.rest, b"XY");
+        assert_eq!(request.rest(), b"XY");
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.target(), "/echo?a=1");
+        assert_eq!(request.header("host"), Some("h"));
     }
 }

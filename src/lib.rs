@@ -15,6 +15,7 @@ pub mod ping;
 pub mod policy;
 pub mod server;
 pub mod shutdown;
+mod socket;
 mod websocket;
 
 pub use config::Config;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::handshake::{self, Opening, Refusal};
 use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
+use crate::socket::Socket;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{error, info, warn};
 use std::any::Any;
@@ -29,7 +30,7 @@ pub type Application = fn(&mut Connection) -> Result<(), Error>;
 const CONNECTION_STACK: usize = 128 * 1024;
 
 /// tungstenite's 128 KiB read buffer would be most of an idle connection's memory.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 
 /// A thread whose connection ended waits this long for another before it exits: starting a
 /// thread costs more than a whole handshake, so reusing one keeps handshakes fast while each
@@ -243,7 +244,10 @@ fn open(
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let ws = WebSocket::from_partially_read(stream, request.rest, Role::Server, Some(ws_config));
+    let early = request.rest().to_vec();
+    drop(request);
+    let socket = Socket::new(stream);
+    let ws = WebSocket::from_partially_read(socket, early, Role::Server, Some(ws_config));
     match Connection::new(
         ws,
         config.ping_interval,
