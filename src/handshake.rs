@@ -18,6 +18,9 @@ const MAX_HEAD_LEN: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
 
 /// What a client opened with.
+// The request stays on the stack, unboxed: a heap copy would outlive the handshake in the
+// thread's malloc cache.
+#[allow(clippy::large_enum_variant)]
 pub enum Opening {
     PolicyRequest,
     Http(Request),
