@@ -121,7 +121,7 @@ impl Request {
 
 /// Read until a complete policy request or HTTP request head, all within `timeout`: a client
 /// trickling bytes cannot hold the thread longer than that.
-pub fn read_opening(stream: &mut TcpStream, timeout: Duration) -> Result<Opening, OpeningError> {
+pub fn read_opening(mut stream: &TcpStream, timeout: Duration) -> Result<Opening, OpeningError> {
     let deadline = Instant::now() + timeout;
     let mut received = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];

@@ -3,7 +3,7 @@
 //! The shape follows mini-redis: one `Sender<()>` is never used to send; dropping it is the
 //! broadcast every `ShutdownSignal` sees as a disconnected channel. Each open connection holds a
 //! `Ticket` with a clone of a completion sender, so the channel disconnects exactly when the last
-//! connection has finished. The registry also keeps a clone of each connection's socket, so
+//! connection has finished. The registry also shares each connection's socket, so
 //! shutdown can wake a thread blocked in `read()` (`shutdown(Read)` makes it return at once)
 //! instead of waiting for a timeout, and it enforces the open-connection cap.
 
@@ -69,7 +69,7 @@ pub struct Connections {
 }
 
 struct State {
-    open: HashMap<u64, TcpStream>,
+    open: HashMap<u64, Arc<TcpStream>>,
     next_id: u64,
     /// The original completion sender; `None` once shutdown stopped admissions.
     completion: Option<Sender<()>>,
@@ -97,8 +97,8 @@ impl Connections {
         })
     }
 
-    /// Admit a connection, keeping `waker` (a clone of its socket) to wake it at shutdown.
-    pub fn admit(self: &Arc<Self>, waker: TcpStream) -> Result<Ticket, Refusal> {
+    /// Admit a connection, keeping its socket to wake it at shutdown.
+    pub fn admit(self: &Arc<Self>, waker: Arc<TcpStream>) -> Result<Ticket, Refusal> {
         let mut state = lock(&self.state);
         let Some(completion) = state.completion.clone() else {
             return Err(Refusal::ShuttingDown);

@@ -9,12 +9,13 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// How much one read may take from the socket while data streams in.
 const SPILL: usize = 64 * 1024;
 
 pub struct Socket {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     /// Bytes read from the socket and not yet handed over, from `spilled_from` on.
     spill: Vec<u8>,
     spilled_from: usize,
@@ -23,7 +24,7 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream) -> Socket {
+    pub fn new(stream: Arc<TcpStream>) -> Socket {
         Socket {
             stream,
             spill: Vec::new(),
@@ -55,12 +56,12 @@ impl Read for Socket {
             return Ok(n);
         }
         if !self.streaming || buf.len() >= SPILL {
-            let n = self.stream.read(buf)?;
+            let n = (&*self.stream).read(buf)?;
             self.streaming = n == buf.len();
             return Ok(n);
         }
         self.spill.resize(SPILL, 0);
-        let n = match self.stream.read(&mut self.spill) {
+        let n = match (&*self.stream).read(&mut self.spill) {
             Ok(n) => n,
             Err(error) => {
                 self.spill = Vec::new();
@@ -77,11 +78,11 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        (&*self.stream).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        (&*self.stream).flush()
     }
 }
 
@@ -94,7 +95,7 @@ mod tests {
     fn hands_over_every_byte_in_order_whatever_the_read_sizes() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut socket = Socket::new(listener.accept().unwrap().0);
+        let mut socket = Socket::new(Arc::new(listener.accept().unwrap().0));
         let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let expected = sent.clone();
         let writing = std::thread::spawn(move || writer.write_all(&sent));

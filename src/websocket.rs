@@ -64,7 +64,10 @@ pub struct Shared {
 
 /// An admitted connection, on its way to a thread.
 pub struct Job {
-    stream: TcpStream,
+    /// Shared with the registry of open connections, which needs it to wake the thread at
+    /// shutdown: one descriptor per connection (a `try_clone` would double them), and closed
+    /// only once both have let go, so a shutdown never reaches a reused descriptor.
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     port: Port,
     ticket: Ticket,
@@ -82,18 +85,30 @@ pub fn idle_thread_channel() -> (Handoff, Receiver<Job>) {
 
 /// Accept until shutdown, one thread per admitted connection.
 pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
+    // Failures come in runs (out of descriptors until connections close): one line per run.
+    let mut failing = false;
     loop {
         let accepted = listener.accept();
         if shared.shutdown.is_triggered() {
             return;
         }
         match accepted {
-            Ok((stream, peer)) => admit(stream, peer, port, &shared, &handoff),
+            Ok((stream, peer)) => {
+                if failing {
+                    info!("accepting connections again");
+                    failing = false;
+                }
+                admit(stream, peer, port, &shared, &handoff)
+            }
             Err(error) => {
-                warn!(
-                    "accept failed: {error}; if it says 'too many open files', raise `ulimit -n` or lower --max-connections"
-                );
-                // Out of descriptors (or similar): give closing connections a moment.
+                if !failing {
+                    warn!(
+                        "cannot accept connections: {error}; with 'too many open files', \
+                         raise `ulimit -n` or lower --max-connections"
+                    );
+                    failing = true;
+                }
+                // Give closing connections a moment to free what is missing.
                 thread::sleep(Duration::from_millis(50));
             }
         }
@@ -102,23 +117,17 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
 
 fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
     let _ = stream.set_nodelay(true);
-    let waker = match stream.try_clone() {
-        Ok(waker) => waker,
-        Err(error) => {
-            warn!("refused {peer}: cannot track the connection ({error})");
-            return;
-        }
-    };
-    let ticket = match shared.connections.admit(waker) {
+    let stream = Arc::new(stream);
+    let ticket = match shared.connections.admit(Arc::clone(&stream)) {
         Ok(ticket) => ticket,
         Err(shutdown::Refusal::Full { max }) => {
             warn!("refused {peer}: {max} connections already open (--max-connections)");
             let message = "server busy: too many open connections, try again later";
-            refuse_without_thread(stream, &Refusal::new(503, message));
+            refuse_without_thread(&stream, &Refusal::new(503, message));
             return;
         }
         Err(shutdown::Refusal::ShuttingDown) => {
-            refuse_without_thread(stream, &Refusal::new(503, "server shutting down"));
+            refuse_without_thread(&stream, &Refusal::new(503, "server shutting down"));
             return;
         }
     };
@@ -165,11 +174,11 @@ fn connection_thread(first: Job, shared: &Shared) {
 
 /// Answer from the accept thread itself, never blocking it: a fresh socket's send buffer is
 /// empty, and whatever the client already sent is read away so the close is a clean FIN.
-fn refuse_without_thread(mut stream: TcpStream, refusal: &Refusal) {
+fn refuse_without_thread(mut stream: &TcpStream, refusal: &Refusal) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
-    let _ = refusal.write_to(&mut stream);
+    let _ = refusal.write_to(stream);
     let mut sink = [0u8; 1024];
     for _ in 0..8 {
         if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
@@ -196,16 +205,16 @@ fn serve(job: Job, shared: &Shared) {
 /// Read the opening: answer a policy request or a refused upgrade and return `None`, or
 /// complete the upgrade.
 fn open(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     port: Port,
     id: u64,
     shared: &Shared,
 ) -> Option<Connection> {
     let config = &shared.config;
-    let request = match handshake::read_opening(&mut stream, config.handshake_timeout) {
+    let request = match handshake::read_opening(&stream, config.handshake_timeout) {
         Ok(Opening::PolicyRequest) => {
-            let _ = stream.write_all(&shared.policy_reply);
+            let _ = (&*stream).write_all(&shared.policy_reply);
             info!("#{id} {peer}: sent the Flash policy");
             return None;
         }
@@ -218,7 +227,7 @@ fn open(
             warn!("#{id} {peer}: dropped: {error}");
             // The policy port never speaks HTTP.
             if let (Port::WebSocket, Some(refusal)) = (port, handshake::refusal_for(&error)) {
-                let _ = refusal.write_to(&stream);
+                let _ = refusal.write_to(&*stream);
             }
             return None;
         }
@@ -230,12 +239,12 @@ fn open(
                 "#{id} {peer}: refused {}: {}",
                 refusal.status, refusal.message
             );
-            let _ = refusal.write_to(&stream);
+            let _ = refusal.write_to(&*stream);
             return None;
         }
     };
     let reply = handshake::switching_protocols(&upgrade.accept_key);
-    if let Err(error) = stream.write_all(reply.as_bytes()) {
+    if let Err(error) = (&*stream).write_all(reply.as_bytes()) {
         warn!("#{id} {peer}: dropped during the handshake: {error}");
         return None;
     }
