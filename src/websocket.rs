@@ -1,7 +1,8 @@
 //! The WebSocket port (and the dedicated Flash policy port): a blocking accept loop that gives
-//! every admitted connection its own thread. The thread reads the opening bytes, answers a
-//! Flash policy request or checks the upgrade, then runs the application until the connection
-//! ends, and logs one line when it opens and one when it ends.
+//! every admitted connection a thread of its own (one left waiting by a finished connection,
+//! or a new one). The thread reads the opening bytes, answers a Flash policy request or checks
+//! the upgrade, then runs the application until the connection ends, and logs one line when
+//! it opens and one when it ends.
 
 use crate::config::Config;
 use crate::connection::Connection;
@@ -29,7 +30,9 @@ pub type Application = fn(&mut Connection) -> Result<(), Error>;
 /// little more than a bare thread.
 const CONNECTION_STACK: usize = 128 * 1024;
 
-/// tungstenite's 128 KiB read buffer would be most of an idle connection's memory.
+/// tungstenite's read buffer, allocated for a connection's whole life: its 128 KiB default
+/// would be most of an idle connection's memory. 1 KiB holds a typical message; `Socket`
+/// reads bigger while data streams in.
 const READ_BUFFER: usize = 1024;
 
 /// A thread whose connection ended waits this long for another before it exits: starting a
