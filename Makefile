@@ -5,7 +5,7 @@ CARGO ?= cargo
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
 run: assets
-	$(CARGO) run --release --
+	$(CARGO) run --release --bin wsecho --
 
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
