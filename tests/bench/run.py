@@ -48,28 +48,30 @@ PEERS = ["tokio-tungstenite", "gevent", "websockets", "node-ws"]
 # Why a target can be missed, and what would close it: printed for the targets a run misses.
 MISS_NOTES = {
     "rtt p50 <= 1.05x raw TCP": "a round trip is about 20 µs, nearly all of it the kernel's (two "
-        "context switches and the TCP stack). wsecho adds tungstenite's parsing, unmasking, UTF-8 "
-        "check and frame building, and a kernel timer that every blocking read arms and cancels "
-        "(the read timeout that drives keepalive pings). Rounds differ by more than the gap (an "
-        "earlier run of the same build measured 0.99). Closing it for sure: keepalive without a "
-        "per-read timeout (one timer thread waking idle connections) and a writev echo.",
+        "context switches and the TCP stack); wsecho adds tungstenite's parsing, unmasking, UTF-8 "
+        "check and frame building. Rounds differ by more than the gap: when last investigated "
+        "(2026-11-27), other runs of the same build measured 0.99. Closing it for sure: echo the "
+        "payload with one writev of header and payload instead of building a new frame.",
     "rtt p50 below every peer": "see the row above: the same per-message work.",
-    "conc100 >= 0.9x raw TCP": "`perf record -g` on the server during conc100 puts wsecho's own "
-        "code and tungstenite at under 10% of its samples and libc at 7%; the rest is the "
-        "kernel's (context switches between 100 threads on 2 vCPUs, the TCP stack), as for the "
-        "floor. What wsecho adds there is the read timeout keepalive needs (a kernel timer per "
-        "blocking read, about 3% of samples) and the framing work. The spread between runs is "
-        "large (0.80 to 1.02 of the floor across runs of this build). Closing it: keepalive "
-        "without per-read timeouts, and echoing with one writev of header and payload.",
+    "conc100 >= 0.9x raw TCP": "when last investigated (2026-11-27): `perf record -g` on the "
+        "server during conc100 put wsecho's own code and tungstenite under 10% of its samples "
+        "and libc at 7%, the rest being the kernel's (context switches between 100 threads on "
+        "2 vCPUs, the TCP stack), as for the floor; five paired rounds outside the bench "
+        "(`wsload conc --connections 100 --seconds 3`, alternating servers) measured 0.98 to "
+        "1.02 of the floor, and dropping the keepalive read timeout changed nothing measurable. "
+        "A low figure here is the spread between rounds; more rounds (`--rounds`) narrow it.",
     "conc1000 >= 0.9x raw TCP": "as for 100 connections; the spread between rounds is about the "
         "size of the gap.",
     "paced p99 <= best peer's p99": "1000 sleeping threads are woken 10,000 times a second; the "
         "tail is the scheduler's wake-up latency on 2 vCPUs, where an async server wakes one "
         "thread for many sockets. The spread between rounds is larger than the gap; closing it "
         "for good would take batching wake-ups (epoll), which this design rules out.",
-    "stream >= 0.9x raw TCP": "per 64 KiB message wsecho touches the payload three more times "
-        "than the floor (tungstenite zero-fills its read buffer, unmasks, and copies the reply "
-        "into its write buffer). Closing it: unmask in place and writev the payload.",
+    "stream >= 0.9x raw TCP": "per 64 KiB message wsecho touches the payload more often than the "
+        "floor: tungstenite takes it 1 KiB per read (its read buffer is kept that small for idle "
+        "connections, so src/socket.rs reads 64 KiB from the kernel and hands it over from a "
+        "spill buffer), zero-fills its buffer, unmasks, and copies the reply into its write "
+        "buffer; the floor reads and writes once. The rounds spread more than the gap. Closing "
+        "it: unmask in place and writev the payload; a bigger read buffer trades idle memory.",
     "idle <= 16 KiB RSS per connection": "a blocked thread alone costs about 10 KiB (its stack "
         "pages and thread control block); the rest is tungstenite's 1 KiB read buffer, its "
         "state, and what the handshake freed into the thread's malloc cache.",
@@ -195,6 +197,8 @@ def measure(servers, rounds, seconds):
                     for field in fields + ["client_cpu", "server_cpu"]:
                         if field in figures:
                             results[name][mode].setdefault(field, []).append(figures[field])
+                    # Let the mode's connections wind down before the next one is measured.
+                    time.sleep(1)
                     shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
                     print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
                           flush=True)
@@ -355,7 +359,7 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
