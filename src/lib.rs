@@ -24,3 +24,23 @@ pub use server::{Server, StartError, Summary};
 pub use tungstenite::Message;
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use websocket::Application;
+
+/// Each connection is a socket: lift the soft open-file limit (often 1024) to the hard one.
+/// False when the limit could not be read or raised.
+pub fn raise_open_file_limit() -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return false;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            return libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0;
+        }
+    }
+    true
+}

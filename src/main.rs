@@ -71,7 +71,9 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log_panics_as_one_line();
-    raise_open_file_limit();
+    if !wsecho::raise_open_file_limit() {
+        log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
+    }
 
     let server = match Server::start(config) {
         Ok(server) => server,
@@ -281,22 +283,4 @@ fn log_panics_as_one_line() {
             thread.name().unwrap_or("?")
         );
     }));
-}
-
-/// Each connection is a socket: lift the soft open-file limit (often 1024) to the hard one.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
-            }
-        }
-    }
 }

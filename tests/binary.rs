@@ -2,10 +2,8 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -14,6 +12,10 @@ fn wsecho() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
     command.env("RUST_LOG", "info").stdin(Stdio::null());
     command
+}
+
+fn spawn_server() -> Running {
+    spawn_binary(env!("CARGO_BIN_EXE_wsecho"))
 }
 
 /// Run a command that must finish by itself, bounded by PATIENCE.
@@ -36,44 +38,6 @@ fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
     }
     let _ = child.kill();
     panic!("wsecho did not exit within 10 s");
-}
-
-/// A running binary on free ports, with its log lines arriving on a channel.
-struct Running {
-    child: Child,
-    ws: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-fn spawn_server() -> Running {
-    let mut child = wsecho()
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--policy-port",
-            "0",
-        ])
-        .args(["--www", &www().display().to_string()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (sender, log) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let ws = loop {
-        let line = log.recv_timeout(PATIENCE).expect("the startup log");
-        if let Some(rest) = line.split("WebSocket: ws://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    Running { child, ws, log }
 }
 
 fn signal(child: &Child, signal: libc::c_int) {

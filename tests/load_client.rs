@@ -5,45 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct Wsecho(Child);
-
-impl Drop for Wsecho {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_wsecho() -> (Wsecho, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--policy-port",
-            "0",
-        ])
-        .args(["--www", &www().display().to_string()])
-        .env("RUST_LOG", "warn,wsecho::server=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let url = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("WebSocket: ")
-                .nth(1)
-                .map(|rest| rest.split(' ').next().unwrap().to_string())
-        })
-        .expect("wsecho says where it listens");
-    (Wsecho(child), url)
-}
+use std::process::Command;
 
 fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f64> {
     let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
@@ -67,8 +29,8 @@ fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f6
 
 #[test]
 fn every_mode_runs_against_wsecho_and_reports_its_figures() {
-    let (server, url) = spawn_wsecho();
-    let pid = server.0.id();
+    let server = spawn_binary(env!("CARGO_BIN_EXE_wsecho"));
+    let (pid, url) = (server.child.id(), format!("ws://{}/echo", server.ws));
 
     // First, while the server is quiet: each held connection is one server thread.
     let idle = wsload("idle", &url, pid, &["--connections", "100"]);

@@ -113,7 +113,7 @@ fn parse() -> Result<Options, String> {
 }
 
 fn run(options: &Options) -> Result<String, String> {
-    raise_open_file_limit();
+    wsecho::raise_open_file_limit();
     let duration = Duration::from_secs_f64(options.seconds);
     let cpu = CpuMeter::start(options.pid);
     let fields = match options.mode.as_str() {
@@ -519,20 +519,6 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
-}
-
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 // --- epoll ------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 //! Every read has a timeout, so a broken server fails a test instead of hanging it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
@@ -193,4 +195,54 @@ pub fn upgrade_answer(addr: SocketAddr, request: &[u8]) -> String {
         received.extend(read_to_close(&mut stream));
     }
     String::from_utf8_lossy(&received).into_owned()
+}
+
+/// The `wsecho` binary running on free ports, with its log lines arriving on a channel.
+/// Killed when dropped, if it is still running.
+pub struct Running {
+    pub child: Child,
+    pub ws: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `binary` (the test's `env!("CARGO_BIN_EXE_wsecho")`) on free loopback ports with no
+/// policy listener, and wait (bounded) for the log line that names its WebSocket address.
+pub fn spawn_binary(binary: &str) -> Running {
+    let mut child = Command::new(binary)
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--policy-port",
+            "0",
+        ])
+        .args(["--www", &www().display().to_string()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, log) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let ws = loop {
+        let line = log.recv_timeout(PATIENCE).expect("the startup log");
+        if let Some(rest) = line.split("WebSocket: ws://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    Running { child, ws, log }
 }
