@@ -3,12 +3,14 @@
 //! tungstenite reads at most its read buffer's size per `read()`, and that buffer is allocated
 //! for the whole life of a connection. A small buffer keeps an idle connection cheap, but a
 //! 64 KiB message then costs dozens of reads. So when a read fills tungstenite's buffer (more
-//! is probably waiting), the next one takes up to 64 KiB from the socket into a spill buffer
-//! and hands it over from there; once the socket has been drained, the spill buffer is freed.
+//! is probably waiting), the next one takes whatever is waiting, up to 64 KiB and without
+//! blocking, into a spill buffer and hands it over from there; once the socket has been
+//! drained, the spill buffer is freed, so a connection never waits for data holding it.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 /// How much one read may take from the socket while data streams in.
@@ -60,19 +62,41 @@ impl Read for Socket {
             self.streaming = n == buf.len();
             return Ok(n);
         }
+        // Take what is already waiting, without blocking: a connection must never sit idle
+        // holding the spill buffer.
         self.spill.resize(SPILL, 0);
-        let n = match (&*self.stream).read(&mut self.spill) {
-            Ok(n) => n,
-            Err(error) => {
+        let n = match recv_waiting(&self.stream, &mut self.spill) {
+            Ok(n) if n > 0 => n,
+            // Nothing waiting, the end, or an error: a plain read waits or reports it.
+            _ => {
                 self.spill = Vec::new();
                 self.streaming = false;
-                return Err(error);
+                return self.read(buf);
             }
         };
         self.streaming = n == SPILL;
         self.spill.truncate(n);
         self.spilled_from = 0;
         self.read(buf)
+    }
+}
+
+/// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
+fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
+    // descriptor that `stream` keeps open.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -109,6 +133,32 @@ mod tests {
         }
         writing.join().unwrap().unwrap();
         assert_eq!(received, expected);
-        assert!(socket.spill.is_empty() || socket.spilled_from < socket.spill.len());
+    }
+
+    #[test]
+    fn gives_the_spill_buffer_back_once_the_stream_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut socket = Socket::new(Arc::new(listener.accept().unwrap().0));
+        // Exactly one spill's worth: every read is full, so the socket believes more follows.
+        writer.write_all(&vec![7u8; 1024 + SPILL]).unwrap();
+        let mut received = 0;
+        let mut buf = [0u8; 1024];
+        while received < 1024 + SPILL {
+            received += socket.read(&mut buf).unwrap();
+        }
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let waited = socket.read(&mut buf).unwrap_err();
+        assert!(matches!(
+            waited.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        assert_eq!(
+            socket.spill.capacity(),
+            0,
+            "no spill buffer is held while waiting"
+        );
     }
 }
