@@ -1,8 +1,9 @@
 //! `wsecho ping URL`: like ping(8), for any `ws://` echo endpoint. One message per interval,
 //! one line per echo with its round-trip time, and a summary after `--count` or on Ctrl-C.
 
+use crate::handshake::is_timeout;
 use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
@@ -251,14 +252,7 @@ fn await_echo(socket: &mut WebSocket<TcpStream>) -> Result<Option<Message>, Ping
                 )));
             }
             Ok(_) => continue,
-            Err(tungstenite::Error::Io(error))
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None);
-            }
+            Err(tungstenite::Error::Io(error)) if is_timeout(&error) => return Ok(None),
             Err(error) => return Err(PingError::Broken(error.to_string())),
         }
     }
