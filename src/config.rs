@@ -12,7 +12,7 @@ pub const WEBSOCKET_PATH: &str = "/echo";
 /// Settings for one server. `Config::default()` is what `wsecho` runs with no flags.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the page (tiny_http) listens.
+    /// Where the page listens.
     pub http: SocketAddr,
     /// Where WebSocket upgrades (and inline Flash policy requests) are answered.
     pub ws: SocketAddr,
@@ -27,7 +27,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Open WebSocket connections allowed at once; one more gets HTTP 503.
     pub max_connections: usize,
-    /// How long a client may take to send its whole opening request.
+    /// Open page connections allowed at once, counted apart from WebSockets; one more closes
+    /// the connection idle longest, or gets HTTP 503 when none is idle.
+    pub max_page_connections: usize,
+    /// How long a client may take to send a whole request head (either port), how long a page
+    /// connection may idle between requests, and how long a write may make no progress.
     pub handshake_timeout: Duration,
     /// A Ping is sent after this much silence; two intervals of silence close the connection.
     pub ping_interval: Duration,
@@ -45,6 +49,7 @@ impl Default for Config {
             www: PathBuf::from("www"),
             max_message_size: 16 << 20,
             max_connections: 1024,
+            max_page_connections: 256,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),

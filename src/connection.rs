@@ -5,7 +5,7 @@
 //! heard, the right close code for a protocol fault (1002), invalid UTF-8 (1007) or an oversized
 //! message (1009), close 1001 when the server shuts down, and counts of what went each way.
 
-use crate::handshake::is_timeout;
+use crate::http::is_timeout;
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
 use std::fmt;

@@ -6,10 +6,12 @@
 //! let summary = server.wait(); // until `server.trigger().fire()` (the binary: SIGINT/SIGTERM)
 //! ```
 
+mod accept;
 pub mod config;
 pub mod connection;
 pub mod echo;
 mod handshake;
+mod http;
 mod page;
 pub mod ping;
 pub mod policy;

@@ -25,7 +25,10 @@ Options:
   --www DIR                 folder the page is served from [default: www]
   --max-message-size BYTES  larger messages get close 1009 [default: 16777216]
   --max-connections N       open WebSockets; more get 503  [default: 1024]
-  --handshake-timeout SECS  time to send a whole request   [default: 10]
+  --max-page-connections N  open page connections; more close the longest idle one,
+                            or get 503 when none is idle   [default: 256]
+  --handshake-timeout SECS  time to send a whole request head; also how long a page
+                            connection may idle between requests [default: 10]
   --ping-interval SECS      Ping after this much silence; twice this closes (1011)
                                                            [default: 30]
   --allow-origin ORIGIN     also accept pages from ORIGIN (repeatable; * for any)
@@ -115,6 +118,12 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                 config.max_connections = positive(
                     value(&mut parser, "--max-connections")?,
                     "--max-connections",
+                )?
+            }
+            Long("max-page-connections") => {
+                config.max_page_connections = positive(
+                    value(&mut parser, "--max-page-connections")?,
+                    "--max-page-connections",
                 )?
             }
             Long("handshake-timeout") => {

@@ -1,20 +1,44 @@
-//! The page: static files from the `www` folder over tiny_http, plus `/config.json`.
-//! GET and HEAD only; nothing outside the folder is ever served, whatever the path says
-//! (`..`, percent-encoded or not, absolute paths, symlinks that lead out).
+//! The page port: static files from the `www` folder, plus `/config.json`, over our own small
+//! HTTP/1.1 server with the same bounds as the WebSocket port.
+//!
+//! One thread per connection, at most `--max-page-connections` of them (counted apart from
+//! WebSockets; past the cap the connection idle longest is closed, or the newcomer gets 503).
+//! Each request head is at most 8 KiB and must arrive within the handshake timeout (408 after
+//! it, 431 over it); a connection that stays idle that long between requests is closed. GET and
+//! HEAD only (405); a request that carries or declares a body is refused (413, or 400 for a
+//! malformed length) and the body is never read. Pipelined requests are answered in order, one
+//! at a time, so a client that does not read holds only its own thread, until the write
+//! timeout. Nothing outside the folder is ever served, whatever the path says (`..`,
+//! percent-encoded or not, absolute paths, symlinks that lead out), nor any name starting with
+//! `.` (`.env`, `.git`).
 
-use crate::shutdown::ShutdownSignal;
+use crate::accept;
+use crate::http::{self, HeadError, Refusal, Request};
+use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
 use log::{debug, warn};
 use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tiny_http::{Header, Method, Request, Response, ResponseBox, Server};
+use std::thread;
+use std::time::{Duration, Instant};
 
-/// What every page worker needs.
+/// Stack for page connection threads: they keep little on it.
+const PAGE_STACK: usize = 128 * 1024;
+
+/// Everything the page's threads share.
 pub struct Site {
     /// The canonical page folder.
     pub root: PathBuf,
     /// The body of `/config.json`.
     pub config_json: String,
+    /// Open page connections, apart from the WebSocket port's.
+    pub connections: Arc<Connections>,
+    pub shutdown: ShutdownSignal,
+    /// How long a request head may take, and how long a connection may idle between requests
+    /// or wait for the client to read.
+    pub timeout: Duration,
 }
 
 /// web-socket-js, fetched by `make assets` into the page folder (never committed).
@@ -31,52 +55,225 @@ pub fn has_flash_fallback(root: &Path) -> bool {
         .all(|file| root.join(file).is_file())
 }
 
-/// Serve requests until shutdown. Several workers may share one server.
-pub fn serve(server: Arc<Server>, site: Arc<Site>, shutdown: ShutdownSignal) {
-    loop {
-        let request = server.recv();
-        if shutdown.is_triggered() {
-            return;
-        }
-        match request {
-            Ok(request) => respond(request, &site),
-            Err(error) => warn!("page server: {error}"),
-        }
-    }
-}
-
-fn respond(request: Request, site: &Site) {
-    let method = request.method().clone();
-    let url = request.url().to_string();
-    let response = match method {
-        Method::Get | Method::Head => answer(&url, site),
-        _ => {
-            text(405, "only GET and HEAD are served here").with_header(header("Allow", "GET, HEAD"))
-        }
-    };
-    debug!("page {method} {url} -> {}", response.status_code().0);
-    let _ = request.respond(
-        response
-            .with_header(header("Cache-Control", "no-cache"))
-            .with_header(header("X-Content-Type-Options", "nosniff")),
+/// Accept page connections until shutdown, one thread each.
+pub fn accept_loop(listener: TcpListener, site: Arc<Site>) {
+    accept::accept_loop(
+        listener,
+        &site.shutdown,
+        "--max-page-connections",
+        |stream, peer| admit(stream, peer, &site),
     );
 }
 
-fn answer(url: &str, site: &Site) -> ResponseBox {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    if path == "/config.json" {
-        return Response::from_string(site.config_json.clone())
-            .with_header(header("Content-Type", "application/json"))
-            .boxed();
-    }
-    let Some(file) = resolve(&site.root, path) else {
-        return text(404, "not found");
+fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
+    // A response head and its file go out as two writes: without this the file would wait
+    // for the client's delayed ACK of the head.
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let ticket = match site.connections.admit(Arc::clone(&stream)) {
+        Ok(ticket) => ticket,
+        Err(shutdown::Refusal::Full { max }) => {
+            warn!("page: refused {peer}: {max} page connections busy (--max-page-connections)");
+            Refusal::new(
+                503,
+                "server busy: too many page requests at once, try again later",
+            )
+            .send_without_blocking(&stream);
+            return;
+        }
+        Err(shutdown::Refusal::ShuttingDown) => {
+            Refusal::new(503, "server shutting down").send_without_blocking(&stream);
+            return;
+        }
     };
-    match File::open(&file) {
-        Ok(opened) => Response::from_file(opened)
-            .with_header(header("Content-Type", content_type(&file)))
-            .boxed(),
-        Err(_) => text(404, "not found"),
+    let thread_site = Arc::clone(site);
+    let spawned = thread::Builder::new()
+        .name("page-conn".into())
+        .stack_size(PAGE_STACK)
+        .spawn(move || serve_connection(&stream, peer, &ticket, &thread_site));
+    if let Err(error) = spawned {
+        // The closure, the socket and the ticket are dropped: the client sees the close.
+        warn!(
+            "page: refused {peer}: cannot start a thread ({error}); lower --max-page-connections"
+        );
+    }
+}
+
+/// Answer one request after another until the client leaves, idles out, or asks to close.
+fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
+    if let Err(error) = stream.set_write_timeout(Some(site.timeout)) {
+        warn!("page: dropped {peer}: cannot set a write timeout ({error})");
+        return;
+    }
+    let mut received = Vec::new();
+    loop {
+        let request = match next_request(stream, received, ticket, site.timeout) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(error) => {
+                if let Some(refusal) = http::refusal_for(&error) {
+                    warn!("page: refused {peer} {}: {error}", refusal.status);
+                    refusal.send_and_linger(stream);
+                } else {
+                    debug!("page: {peer}: {error}");
+                }
+                return;
+            }
+        };
+        match respond(stream, &request, site) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                debug!("page: {peer}: cannot send the answer: {error}");
+                return;
+            }
+        }
+        received = request.into_rest();
+    }
+}
+
+/// The next request head; `Ok(None)` when the client left or stayed silent instead of
+/// beginning one. While nothing of it has arrived the connection counts as idle.
+fn next_request(
+    stream: &TcpStream,
+    mut received: Vec<u8>,
+    ticket: &Ticket,
+    timeout: Duration,
+) -> Result<Option<Request>, HeadError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(request) = http::parse_head(&mut received)? {
+            return Ok(Some(request));
+        }
+        let idle = received.is_empty();
+        ticket.set_idle(idle);
+        let read = http::read_more(stream, &mut received, deadline);
+        ticket.set_idle(false);
+        match read {
+            Ok(()) => {}
+            Err(HeadError::TimedOut | HeadError::Closed | HeadError::Io(_)) if idle => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Answer one request. `Ok(true)` when the connection stays open for the next.
+fn respond(stream: &TcpStream, request: &Request, site: &Site) -> io::Result<bool> {
+    let (method, target) = (request.method(), request.target());
+    if let Err(refusal) = check_request(request) {
+        warn!(
+            "page: refused {method} {target} with {}: {}",
+            refusal.status, refusal.message
+        );
+        refusal.send_and_linger(stream);
+        return Ok(false);
+    }
+    let keep_alive = wants_keep_alive(request) && !site.shutdown.is_triggered();
+    let answer = answer(request.path(), site);
+    debug!("page {method} {target} -> {}", answer.status);
+    let length = match &answer.body {
+        Body::Text(text) => text.len() as u64,
+        Body::File(_, length) => *length,
+    };
+    let head = http::response_head(answer.status, answer.content_type, length, keep_alive, None);
+    let mut out = stream;
+    match answer.body {
+        _ if method == "HEAD" => out.write_all(head.as_bytes())?,
+        Body::Text(text) => out.write_all((head + text).as_bytes())?,
+        Body::File(file, length) => {
+            out.write_all(head.as_bytes())?;
+            // A file, straight to the socket (sendfile on Linux); a write that makes no
+            // progress within the write timeout ends the connection.
+            if io::copy(&mut file.take(length), &mut out)? != length {
+                return Err(io::Error::other("the file shrank while being sent"));
+            }
+        }
+    }
+    Ok(keep_alive)
+}
+
+/// GET and HEAD without a body; anything else is refused before its body is read.
+fn check_request(request: &Request) -> Result<(), Refusal> {
+    if !matches!(request.method(), "GET" | "HEAD") {
+        return Err(
+            Refusal::new(405, "only GET and HEAD are served here").with_header("Allow: GET, HEAD")
+        );
+    }
+    if request.header("Transfer-Encoding").is_some() {
+        return Err(Refusal::new(
+            413,
+            "request bodies are not accepted here: send GET or HEAD without one",
+        ));
+    }
+    for (name, value) in request.fields() {
+        if !name.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+        match value.trim().parse::<u64>() {
+            Ok(0) => {}
+            Ok(length) => {
+                return Err(Refusal::new(
+                    413,
+                    format!(
+                        "a request body ({length} bytes) is not accepted here: send GET or HEAD without one"
+                    ),
+                ));
+            }
+            Err(_) => return Err(Refusal::new(400, "malformed Content-Length header")),
+        }
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 keeps the connection unless asked to close; HTTP/1.0 only when asked to keep it.
+fn wants_keep_alive(request: &Request) -> bool {
+    if request.header_has_token("Connection", "close") {
+        false
+    } else if request.is_http10() {
+        request.header_has_token("Connection", "keep-alive")
+    } else {
+        true
+    }
+}
+
+struct Answer<'a> {
+    status: u16,
+    content_type: &'static str,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
+    Text(&'a str),
+    /// A file and the length it had when opened.
+    File(File, u64),
+}
+
+fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
+    if path == "/config.json" {
+        return Answer {
+            status: 200,
+            content_type: "application/json",
+            body: Body::Text(&site.config_json),
+        };
+    }
+    let opened = resolve(&site.root, path).and_then(|file| {
+        let opened = File::open(&file).ok()?;
+        let length = opened.metadata().ok()?.len();
+        Some((opened, length, content_type(&file)))
+    });
+    match opened {
+        Some((file, length, content_type)) => Answer {
+            status: 200,
+            content_type,
+            body: Body::File(file, length),
+        },
+        None => Answer {
+            status: 404,
+            content_type: "text/plain; charset=utf-8",
+            body: Body::Text("not found\n"),
+        },
     }
 }
 
@@ -84,22 +281,26 @@ fn answer(url: &str, site: &Site) -> ResponseBox {
 fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(url_path)?;
     let relative = decoded.strip_prefix('/')?;
-    // Only plain names: no `..`, no `.`, no empty inner segments, no backslashes, no NULs.
+    // Only plain names: nothing starting with `.` (so no `..`, `.`, `.env`), no backslashes,
+    // no NULs; empty segments are skipped.
     let mut candidate = root.to_path_buf();
     for segment in relative.split('/') {
         match segment {
             "" => {}
-            "." | ".." => return None,
-            name if name.contains(['\\', '\0']) => return None,
+            name if name.starts_with('.') || name.contains(['\\', '\0']) => return None,
             name => candidate.push(name),
         }
     }
     if decoded.ends_with('/') || candidate == root {
         candidate.push("index.html");
     }
-    // A symlink may point anywhere: judge where it really leads.
+    // A symlink may point anywhere: judge where it really leads (inside, and not hidden).
     let real = candidate.canonicalize().ok()?;
-    (real.starts_with(root) && real.is_file()).then_some(real)
+    let inside = real.strip_prefix(root).ok()?;
+    let hidden = inside
+        .iter()
+        .any(|part| part.as_encoded_bytes().starts_with(b"."));
+    (!hidden && real.is_file()).then_some(real)
 }
 
 /// `%XX` decoding; `None` for a malformed escape or a result that is not UTF-8.
@@ -134,18 +335,6 @@ fn content_type(file: &Path) -> &'static str {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
-}
-
-fn text(status: u16, body: &str) -> ResponseBox {
-    Response::from_string(format!("{body}\n"))
-        .with_status_code(status)
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
-        .boxed()
-}
-
-fn header(name: &str, value: &str) -> Header {
-    // Both parts are our own ASCII literals, so this cannot fail.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Binds the three listeners, runs their threads, and on shutdown stops them, closes every
 //! connection with 1001, waits for the connection threads (bounded) and reports a summary.
 
+use crate::accept;
 use crate::config::{self, Config, WEBSOCKET_PATH};
 use crate::echo;
 use crate::page::{self, Site};
@@ -14,10 +15,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
-
-/// Threads taking page requests: enough that one slow download does not stall the page.
-const PAGE_WORKERS: usize = 4;
+use std::time::{Duration, Instant};
 
 /// How long shutdown waits for connection threads before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,7 +28,7 @@ pub struct Server {
     trigger: Trigger,
     signal: ShutdownSignal,
     connections: Arc<Connections>,
-    page: Arc<tiny_http::Server>,
+    page_connections: Arc<Connections>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -129,13 +127,10 @@ impl Server {
         };
         let http_listener = bind(config.http, "page", "--http")?;
         let http_addr = http_listener.local_addr()?;
-        let page = Arc::new(
-            tiny_http::Server::from_listener(http_listener, None)
-                .map_err(|error| io::Error::other(error.to_string()))?,
-        );
 
         let (trigger, signal) = shutdown::channel();
         let connections = Connections::new(config.max_connections);
+        let page_connections = Connections::new(config.max_page_connections);
         let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,
@@ -144,6 +139,9 @@ impl Server {
                 policy_addr.map(|a| a.port()),
                 flash_fallback,
             ),
+            connections: Arc::clone(&page_connections),
+            shutdown: signal.clone(),
+            timeout: config.handshake_timeout,
         });
         let (handoff, idle_threads) = websocket::idle_thread_channel();
         let shared = Arc::new(Shared {
@@ -167,12 +165,10 @@ impl Server {
         threads.push(spawn("ws-accept", move || {
             websocket::accept_loop(ws_listener, Port::WebSocket, ws_shared, handoff)
         })?);
-        for worker in 0..PAGE_WORKERS {
-            let (page, site, signal) = (Arc::clone(&page), Arc::clone(&site), signal.clone());
-            threads.push(spawn(&format!("page-{worker}"), move || {
-                page::serve(page, site, signal)
-            })?);
-        }
+        let page_site = Arc::clone(&site);
+        threads.push(spawn("page-accept", move || {
+            page::accept_loop(http_listener, page_site)
+        })?);
 
         info!("page: http://{http_addr}/ (open this in a browser)");
         info!("WebSocket: ws://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
@@ -193,7 +189,7 @@ impl Server {
             trigger,
             signal,
             connections,
-            page,
+            page_connections,
             threads,
         })
     }
@@ -216,6 +212,11 @@ impl Server {
         self.connections.open_count()
     }
 
+    /// Open page connections right now.
+    pub fn open_page_connections(&self) -> usize {
+        self.page_connections.open_count()
+    }
+
     /// A handle that begins shutdown from anywhere (a signal handler thread, a test).
     pub fn trigger(&self) -> Trigger {
         self.trigger.clone()
@@ -230,17 +231,19 @@ impl Server {
     /// Run until shutdown is triggered, then stop everything and report.
     pub fn wait(self) -> Summary {
         self.signal.wait();
-        for _ in 0..PAGE_WORKERS {
-            self.page.unblock();
-        }
-        for addr in [Some(self.ws_addr), self.policy_addr].into_iter().flatten() {
-            if let Err(error) = websocket::wake_listener(addr) {
+        let listeners = [Some(self.ws_addr), self.policy_addr, Some(self.http_addr)];
+        for addr in listeners.into_iter().flatten() {
+            if let Err(error) = accept::wake_listener(addr) {
                 warn!("could not wake the listener on {addr}: {error}");
             }
         }
         let closed_at_shutdown = self.connections.open_count();
         self.connections.stop_and_wake();
-        let stragglers = self.connections.wait_finished(DRAIN_TIMEOUT);
+        self.page_connections.stop_and_wake();
+        let drain_started = Instant::now();
+        let stragglers = self.connections.wait_finished(DRAIN_TIMEOUT)
+            + (self.page_connections)
+                .wait_finished(DRAIN_TIMEOUT.saturating_sub(drain_started.elapsed()));
         for thread in self.threads {
             let _ = thread.join();
         }

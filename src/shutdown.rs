@@ -6,6 +6,10 @@
 //! connection has finished. The registry also shares each connection's socket, so
 //! shutdown can wake a thread blocked in `read()` (`shutdown(Read)` makes it return at once)
 //! instead of waiting for a timeout, and it enforces the open-connection cap.
+//!
+//! A connection may say it is idle (waiting for a client that has not begun its next request).
+//! When the cap is reached, the connection idle longest is closed to admit the new one, so a
+//! crowd of idle connections cannot keep anyone else out.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::HashMap;
@@ -69,10 +73,18 @@ pub struct Connections {
 }
 
 struct State {
-    open: HashMap<u64, Arc<TcpStream>>,
+    open: HashMap<u64, Entry>,
+    /// How many of `open` are idle.
+    idle: usize,
     next_id: u64,
     /// The original completion sender; `None` once shutdown stopped admissions.
     completion: Option<Sender<()>>,
+}
+
+struct Entry {
+    socket: Arc<TcpStream>,
+    /// Since when the connection has been waiting for its client; `None` while it works.
+    idle_since: Option<Instant>,
 }
 
 /// Held by a connection's thread for as long as it runs; dropping it (also while unwinding
@@ -89,6 +101,7 @@ impl Connections {
         Arc::new(Connections {
             state: Mutex::new(State {
                 open: HashMap::new(),
+                idle: 0,
                 next_id: 1,
                 completion: Some(completion),
             }),
@@ -97,18 +110,23 @@ impl Connections {
         })
     }
 
-    /// Admit a connection, keeping its socket to wake it at shutdown.
+    /// Admit a connection, keeping its socket to wake it at shutdown. At the cap, the
+    /// connection idle longest (if any) is closed to make room.
     pub fn admit(self: &Arc<Self>, waker: Arc<TcpStream>) -> Result<Ticket, Refusal> {
         let mut state = lock(&self.state);
         let Some(completion) = state.completion.clone() else {
             return Err(Refusal::ShuttingDown);
         };
-        if state.open.len() >= self.max {
+        if state.open.len() >= self.max && !state.evict_longest_idle() {
             return Err(Refusal::Full { max: self.max });
         }
         let id = state.next_id;
         state.next_id += 1;
-        state.open.insert(id, waker);
+        let entry = Entry {
+            socket: waker,
+            idle_since: None,
+        };
+        state.open.insert(id, entry);
         Ok(Ticket {
             id,
             connections: Arc::clone(self),
@@ -130,8 +148,8 @@ impl Connections {
     pub fn stop_and_wake(&self) {
         let mut state = lock(&self.state);
         state.completion = None;
-        for stream in state.open.values() {
-            let _ = stream.shutdown(Shutdown::Read);
+        for entry in state.open.values() {
+            let _ = entry.socket.shutdown(Shutdown::Read);
         }
     }
 
@@ -148,16 +166,69 @@ impl Connections {
             }
         }
         let state = lock(&self.state);
-        for stream in state.open.values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        for entry in state.open.values() {
+            let _ = entry.socket.shutdown(Shutdown::Both);
         }
         state.open.len()
     }
 }
 
+impl State {
+    /// Close the connection idle longest and forget it (its thread sees the close at once
+    /// and ends). False when none is idle.
+    fn evict_longest_idle(&mut self) -> bool {
+        if self.idle == 0 {
+            return false;
+        }
+        let longest = self
+            .open
+            .iter()
+            .filter_map(|(&id, entry)| Some((entry.idle_since?, id)))
+            .min();
+        let Some((_, id)) = longest else {
+            return false;
+        };
+        if let Some(entry) = self.remove(id) {
+            let _ = entry.socket.shutdown(Shutdown::Both);
+        }
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.open.remove(&id)?;
+        if entry.idle_since.is_some() {
+            self.idle -= 1;
+        }
+        Some(entry)
+    }
+}
+
+impl Ticket {
+    /// Say whether the connection is waiting for its client to begin a request; an idle one
+    /// may be closed to admit another when the cap is reached.
+    pub fn set_idle(&self, idle: bool) {
+        let mut state = lock(&self.connections.state);
+        let state = &mut *state;
+        let Some(entry) = state.open.get_mut(&self.id) else {
+            return; // already evicted
+        };
+        match (entry.idle_since.is_some(), idle) {
+            (false, true) => {
+                entry.idle_since = Some(Instant::now());
+                state.idle += 1;
+            }
+            (true, false) => {
+                entry.idle_since = None;
+                state.idle -= 1;
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
-        lock(&self.connections.state).open.remove(&self.id);
+        lock(&self.connections.state).remove(self.id);
     }
 }
 

@@ -151,7 +151,7 @@ mod tests {
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let waited = socket.read(&mut buf).unwrap_err();
-        assert!(crate::handshake::is_timeout(&waited), "{waited}");
+        assert!(crate::http::is_timeout(&waited), "{waited}");
         assert_eq!(
             socket.spill.capacity(),
             0,

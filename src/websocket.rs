@@ -4,15 +4,17 @@
 //! the upgrade, then runs the application until the connection ends, and logs one line when
 //! it opens and one when it ends.
 
+use crate::accept;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::handshake::{self, Opening, Refusal};
+use crate::handshake::{self, Opening};
+use crate::http::Refusal;
 use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
 use crate::socket::Socket;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{error, info, warn};
 use std::any::Any;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -88,34 +90,12 @@ pub fn idle_thread_channel() -> (Handoff, Receiver<Job>) {
 
 /// Accept until shutdown, one thread per admitted connection.
 pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
-    // Failures come in runs (out of descriptors until connections close): one line per run.
-    let mut failing = false;
-    loop {
-        let accepted = listener.accept();
-        if shared.shutdown.is_triggered() {
-            return;
-        }
-        match accepted {
-            Ok((stream, peer)) => {
-                if failing {
-                    info!("accepting connections again");
-                    failing = false;
-                }
-                admit(stream, peer, port, &shared, &handoff)
-            }
-            Err(error) => {
-                if !failing {
-                    warn!(
-                        "cannot accept connections: {error}; with 'too many open files', \
-                         raise `ulimit -n` or lower --max-connections"
-                    );
-                    failing = true;
-                }
-                // Give closing connections a moment to free what is missing.
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    accept::accept_loop(
+        listener,
+        &shared.shutdown,
+        "--max-connections",
+        |stream, peer| admit(stream, peer, port, &shared, &handoff),
+    );
 }
 
 fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
@@ -126,11 +106,11 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
         Err(shutdown::Refusal::Full { max }) => {
             warn!("refused {peer}: {max} connections already open (--max-connections)");
             let message = "server busy: too many open connections, try again later";
-            refuse_without_thread(&stream, &Refusal::new(503, message));
+            Refusal::new(503, message).send_without_blocking(&stream);
             return;
         }
         Err(shutdown::Refusal::ShuttingDown) => {
-            refuse_without_thread(&stream, &Refusal::new(503, "server shutting down"));
+            Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
         }
     };
@@ -171,21 +151,6 @@ fn connection_thread(first: Job, shared: &Shared) {
         match next {
             Ok(next) => job = next,
             Err(_) => return, // kept long enough, or the server is stopping
-        }
-    }
-}
-
-/// Answer from the accept thread itself, never blocking it: a fresh socket's send buffer is
-/// empty, and whatever the client already sent is read away so the close is a clean FIN.
-fn refuse_without_thread(mut stream: &TcpStream, refusal: &Refusal) {
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let _ = refusal.write_to(stream);
-    let mut sink = [0u8; 1024];
-    for _ in 0..8 {
-        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-            break;
         }
     }
 }
@@ -314,16 +279,4 @@ fn panic_message(payload: &Box<dyn Any + Send>) -> &str {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message")
-}
-
-/// Connect to our own listener so its blocked `accept()` returns and sees the shutdown.
-pub fn wake_listener(addr: SocketAddr) -> io::Result<()> {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    TcpStream::connect_timeout(&target, Duration::from_secs(1)).map(drop)
 }

@@ -1,0 +1,358 @@
+//! HTTP/1.1 request heads as both our ports read them, and the answers that refuse them.
+//!
+//! A head is at most 8 KiB and must arrive before a deadline; it is parsed by httparse into
+//! offsets into the bytes as read (no allocation per header: every connection's thread keeps
+//! what it freed in its own malloc cache). A request body is never read here. Every refusal is
+//! one line of plain text saying what happened and what to do.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+/// The largest request head we read; larger gets 431.
+pub const MAX_HEAD_LEN: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// How much one read takes: small, so a head over the limit is noticed after at most this
+/// much more.
+const READ_CHUNK: usize = 1024;
+
+/// A parsed request head. It keeps the bytes as read and only the offsets of their parts.
+pub struct Request {
+    /// The head, then whatever the client sent after it.
+    received: Vec<u8>,
+    head_len: usize,
+    method: Span,
+    target: Span,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    minor_version: u8,
+    headers: [(Span, Span); MAX_HEADERS],
+    header_count: usize,
+}
+
+/// Where a part of the head lies in `Request::received`.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+pub enum HeadError {
+    TimedOut,
+    /// The client closed before finishing its request.
+    Closed,
+    TooLarge,
+    Malformed(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for HeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeadError::TimedOut => write!(f, "no complete request within the handshake timeout"),
+            HeadError::Closed => write!(f, "client closed before finishing its request"),
+            HeadError::TooLarge => write!(f, "request head larger than {MAX_HEAD_LEN} bytes"),
+            HeadError::Malformed(why) => write!(f, "malformed request: {why}"),
+            HeadError::Io(error) => write!(f, "read failed: {error}"),
+        }
+    }
+}
+
+impl Request {
+    fn text(&self, span: Span) -> &str {
+        // Method, target and names are ASCII tokens (httparse checked); a value that is not
+        // UTF-8 reads as empty.
+        std::str::from_utf8(&self.received[span.start as usize..span.end as usize]).unwrap_or("")
+    }
+
+    pub fn method(&self) -> &str {
+        self.text(self.method)
+    }
+
+    /// Path and query, as sent.
+    pub fn target(&self) -> &str {
+        self.text(self.target)
+    }
+
+    pub fn path(&self) -> &str {
+        self.target().split('?').next().unwrap_or_default()
+    }
+
+    /// Whether this is HTTP/1.0 rather than 1.1.
+    pub fn is_http10(&self) -> bool {
+        self.minor_version == 0
+    }
+
+    /// Every header, name and value, in the order sent.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers[..self.header_count]
+            .iter()
+            .map(|&(name, value)| (self.text(name), self.text(value)))
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.fields()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    /// Whether header `name` lists `token` among its comma-separated values.
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.fields()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, value)| value.split(','))
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Bytes the client sent after the head without waiting for our answer (early frames, or
+    /// pipelined requests).
+    pub fn rest(&self) -> &[u8] {
+        &self.received[self.head_len..]
+    }
+
+    /// The bytes after the head, reusing the buffer they were read into.
+    pub fn into_rest(mut self) -> Vec<u8> {
+        self.received.drain(..self.head_len);
+        self.received
+    }
+}
+
+/// Read once more from `stream` into `received`, waiting no later than `deadline`.
+pub fn read_more(
+    mut stream: &TcpStream,
+    received: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), HeadError> {
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::TimedOut);
+        }
+        stream.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => {
+                received.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
+            Err(error) if is_timeout(&error) => return Err(HeadError::TimedOut),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(HeadError::Io(error)),
+        }
+    }
+}
+
+/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The request head at the start of `received`: `Ok(None)` while more bytes are needed.
+/// On success the bytes move into the `Request`.
+pub fn parse_head(received: &mut Vec<u8>) -> Result<Option<Request>, HeadError> {
+    let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if received.len() > MAX_HEAD_LEN {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head_len = end + 4;
+    if head_len > MAX_HEAD_LEN {
+        return Err(HeadError::TooLarge);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&received[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Malformed("incomplete request head".into()));
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(error) => return Err(HeadError::Malformed(error.to_string())),
+    }
+    // The head is at most MAX_HEAD_LEN (8 KiB) long, so every offset fits a u16.
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - received.as_ptr() as usize;
+        Span {
+            start: start as u16,
+            end: (start + part.len()) as u16,
+        }
+    };
+    let mut fields = [(Span::default(), Span::default()); MAX_HEADERS];
+    for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
+        *field = (span(header.name.as_bytes()), span(header.value));
+    }
+    Ok(Some(Request {
+        method: span(parsed.method.unwrap_or_default().as_bytes()),
+        target: span(parsed.path.unwrap_or_default().as_bytes()),
+        minor_version: parsed.version.unwrap_or(1),
+        headers: fields,
+        header_count: parsed.headers.len(),
+        head_len,
+        received: std::mem::take(received),
+    }))
+}
+
+/// The status line and headers of an answer, up to and including the blank line.
+pub fn response_head(
+    status: u16,
+    content_type: &str,
+    content_length: u64,
+    keep_alive: bool,
+    extra_header: Option<&str>,
+) -> String {
+    let extra = extra_header.map_or(String::new(), |h| format!("{h}\r\n"));
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\
+         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: {}\r\n{extra}\r\n",
+        reason_phrase(status),
+        if keep_alive { "keep-alive" } else { "close" },
+    )
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// After a refusal, how long and how much the client may still send us before we close: read
+/// and thrown away into a fixed buffer, so that closing with unread bytes does not reset the
+/// connection before the client has read the answer.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// An HTTP answer refusing a request; the connection closes after it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    /// One line for the client and the log: what happened and what to do.
+    pub message: String,
+    extra_header: Option<&'static str>,
+}
+
+impl Refusal {
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            extra_header: None,
+        }
+    }
+
+    /// The same refusal with one more header line (`Name: value`).
+    pub fn with_header(mut self, header: &'static str) -> Refusal {
+        self.extra_header = Some(header);
+        self
+    }
+
+    /// Write the answer in one write; the caller closes the connection afterwards.
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        let body = format!("{}\n", self.message);
+        let head = response_head(
+            self.status,
+            "text/plain; charset=utf-8",
+            body.len() as u64,
+            false,
+            self.extra_header,
+        );
+        out.write_all((head + &body).as_bytes())?;
+        out.flush()
+    }
+
+    /// Write the answer, then close our side and let the client read it: whatever the client
+    /// still sends is thrown away, up to `LINGER_BYTES` within `LINGER_TIME`.
+    pub fn send_and_linger(&self, stream: &TcpStream) {
+        if self.write_to(stream).is_err() || stream.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut sink = [0u8; 4096];
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match (&*stream).read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => discarded += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Answer from an accept thread, never blocking it: a fresh socket's send buffer is
+    /// empty, and whatever the client already sent is read away so the close is a clean FIN.
+    pub fn send_without_blocking(&self, mut stream: &TcpStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = self.write_to(stream);
+        let mut sink = [0u8; 1024];
+        for _ in 0..8 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+}
+
+/// The refusal owed to a client whose request head could not be read, if any is worth
+/// sending (a client that left gets none).
+pub fn refusal_for(error: &HeadError) -> Option<Refusal> {
+    match error {
+        HeadError::TimedOut => Some(Refusal::new(408, "request not completed in time")),
+        HeadError::TooLarge => Some(Refusal::new(431, error.to_string())),
+        HeadError::Malformed(_) => Some(Refusal::new(400, error.to_string())),
+        HeadError::Closed | HeadError::Io(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_parsed_once_whole_and_keeps_what_follows() {
+        let mut partial = b"GET /echo HTTP/1.1\r\n".to_vec();
+        assert!(matches!(parse_head(&mut partial), Ok(None)));
+        let mut whole = b"GET /echo?a=1 HTTP/1.0\r\nHost: h\r\n\r\nXY".to_vec();
+        let Ok(Some(request)) = parse_head(&mut whole) else {
+            panic!("expected a request");
+        };
+        assert_eq!(request.path(), "/echo");
+        assert_eq!(request.rest(), b"XY");
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.target(), "/echo?a=1");
+        assert_eq!(request.header("host"), Some("h"));
+        assert!(request.is_http10());
+        assert_eq!(request.into_rest(), b"XY");
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused_without_its_end() {
+        let mut endless = vec![b'a'; MAX_HEAD_LEN + 1];
+        assert!(matches!(parse_head(&mut endless), Err(HeadError::TooLarge)));
+    }
+}
