@@ -120,7 +120,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
                 return;
             }
         };
-        match respond(stream, &request, site) {
+        match respond(stream, peer, &request, site) {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
@@ -160,11 +160,16 @@ fn next_request(
 }
 
 /// Answer one request. `Ok(true)` when the connection stays open for the next.
-fn respond(stream: &TcpStream, request: &Request, site: &Site) -> io::Result<bool> {
+fn respond(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    request: &Request,
+    site: &Site,
+) -> io::Result<bool> {
     let (method, target) = (request.method(), request.target());
     if let Err(refusal) = check_request(request) {
         warn!(
-            "page: refused {method} {target} with {}: {}",
+            "page: refused {peer} {}: {method} {target}: {}",
             refusal.status, refusal.message
         );
         refusal.send_and_linger(stream);
@@ -172,7 +177,7 @@ fn respond(stream: &TcpStream, request: &Request, site: &Site) -> io::Result<boo
     }
     let keep_alive = wants_keep_alive(request) && !site.shutdown.is_triggered();
     let answer = answer(request.path(), site);
-    debug!("page {method} {target} -> {}", answer.status);
+    debug!("page: {peer} {method} {target} -> {}", answer.status);
     let length = match &answer.body {
         Body::Text(text) => text.len() as u64,
         Body::File(_, length) => *length,

@@ -97,6 +97,7 @@ fn help_lists_every_flag_with_its_default() {
         ("--www DIR", "www"),
         ("--max-message-size BYTES", "16777216"),
         ("--max-connections N", "1024"),
+        ("--max-page-connections N", "256"),
         ("--handshake-timeout SECS", "10"),
         ("--ping-interval SECS", "30"),
         ("--allow-origin ORIGIN", "same host only"),
@@ -212,4 +213,20 @@ fn connections_log_a_line_when_they_open_and_when_they_end() {
         !all.iter().any(|l| l.contains("Flash policy:")),
         "--policy-port 0 runs no policy listener: {all:#?}"
     );
+}
+
+#[test]
+fn a_page_request_declaring_a_huge_body_is_refused_and_the_process_lives() {
+    let mut server = spawn_server();
+    let mut client = connect_to(server.ws, "/echo").unwrap();
+    let request = b"GET /favicon.svg HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n";
+    assert_eq!(status_of(&raw_exchange(server.http, request)), 413);
+    let refusal = log_until(&server, "page: refused").pop().unwrap();
+    assert!(refusal.contains("413"), "{refusal}");
+    // The WebSocket opened before the attack is still served, and the page still answers.
+    client.send(Message::text("still here")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("still here"));
+    let page = raw_exchange(server.http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(&page), 200);
+    assert!(server.child.try_wait().unwrap().is_none(), "wsecho exited");
 }

@@ -202,6 +202,7 @@ pub fn upgrade_answer(addr: SocketAddr, request: &[u8]) -> String {
 pub struct Running {
     pub child: Child,
     pub ws: SocketAddr,
+    pub http: SocketAddr,
     pub log: mpsc::Receiver<String>,
 }
 
@@ -238,11 +239,21 @@ pub fn spawn_binary(binary: &str) -> Running {
             let _ = sender.send(line);
         }
     });
-    let ws = loop {
+    // The page's address is logged first, then the WebSocket's.
+    let (mut http, mut ws) = (None, None);
+    while ws.is_none() {
         let line = log.recv_timeout(PATIENCE).expect("the startup log");
-        if let Some(rest) = line.split("WebSocket: ws://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    Running { child, ws, log }
+        let address_after = |marker: &str| {
+            let rest = line.split(marker).nth(1)?;
+            rest.split('/').next()?.parse::<SocketAddr>().ok()
+        };
+        http = http.or(address_after("page: http://"));
+        ws = address_after("WebSocket: ws://");
+    }
+    Running {
+        child,
+        ws: ws.unwrap(),
+        http: http.expect("the page address is logged before the WebSocket address"),
+        log,
+    }
 }
