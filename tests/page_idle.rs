@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wsecho::Config;
 
 /// Threads of this process serving page connections (named `page-conn` by the server).
@@ -46,10 +46,7 @@ fn idle_connections_cannot_keep_visitors_out_and_are_closed_after_the_timeout() 
             other => panic!("an idle connection was not closed: {other:?}"),
         }
     }
-    let deadline = Instant::now() + PATIENCE;
-    while (page_threads() > 0 || server.open_page_connections() > 0) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(|| page_threads() == 0 && server.open_page_connections() == 0);
     assert_eq!(server.open_page_connections(), 0);
     assert_eq!(
         page_threads(),

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::Message;
 use wsecho::Config;
 
@@ -39,18 +39,6 @@ fn read_answer(stream: &mut TcpStream) -> (u16, Vec<u8>) {
     let mut body = vec![0; length];
     stream.read_exact(&mut body).expect("the body");
     (status_of(&head), body)
-}
-
-/// Poll `condition` every 10 ms until it holds; false if it still does not after PATIENCE.
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 fn assert_echoes(server: &wsecho::Server) {

@@ -44,13 +44,7 @@ fn connections_still_in_their_opening_are_woken_too() {
     let mut half = tcp(server.ws_addr());
     half.write_all(b"GET /echo HTTP/1.1\r\n").unwrap();
     let mut idle = connect(&server);
-    for _ in 0..100 {
-        if server.open_connections() == 3 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(server.open_connections(), 3);
+    assert!(eventually(|| server.open_connections() == 3));
     let summary = server.shutdown();
     assert_eq!(summary.closed_at_shutdown, 3);
     assert_eq!(summary.stragglers, 0);
@@ -70,13 +64,7 @@ fn page_connections_are_woken_too() {
     assert_eq!(&answer, b"HTTP/1.1 200 OK");
     let mut half = tcp(server.http_addr());
     half.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-    for _ in 0..100 {
-        if server.open_page_connections() == 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(server.open_page_connections(), 2);
+    assert!(eventually(|| server.open_page_connections() == 2));
     let summary = server.shutdown();
     assert_eq!(summary.stragglers, 0);
 }
