@@ -10,7 +10,7 @@ use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
 use std::fmt;
 use std::io::Read;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -46,9 +46,13 @@ impl fmt::Display for Ending {
 /// Messages and payload bytes each way.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Traffic {
+    /// Text and binary messages received.
     pub messages_in: u64,
+    /// Their payload bytes.
     pub bytes_in: u64,
+    /// Text and binary messages sent.
     pub messages_out: u64,
+    /// Their payload bytes.
     pub bytes_out: u64,
 }
 
@@ -62,8 +66,18 @@ impl fmt::Display for Traffic {
     }
 }
 
+/// Who a connection is: set at the upgrade, read by the application.
+pub(crate) struct About {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub path: String,
+    pub protocol: Option<String>,
+}
+
+/// One open WebSocket, owned by its thread: receive whole messages, send, close.
 pub struct Connection {
     ws: WebSocket<Socket>,
+    about: About,
     shutdown: ShutdownSignal,
     /// Set when a keepalive Ping went out and nothing has been heard since.
     ping_outstanding: bool,
@@ -78,6 +92,7 @@ impl Connection {
     /// Wrap an upgraded socket. Its read timeout is the keepalive tick, so it is set here.
     pub(crate) fn new(
         ws: WebSocket<Socket>,
+        about: About,
         ping_interval: Duration,
         max_message_size: usize,
         shutdown: ShutdownSignal,
@@ -87,6 +102,7 @@ impl Connection {
         ws.get_ref().set_write_timeout(Some(ping_interval * 2))?;
         Ok(Connection {
             ws,
+            about,
             shutdown,
             ping_outstanding: false,
             await_close_reply: false,
@@ -164,11 +180,32 @@ impl Connection {
         Frame::close(Some(frame)).format(self.ws.get_mut())
     }
 
+    /// The server's number for this connection, as in its log lines.
+    pub fn id(&self) -> u64 {
+        self.about.id
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.about.peer
+    }
+
+    /// The path it connected to (the route), without the query.
+    pub fn path(&self) -> &str {
+        &self.about.path
+    }
+
+    /// The subprotocol chosen at the upgrade, if the route speaks one the client offered.
+    pub fn protocol(&self) -> Option<&str> {
+        self.about.protocol.as_deref()
+    }
+
     /// How the connection ended so far.
     pub fn ending(&self) -> &Ending {
         &self.ending
     }
 
+    /// Messages and bytes each way so far.
     pub fn traffic(&self) -> Traffic {
         self.traffic
     }

@@ -7,6 +7,7 @@ use crate::connection::Connection;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message};
 
+/// Send every message back as it came until the client leaves; `quit` closes with 1000.
 pub fn handle_echo_client(client: &mut Connection) -> Result<(), Error> {
     while let Some(message) = client.receive()? {
         if matches!(&message, Message::Text(text) if text.as_str() == "quit") {

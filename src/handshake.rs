@@ -6,11 +6,11 @@
 //! that the policy request, a plain HTTP request (426), a wrong path (404) and a refused Origin
 //! (403) all get a clear answer; tungstenite then runs the WebSocket protocol on the same socket.
 
-use crate::config::WEBSOCKET_PATH;
 use crate::http::{self, HeadError, Refusal, Request};
 use crate::policy;
+use crate::routes::{Route, Routes, UpgradeRequest};
 use std::fmt;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// What a client opened with.
@@ -84,30 +84,42 @@ pub fn refusal_for(error: &OpeningError) -> Option<Refusal> {
 
 /// An upgrade we accept.
 pub struct Upgrade {
+    /// The route that serves it.
+    pub route: Route,
+    /// The subprotocol chosen, answered in `Sec-WebSocket-Protocol`.
+    pub protocol: Option<String>,
     pub accept_key: String,
     pub origin: Option<String>,
     /// web-socket-js's Flash bridge sends an Origin but no User-Agent; browsers send both.
     pub looks_like_flash: bool,
 }
 
-/// Decide whether `request` may become a WebSocket. `allowed_origins` widens the default rule
-/// (no Origin, or an Origin on the host the client connected to).
-pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Upgrade, Refusal> {
-    if request.path() != WEBSOCKET_PATH {
+/// Decide whether `request` may become a WebSocket, and on which route. `allowed_origins`
+/// widens the default Origin rule (no Origin, or an Origin on the host the client connected
+/// to); then the route judges the request and picks its subprotocol.
+pub fn check_upgrade(
+    request: &Request,
+    peer: SocketAddr,
+    routes: &Routes,
+    allowed_origins: &[String],
+) -> Result<Upgrade, Refusal> {
+    let Some(route) = routes.find(request.path()) else {
         return Err(Refusal::new(
             404,
             format!(
-                "no WebSocket at {}: connect to {WEBSOCKET_PATH}",
-                request.path()
+                "no WebSocket at {}: connect to {}",
+                request.path(),
+                routes.paths()
             ),
         ));
-    }
+    };
     if !request.header_has_token("Upgrade", "websocket") {
         return Err(Refusal::new(
             426,
             format!(
-                "this port speaks WebSocket only: connect a WebSocket client to {WEBSOCKET_PATH}, \
-                 or open the page on the HTTP port"
+                "this port speaks WebSocket only: connect a WebSocket client to {}, \
+                 or open the page on the HTTP port",
+                request.path()
             ),
         )
         .with_header("Upgrade: websocket"));
@@ -143,7 +155,12 @@ pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Up
             ),
         ));
     }
+    let protocol = route
+        .judge(&UpgradeRequest::new(request, peer))
+        .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
     Ok(Upgrade {
+        route: route.clone(),
+        protocol,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         looks_like_flash: origin.is_some() && request.header("User-Agent").is_none(),
         origin,
@@ -151,10 +168,14 @@ pub fn check_upgrade(request: &Request, allowed_origins: &[String]) -> Result<Up
 }
 
 /// The answer that completes the upgrade.
-pub fn switching_protocols(accept_key: &str) -> String {
+pub fn switching_protocols(upgrade: &Upgrade) -> String {
+    let protocol = upgrade.protocol.as_ref().map_or(String::new(), |name| {
+        format!("Sec-WebSocket-Protocol: {name}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+        upgrade.accept_key
     )
 }
 

@@ -6,26 +6,31 @@
 //! let summary = server.wait(); // until `server.trigger().fire()` (the binary: SIGINT/SIGTERM)
 //! ```
 
+#![warn(missing_docs)]
+
 mod accept;
-pub mod config;
-pub mod connection;
-pub mod echo;
+mod config;
+mod connection;
+mod echo;
 mod handshake;
 mod http;
 mod page;
 pub mod ping;
-pub mod policy;
-pub mod server;
-pub mod shutdown;
+mod policy;
+mod routes;
+mod server;
+mod shutdown;
 mod socket;
 mod websocket;
 
 pub use config::Config;
-pub use connection::Connection;
-pub use server::{Server, StartError, Summary};
-pub use tungstenite::Message;
+pub use connection::{Connection, Ending, Traffic};
+pub use echo::handle_echo_client;
+pub use routes::{Handler, Refused, Route, Routes, UpgradeRequest};
+pub use server::{Server, StartError, Summary, default_routes};
+pub use shutdown::Trigger;
 pub use tungstenite::protocol::frame::coding::CloseCode;
-pub use websocket::Application;
+pub use tungstenite::{Error, Message};
 
 /// Each connection is a socket: lift the soft open-file limit (often 1024) to the hard one.
 /// False when the limit could not be read or raised.

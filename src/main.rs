@@ -261,7 +261,7 @@ fn parse_ping_args(
 }
 
 /// SIGINT and SIGTERM begin a graceful shutdown; a second one exits at once.
-fn stop_on_signals(trigger: wsecho::shutdown::Trigger) -> std::io::Result<()> {
+fn stop_on_signals(trigger: wsecho::Trigger) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()

@@ -11,7 +11,9 @@ use tungstenite::{Message, WebSocket};
 /// What to ping and how.
 #[derive(Debug, Clone)]
 pub struct PingOptions {
+    /// The `ws://` endpoint.
     pub url: String,
+    /// Time between messages.
     pub interval: Duration,
     /// Payload bytes of each text message.
     pub size: usize,
@@ -24,9 +26,13 @@ pub struct PingOptions {
 /// Why pinging could not start or go on.
 #[derive(Debug)]
 pub enum PingError {
+    /// Not a `ws://host:port/path` URL.
     BadUrl(String),
+    /// The host could not be resolved or connected to.
     Unreachable(String),
+    /// The server answered the upgrade with something other than 101.
     Refused(String),
+    /// The connection failed after the upgrade.
     Broken(String),
 }
 
@@ -43,7 +49,9 @@ impl fmt::Display for PingError {
 /// Round trips seen so far, in milliseconds.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Messages sent.
     pub sent: u64,
+    /// Echoes received back.
     pub received: u64,
     /// Replies that were not a byte-exact echo.
     pub mismatched: u64,

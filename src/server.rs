@@ -6,8 +6,9 @@ use crate::config::{self, Config, WEBSOCKET_PATH};
 use crate::echo;
 use crate::page::{self, Site};
 use crate::policy;
+use crate::routes::Routes;
 use crate::shutdown::{self, Connections, ShutdownSignal, Trigger};
-use crate::websocket::{self, Application, Port, Shared};
+use crate::websocket::{self, Port, Shared};
 use log::{info, warn};
 use std::fmt;
 use std::io;
@@ -37,13 +38,22 @@ pub struct Server {
 pub enum StartError {
     /// A listener could not be bound; `flag` is the option that changes its address.
     Bind {
+        /// Which listener.
         what: &'static str,
+        /// The address asked for.
         addr: SocketAddr,
+        /// The command-line option that sets it.
         flag: &'static str,
+        /// What the operating system said.
         source: io::Error,
     },
     /// The page folder is missing.
-    Www { path: PathBuf, source: io::Error },
+    Www {
+        /// The folder asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
     /// Anything else the operating system refused (threads, sockets).
     Io(io::Error),
 }
@@ -104,11 +114,11 @@ impl fmt::Display for Summary {
 impl Server {
     /// Start the echo server.
     pub fn start(config: Config) -> Result<Server, StartError> {
-        Server::start_with(config, echo::handle_echo_client)
+        Server::start_with(config, default_routes())
     }
 
-    /// Start a server running `app` on every WebSocket.
-    pub fn start_with(config: Config, app: Application) -> Result<Server, StartError> {
+    /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
+    pub fn start_with(config: Config, routes: Routes) -> Result<Server, StartError> {
         let root = config
             .www
             .canonicalize()
@@ -149,7 +159,7 @@ impl Server {
             config,
             connections: Arc::clone(&connections),
             shutdown: signal.clone(),
-            app,
+            routes,
             idle_threads,
             idle_count: Default::default(),
         });
@@ -194,10 +204,12 @@ impl Server {
         })
     }
 
+    /// Where the WebSocket port listens (the port actually bound, when 0 was asked for).
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws_addr
     }
 
+    /// Where the page listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
@@ -253,6 +265,11 @@ impl Server {
             stragglers,
         }
     }
+}
+
+/// What `wsecho` serves: the echo on `/echo`.
+pub fn default_routes() -> Routes {
+    Routes::new().route(WEBSOCKET_PATH, echo::handle_echo_client)
 }
 
 fn bind(

@@ -6,9 +6,10 @@
 
 use crate::accept;
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::connection::{About, Connection};
 use crate::handshake::{self, Opening};
 use crate::http::Refusal;
+use crate::routes::{Handler, Routes};
 use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
 use crate::socket::Socket;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -21,12 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use tungstenite::WebSocket;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Error, WebSocket};
-
-/// What runs on each open WebSocket; `echo::handle_echo_client` by default.
-pub type Application = fn(&mut Connection) -> Result<(), Error>;
 
 /// Stack for connection threads: they keep little on it, and an idle connection should cost
 /// little more than a bare thread.
@@ -60,7 +58,7 @@ pub struct Shared {
     pub policy_reply: Vec<u8>,
     pub connections: Arc<Connections>,
     pub shutdown: ShutdownSignal,
-    pub app: Application,
+    pub routes: Routes,
     /// Where finished connection threads wait for their next connection.
     pub idle_threads: Receiver<Job>,
     /// How many are waiting there now.
@@ -165,20 +163,20 @@ fn serve(job: Job, shared: &Shared) {
     } = job;
     // Everything the opening needed is freed before the application runs, so an idle
     // connection holds no more than its socket and tungstenite's state.
-    if let Some(connection) = open(stream, peer, port, ticket.id, shared) {
-        run(connection, ticket.id, shared);
+    if let Some((connection, handler)) = open(stream, peer, port, ticket.id, shared) {
+        run(connection, &*handler, ticket.id, shared);
     }
 }
 
 /// Read the opening: answer a policy request or a refused upgrade and return `None`, or
-/// complete the upgrade.
+/// complete the upgrade and return the connection with the handler of its route.
 fn open(
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     port: Port,
     id: u64,
     shared: &Shared,
-) -> Option<Connection> {
+) -> Option<(Connection, Arc<dyn Handler>)> {
     let config = &shared.config;
     let request = match handshake::read_opening(&stream, config.handshake_timeout) {
         Ok(Opening::PolicyRequest) => {
@@ -200,18 +198,19 @@ fn open(
             return None;
         }
     };
-    let upgrade = match handshake::check_upgrade(&request, &config.allowed_origins) {
-        Ok(upgrade) => upgrade,
-        Err(refusal) => {
-            warn!(
-                "#{id} {peer}: refused {}: {}",
-                refusal.status, refusal.message
-            );
-            let _ = refusal.write_to(&*stream);
-            return None;
-        }
-    };
-    let reply = handshake::switching_protocols(&upgrade.accept_key);
+    let upgrade =
+        match handshake::check_upgrade(&request, peer, &shared.routes, &config.allowed_origins) {
+            Ok(upgrade) => upgrade,
+            Err(refusal) => {
+                warn!(
+                    "#{id} {peer}: refused {}: {}",
+                    refusal.status, refusal.message
+                );
+                let _ = refusal.write_to(&*stream);
+                return None;
+            }
+        };
+    let reply = handshake::switching_protocols(&upgrade);
     if let Err(error) = (&*stream).write_all(reply.as_bytes()) {
         warn!("#{id} {peer}: dropped during the handshake: {error}");
         return None;
@@ -222,18 +221,27 @@ fn open(
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let early = request.rest().to_vec();
+    let request_path = request.path().to_string();
     drop(request);
     let socket = Socket::new(stream);
     let ws = WebSocket::from_partially_read(socket, early, Role::Server, Some(ws_config));
+    let about = About {
+        id,
+        peer,
+        path: request_path,
+        protocol: upgrade.protocol,
+    };
     match Connection::new(
         ws,
+        about,
         config.ping_interval,
         config.max_message_size,
         shared.shutdown.clone(),
     ) {
         Ok(connection) => {
             info!(
-                "#{id} open {peer} origin={} flash-bridge={}",
+                "#{id} open {peer} {} origin={} flash-bridge={}",
+                connection.path(),
                 upgrade.origin.as_deref().unwrap_or("-"),
                 if upgrade.looks_like_flash {
                     "likely"
@@ -241,7 +249,7 @@ fn open(
                     "no"
                 }
             );
-            Some(connection)
+            Some((connection, upgrade.route.handler))
         }
         Err(error) => {
             warn!("#{id} {peer}: dropped: cannot set socket timeouts ({error})");
@@ -251,9 +259,9 @@ fn open(
 }
 
 /// Run the application on an open connection, then close it and log how it ended.
-fn run(mut connection: Connection, id: u64, shared: &Shared) {
+fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) {
     let opened = Instant::now();
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| (shared.app)(&mut connection)));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(error)) => connection.application_failed(&error),

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message};
-use wsecho::{Connection, Server};
+use wsecho::{Connection, Routes, Server};
 
 /// Echo, except that the text `panic` makes the handler panic.
 fn fragile_echo(client: &mut Connection) -> Result<(), Error> {
@@ -19,7 +19,7 @@ fn fragile_echo(client: &mut Connection) -> Result<(), Error> {
 
 #[test]
 fn one_handler_panicking_leaves_the_others_echoing() {
-    let server = Server::start_with(config(), fragile_echo).unwrap();
+    let server = Server::start_with(config(), Routes::new().route("/echo", fragile_echo)).unwrap();
     let mut others: Vec<_> = (0..3).map(|_| connect(&server)).collect();
     let mut victim = connect(&server);
 

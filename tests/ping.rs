@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use tungstenite::{Error, Message};
-use wsecho::{Connection, Server};
+use wsecho::{Connection, Routes, Server};
 
 fn ping(args: &[&str]) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
@@ -105,7 +105,7 @@ fn mute(client: &mut Connection) -> Result<(), Error> {
 
 #[test]
 fn a_server_that_does_not_echo_is_called_out() {
-    let server = Server::start_with(config(), shouting).unwrap();
+    let server = Server::start_with(config(), Routes::new().route("/echo", shouting)).unwrap();
     let (code, out, _) = ping(&[&url(&server, "/echo"), "--count", "2", "--interval", "0.05"]);
     assert_eq!(code, Some(1));
     assert!(
@@ -115,7 +115,7 @@ fn a_server_that_does_not_echo_is_called_out() {
     assert!(out.contains("2 replies were not echoes"), "{out}");
     server.shutdown();
 
-    let server = Server::start_with(config(), mute).unwrap();
+    let server = Server::start_with(config(), Routes::new().route("/echo", mute)).unwrap();
     let (code, out, _) = ping(&[&url(&server, "/echo"), "--count", "5", "--timeout", "0.3"]);
     assert_eq!(code, Some(1));
     assert!(out.contains("seq=1: no echo within 0.3 s"), "{out}");
