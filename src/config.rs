@@ -25,6 +25,9 @@ pub struct Config {
     pub www: PathBuf,
     /// Largest message (and frame) accepted; larger ones get close 1009.
     pub max_message_size: usize,
+    /// Most bytes queued for one client by `Sender`s (pushes and broadcasts it has not read
+    /// yet); a send past it closes the client with 1008.
+    pub max_queue: usize,
     /// Open WebSocket connections allowed at once; one more gets HTTP 503.
     pub max_connections: usize,
     /// Open page connections allowed at once, counted apart from WebSockets; one more closes
@@ -48,6 +51,7 @@ impl Default for Config {
             policy_domain: "*".to_string(),
             www: PathBuf::from("www"),
             max_message_size: 16 << 20,
+            max_queue: 1 << 20,
             max_connections: 1024,
             max_page_connections: 256,
             handshake_timeout: Duration::from_secs(10),

@@ -6,11 +6,14 @@
 //! message (1009), close 1001 when the server shuts down, and counts of what went each way.
 
 use crate::http::is_timeout;
+use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
+use log::warn;
 use std::fmt;
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -84,6 +87,8 @@ pub struct Connection {
     /// Set by `close`: wait for the client's close frame before hanging up.
     await_close_reply: bool,
     max_message_size: usize,
+    /// Most bytes a `Sender` may have queued for this client.
+    max_queue: usize,
     traffic: Traffic,
     ending: Ending,
 }
@@ -95,6 +100,7 @@ impl Connection {
         about: About,
         ping_interval: Duration,
         max_message_size: usize,
+        max_queue: usize,
         shutdown: ShutdownSignal,
     ) -> std::io::Result<Connection> {
         ws.get_ref().set_read_timeout(Some(ping_interval))?;
@@ -107,6 +113,7 @@ impl Connection {
             ping_outstanding: false,
             await_close_reply: false,
             max_message_size,
+            max_queue,
             traffic: Traffic::default(),
             ending: Ending::Open,
         })
@@ -140,6 +147,10 @@ impl Connection {
                 // Pings are answered by tungstenite on the next read; pongs just prove life.
                 Ok(_) => self.ping_outstanding = false,
                 Err(Error::Io(error)) if is_timeout(&error) => self.keepalive_tick()?,
+                Err(Error::Io(error)) => match self.take_interruption(&error) {
+                    Some(interruption) => return self.interrupted(interruption),
+                    None => return self.fail(Error::Io(error)),
+                },
                 Err(error) => return self.fail(error),
             }
         }
@@ -152,6 +163,18 @@ impl Connection {
         self.traffic.messages_out += 1;
         self.traffic.bytes_out += len;
         Ok(())
+    }
+
+    /// A handle that sends to this client from any thread, never waiting for it (see
+    /// [`Sender`]); what it has queued goes out while this connection waits in `receive`.
+    pub fn sender(&mut self) -> Sender {
+        if let Some(outbox) = self.ws.get_ref().outbox() {
+            return Sender::new(Arc::clone(outbox));
+        }
+        let socket = self.ws.get_mut();
+        let outbox = Outbox::new(self.about.id, socket.stream(), self.max_queue);
+        socket.link(Arc::clone(&outbox));
+        Sender::new(outbox)
     }
 
     /// Start the close handshake with `code`; the client's reply is awaited in `finish`.
@@ -250,6 +273,28 @@ impl Connection {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Why a read failed on purpose (a `Sender` asked to close, or the queue overflowed).
+    fn take_interruption(&self, error: &std::io::Error) -> Option<Interruption> {
+        self.ws.get_ref().outbox()?.interruption(error)
+    }
+
+    fn interrupted(&mut self, interruption: Interruption) -> Result<Option<Message>, Error> {
+        match interruption {
+            Interruption::CloseRequested(code, reason) => self.close(code, &reason)?,
+            Interruption::TooSlow { limit } => {
+                let reason =
+                    format!("client reads too slowly: more than {limit} bytes were waiting for it");
+                warn!("#{} closing with 1008: {reason}", self.about.id);
+                // The client is not reading: say goodbye only if it fits now, then hang up.
+                if let Some(outbox) = self.ws.get_ref().outbox() {
+                    outbox.close_now(CloseCode::Policy, &reason);
+                }
+                self.ending = Ending::ClosedByServer(CloseCode::Policy.into(), reason);
+            }
+        }
+        Ok(None)
     }
 
     /// The read timeout fired: one interval of silence earns a Ping, two close the connection.

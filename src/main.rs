@@ -24,6 +24,8 @@ Options:
   --policy-domain DOMAIN    domain the Flash policy grants [default: *]
   --www DIR                 folder the page is served from [default: www]
   --max-message-size BYTES  larger messages get close 1009 [default: 16777216]
+  --max-queue BYTES         bytes waiting for one slow client (pushes, broadcasts);
+                            more close it with 1008        [default: 1048576]
   --max-connections N       open WebSockets; more get 503  [default: 1024]
   --max-page-connections N  open page connections; more close the longest idle one,
                             or get 503 when none is idle   [default: 256]
@@ -119,6 +121,9 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                     value(&mut parser, "--max-connections")?,
                     "--max-connections",
                 )?
+            }
+            Long("max-queue") => {
+                config.max_queue = positive(value(&mut parser, "--max-queue")?, "--max-queue")?
             }
             Long("max-page-connections") => {
                 config.max_page_connections = positive(

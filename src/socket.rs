@@ -6,7 +6,11 @@
 //! is probably waiting), the next one takes whatever is waiting, up to 64 KiB and without
 //! blocking, into a spill buffer and hands it over from there; once the socket has been
 //! drained, the spill buffer is freed, so a connection never waits for data holding it.
+//!
+//! Once the handler asks for a `Sender`, every wait, read and write goes through the
+//! connection's outbox, which shares the socket with the senders (see `outbox.rs`).
 
+use crate::outbox::Outbox;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
@@ -18,6 +22,8 @@ const SPILL: usize = 64 * 1024;
 
 pub struct Socket {
     stream: Arc<TcpStream>,
+    /// Once the handler has asked for a `Sender`: every read and write goes through here.
+    outbox: Option<Arc<Outbox>>,
     /// Bytes read from the socket and not yet handed over, from `spilled_from` on.
     spill: Vec<u8>,
     spilled_from: usize,
@@ -29,9 +35,42 @@ impl Socket {
     pub fn new(stream: Arc<TcpStream>) -> Socket {
         Socket {
             stream,
+            outbox: None,
             spill: Vec::new(),
             spilled_from: 0,
             streaming: false,
+        }
+    }
+}
+
+impl Socket {
+    /// From now on, share the socket's writing with `outbox`'s senders.
+    pub fn link(&mut self, outbox: Arc<Outbox>) {
+        self.outbox = Some(outbox);
+    }
+
+    /// The socket itself, shared.
+    pub fn stream(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.stream)
+    }
+
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.outbox.as_ref()
+    }
+
+    /// Wait for data (up to the read timeout) and read it.
+    fn read_waiting(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.outbox {
+            None => (&*self.stream).read(buf),
+            Some(outbox) => outbox.read(buf, self.stream.read_timeout()?),
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.end();
         }
     }
 }
@@ -58,7 +97,7 @@ impl Read for Socket {
             return Ok(n);
         }
         if !self.streaming || buf.len() >= SPILL {
-            let n = (&*self.stream).read(buf)?;
+            let n = self.read_waiting(buf)?;
             self.streaming = n == buf.len();
             return Ok(n);
         }
@@ -82,7 +121,7 @@ impl Read for Socket {
 }
 
 /// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
-fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
     // descriptor that `stream` keeps open.
     let n = unsafe {
@@ -102,7 +141,10 @@ fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.stream).write(buf)
+        match &self.outbox {
+            None => (&*self.stream).write(buf),
+            Some(outbox) => outbox.write(buf, self.stream.write_timeout()?),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

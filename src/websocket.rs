@@ -236,6 +236,7 @@ fn open(
         about,
         config.ping_interval,
         config.max_message_size,
+        config.max_queue,
         shared.shutdown.clone(),
     ) {
         Ok(connection) => {

@@ -96,6 +96,7 @@ fn help_lists_every_flag_with_its_default() {
         ("--policy-domain DOMAIN", "*"),
         ("--www DIR", "www"),
         ("--max-message-size BYTES", "16777216"),
+        ("--max-queue BYTES", "1048576"),
         ("--max-connections N", "1024"),
         ("--max-page-connections N", "256"),
         ("--handshake-timeout SECS", "10"),

@@ -1,0 +1,445 @@
+//! The way to one client from any thread: a cloneable [`Sender`] whose sends never wait for the
+//! client, and the outgoing queue behind it that the connection's own thread writes out.
+//!
+//! A send writes the frame to the socket at once, without blocking, when nothing is queued
+//! before it; whatever the socket does not take is queued (the frame shared, not copied) and
+//! the connection's thread is nudged (see `wake.rs`) to write it when the client reads. The
+//! queue is bounded in bytes: a send that would overflow it closes the connection (1008, the
+//! client reads too slowly), frees the queue, and tells the sender. The connection's thread
+//! writes its own frames (tungstenite's) through the same place, so frames never interleave:
+//! whoever writes first finishes its frame before anyone else's bytes go out.
+//!
+//! A connection gets an outbox only when its handler asks for a `Sender`; until then reads and
+//! writes go straight to the socket, as for `/echo`.
+
+use crate::socket::recv_waiting;
+use crate::wake::{self, ThreadHandle, Woken};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+
+/// Sends to one client from any thread; clone it freely. Frames from one `Sender` (or from
+/// clones used one after another) reach the client in the order sent.
+#[derive(Clone)]
+pub struct Sender {
+    outbox: Arc<Outbox>,
+}
+
+/// Why a send did not go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection has ended (or is closing).
+    Closed,
+    /// The client reads too slowly: its queue overflowed, and the connection is being closed
+    /// with 1008.
+    TooSlow,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed => write!(f, "the connection is closed"),
+            SendError::TooSlow => write!(f, "the client reads too slowly; it is being closed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A frame, encoded once, to be sent to one client or many.
+#[derive(Clone)]
+pub struct Frames(Arc<[u8]>);
+
+impl Frames {
+    /// Encode `message` as one unmasked server frame.
+    pub fn encode(message: &Message) -> Frames {
+        let frame = match message.clone() {
+            Message::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
+            Message::Binary(data) => Frame::message(data, OpCode::Data(Data::Binary), true),
+            Message::Ping(data) => Frame::ping(data),
+            Message::Pong(data) => Frame::pong(data),
+            Message::Close(close) => Frame::close(close),
+            Message::Frame(frame) => frame,
+        };
+        let mut out = Vec::with_capacity(frame.len());
+        // Writing to a Vec cannot fail.
+        let _ = frame.format(&mut out);
+        Frames(out.into())
+    }
+}
+
+impl Sender {
+    /// Send a text or binary message (or a ping). Never waits for the client.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
+        self.send_encoded(&Frames::encode(&message.into()))
+    }
+
+    /// Send a frame encoded once for many clients (see `Room::broadcast`).
+    pub fn send_encoded(&self, frames: &Frames) -> Result<(), SendError> {
+        self.outbox.push(&frames.0)
+    }
+
+    /// Ask the connection to close with `code` and `reason`; its thread does the closing
+    /// handshake. Never waits.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        let mut state = self.outbox.lock();
+        state.usable()?;
+        if state.close_request.is_none() {
+            state.close_request = Some((code, reason.to_string()));
+            state.nudge();
+        }
+        Ok(())
+    }
+
+    /// The connection's number, as in the server's log lines.
+    pub fn id(&self) -> u64 {
+        self.outbox.id
+    }
+
+    /// Whether sends can still go out.
+    pub fn is_open(&self) -> bool {
+        self.outbox.lock().usable().is_ok()
+    }
+
+    pub(crate) fn new(outbox: Arc<Outbox>) -> Sender {
+        Sender { outbox }
+    }
+
+    pub(crate) fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sender(#{})", self.outbox.id)
+    }
+}
+
+/// Something a connection belongs to (a room), told when the connection ends.
+pub(crate) trait Membership: Send + Sync {
+    fn forget(&self, id: u64);
+}
+
+/// Why the connection's thread must stop reading and act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    /// The queue overflowed: close with 1008.
+    TooSlow { limit: usize },
+    /// A `Sender` asked to close.
+    CloseRequested(CloseCode, String),
+}
+
+pub(crate) struct Outbox {
+    id: u64,
+    stream: Arc<TcpStream>,
+    /// Most bytes queued at once.
+    limit: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    queue: VecDeque<Chunk>,
+    /// Bytes in `queue` not yet sent.
+    queued: usize,
+    /// The connection's thread has written part of a frame: nobody else writes until it ends.
+    owner_mid_frame: bool,
+    status: Status,
+    close_request: Option<(CloseCode, String)>,
+    /// The connection's thread while it waits, to be nudged.
+    waiter: Option<ThreadHandle>,
+    rooms: Vec<Weak<dyn Membership>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Open,
+    TooSlow,
+    Ended,
+}
+
+struct Chunk {
+    bytes: Arc<[u8]>,
+    sent: usize,
+}
+
+impl State {
+    fn usable(&self) -> Result<(), SendError> {
+        match self.status {
+            Status::Open if self.close_request.is_none() => Ok(()),
+            Status::TooSlow => Err(SendError::TooSlow),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    fn nudge(&self) {
+        if let Some(thread) = self.waiter {
+            wake::nudge(thread);
+        }
+    }
+
+    /// Keep only a frame already partly sent (the stream must stay well framed); free the rest.
+    fn drop_unsent(&mut self) {
+        let keep = self.queue.front().is_some_and(|chunk| chunk.sent > 0);
+        self.queue.truncate(usize::from(keep));
+        self.queued = self
+            .queue
+            .front()
+            .map_or(0, |chunk| chunk.bytes.len() - chunk.sent);
+    }
+}
+
+impl Outbox {
+    pub(crate) fn new(id: u64, stream: Arc<TcpStream>, limit: usize) -> Arc<Outbox> {
+        wake::install();
+        wake::prepare();
+        Arc::new(Outbox {
+            id,
+            stream,
+            limit,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued: 0,
+                owner_mid_frame: false,
+                status: Status::Open,
+                close_request: None,
+                waiter: None,
+                rooms: Vec::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From any thread: write `frame` now if the socket takes it, else queue what is left.
+    fn push(&self, frame: &Arc<[u8]>) -> Result<(), SendError> {
+        let mut state = self.lock();
+        state.usable()?;
+        let mut sent = 0;
+        if state.queue.is_empty() && !state.owner_mid_frame {
+            sent = match send_now(&self.stream, frame) {
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                // Broken: the connection's thread finds out and ends it.
+                Err(_) => return Err(SendError::Closed),
+            };
+            if sent == frame.len() {
+                return Ok(());
+            }
+        }
+        let left = frame.len() - sent;
+        if state.queued + left > self.limit {
+            state.status = Status::TooSlow;
+            state.drop_unsent();
+            state.nudge();
+            return Err(SendError::TooSlow);
+        }
+        if state.queue.is_empty() {
+            // The connection's thread may be waiting only to read: it must write this.
+            state.nudge();
+        }
+        state.queue.push_back(Chunk {
+            bytes: Arc::clone(frame),
+            sent,
+        });
+        state.queued += left;
+        Ok(())
+    }
+
+    /// Write out what is queued without waiting; true when nothing is left.
+    fn flush(&self, state: &mut State) -> io::Result<bool> {
+        while let Some(chunk) = state.queue.front_mut() {
+            match send_now(&self.stream, &chunk.bytes[chunk.sent..]) {
+                Ok(n) if n > 0 => {
+                    chunk.sent += n;
+                    state.queued -= n;
+                    if chunk.sent < chunk.bytes.len() {
+                        return Ok(false);
+                    }
+                    state.queue.pop_front();
+                }
+                Ok(_) => return Ok(false),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The connection's thread: read what the client sent, writing out the queue meanwhile.
+    /// Fails with an `Interruption` error when the thread must act instead (see `interruption`),
+    /// and with `WouldBlock` after `timeout`, like a socket with that read timeout.
+    pub(crate) fn read(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            let queued = {
+                let mut state = self.lock();
+                let all_out = self.flush(&mut state)?;
+                if state.status == Status::TooSlow || state.close_request.is_some() {
+                    return Err(io::Error::other(Interrupted));
+                }
+                !all_out
+            };
+            match recv_waiting(&self.stream, buf) {
+                Ok(n) => return Ok(n),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            self.wait(true, queued, deadline)?;
+        }
+    }
+
+    /// The connection's thread: write its own bytes (whole frames from tungstenite), after
+    /// whatever is queued before them, waiting (at most `timeout`) while the client is slow.
+    pub(crate) fn write(&self, buf: &[u8], timeout: Option<Duration>) -> io::Result<usize> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            {
+                let mut state = self.lock();
+                if state.owner_mid_frame || self.flush(&mut state)? {
+                    let n = match send_now(&self.stream, buf) {
+                        Ok(n) => n,
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                        Err(error) => return Err(error),
+                    };
+                    if n > 0 {
+                        state.owner_mid_frame = n < buf.len();
+                        return Ok(n);
+                    }
+                }
+            }
+            self.wait(false, true, deadline)?;
+        }
+    }
+
+    /// Wait for the socket or a nudge, registered as the thread to nudge.
+    fn wait(&self, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        wake::prepare();
+        {
+            let mut state = self.lock();
+            // Queued or asked for since we looked: go round again instead of sleeping.
+            if (!writable && !state.queue.is_empty())
+                || state.status == Status::TooSlow
+                || state.close_request.is_some()
+            {
+                return Ok(());
+            }
+            state.waiter = Some(wake::current_thread());
+        }
+        let woken = wake::wait(self.stream.as_raw_fd(), readable, writable, timeout);
+        self.lock().waiter = None;
+        match woken? {
+            Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
+            Woken::Ready { .. } | Woken::Nudged => Ok(()),
+        }
+    }
+
+    /// What the connection's thread must do, once a read failed with an `Interruption` error;
+    /// a close request is taken (asked once).
+    pub(crate) fn interruption(&self, error: &io::Error) -> Option<Interruption> {
+        error.get_ref()?.downcast_ref::<Interrupted>()?;
+        let mut state = self.lock();
+        if state.status == Status::TooSlow {
+            return Some(Interruption::TooSlow { limit: self.limit });
+        }
+        let (code, reason) = state.close_request.take()?;
+        // Closing from here on: further sends are refused.
+        state.status = Status::Ended;
+        Some(Interruption::CloseRequested(code, reason))
+    }
+
+    /// The connection's thread, giving up on a client that does not read (sends are already
+    /// refused): send a close frame if the socket takes it now, and free the queue.
+    pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {
+        let mut state = self.lock();
+        if !state.owner_mid_frame && self.flush(&mut state).unwrap_or(false) {
+            let frame = Frames::encode(&Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })));
+            let _ = send_now(&self.stream, &frame.0);
+        }
+        state.queue.clear();
+        state.queued = 0;
+    }
+
+    /// Remember a room to leave when the connection ends; false if it already has.
+    pub(crate) fn joined(&self, room: Weak<dyn Membership>) -> bool {
+        let mut state = self.lock();
+        if state.status == Status::Ended {
+            return false;
+        }
+        state.rooms.push(room);
+        true
+    }
+
+    /// Forget a room left while the connection goes on.
+    pub(crate) fn left(&self, room: &Weak<dyn Membership>) {
+        self.lock().rooms.retain(|joined| !joined.ptr_eq(room));
+    }
+
+    /// The connection is over: refuse sends, free the queue, leave every room.
+    pub(crate) fn end(&self) {
+        let rooms = {
+            let mut state = self.lock();
+            state.status = Status::Ended;
+            state.queue.clear();
+            state.queued = 0;
+            std::mem::take(&mut state.rooms)
+        };
+        for room in rooms.iter().filter_map(Weak::upgrade) {
+            room.forget(self.id);
+        }
+    }
+}
+
+/// The error a read fails with when the connection's thread must act (`interruption`).
+#[derive(Debug)]
+struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the connection must close")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `send` with MSG_DONTWAIT: what the socket takes now, or `WouldBlock`.
+fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads at most `buf.len()` bytes from `buf`, on a descriptor that `stream`
+    // keeps open.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,127 @@
+//! Rooms: sets of connections that hear the same messages. A broadcast encodes its frame once
+//! and hands it to every member's `Sender`, which never waits for a slow client (a member that
+//! cannot keep up is closed with 1008 and leaves). A member leaves when it asks, or when its
+//! connection ends, however it ends.
+
+use crate::outbox::{Frames, Membership, SendError, Sender};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use tungstenite::Message;
+
+/// A room; clones are the same room. Share it between handlers (it is `Send + Sync`).
+#[derive(Clone, Default)]
+pub struct Room {
+    members: Arc<Members>,
+}
+
+#[derive(Default)]
+struct Members(Mutex<BTreeMap<u64, Sender>>);
+
+impl Members {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Sender>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Membership for Members {
+    fn forget(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// What a broadcast did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Members the message was sent (or queued) to.
+    pub sent: usize,
+    /// Members dropped instead: closed, or too slow (their connection is being closed).
+    pub dropped: usize,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new() -> Room {
+        Room::default()
+    }
+
+    /// Add the connection behind `member`; joining twice is joining once. False when its
+    /// connection has already ended.
+    pub fn join(&self, member: &Sender) -> bool {
+        let mut members = self.members.lock();
+        if !member.outbox().joined(self.membership()) {
+            return false;
+        }
+        members.insert(member.id(), member.clone());
+        true
+    }
+
+    /// Remove the connection behind `member`.
+    pub fn leave(&self, member: &Sender) {
+        self.members.lock().remove(&member.id());
+        member.outbox().left(&self.membership());
+    }
+
+    /// How a member's connection finds this room again when it ends.
+    fn membership(&self) -> Weak<dyn Membership> {
+        let strong: Arc<dyn Membership> = self.members.clone();
+        Arc::downgrade(&strong)
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.members.lock().len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the connection behind `member` is in it.
+    pub fn contains(&self, member: &Sender) -> bool {
+        self.members.lock().contains_key(&member.id())
+    }
+
+    /// The members, in the order they connected.
+    pub fn members(&self) -> Vec<Sender> {
+        self.members.lock().values().cloned().collect()
+    }
+
+    /// Send `message` to every member. Never waits for a slow one.
+    pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
+        self.send_to_all(&Frames::encode(&message.into()), None)
+    }
+
+    /// Send `message` to every member but `except` (usually the one it came from).
+    pub fn broadcast_except(&self, message: impl Into<Message>, except: &Sender) -> Delivery {
+        self.send_to_all(&Frames::encode(&message.into()), Some(except.id()))
+    }
+
+    fn send_to_all(&self, frames: &Frames, except: Option<u64>) -> Delivery {
+        let mut delivery = Delivery::default();
+        let mut gone = Vec::new();
+        let mut members = self.members.lock();
+        for (&id, member) in members.iter() {
+            if Some(id) == except {
+                continue;
+            }
+            match member.send_encoded(frames) {
+                Ok(()) => delivery.sent += 1,
+                Err(SendError::Closed | SendError::TooSlow) => {
+                    delivery.dropped += 1;
+                    gone.push(id);
+                }
+            }
+        }
+        for id in gone {
+            members.remove(&id);
+        }
+        delivery
+    }
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Room({} members)", self.len())
+    }
+}

@@ -1,0 +1,137 @@
+//! Waiting on one socket in a way another thread can interrupt: the connection's thread waits in
+//! `ppoll`, and a thread that has queued something for it sends it SIGURG to come and write it.
+//!
+//! SIGURG is blocked in a waiting thread except inside `ppoll`, which unblocks it atomically:
+//! a wake-up sent just before the wait is held pending and ends the wait at once, so none is
+//! lost, and no other system call of that thread is ever interrupted. No descriptor is spent
+//! per connection (an eventfd would double them). SIGURG is ignored by default, so one that
+//! arrives anywhere else does no harm; its handler does nothing but interrupt.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Once;
+use std::time::Duration;
+
+/// A thread that can be woken.
+pub type ThreadHandle = libc::pthread_t;
+
+/// What a wait saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    /// The socket is ready for what was asked (or has failed or closed: the next call says).
+    Ready { readable: bool, writable: bool },
+    /// Another thread woke us.
+    Nudged,
+    /// The timeout passed.
+    TimedOut,
+}
+
+extern "C" fn interrupt_only(_signal: libc::c_int) {}
+
+/// Install the SIGURG handler, once per process.
+pub fn install() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: a handler that does nothing is async-signal-safe; no SA_RESTART, so the
+        // signal ends the `ppoll` it arrives in.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = interrupt_only as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGURG, &action, std::ptr::null_mut());
+        }
+    });
+}
+
+/// This thread, for `nudge`.
+pub fn current_thread() -> ThreadHandle {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Wake `thread` from its `wait` (or make its next one return at once). The caller makes sure
+/// the thread is alive: it nudges only a thread registered as waiting, under the lock the
+/// thread takes to unregister.
+pub fn nudge(thread: ThreadHandle) {
+    // SAFETY: the thread is alive (above); SIGURG has a harmless handler.
+    unsafe {
+        libc::pthread_kill(thread, libc::SIGURG);
+    }
+}
+
+thread_local! {
+    /// This thread's signal mask with SIGURG unblocked, once SIGURG has been blocked here.
+    static WAIT_MASK: Cell<Option<libc::sigset_t>> = const { Cell::new(None) };
+}
+
+/// Block SIGURG in this thread (once) and return the mask to wait with.
+fn wait_mask() -> libc::sigset_t {
+    if let Some(mask) = WAIT_MASK.get() {
+        return mask;
+    }
+    // SAFETY: plain signal-set manipulation on values we own.
+    let mask = unsafe {
+        let mut urg: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut urg);
+        libc::sigaddset(&mut urg, libc::SIGURG);
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &urg, &mut previous);
+        libc::sigdelset(&mut previous, libc::SIGURG);
+        previous
+    };
+    WAIT_MASK.set(Some(mask));
+    mask
+}
+
+/// Prepare this thread to be nudged: after this, a nudge is never lost.
+pub fn prepare() {
+    wait_mask();
+}
+
+/// Wait until `fd` is readable (if asked), writable (if asked), a nudge, or the timeout
+/// (`None`: no timeout).
+pub fn wait(
+    fd: RawFd,
+    readable: bool,
+    writable: bool,
+    timeout: Option<Duration>,
+) -> io::Result<Woken> {
+    let mask = wait_mask();
+    let mut events = 0;
+    if readable {
+        events |= libc::POLLIN;
+    }
+    if writable {
+        events |= libc::POLLOUT;
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let timespec = timeout.map(|timeout| libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    });
+    let timeout_ptr = timespec
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: one pollfd we own, a timespec and a mask that outlive the call.
+    let n = unsafe { libc::ppoll(&mut poll, 1, timeout_ptr, &mask) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        return match error.kind() {
+            io::ErrorKind::Interrupted => Ok(Woken::Nudged),
+            _ => Err(error),
+        };
+    }
+    if n == 0 {
+        return Ok(Woken::TimedOut);
+    }
+    let failed = poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
+    Ok(Woken::Ready {
+        readable: failed || poll.revents & libc::POLLIN != 0,
+        writable: failed || poll.revents & libc::POLLOUT != 0,
+    })
+}

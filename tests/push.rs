@@ -1,0 +1,149 @@
+//! Server push: a `Sender` reaches its client from any thread, in order, without waiting for
+//! it, while the connection's own thread waits to read; a client that does not read is closed
+//! once its queue overflows, and a closed connection is a clear error.
+mod common;
+
+use common::*;
+use std::sync::{Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+use wsecho::{Config, Connection, Error, Routes, SendError, Sender, Server};
+
+/// A server whose `/push` handler hands each connection's `Sender` to the test, then only
+/// reads (answering nothing itself).
+fn push_server(config: Config) -> (Server, mpsc::Receiver<Sender>) {
+    let (senders, handed) = mpsc::channel();
+    let senders = Mutex::new(senders);
+    let handler = move |client: &mut Connection| -> Result<(), Error> {
+        let sender = client.sender();
+        let _ = senders.lock().unwrap().send(sender);
+        while client.receive()?.is_some() {}
+        Ok(())
+    };
+    let routes = Routes::new().route("/push", handler);
+    (Server::start_with(config, routes).unwrap(), handed)
+}
+
+fn push_client(server: &Server, handed: &mpsc::Receiver<Sender>) -> (Client, Sender) {
+    let client = connect_to(server.ws_addr(), "/push").unwrap();
+    let sender = handed.recv_timeout(PATIENCE).expect("the handler's sender");
+    (client, sender)
+}
+
+#[test]
+fn a_timer_thread_pushes_to_a_client_whose_thread_waits_to_read() {
+    // A ping interval far beyond the test's patience: nothing may wait for a keepalive tick.
+    let (server, handed) = push_server(Config {
+        ping_interval: Duration::from_secs(60),
+        ..config()
+    });
+    let (mut client, sender) = push_client(&server, &handed);
+    let timer = thread::spawn(move || {
+        for tick in 0..5 {
+            thread::sleep(Duration::from_millis(20));
+            sender.send(Message::text(format!("tick {tick}"))).unwrap();
+        }
+    });
+    for tick in 0..5 {
+        assert_eq!(
+            next_message(&mut client),
+            Message::text(format!("tick {tick}"))
+        );
+    }
+    timer.join().unwrap();
+    server.shutdown();
+}
+
+#[test]
+fn what_a_client_has_not_read_yet_is_queued_and_follows_in_order() {
+    let (server, handed) = push_server(Config {
+        ping_interval: Duration::from_secs(60),
+        max_queue: 32 << 20,
+        ..config()
+    });
+    let (mut client, sender) = push_client(&server, &handed);
+    // 16 MiB while the client reads nothing: far more than the socket buffers take, so most
+    // is queued, and the connection's thread must write it out as the client reads.
+    let chunk = vec![b'x'; 64 * 1024];
+    for i in 0..256u32 {
+        let mut payload = chunk.clone();
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        sender
+            .send(Message::binary(payload))
+            .expect("queued, never waited for");
+    }
+    for i in 0..256u32 {
+        let message = next_message(&mut client).into_data();
+        assert_eq!(message.len(), chunk.len());
+        assert_eq!(message[..4], i.to_be_bytes(), "message {i} out of order");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn frames_from_one_sender_keep_their_order_while_others_send_too() {
+    let (server, handed) = push_server(config());
+    let (mut client, sender) = push_client(&server, &handed);
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let sender = sender.clone();
+            thread::spawn(move || {
+                for n in 0..500 {
+                    sender.send(Message::text(format!("{writer} {n}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0; 4];
+    for _ in 0..2000 {
+        let text = next_message(&mut client).into_text().unwrap();
+        let (writer, n) = text.split_once(' ').unwrap();
+        let writer: usize = writer.parse().unwrap();
+        assert_eq!(n.parse::<usize>().unwrap(), next[writer], "{text}");
+        next[writer] += 1;
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_never_reads_is_closed_when_its_queue_overflows() {
+    let (server, handed) = push_server(Config {
+        max_queue: 256 * 1024,
+        ..config()
+    });
+    let (mut reader, reader_sender) = push_client(&server, &handed);
+    let (_never_reads, sender) = push_client(&server, &handed);
+    let chunk = Message::binary(vec![0u8; 64 * 1024]);
+    // Bounded: the socket buffers and the queue take a few MiB at most.
+    let overflow = (0..2000).find_map(|_| sender.send(chunk.clone()).err());
+    assert_eq!(overflow, Some(SendError::TooSlow));
+    // From then on nothing more is taken (TooSlow while it closes, Closed once it has).
+    assert!(sender.send(Message::text("more")).is_err());
+    // The slow one's connection ends; the other is served as before.
+    assert!(eventually(|| server.open_connections() == 1));
+    assert_eq!(sender.send(Message::text("late")), Err(SendError::Closed));
+    reader_sender.send(Message::text("fine")).unwrap();
+    assert_eq!(next_message(&mut reader), Message::text("fine"));
+    server.shutdown();
+}
+
+#[test]
+fn a_sender_can_close_its_connection_and_then_reports_it_closed() {
+    let (server, handed) = push_server(config());
+    let (mut client, sender) = push_client(&server, &handed);
+    let closer = sender.clone();
+    thread::spawn(move || closer.close(CloseCode::Library(4000), "game over"))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(expect_close(&mut client), CloseCode::Library(4000));
+    drop(client);
+    assert!(eventually(|| !sender.is_open()));
+    assert_eq!(sender.send(Message::text("hello?")), Err(SendError::Closed));
+    server.shutdown();
+}

@@ -1,0 +1,134 @@
+//! Rooms: every member hears every broadcast, in each sender's order; members leave however
+//! their connection ends; a member that does not read is dropped without holding up the rest;
+//! shutdown closes every member with 1001.
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+use wsecho::{Config, Connection, Error, Room, Routes, Server};
+
+/// `/room`: join the room, then broadcast whatever arrives to every member (sender included).
+fn room_server(config: Config) -> (Server, Room) {
+    let room = Room::new();
+    let shared = room.clone();
+    let handler = move |client: &mut Connection| -> Result<(), Error> {
+        let me = client.sender();
+        shared.join(&me);
+        while let Some(message) = client.receive()? {
+            shared.broadcast(message);
+        }
+        Ok(())
+    };
+    let server = Server::start_with(config, Routes::new().route("/room", handler)).unwrap();
+    (server, room)
+}
+
+fn members(server: &Server, room: &Room, count: usize) -> Vec<Client> {
+    let clients: Vec<Client> = (0..count)
+        .map(|_| connect_to(server.ws_addr(), "/room").unwrap())
+        .collect();
+    assert!(eventually(|| room.len() == count), "{} joined", room.len());
+    clients
+}
+
+#[test]
+fn two_hundred_members_hear_every_message_in_each_senders_order() {
+    assert!(wsecho::raise_open_file_limit());
+    let (server, room) = room_server(config());
+    let mut clients = members(&server, &room, 200);
+    let talkers = 10;
+    let each = 20;
+    for n in 0..each {
+        for (talker, client) in clients.iter_mut().take(talkers).enumerate() {
+            client.send(Message::text(format!("{talker}:{n}"))).unwrap();
+        }
+    }
+    for client in &mut clients {
+        let mut next: HashMap<usize, usize> = HashMap::new();
+        for _ in 0..talkers * each {
+            let text = next_message(client).into_text().unwrap();
+            let (talker, n) = text.split_once(':').unwrap();
+            let expected = next.entry(talker.parse().unwrap()).or_default();
+            assert_eq!(n.parse::<usize>().unwrap(), *expected, "{text}");
+            *expected += 1;
+        }
+        assert!(next.values().all(|&n| n == each));
+    }
+    server.shutdown();
+}
+
+#[test]
+fn members_leave_when_their_connection_ends_however_it_ends() {
+    let (server, room) = room_server(config());
+    let mut clients = members(&server, &room, 3);
+    // One closes properly, one vanishes without a close frame.
+    clients.pop().unwrap().close(None).unwrap();
+    drop(clients.pop());
+    assert!(eventually(|| room.len() == 1));
+    clients[0].send(Message::text("anyone?")).unwrap();
+    assert_eq!(next_message(&mut clients[0]), Message::text("anyone?"));
+    server.shutdown();
+}
+
+#[test]
+fn a_member_vanishing_mid_broadcast_stops_nobody_else() {
+    let (server, room) = room_server(config());
+    let mut clients = members(&server, &room, 10);
+    let talker = 0;
+    for n in 0..100 {
+        clients[talker].send(Message::text(format!("{n}"))).unwrap();
+        if n == 50 {
+            drop(clients.remove(9));
+        }
+    }
+    for client in &mut clients {
+        for n in 0..100 {
+            assert_eq!(next_message(client), Message::text(format!("{n}")));
+        }
+    }
+    assert!(eventually(|| room.len() == 9));
+    server.shutdown();
+}
+
+#[test]
+fn a_member_that_never_reads_is_dropped_while_the_others_keep_hearing() {
+    let (server, room) = room_server(Config {
+        max_queue: 256 * 1024,
+        ..config()
+    });
+    let mut clients = members(&server, &room, 4);
+    let _deaf = clients.pop().unwrap();
+    let big = "x".repeat(32 * 1024);
+    // Several MiB to each member: more than the deaf one's socket buffers and queue hold.
+    for round in 0..200 {
+        clients[0]
+            .send(Message::text(format!("{round} {big}")))
+            .unwrap();
+        for client in &mut clients {
+            let text = next_message(client).into_text().unwrap();
+            assert!(text.starts_with(&format!("{round} ")));
+        }
+    }
+    assert!(eventually(|| room.len() == 3), "{} members", room.len());
+    assert!(eventually(|| server.open_connections() == 3));
+    server.shutdown();
+}
+
+#[test]
+fn shutdown_closes_every_member_with_1001() {
+    let (server, room) = room_server(Config {
+        ping_interval: Duration::from_secs(60),
+        ..config()
+    });
+    let mut clients = members(&server, &room, 20);
+    let summary = server.shutdown();
+    for client in &mut clients {
+        assert_eq!(expect_close(client), CloseCode::Away);
+    }
+    assert_eq!(summary.closed_at_shutdown, 20);
+    assert_eq!(summary.stragglers, 0);
+    assert!(room.is_empty());
+}
