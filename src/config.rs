@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The path that upgrades to the echo WebSocket; every other path gets 404.
+/// The path that upgrades to the echo WebSocket.
 pub const WEBSOCKET_PATH: &str = "/echo";
+
+/// The path of the chat room.
+pub const CHAT_PATH: &str = "/chat";
 
 /// Settings for one server. `Config::default()` is what `wsecho` runs with no flags.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod chat;
 mod config;
 mod connection;
 mod echo;

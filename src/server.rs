@@ -2,7 +2,8 @@
 //! connection with 1001, waits for the connection threads (bounded) and reports a summary.
 
 use crate::accept;
-use crate::config::{self, Config, WEBSOCKET_PATH};
+use crate::chat;
+use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::echo;
 use crate::page::{self, Site};
 use crate::policy;
@@ -267,9 +268,11 @@ impl Server {
     }
 }
 
-/// What `wsecho` serves: the echo on `/echo`.
+/// What `wsecho` serves: the echo on `/echo`, the chat room on `/chat`.
 pub fn default_routes() -> Routes {
-    Routes::new().route(WEBSOCKET_PATH, echo::handle_echo_client)
+    Routes::new()
+        .route(WEBSOCKET_PATH, echo::handle_echo_client)
+        .route(CHAT_PATH, chat::route())
 }
 
 fn bind(

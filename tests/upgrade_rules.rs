@@ -12,10 +12,12 @@ fn answer(config: Config, request: &str) -> String {
 }
 
 #[test]
-fn only_echo_upgrades() {
-    let response = answer(config(), &upgrade_request("/chat", ""));
+fn only_the_served_paths_upgrade() {
+    let response = answer(config(), &upgrade_request("/nope", ""));
     assert_eq!(status_of(response.as_bytes()), 404);
-    assert!(response.contains("connect to /echo"), "{response}");
+    assert!(response.contains("connect to /echo or /chat"), "{response}");
+    let response = answer(config(), &upgrade_request("/chat", ""));
+    assert_eq!(status_of(response.as_bytes()), 101);
 }
 
 #[test]

@@ -1,0 +1,222 @@
+//! The chat room on `/chat`: one room everyone joins, spoken to in JSON text messages.
+//!
+//! Client to server: `{"type":"join","name":NAME}` first (trimmed, 1-32 characters, made
+//! unique with a number if taken), then `{"type":"say","text":TEXT}` (up to 4 KiB).
+//! Server to the joiner: `{"type":"welcome","name":NAME_GIVEN,"members":[NAMES]}`; to everyone
+//! else `{"type":"joined","name":NAME,"count":N}`, and `{"type":"left","name":NAME,"count":N}`
+//! when a member leaves, however it leaves; to every member, the speaker too,
+//! `{"type":"said","from":NAME,"text":TEXT,"at":UNIX_MILLIS}`. Anything wrong gets
+//! `{"type":"error","reason":TEXT}`, to that client alone, and the connection stays open.
+//! Extra fields are ignored.
+//!
+//! Application code only, like `echo.rs`: the transport is the `Connection`, its `Sender` and
+//! the `Room`.
+
+use crate::connection::Connection;
+use crate::outbox::Sender;
+use crate::room::Room;
+use crate::routes::Route;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tungstenite::{Error, Message};
+
+/// Longest name, in characters.
+const MAX_NAME_CHARS: usize = 32;
+/// Longest text of one `say`, in bytes.
+const MAX_TEXT_BYTES: usize = 4096;
+
+/// The chat route: a fresh room, shared by every connection to it.
+pub fn route() -> Route {
+    let chat = Arc::new(Chat::default());
+    Route::new(move |client: &mut Connection| chat.serve(client))
+}
+
+#[derive(Default)]
+struct Chat {
+    room: Room,
+    /// Members' names by connection id, in the order they joined.
+    names: Mutex<BTreeMap<u64, String>>,
+}
+
+/// Leaves the room when dropped: when the handler returns, fails or panics.
+struct Membership<'a> {
+    chat: &'a Chat,
+    me: Sender,
+    name: String,
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        let mut names = self.chat.names();
+        names.remove(&self.me.id());
+        self.chat.room.leave(&self.me);
+        let left = json!({"type": "left", "name": self.name, "count": names.len()});
+        self.chat.room.broadcast(Message::text(left.to_string()));
+    }
+}
+
+impl Chat {
+    fn names(&self) -> MutexGuard<'_, BTreeMap<u64, String>> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn serve(&self, client: &mut Connection) -> Result<(), Error> {
+        let me = client.sender();
+        let mut membership: Option<Membership> = None;
+        while let Some(message) = client.receive()? {
+            let request = match parse(&message) {
+                Ok(request) => request,
+                Err(reason) => {
+                    tell_error(&me, &reason);
+                    continue;
+                }
+            };
+            match (request, &membership) {
+                (Request::Join(name), None) => membership = self.join(&me, &name),
+                (Request::Join(_), Some(member)) => {
+                    tell_error(&me, &format!("already joined as {}", member.name))
+                }
+                (Request::Say(text), Some(member)) => {
+                    let said = json!({"type": "said", "from": member.name, "text": text, "at": now_millis()});
+                    self.room.broadcast(Message::text(said.to_string()));
+                }
+                (Request::Say(_), None) => {
+                    tell_error(&me, "join first: {\"type\":\"join\",\"name\":...}")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Give the member a free name, welcome it and tell everyone else.
+    fn join<'a>(&'a self, me: &Sender, wanted: &str) -> Option<Membership<'a>> {
+        let mut names = self.names();
+        let name = unique_name(wanted, &names);
+        if !self.room.join(me) {
+            return None; // its connection has just ended
+        }
+        names.insert(me.id(), name.clone());
+        let members: Vec<&String> = names.values().collect();
+        let welcome = json!({"type": "welcome", "name": name, "members": members});
+        let _ = me.send(Message::text(welcome.to_string()));
+        let joined = json!({"type": "joined", "name": name, "count": names.len()});
+        self.room
+            .broadcast_except(Message::text(joined.to_string()), me);
+        Some(Membership {
+            chat: self,
+            me: me.clone(),
+            name,
+        })
+    }
+}
+
+enum Request {
+    Join(String),
+    Say(String),
+}
+
+/// A client's message, checked; `Err` is the reason to tell it.
+fn parse(message: &Message) -> Result<Request, String> {
+    let Message::Text(text) = message else {
+        return Err("send text messages: JSON objects with a \"type\"".into());
+    };
+    let value: Value =
+        serde_json::from_str(text.as_str()).map_err(|error| format!("not JSON: {error}"))?;
+    let field = |name: &str| value.get(name).and_then(Value::as_str);
+    match field("type") {
+        Some("join") => {
+            let name = field("name")
+                .ok_or("a join needs a \"name\" string")?
+                .trim();
+            let chars = name.chars().count();
+            if chars == 0 || chars > MAX_NAME_CHARS {
+                return Err(format!("a name has 1 to {MAX_NAME_CHARS} characters"));
+            }
+            if name.chars().any(char::is_control) {
+                return Err("a name cannot contain control characters".into());
+            }
+            Ok(Request::Join(name.to_string()))
+        }
+        Some("say") => {
+            let text = field("text").ok_or("a say needs a \"text\" string")?;
+            if text.len() > MAX_TEXT_BYTES {
+                return Err(format!("a text is at most {MAX_TEXT_BYTES} bytes"));
+            }
+            Ok(Request::Say(text.to_string()))
+        }
+        Some(other) => Err(format!("unknown type {other:?}: use \"join\" or \"say\"")),
+        None => Err("a message needs a \"type\" string".into()),
+    }
+}
+
+/// `wanted`, or `wanted 2`, `wanted 3`, ... whichever is free (cut to fit 32 characters).
+fn unique_name(wanted: &str, names: &BTreeMap<u64, String>) -> String {
+    let taken = |candidate: &str| names.values().any(|name| name == candidate);
+    if !taken(wanted) {
+        return wanted.to_string();
+    }
+    (2..)
+        .map(|n| {
+            let suffix = format!(" {n}");
+            let room = MAX_NAME_CHARS - suffix.chars().count();
+            let base: String = wanted.chars().take(room).collect();
+            base + &suffix
+        })
+        .find(|candidate| !taken(candidate))
+        .unwrap_or_default()
+}
+
+fn tell_error(me: &Sender, reason: &str) {
+    let error = json!({"type": "error", "reason": reason});
+    let _ = me.send(Message::text(error.to_string()));
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_names_get_the_first_free_number_and_stay_within_32_characters() {
+        let names: BTreeMap<u64, String> = [(1, "ann".to_string()), (2, "ann 2".to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(unique_name("bob", &names), "bob");
+        assert_eq!(unique_name("ann", &names), "ann 3");
+        let long = "x".repeat(32);
+        let names: BTreeMap<u64, String> = [(1, long.clone())].into_iter().collect();
+        let given = unique_name(&long, &names);
+        assert_eq!(given.chars().count(), 32);
+        assert!(given.ends_with(" 2"));
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let reason = |text: &str| match parse(&Message::text(text)) {
+            Err(reason) => reason,
+            Ok(_) => panic!("{text} accepted"),
+        };
+        assert!(reason("{").starts_with("not JSON"));
+        assert!(reason(r#"{"type":"dance"}"#).contains("unknown type"));
+        assert!(reason(r#"{"type":"join","name":"   "}"#).contains("1 to 32"));
+        assert!(reason(r#"{"type":"join"}"#).contains("\"name\""));
+        assert!(
+            reason(&format!(
+                r#"{{"type":"say","text":"{}"}}"#,
+                "a".repeat(4097)
+            ))
+            .contains("4096")
+        );
+        assert!(matches!(
+            parse(&Message::text(r#"{"type":"join","name":" ann ","extra":1}"#)),
+            Ok(Request::Join(name)) if name == "ann"
+        ));
+    }
+}
