@@ -64,13 +64,14 @@ impl Default for Config {
     }
 }
 
-/// What the page needs to know (`GET /config.json`): the bound WebSocket port and path; the
+/// What the page needs to know (`GET /config.json`): the bound WebSocket port, the echo's and
+/// the chat's paths; the
 /// policy port, `null` when no policy listener runs (Flash must then ask the WebSocket port
 /// itself); and whether the Flash fallback's files are there to be loaded.
 pub fn page_config_json(ws_port: u16, policy_port: Option<u16>, flash_fallback: bool) -> String {
     let policy = policy_port.map_or_else(|| "null".to_string(), |port| port.to_string());
     format!(
-        "{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"policyPort\":{policy},\
-         \"flashFallback\":{flash_fallback}}}\n"
+        "{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"chatPath\":\"{CHAT_PATH}\",\
+         \"policyPort\":{policy},\"flashFallback\":{flash_fallback}}}\n"
     )
 }

@@ -142,7 +142,7 @@ fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
     assert_eq!(status, 200);
     assert!(head.contains("content-type: application/json"));
     let expected = format!(
-        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"policyPort\":{},\"flashFallback\":false}}",
+        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"chatPath\":\"/chat\",\"policyPort\":{},\"flashFallback\":false}}",
         server.ws_addr().port(),
         server.policy_addr().unwrap().port()
     );

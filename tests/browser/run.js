@@ -2,7 +2,10 @@
 //   1. native WebSocket: connect, two echoes with their round-trip times, quit -> close 1000;
 //   2. the Flash bridge: ?flash=1 with Ruffle running the real WebSocketMain.swf, its socket
 //      tunnelled through websockify to the WebSocket port;
-//   3. no Flash assets on the server: the page says so and still works natively.
+//   3. no Flash assets on the server: the page says so and still works natively;
+//   4. the chat page: two native pages chat, one of them under a hostile name that must show
+//      as text;
+//   5. the chat page: a native page and a ?flash=1 page (Ruffle) chat with each other.
 // Each test starts its own wsecho on free loopback ports. Prints "N passed, N failed" and saves
 // a screenshot per test under tests/artifacts/. Every wait is bounded.
 "use strict";
@@ -171,6 +174,34 @@ async function converse(page, transport, messages) {
   check(!(await page.isEnabled("#send")), "send is disabled once closed");
 }
 
+// Open the chat page, join as `name`, and wait for the welcome.
+async function joinChat(page, url, name) {
+  await page.goto(url);
+  await page.waitForFunction(() => !document.getElementById("join").disabled);
+  await page.fill("#name", name);
+  await page.press("#name", "Enter");
+  await page.waitForSelector("#status.open");
+}
+
+async function say(page, message) {
+  await page.fill("#text", message);
+  await page.press("#text", "Enter");
+}
+
+// Wait until the log of `page` has a line from `from` saying `message`.
+async function hears(page, from, message) {
+  await page.waitForFunction(([from, message]) =>
+    Array.from(document.querySelectorAll("#log li")).some((li) =>
+      li.querySelector(".from") && li.querySelector(".from").textContent === `${from}:` &&
+      li.textContent.endsWith(message)), [from, message]);
+}
+
+async function memberNames(page) {
+  return page.$$eval("#members li", (items) => items.map((li) => li.textContent));
+}
+
+const HOSTILE_NAME = "<img src=x onerror=alert(1)>";
+
 const tests = [
   {
     name: "native",
@@ -223,6 +254,55 @@ const tests = [
       check(note.includes("Using this browser's native WebSocket"), `note: ${note}`);
       await converse(page, "native WebSocket", ["still works"]);
       return page;
+    },
+  },
+  {
+    name: "chat-native",
+    async run(browser, cleanup) {
+      const server = await startWsecho([]);
+      cleanup.push(() => stop(server.child));
+      const ann = await newPage(browser);
+      const mallory = await newPage(browser);
+      const dialogs = [];
+      for (const page of [ann, mallory]) page.on("dialog", (dialog) => { dialogs.push(dialog.message()); dialog.dismiss(); });
+      await ann.goto(server.pageUrl);
+      await ann.click("a[href='chat.html']");
+      await joinChat(ann, `${server.pageUrl}chat.html`, "ann");
+      await joinChat(mallory, `${server.pageUrl}chat.html`, HOSTILE_NAME);
+      await ann.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+      const names = await memberNames(ann);
+      check(names.join("|") === `ann|${HOSTILE_NAME}`, `ann sees the members ${names.join("|")}`);
+      await say(mallory, "hello ann <b>bold?</b>");
+      await hears(ann, HOSTILE_NAME, "hello ann <b>bold?</b>");
+      await say(ann, "hi there");
+      await hears(mallory, "ann", "hi there");
+      const injected = await ann.$$eval("#log img, #members img, #log b", (found) => found.length);
+      check(injected === 0 && dialogs.length === 0, "a hostile name or text must show as text, never run");
+      await mallory.close();
+      await ann.waitForFunction(() => /left \(1 here\)/.test(document.getElementById("log").textContent));
+      return ann;
+    },
+  },
+  {
+    name: "chat-flash",
+    async run(browser, cleanup) {
+      const server = await startWsecho([]);
+      cleanup.push(() => stop(server.child));
+      const bridge = await startBridge(server.wsPort);
+      cleanup.push(() => stop(bridge.child));
+      const native = await newPage(browser);
+      const flash = await newPage(browser);
+      await injectRuffle(flash, server.wsPort, bridge.url);
+      await joinChat(native, `${server.pageUrl}chat.html`, "native");
+      await joinChat(flash, `${server.pageUrl}chat.html?flash=1`, "flash");
+      const status = await text(flash, "#status");
+      check(status.includes("via Flash bridge"), `the ?flash=1 page should use the bridge: ${status}`);
+      await say(flash, "from the Flash bridge ✓");
+      await hears(native, "flash", "from the Flash bridge ✓");
+      await say(native, "from a native page");
+      await hears(flash, "native", "from a native page");
+      await flash.screenshot({ path: path.join(ARTIFACTS, "browser-chat-flash-bridge-side.png") }).catch(() => {});
+      return native;
     },
   },
 ];

@@ -1,0 +1,156 @@
+// wsecho's chat page: join the room with a name, see who is in it, talk.
+// Speaks the JSON protocol of /chat (see README). Everything a client sent reaches the page as
+// text nodes, never as HTML. Plain ES5, like the echo page; transport.js gets the WebSocket.
+(function () {
+  "use strict";
+
+  var transport = window.wsechoTransport;
+  var $ = function (id) { return document.getElementById(id); };
+  var nameInput = $("name"), textInput = $("text"), logList = $("log"), memberList = $("members");
+  var chatPath = "/chat";
+  var socket = null;
+  var myName = null;
+  var members = [];
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  function clock(millis) {
+    var d = millis ? new Date(millis) : new Date();
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  function span(className, text) {
+    var element = document.createElement("span");
+    element.className = className;
+    element.appendChild(document.createTextNode(text));
+    return element;
+  }
+
+  // One line of the log: its time, then each [className, text] part.
+  function log(millis, parts) {
+    var item = document.createElement("li");
+    item.appendChild(span("time", clock(millis)));
+    for (var i = 0; i < parts.length; i++) { item.appendChild(span(parts[i][0], parts[i][1])); }
+    logList.appendChild(item);
+    logList.scrollTop = logList.scrollHeight;
+  }
+
+  function setStatus(text, kind) {
+    var status = $("status");
+    status.className = "status" + (kind ? " " + kind : "");
+    status.innerHTML = "";
+    status.appendChild(document.createTextNode(text));
+  }
+
+  function showMembers() {
+    memberList.innerHTML = "";
+    for (var i = 0; i < members.length; i++) {
+      var item = document.createElement("li");
+      if (members[i] === myName) { item.className = "me"; }
+      item.appendChild(document.createTextNode(members[i]));
+      memberList.appendChild(item);
+    }
+    $("count").innerHTML = String(members.length);
+  }
+
+  function setJoined(joined) {
+    nameInput.disabled = joined;
+    $("join").disabled = joined;
+    $("leave").disabled = !joined;
+    textInput.disabled = !joined;
+    $("say").disabled = !joined;
+  }
+
+  function send(object) {
+    if (socket) { socket.send(JSON.stringify(object)); }
+  }
+
+  var handlers = {
+    welcome: function (m) {
+      myName = m.name;
+      members = m.members;
+      showMembers();
+      setStatus("In the room as " + myName + ", via " + transport.name() + ".", "open");
+      log(null, [["notice", "you joined as " + myName]]);
+      textInput.focus();
+    },
+    joined: function (m) {
+      members.push(m.name);
+      showMembers();
+      log(null, [["notice", m.name + " joined (" + m.count + " here)"]]);
+    },
+    left: function (m) {
+      for (var i = 0; i < members.length; i++) {
+        if (members[i] === m.name) { members.splice(i, 1); break; }
+      }
+      showMembers();
+      log(null, [["notice", m.name + " left (" + m.count + " here)"]]);
+    },
+    said: function (m) {
+      log(m.at, [["from", m.from + ":"], [m.from === myName ? "sent" : "received", m.text]]);
+    },
+    error: function (m) {
+      log(null, [["error", "server: " + m.reason]]);
+    }
+  };
+
+  function join() {
+    var name = nameInput.value.replace(/^\s+|\s+$/g, "");
+    if (name === "") {
+      setStatus("Pick a name first (1 to 32 characters).", "error");
+      return;
+    }
+    var url = transport.urlFor(chatPath);
+    try {
+      socket = transport.open(url);
+    } catch (e) {
+      setStatus("Cannot connect to " + url + ": " + e.message, "error");
+      return;
+    }
+    var opened = false;
+    setJoined(true);
+    setStatus("Connecting to " + url + " via " + transport.name() + "…");
+    socket.onopen = function () {
+      opened = true;
+      send({ type: "join", name: name });
+    };
+    socket.onmessage = function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      var handle = message && handlers[message.type];
+      if (handle) { handle(message); }
+    };
+    socket.onclose = function (event) {
+      socket = null;
+      myName = null;
+      members = [];
+      showMembers();
+      setJoined(false);
+      var how = transport.describeClose(event);
+      if (!opened) {
+        setStatus("Could not connect to " + url + " (" + how + "). Is wsecho running?", "error");
+      } else {
+        setStatus("Left the room: " + how + ". Press Join to come back.", event.code === 1000 ? "" : "error");
+      }
+    };
+  }
+
+  function say() {
+    var text = textInput.value;
+    if (!socket || !myName || text === "") { return; }
+    send({ type: "say", text: text });
+    textInput.value = "";
+    textInput.focus();
+  }
+
+  $("join-form").onsubmit = function () { join(); return false; };
+  $("say-form").onsubmit = function () { say(); return false; };
+  $("leave").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
+  transport.start(function (config, note, configProblem) {
+    if (config) { chatPath = config.chatPath; }
+    if (configProblem) { setStatus(configProblem + "; trying " + transport.urlFor(chatPath) + ".", "error"); }
+    $("flash-note").appendChild(document.createTextNode(note));
+    nameInput.disabled = false;
+    $("join").disabled = false; // the transport is settled: joining may begin
+  });
+})();

@@ -1,0 +1,145 @@
+// The part of wsecho's pages that gets a WebSocket, shared by the echo page and the chat page:
+// read config.json, use the browser's own WebSocket or, where there is none (or the URL says
+// ?flash=1), load web-socket-js, which offers the same API over Flash; then open sockets.
+// Plain ES5 on purpose: the browsers that need the Flash fallback predate modern JavaScript.
+(function () {
+  "use strict";
+
+  var CLOSE_MEANINGS = {
+    1000: "normal closure",
+    1001: "going away (server shutting down)",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no code given",
+    1006: "connection lost without a close frame",
+    1007: "invalid UTF-8 in a text message",
+    1008: "policy violation",
+    1009: "message too big",
+    1011: "server error or keepalive timeout"
+  };
+
+  var forceFlash = /[?&]flash=1(&|$)/.test(location.search);
+  var config = null; // /config.json: wsPort, wsPath, chatPath, policyPort, flashFallback
+
+  function usingFlash() {
+    return !!(window.WebSocket && window.WebSocket.__isFlashImplementation);
+  }
+
+  function name() {
+    return usingFlash() ? "Flash bridge (web-socket-js)" : "native WebSocket";
+  }
+
+  function describeClose(event) {
+    var text = "code " + event.code + ": " + (CLOSE_MEANINGS[event.code] || "see RFC 6455");
+    if (event.reason) { text += ' "' + event.reason + '"'; }
+    return text;
+  }
+
+  // The ws:// URL of `path` on the WebSocket port of the host this page came from.
+  function urlFor(path) {
+    var port = config ? config.wsPort : 8087;
+    return "ws://" + (location.hostname || "localhost") + ":" + port + path;
+  }
+
+  // Flash asks for a socket policy before connecting: tell it where ours is answered, the
+  // policy port when one runs, else the WebSocket port itself (wsecho answers it inline).
+  function pointFlashAtPolicy(url) {
+    var match = /^wss?:\/\/([^\/:]+|\[[^\]]+\])(?::(\d+))?/.exec(url);
+    if (!match) { return; }
+    var port = (config && config.policyPort) || match[2] || 80;
+    window.WebSocket.loadFlashPolicyFile("xmlsocket://" + match[1] + ":" + port);
+  }
+
+  // A new WebSocket to `url` over whichever transport is in use; throws as the constructor does.
+  function open(url) {
+    if (!window.WebSocket) {
+      throw new Error("this browser has no WebSocket support, and the Flash fallback is not loaded");
+    }
+    if (usingFlash()) { pointFlashAtPolicy(url); }
+    return new window.WebSocket(url);
+  }
+
+  function loadScript(src, done) {
+    var script = document.createElement("script");
+    var finished = false;
+    function finish(ok) {
+      if (!finished) { finished = true; done(ok); }
+    }
+    script.onload = function () { finish(true); };
+    script.onerror = function () { finish(false); };
+    script.onreadystatechange = function () { // IE 8
+      if (script.readyState === "loaded" || script.readyState === "complete") { finish(true); }
+    };
+    script.src = src;
+    document.getElementsByTagName("head")[0].appendChild(script);
+  }
+
+  // web_socket.js builds its message events with initMessageEvent(..., null), which current
+  // browsers reject, so onmessage would never fire; build them the modern way where possible.
+  function repairMessageEvents() {
+    if (typeof window.MessageEvent !== "function") { return; }
+    window.WebSocket.prototype.__createMessageEvent = function (type, data) {
+      return new window.MessageEvent(type, { data: data });
+    };
+  }
+
+  // Load swfobject.js and web_socket.js (fetched by `make assets` into vendor/), then `done`
+  // with null, or with what went wrong.
+  function loadFlashBridge(done) {
+    window.WEB_SOCKET_SWF_LOCATION = "vendor/WebSocketMain.swf";
+    if (forceFlash) { window.WEB_SOCKET_FORCE_FLASH = true; }
+    loadScript("vendor/swfobject.js", function (swfobjectLoaded) {
+      if (!swfobjectLoaded) { return done("its files could not be loaded"); }
+      loadScript("vendor/web_socket.js", function (bridgeLoaded) {
+        if (!bridgeLoaded) { return done("its files could not be loaded"); }
+        if (!usingFlash()) { return done("Flash Player was not found in this browser"); }
+        repairMessageEvents();
+        done(null);
+      });
+    });
+  }
+
+  // One sentence on the transport in use, and why.
+  function describeTransport(problem) {
+    var hasNative = window.WebSocket && !usingFlash();
+    if (problem) {
+      return "Flash fallback unavailable: " + problem + "." +
+        (hasNative ? " Using this browser's native WebSocket." : "");
+    }
+    if (usingFlash()) {
+      return "Flash fallback in use: web-socket-js over Flash" +
+        (forceFlash ? " (forced by ?flash=1)." : ", as this browser has no native WebSocket.");
+    }
+    return "Native WebSocket in use. Add ?flash=1 to the address to try the Flash fallback.";
+  }
+
+  // Read config.json and settle the transport, then ready(configOrNull, note, configProblem).
+  function start(ready) {
+    var request = new XMLHttpRequest();
+    request.open("GET", "config.json", true);
+    request.onreadystatechange = function () {
+      if (request.readyState !== 4) { return; }
+      var configProblem = null;
+      if (request.status === 200) {
+        config = JSON.parse(request.responseText);
+      } else {
+        configProblem = "Could not read config.json (HTTP " + request.status + ")";
+      }
+      var settled = function (problem) { ready(config, describeTransport(problem), configProblem); };
+      if (!forceFlash && window.WebSocket) { return settled(null); }
+      if (!config || !config.flashFallback) {
+        return settled("its files are not on the server (run `make assets` there)");
+      }
+      loadFlashBridge(settled);
+    };
+    request.send(null);
+  }
+
+  window.wsechoTransport = {
+    start: start,
+    open: open,
+    name: name,
+    urlFor: urlFor,
+    describeClose: describeClose
+  };
+})();
