@@ -5,10 +5,10 @@
 //! heard, the right close code for a protocol fault (1002), invalid UTF-8 (1007) or an oversized
 //! message (1009), close 1001 when the server shuts down, and counts of what went each way.
 
-use crate::http::is_timeout;
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
+use crate::socket::is_timeout;
 use log::warn;
 use std::fmt;
 use std::io::Read;

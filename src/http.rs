@@ -5,6 +5,7 @@
 //! what it freed in its own malloc cache). A request body is never read here. Every refusal is
 //! one line of plain text saying what happened and what to do.
 
+use crate::socket;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -140,19 +141,11 @@ pub fn read_more(
                 received.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(error) if is_timeout(&error) => return Err(HeadError::TimedOut),
+            Err(error) if socket::is_timeout(&error) => return Err(HeadError::TimedOut),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(HeadError::Io(error)),
         }
     }
-}
-
-/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// The request head at the start of `received`: `Ok(None)` while more bytes are needed.

@@ -19,11 +19,13 @@ mod outbox;
 mod page;
 pub mod ping;
 mod policy;
+mod registry;
 mod room;
 mod routes;
 mod server;
 mod shutdown;
 mod socket;
+mod threads;
 mod wake;
 mod websocket;
 

@@ -14,7 +14,8 @@
 
 use crate::accept;
 use crate::http::{self, HeadError, Refusal, Request};
-use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
+use crate::registry::{Connections, NotAdmitted, Ticket};
+use crate::shutdown::ShutdownSignal;
 use log::{debug, warn};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -72,7 +73,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
     let stream = Arc::new(stream);
     let ticket = match site.connections.admit(Arc::clone(&stream)) {
         Ok(ticket) => ticket,
-        Err(shutdown::Refusal::Full { max }) => {
+        Err(NotAdmitted::Full { max }) => {
             warn!("page: refused {peer}: {max} page connections busy (--max-page-connections)");
             Refusal::new(
                 503,
@@ -81,7 +82,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
             .send_without_blocking(&stream);
             return;
         }
-        Err(shutdown::Refusal::ShuttingDown) => {
+        Err(NotAdmitted::ShuttingDown) => {
             Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
         }

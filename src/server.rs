@@ -7,8 +7,9 @@ use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::echo;
 use crate::page::{self, Site};
 use crate::policy;
+use crate::registry::Connections;
 use crate::routes::Routes;
-use crate::shutdown::{self, Connections, ShutdownSignal, Trigger};
+use crate::shutdown::{self, ShutdownSignal, Trigger};
 use crate::websocket::{self, Port, Shared};
 use log::{info, warn};
 use std::fmt;
@@ -154,16 +155,14 @@ impl Server {
             shutdown: signal.clone(),
             timeout: config.handshake_timeout,
         });
-        let (handoff, idle_threads) = websocket::idle_thread_channel();
-        let shared = Arc::new(Shared {
-            policy_reply: policy::reply(&config.policy_domain, ws_addr.port()),
+        let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
+        let (shared, handoff) = Shared::new(
             config,
-            connections: Arc::clone(&connections),
-            shutdown: signal.clone(),
+            policy_reply,
+            Arc::clone(&connections),
+            signal.clone(),
             routes,
-            idle_threads,
-            idle_count: Default::default(),
-        });
+        );
 
         let mut threads = Vec::new();
         if let Some(listener) = policy_listener {

@@ -139,6 +139,14 @@ pub fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.outbox {
@@ -193,7 +201,7 @@ mod tests {
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let waited = socket.read(&mut buf).unwrap_err();
-        assert!(crate::http::is_timeout(&waited), "{waited}");
+        assert!(is_timeout(&waited), "{waited}");
         assert_eq!(
             socket.spill.capacity(),
             0,

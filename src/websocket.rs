@@ -9,39 +9,26 @@ use crate::config::Config;
 use crate::connection::{About, Connection};
 use crate::handshake::{self, Opening};
 use crate::http::Refusal;
+use crate::registry::{Connections, NotAdmitted, Ticket};
 use crate::routes::{Handler, Routes};
-use crate::shutdown::{self, Connections, ShutdownSignal, Ticket};
+use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::threads::{self, Pool};
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tungstenite::WebSocket;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
-
-/// Stack for connection threads: they keep little on it, and an idle connection should cost
-/// little more than a bare thread.
-const CONNECTION_STACK: usize = 128 * 1024;
 
 /// tungstenite's read buffer, allocated for a connection's whole life: its 128 KiB default
 /// would be most of an idle connection's memory. 1 KiB holds a typical message; `Socket`
 /// reads bigger while data streams in.
 const READ_BUFFER: usize = 1024;
-
-/// A thread whose connection ended waits this long for another before it exits: starting a
-/// thread costs more than a whole handshake, so reusing one keeps handshakes fast while each
-/// connection still has a thread to itself.
-const IDLE_THREAD_KEEP: Duration = Duration::from_secs(10);
-
-/// At most this many threads wait for connections at once; the rest exit.
-const MAX_IDLE_THREADS: usize = 64;
 
 /// What a listener serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,15 +41,34 @@ pub enum Port {
 
 /// Everything the connection threads share.
 pub struct Shared {
-    pub config: Config,
-    pub policy_reply: Vec<u8>,
-    pub connections: Arc<Connections>,
-    pub shutdown: ShutdownSignal,
-    pub routes: Routes,
-    /// Where finished connection threads wait for their next connection.
-    pub idle_threads: Receiver<Job>,
-    /// How many are waiting there now.
-    pub idle_count: AtomicUsize,
+    config: Config,
+    policy_reply: Vec<u8>,
+    connections: Arc<Connections>,
+    shutdown: ShutdownSignal,
+    routes: Routes,
+    threads: Arc<Pool<Job>>,
+}
+
+impl Shared {
+    /// What the connection threads of every port share, and the handoff for its accept loops.
+    pub fn new(
+        config: Config,
+        policy_reply: Vec<u8>,
+        connections: Arc<Connections>,
+        shutdown: ShutdownSignal,
+        routes: Routes,
+    ) -> (Arc<Shared>, Handoff) {
+        let (handoff, threads) = threads::pool();
+        let shared = Shared {
+            config,
+            policy_reply,
+            connections,
+            shutdown,
+            routes,
+            threads,
+        };
+        (Arc::new(shared), handoff)
+    }
 }
 
 /// An admitted connection, on its way to a thread.
@@ -76,15 +82,8 @@ pub struct Job {
     ticket: Ticket,
 }
 
-/// The accept loops' end of the idle-thread channel. Only they hold it, so it disconnects
-/// (and the waiting threads exit) when they stop.
-pub type Handoff = Sender<Job>;
-
-/// A channel for handing connections to idle threads: zero capacity, so a handoff succeeds
-/// only when a thread is waiting for one.
-pub fn idle_thread_channel() -> (Handoff, Receiver<Job>) {
-    crossbeam_channel::bounded(0)
-}
+/// How the accept loops hand connections to threads.
+pub type Handoff = threads::Handoff<Job>;
 
 /// Accept until shutdown, one thread per admitted connection.
 pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
@@ -101,13 +100,13 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
     let stream = Arc::new(stream);
     let ticket = match shared.connections.admit(Arc::clone(&stream)) {
         Ok(ticket) => ticket,
-        Err(shutdown::Refusal::Full { max }) => {
+        Err(NotAdmitted::Full { max }) => {
             warn!("refused {peer}: {max} connections already open (--max-connections)");
             let message = "server busy: too many open connections, try again later";
             Refusal::new(503, message).send_without_blocking(&stream);
             return;
         }
-        Err(shutdown::Refusal::ShuttingDown) => {
+        Err(NotAdmitted::ShuttingDown) => {
             Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
         }
@@ -119,42 +118,17 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
         port,
         ticket,
     };
-    let job = match handoff.try_send(job) {
-        Ok(()) => return,
-        Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
-    };
     let thread_shared = Arc::clone(shared);
-    let spawned = thread::Builder::new()
-        .name("connection".into())
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || connection_thread(job, &thread_shared));
-    if let Err(error) = spawned {
+    let serve_job = move |job: Job| serve(job, &thread_shared);
+    if let Err(error) = shared.threads.run(handoff, job, serve_job) {
         // The closure, the socket and the ticket are dropped: the client sees the close.
         warn!("#{id} refused {peer}: cannot start a thread ({error}); lower --max-connections");
     }
 }
 
-/// Serve connections, one at a time: the first, then whichever are handed over while this
-/// thread waits idle.
-fn connection_thread(first: Job, shared: &Shared) {
-    let mut job = first;
-    loop {
-        serve(job, shared);
-        if shared.idle_count.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_THREADS {
-            shared.idle_count.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let next = shared.idle_threads.recv_timeout(IDLE_THREAD_KEEP);
-        shared.idle_count.fetch_sub(1, Ordering::Relaxed);
-        match next {
-            Ok(next) => job = next,
-            Err(_) => return, // kept long enough, or the server is stopping
-        }
-    }
-}
-
-/// One connection's whole life: its opening, then (if it upgraded) the application.
-fn serve(job: Job, shared: &Shared) {
+/// One connection's whole life: its opening, then (if it upgraded) the application. Returns
+/// its ticket, to be let go once the thread is ready for another.
+fn serve(job: Job, shared: &Shared) -> Ticket {
     let Job {
         stream,
         peer,
@@ -166,6 +140,7 @@ fn serve(job: Job, shared: &Shared) {
     if let Some((connection, handler)) = open(stream, peer, port, ticket.id, shared) {
         run(connection, &*handler, ticket.id, shared);
     }
+    ticket
 }
 
 /// Read the opening: answer a policy request or a refused upgrade and return `None`, or

@@ -1,0 +1,199 @@
+//! The registry of open connections on one port: admission under a cap, waking every
+//! connection at shutdown, and waiting for them to finish.
+//!
+//! Each open connection holds a `Ticket` with a clone of a completion sender, so the channel
+//! disconnects exactly when the last connection has finished (mini-redis's shape). The registry
+//! also shares each connection's socket, so shutdown can wake a thread blocked in `read()`
+//! (`shutdown(Read)` makes it return at once) instead of waiting for a timeout.
+//!
+//! A connection may say it is idle (waiting for a client that has not begun its next request).
+//! When the cap is reached, the connection idle longest is closed to admit the new one, so a
+//! crowd of idle connections cannot keep anyone else out.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// `max` connections are already open.
+    Full { max: usize },
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// The open connections: admission (the cap), waking them at shutdown, and waiting for them.
+pub struct Connections {
+    state: Mutex<State>,
+    finished: Receiver<()>,
+    max: usize,
+}
+
+struct State {
+    open: HashMap<u64, Entry>,
+    /// How many of `open` are idle.
+    idle: usize,
+    next_id: u64,
+    /// The original completion sender; `None` once shutdown stopped admissions.
+    completion: Option<Sender<()>>,
+}
+
+struct Entry {
+    socket: Arc<TcpStream>,
+    /// Since when the connection has been waiting for its client; `None` while it works.
+    idle_since: Option<Instant>,
+}
+
+/// Held by a connection's thread for as long as it runs; dropping it (also while unwinding
+/// from a panic) removes the connection and signals its completion.
+pub struct Ticket {
+    pub id: u64,
+    connections: Arc<Connections>,
+    _completion: Sender<()>,
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Connections> {
+        let (completion, finished) = crossbeam_channel::bounded(0);
+        Arc::new(Connections {
+            state: Mutex::new(State {
+                open: HashMap::new(),
+                idle: 0,
+                next_id: 1,
+                completion: Some(completion),
+            }),
+            finished,
+            max,
+        })
+    }
+
+    /// Admit a connection, keeping its socket to wake it at shutdown. At the cap, the
+    /// connection idle longest (if any) is closed to make room.
+    pub fn admit(self: &Arc<Self>, waker: Arc<TcpStream>) -> Result<Ticket, NotAdmitted> {
+        let mut state = lock(&self.state);
+        let Some(completion) = state.completion.clone() else {
+            return Err(NotAdmitted::ShuttingDown);
+        };
+        if state.open.len() >= self.max && !state.evict_longest_idle() {
+            return Err(NotAdmitted::Full { max: self.max });
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let entry = Entry {
+            socket: waker,
+            idle_since: None,
+        };
+        state.open.insert(id, entry);
+        Ok(Ticket {
+            id,
+            connections: Arc::clone(self),
+            _completion: completion,
+        })
+    }
+
+    pub fn open_count(&self) -> usize {
+        lock(&self.state).open.len()
+    }
+
+    /// How many connections were ever admitted.
+    pub fn admitted_count(&self) -> u64 {
+        lock(&self.state).next_id - 1
+    }
+
+    /// Stop admitting and wake every open connection: its blocked `read()` returns at once,
+    /// while data already received stays readable, so no accepted message is lost.
+    pub fn stop_and_wake(&self) {
+        let mut state = lock(&self.state);
+        state.completion = None;
+        for entry in state.open.values() {
+            let _ = entry.socket.shutdown(Shutdown::Read);
+        }
+    }
+
+    /// Wait until every admitted connection has finished or `timeout` passes; then cut the
+    /// sockets of any left (a thread stuck writing to a client that does not read) and return
+    /// how many were still open.
+    pub fn wait_finished(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.finished.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) => return 0,
+                Err(RecvTimeoutError::Timeout) => break,
+                Ok(()) => {}
+            }
+        }
+        let state = lock(&self.state);
+        for entry in state.open.values() {
+            let _ = entry.socket.shutdown(Shutdown::Both);
+        }
+        state.open.len()
+    }
+}
+
+impl State {
+    /// Close the connection idle longest and forget it (its thread sees the close at once
+    /// and ends). False when none is idle.
+    fn evict_longest_idle(&mut self) -> bool {
+        if self.idle == 0 {
+            return false;
+        }
+        let longest = self
+            .open
+            .iter()
+            .filter_map(|(&id, entry)| Some((entry.idle_since?, id)))
+            .min();
+        let Some((_, id)) = longest else {
+            return false;
+        };
+        if let Some(entry) = self.remove(id) {
+            let _ = entry.socket.shutdown(Shutdown::Both);
+        }
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.open.remove(&id)?;
+        if entry.idle_since.is_some() {
+            self.idle -= 1;
+        }
+        Some(entry)
+    }
+}
+
+impl Ticket {
+    /// Say whether the connection is waiting for its client to begin a request; an idle one
+    /// may be closed to admit another when the cap is reached.
+    pub fn set_idle(&self, idle: bool) {
+        let mut state = lock(&self.connections.state);
+        let state = &mut *state;
+        let Some(entry) = state.open.get_mut(&self.id) else {
+            return; // already evicted
+        };
+        match (entry.idle_since.is_some(), idle) {
+            (false, true) => {
+                entry.idle_since = Some(Instant::now());
+                state.idle += 1;
+            }
+            (true, false) => {
+                entry.idle_since = None;
+                state.idle -= 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.connections.state).remove(self.id);
+    }
+}
+
+/// Lock, ignoring poisoning: every critical section here leaves the state consistent, and a
+/// panicking connection thread must not take the registry down with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
