@@ -7,39 +7,57 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wsecho::{Config, Server};
 
-const HELP: &str = "\
-wsecho: a WebSocket echo server and its browser page, with a Flash fallback.
+/// `wsecho --help`, its defaults read from `Config::default()`.
+fn help() -> String {
+    let defaults = Config::default();
+    let policy_port = defaults.policy_port.unwrap_or(0);
+    format!(
+        "\
+wsecho: a WebSocket echo server and chat room with a browser page and a Flash fallback.
 
 Usage: wsecho [OPTIONS]
        wsecho ping [OPTIONS] URL     round trips to an echo endpoint, like ping(8)
 
 Open the printed page URL, press Connect, type a message: it comes back.
 The text `quit` makes the server close the connection (code 1000).
+The chat room is the page's chat.html, or any client of ws://HOST:PORT/chat.
 
 Options:
-  --http ADDR               page (HTTP) address            [default: 127.0.0.1:8080]
-  --ws ADDR                 WebSocket address, path /echo  [default: 127.0.0.1:8087]
+  --http ADDR               page (HTTP) address            [default: {http}]
+  --ws ADDR                 WebSocket address, /echo /chat [default: {ws}]
   --policy-port PORT        Flash policy port on the --ws address; 0 turns it off
-                                                           [default: 843]
-  --policy-domain DOMAIN    domain the Flash policy grants [default: *]
-  --www DIR                 folder the page is served from [default: www]
-  --max-message-size BYTES  larger messages get close 1009 [default: 16777216]
+                                                           [default: {policy_port}]
+  --policy-domain DOMAIN    domain the Flash policy grants [default: {policy_domain}]
+  --www DIR                 folder the page is served from [default: {www}]
+  --max-message-size BYTES  larger messages get close 1009 [default: {max_message_size}]
   --max-queue BYTES         bytes waiting for one slow client (pushes, broadcasts);
-                            more close it with 1008        [default: 1048576]
-  --max-connections N       open WebSockets; more get 503  [default: 1024]
+                            more close it with 1008        [default: {max_queue}]
+  --max-connections N       open WebSockets; more get 503  [default: {max_connections}]
   --max-page-connections N  open page connections; more close the longest idle one,
-                            or get 503 when none is idle   [default: 256]
+                            or get 503 when none is idle   [default: {max_page_connections}]
   --handshake-timeout SECS  time to send a whole request head; also how long a page
-                            connection may idle between requests [default: 10]
+                            connection may idle between requests [default: {handshake}]
   --ping-interval SECS      Ping after this much silence; twice this closes (1011)
-                                                           [default: 30]
+                                                           [default: {ping}]
   --allow-origin ORIGIN     also accept pages from ORIGIN (repeatable; * for any)
                                                            [default: same host only]
   -h, --help                print this help
   -V, --version             print the version
 
 Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
-";
+",
+        http = defaults.http,
+        ws = defaults.ws,
+        policy_domain = defaults.policy_domain,
+        www = defaults.www.display(),
+        max_message_size = defaults.max_message_size,
+        max_queue = defaults.max_queue,
+        max_connections = defaults.max_connections,
+        max_page_connections = defaults.max_page_connections,
+        handshake = defaults.handshake_timeout.as_secs_f64(),
+        ping = defaults.ping_interval.as_secs_f64(),
+    )
+}
 
 const PING_HELP: &str = "\
 wsecho ping: round-trip times to a WebSocket echo endpoint, like ping(8).
@@ -141,7 +159,7 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                 .allowed_origins
                 .push(value(&mut parser, "--allow-origin")?),
             Short('h') | Long("help") => {
-                print!("{HELP}");
+                print!("{}", help());
                 return Ok(None);
             }
             Short('V') | Long("version") => {
@@ -297,4 +315,125 @@ fn log_panics_as_one_line() {
             thread.name().unwrap_or("?")
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Config>, String> {
+        parse_args(lexopt::Parser::from_args(args.iter().copied()))
+    }
+
+    /// The text after `flag` in the help, up to the next option.
+    fn entry(help: &str, flag: &str) -> String {
+        let after = help
+            .split(flag)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flag} missing"));
+        after.split("\n  -").next().unwrap().to_string()
+    }
+
+    #[test]
+    fn help_shows_the_defaults_the_server_runs_with() {
+        let help = help();
+        let defaults = Config::default();
+        for (flag, default) in [
+            ("--http ADDR", defaults.http.to_string()),
+            ("--ws ADDR", defaults.ws.to_string()),
+            (
+                "--policy-port PORT",
+                defaults.policy_port.unwrap().to_string(),
+            ),
+            ("--policy-domain DOMAIN", defaults.policy_domain.clone()),
+            ("--www DIR", defaults.www.display().to_string()),
+            (
+                "--max-message-size BYTES",
+                defaults.max_message_size.to_string(),
+            ),
+            ("--max-queue BYTES", defaults.max_queue.to_string()),
+            ("--max-connections N", defaults.max_connections.to_string()),
+            (
+                "--max-page-connections N",
+                defaults.max_page_connections.to_string(),
+            ),
+            (
+                "--handshake-timeout SECS",
+                defaults.handshake_timeout.as_secs().to_string(),
+            ),
+            (
+                "--ping-interval SECS",
+                defaults.ping_interval.as_secs().to_string(),
+            ),
+            ("--allow-origin ORIGIN", "same host only".to_string()),
+        ] {
+            let entry = entry(&help, flag);
+            assert!(
+                entry.contains(&format!("[default: {default}]")),
+                "{flag}: {entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_flag_sets_its_field() {
+        let config = parse(&[
+            "--http",
+            "127.0.0.1:1",
+            "--ws",
+            "[::1]:2",
+            "--policy-port",
+            "0",
+            "--policy-domain",
+            "example.com",
+            "--www",
+            "/srv/www",
+            "--max-message-size",
+            "100",
+            "--max-queue",
+            "200",
+            "--max-connections",
+            "3",
+            "--max-page-connections",
+            "4",
+            "--handshake-timeout",
+            "0.5",
+            "--ping-interval",
+            "7",
+            "--allow-origin",
+            "http://a.test",
+            "--allow-origin",
+            "*",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.http.to_string(), "127.0.0.1:1");
+        assert_eq!(config.ws.to_string(), "[::1]:2");
+        assert_eq!(config.policy_port, None);
+        assert_eq!(config.policy_domain, "example.com");
+        assert_eq!(config.www, PathBuf::from("/srv/www"));
+        assert_eq!(config.max_message_size, 100);
+        assert_eq!(config.max_queue, 200);
+        assert_eq!(config.max_connections, 3);
+        assert_eq!(config.max_page_connections, 4);
+        assert_eq!(config.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(config.ping_interval, Duration::from_secs(7));
+        assert_eq!(config.allowed_origins, ["http://a.test", "*"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, says) in [
+            (&["--max-queue", "0"][..], "--max-queue must be at least 1"),
+            (&["--max-connections", "many"][..], "for --max-connections"),
+            (
+                &["--ping-interval", "0"][..],
+                "--ping-interval takes seconds",
+            ),
+            (&["--bogus"][..], "--bogus"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(error.contains(says), "{args:?}: {error}");
+        }
+    }
 }

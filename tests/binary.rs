@@ -85,34 +85,13 @@ fn sigint_closes_connections_with_1001_and_exits_0() {
 }
 
 #[test]
-fn help_lists_every_flag_with_its_default() {
+fn help_prints_the_options_and_exits_0() {
+    // What each option says is checked beside the parser (src/main.rs); here, that it prints.
     let output = run(wsecho().arg("--help"));
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for (flag, default) in [
-        ("--http ADDR", "127.0.0.1:8080"),
-        ("--ws ADDR", "127.0.0.1:8087"),
-        ("--policy-port PORT", "843"),
-        ("--policy-domain DOMAIN", "*"),
-        ("--www DIR", "www"),
-        ("--max-message-size BYTES", "16777216"),
-        ("--max-queue BYTES", "1048576"),
-        ("--max-connections N", "1024"),
-        ("--max-page-connections N", "256"),
-        ("--handshake-timeout SECS", "10"),
-        ("--ping-interval SECS", "30"),
-        ("--allow-origin ORIGIN", "same host only"),
-    ] {
-        let entry = help
-            .split(flag)
-            .nth(1)
-            .unwrap_or_else(|| panic!("{flag} missing"));
-        let entry = entry.split("\n  -").next().unwrap();
-        assert!(
-            entry.contains(&format!("[default: {default}]")),
-            "{flag}: {entry}"
-        );
-    }
+    assert!(help.starts_with("wsecho: "), "{help}");
+    assert!(help.contains("--max-page-connections N"), "{help}");
 }
 
 #[test]

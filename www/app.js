@@ -66,7 +66,7 @@
   function connect() {
     var url = urlInput.value.replace(/^\s+|\s+$/g, "");
     if (!/^wss?:\/\//.test(url)) {
-      setStatus("The address must start with ws:// (for example " + transport.urlFor("/echo") + ").", "error");
+      setStatus("The address must start with ws://, as in ws://HOST:PORT/echo.", "error");
       return;
     }
     try {
@@ -128,10 +128,11 @@
   $("send-form").onsubmit = function () { send(); return false; };
   $("disconnect").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
   $("clear").onclick = function () { logList.innerHTML = ""; };
-  urlInput.value = transport.urlFor("/echo");
   transport.start(function (config, note, configProblem) {
-    urlInput.value = transport.urlFor(config ? config.wsPath : "/echo");
-    if (configProblem) { setStatus(configProblem + "; guessing " + urlInput.value + ".", "error"); }
+    if (config) { urlInput.value = transport.urlFor(config.wsPath); }
+    if (configProblem) {
+      setStatus(configProblem + ": type the WebSocket address (ws://HOST:PORT/echo) and Connect.", "error");
+    }
     $("flash-note").appendChild(document.createTextNode(note));
     $("connect").disabled = false; // the transport is settled: connecting may begin
   });

@@ -101,6 +101,10 @@
       return;
     }
     var url = transport.urlFor(chatPath);
+    if (url === "") {
+      setStatus("The server's WebSocket port is unknown (config.json could not be read); reload the page.", "error");
+      return;
+    }
     try {
       socket = transport.open(url);
     } catch (e) {
@@ -148,7 +152,7 @@
   $("leave").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
   transport.start(function (config, note, configProblem) {
     if (config) { chatPath = config.chatPath; }
-    if (configProblem) { setStatus(configProblem + "; trying " + transport.urlFor(chatPath) + ".", "error"); }
+    if (configProblem) { setStatus(configProblem + ": reload the page, or check that wsecho serves it.", "error"); }
     $("flash-note").appendChild(document.createTextNode(note));
     nameInput.disabled = false;
     $("join").disabled = false; // the transport is settled: joining may begin

@@ -35,10 +35,11 @@
     return text;
   }
 
-  // The ws:// URL of `path` on the WebSocket port of the host this page came from.
+  // The ws:// URL of `path` on the WebSocket port of the host this page came from, which
+  // config.json names; "" while it is unknown.
   function urlFor(path) {
-    var port = config ? config.wsPort : 8087;
-    return "ws://" + (location.hostname || "localhost") + ":" + port + path;
+    if (!config) { return ""; }
+    return "ws://" + (location.hostname || "localhost") + ":" + config.wsPort + path;
   }
 
   // Flash asks for a socket policy before connecting: tell it where ours is answered, the
