@@ -16,7 +16,7 @@ use crate::connection::Connection;
 use crate::outbox::Sender;
 use crate::room::Room;
 use crate::routes::Route;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,8 +52,12 @@ impl Drop for Membership<'_> {
         let mut names = self.chat.names();
         names.remove(&self.me.id());
         self.chat.room.leave(&self.me);
-        let left = json!({"type": "left", "name": self.name, "count": names.len()});
-        self.chat.room.broadcast(Message::text(left.to_string()));
+        let left = format!(
+            r#"{{"type":"left","name":{},"count":{}}}"#,
+            quoted(&self.name),
+            names.len()
+        );
+        self.chat.room.broadcast(Message::text(left));
     }
 }
 
@@ -79,8 +83,13 @@ impl Chat {
                     tell_error(&me, &format!("already joined as {}", member.name))
                 }
                 (Request::Say(text), Some(member)) => {
-                    let said = json!({"type": "said", "from": member.name, "text": text, "at": now_millis()});
-                    self.room.broadcast(Message::text(said.to_string()));
+                    let said = format!(
+                        r#"{{"type":"said","from":{},"text":{},"at":{}}}"#,
+                        quoted(&member.name),
+                        quoted(&text),
+                        now_millis()
+                    );
+                    self.room.broadcast(Message::text(said));
                 }
                 (Request::Say(_), None) => {
                     tell_error(&me, "join first: {\"type\":\"join\",\"name\":...}")
@@ -98,12 +107,13 @@ impl Chat {
             return None; // its connection has just ended
         }
         names.insert(me.id(), name.clone());
-        let members: Vec<&String> = names.values().collect();
-        let welcome = json!({"type": "welcome", "name": name, "members": members});
-        let _ = me.send(Message::text(welcome.to_string()));
-        let joined = json!({"type": "joined", "name": name, "count": names.len()});
-        self.room
-            .broadcast_except(Message::text(joined.to_string()), me);
+        let _ = me.send(Message::text(welcome(&name, names.values())));
+        let joined = format!(
+            r#"{{"type":"joined","name":{},"count":{}}}"#,
+            quoted(&name),
+            names.len()
+        );
+        self.room.broadcast_except(Message::text(joined), me);
         Some(Membership {
             chat: self,
             me: me.clone(),
@@ -169,8 +179,33 @@ fn unique_name(wanted: &str, names: &BTreeMap<u64, String>) -> String {
 }
 
 fn tell_error(me: &Sender, reason: &str) {
-    let error = json!({"type": "error", "reason": reason});
-    let _ = me.send(Message::text(error.to_string()));
+    let error = format!(r#"{{"type":"error","reason":{}}}"#, quoted(reason));
+    let _ = me.send(Message::text(error));
+}
+
+/// `{"type":"welcome","name":NAME,"members":[NAMES]}`, written in one buffer: it is the only
+/// message whose size grows with the room.
+fn welcome<'a>(name: &str, members: impl ExactSizeIterator<Item = &'a String> + Clone) -> String {
+    let names_len: usize = members.clone().map(|member| member.len() + 3).sum();
+    let mut out = Vec::with_capacity(64 + name.len() + names_len);
+    out.extend_from_slice(br#"{"type":"welcome","name":"#);
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, name);
+    out.extend_from_slice(br#","members":["#);
+    for (i, member) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, member);
+    }
+    out.extend_from_slice(b"]}");
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `text` as a JSON string: quoted, and escaped so that no client's text can break out of it.
+fn quoted(text: &str) -> String {
+    // Serialising a string cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 fn now_millis() -> u64 {
