@@ -27,6 +27,9 @@ Modes:
   idle       --connections held open after one echo each: server RSS and threads per
              connection (needs --pid)
   handshake  connect, upgrade, close, one after another: handshakes/s
+  fanout     --connections join one chat room (URL .../chat, wsecho's /chat protocol);
+             10 of them each say 10 messages/s, a timestamp as the text: deliveries/s and
+             delivery latency p50/p99/max over every member
 
 Options: --seconds S [default: 3]  --connections N [default: 100]  --pid PID (the server's)
 ";
@@ -123,6 +126,7 @@ fn run(options: &Options) -> Result<String, String> {
         "stream" => stream(options, duration),
         "idle" => idle(options),
         "handshake" => handshake(options, duration),
+        "fanout" => fanout(options, duration),
         other => return Err(format!("unknown mode {other}; see --help")),
     }
     .map_err(|e| format!("{} against {}: {e}", options.mode, options.addr))?;
@@ -195,6 +199,15 @@ fn next_frame(buf: &[u8]) -> Option<(u8, usize)> {
     Some((b0 & 0x0f, header + mask + len))
 }
 
+/// The payload length of the (whole, unmasked) frame at the start of `buf`.
+fn payload_len(buf: &[u8]) -> usize {
+    match buf[1] & 0x7f {
+        126 => u16::from_be_bytes([buf[2], buf[3]]) as usize,
+        127 => u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])) as usize,
+        n => n as usize,
+    }
+}
+
 /// Bytes read but not yet consumed as frames.
 #[derive(Default)]
 struct Inbox {
@@ -212,6 +225,16 @@ impl Inbox {
     }
 
     fn pull_frames(&mut self, stream: &mut TcpStream) -> io::Result<Pulled> {
+        self.pull_payloads(stream, |_| {})
+    }
+
+    /// As `pull_frames`, handing each data frame's payload to `on_message` (server frames
+    /// are unmasked).
+    fn pull_payloads(
+        &mut self,
+        stream: &mut TcpStream,
+        mut on_message: impl FnMut(&[u8]),
+    ) -> io::Result<Pulled> {
         let mut chunk = [0u8; 16 * 1024];
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Err(io::Error::other("the server closed the connection")),
@@ -231,6 +254,8 @@ impl Inbox {
             }
             if opcode == 0x1 || opcode == 0x2 {
                 messages += 1;
+                let header = len - payload_len(&self.buf[consumed..]);
+                on_message(&self.buf[consumed + header..consumed + len]);
             }
             consumed += len;
         }
@@ -443,6 +468,104 @@ fn handshake(options: &Options, duration: Duration) -> io::Result<String> {
         "handshakes={count} per_s={:.0}",
         count as f64 / secs
     ))
+}
+
+const FANOUT_TALKERS: usize = 10;
+
+/// One chat room: everyone joins, ten talk (10 messages/s each, open loop), everyone hears.
+fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
+    let (epoll, mut streams) = open_many(options, options.connections)?;
+    let n = streams.len();
+    let mut inboxes: Vec<Inbox> = streams.iter().map(|_| Inbox::default()).collect();
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let join = format!(r#"{{"type":"join","name":"load{i}"}}"#);
+        stream.write_all(&frame(0x1, join.as_bytes()))?;
+    }
+    let mut welcomed = vec![false; n];
+    let mut waiting = n;
+    let mut events = vec![EMPTY_EVENT; 1024];
+    let joined_by = Instant::now() + Duration::from_secs(60);
+    while waiting > 0 {
+        if Instant::now() > joined_by {
+            return Err(io::Error::other(format!("only {} of {n} were welcomed", n - waiting)));
+        }
+        for token in epoll.wait(&mut events, 50)? {
+            let i = token as usize;
+            let mut welcome = false;
+            inboxes[i].pull_payloads(&mut streams[i], |payload| {
+                welcome |= contains(payload, br#""welcome""#);
+            })?;
+            if welcome && !welcomed[i] {
+                welcomed[i] = true;
+                waiting -= 1;
+            }
+        }
+    }
+    let talkers = FANOUT_TALKERS.min(n);
+    let slot = PACED_PERIOD / talkers as u32;
+    let base = Instant::now();
+    let end = base + duration;
+    let drained_by = end + Duration::from_secs(2);
+    let (mut next_slot, mut said) = (0u64, 0u64);
+    let (mut in_window, mut delivered) = (0u64, 0u64);
+    let mut samples = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= drained_by || (now >= end && delivered == said * n as u64) {
+            break;
+        }
+        while now < end && base + slot * next_slot as u32 <= now {
+            let i = (next_slot % talkers as u64) as usize;
+            let stamp = Instant::now().duration_since(base).as_nanos();
+            let say = format!(r#"{{"type":"say","text":"{stamp}"}}"#);
+            streams[i].write_all(&frame(0x1, say.as_bytes()))?;
+            next_slot += 1;
+            said += 1;
+        }
+        let until_next = (base + slot * next_slot as u32).saturating_duration_since(Instant::now());
+        let timeout_ms = until_next.as_millis().clamp(1, 50) as i32;
+        for token in epoll.wait(&mut events, timeout_ms)? {
+            let i = token as usize;
+            let heard_at = Instant::now().duration_since(base).as_nanos();
+            inboxes[i].pull_payloads(&mut streams[i], |payload| {
+                if let Some(stamp) = said_stamp(payload) {
+                    delivered += 1;
+                    if heard_at <= end.duration_since(base).as_nanos() {
+                        in_window += 1;
+                    }
+                    let nanos = heard_at.saturating_sub(stamp).min(u64::MAX as u128) as u64;
+                    samples.push(Duration::from_nanos(nanos));
+                }
+            })?;
+        }
+    }
+    Ok(format!(
+        "connections={n} talkers={talkers} said={said} expected={} delivered={delivered} \
+         deliveries_per_s={:.0} {}",
+        said * n as u64,
+        in_window as f64 / duration.as_secs_f64(),
+        percentiles(&mut samples)
+    ))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The timestamp in a `said` message's text (any JSON spacing), if it is one.
+fn said_stamp(payload: &[u8]) -> Option<u128> {
+    if !contains(payload, br#""said""#) {
+        return None;
+    }
+    let key = payload.windows(6).position(|w| w == br#""text""#)?;
+    let rest = &payload[key + 6..];
+    let digits: Vec<u8> = rest
+        .iter()
+        .skip_while(|b| matches!(b, b' ' | b':' | b'"'))
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
 // --- measurement ------------------------------------------------------------------------

@@ -7,7 +7,11 @@ vCPUs from sleeping (their wake-up would otherwise dominate one-connection round
 Prints medians with min-max over the rounds and ratios, checks the targets, and writes
 BENCHMARKS.md with the machine, the date and the command.
 
-Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...] [--no-write]
+The fanout mode runs each server's chat room instead of its echo (wsecho's own /chat, and a
+peer written for each other server speaking the same protocol: peers/*_chat.*).
+
+Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
+                                  [--modes m,...] [--no-write]
 """
 
 import argparse
@@ -44,6 +48,17 @@ SERVERS = {
     "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_echo.js"), str(port)],
 }
 PEERS = ["tokio-tungstenite", "gevent", "websockets", "node-ws"]
+
+# The same servers' chat rooms, for the fanout mode (the raw TCP floor has none).
+TOKIO_CHAT = ROOT / "target" / "bench-peers" / "release" / "tokio-chat"
+CHAT_SERVERS = {
+    "wsecho": SERVERS["wsecho"],
+    "tokio-tungstenite": lambda port: [str(TOKIO_CHAT), str(port)],
+    "gevent": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "gevent_chat.py"), str(port)],
+    "websockets": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "websockets_chat.py"), str(port)],
+    "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_chat.js"), str(port)],
+}
+FANOUT = ("fanout", ["fanout", "--connections", "1000"], ["deliveries_per_s", "p50_us", "p99_us", "max_us"])
 
 # Why a target can be missed, and what would close it: printed for the targets a run misses.
 MISS_NOTES = {
@@ -83,6 +98,12 @@ MISS_NOTES = {
         "and a descriptor: check `ulimit -n` and vm.max_map_count.",
     "past the cap: 503, process alive": "see the server's log.",
     "release binary (stripped) <= 1 MiB": "see Cargo.toml's release profile.",
+    "fanout deliveries/s >= best peer": "the load is open (10 talkers x 10 messages/s to 1000 "
+        "members): a server that keeps up delivers all of it, so this misses only when wsecho "
+        "falls behind or drops members.",
+    "fanout p99 <= best peer's p99": "a broadcast writes to every member from the talker's own "
+        "thread, one non-blocking send each; the last member of 1000 hears it after all the "
+        "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
 }
 
@@ -141,9 +162,9 @@ def wait_listening(port, process, timeout=20.0):
     raise RuntimeError(f"not listening on {port} after {timeout} s")
 
 
-def start(name):
+def start(name, servers=SERVERS):
     port = free_port()
-    process = subprocess.Popen(SERVERS[name](port), stdin=subprocess.DEVNULL,
+    process = subprocess.Popen(servers[name](port), stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "RUST_LOG": "warn"})
     try:
@@ -164,8 +185,8 @@ def stop(process):
             process.wait()
 
 
-def wsload(args, port, pid, seconds):
-    command = [str(WSLOAD), *args, f"ws://127.0.0.1:{port}/echo", "--pid", str(pid),
+def wsload(args, port, pid, seconds, path="/echo"):
+    command = [str(WSLOAD), *args, f"ws://127.0.0.1:{port}{path}", "--pid", str(pid),
                "--seconds", str(seconds)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds)
     if done.returncode != 0:
@@ -179,31 +200,41 @@ def busy_loops():
             for _ in range(os.cpu_count() or 1)]
 
 
-def measure(servers, rounds, seconds):
+def run_modes(name, modes, servers, path, results, seconds):
+    """Start `name` from `servers`, run each mode against it (at `path`), stop it."""
+    process, port = start(name, servers)
+    try:
+        for mode, args, fields in modes:
+            try:
+                figures = wsload(args, port, process.pid, seconds, path)
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                print(f"bench:   {mode}: failed: {error}", flush=True)
+                continue
+            for field in fields + ["client_cpu", "server_cpu"]:
+                if field in figures:
+                    results[name][mode].setdefault(field, []).append(figures[field])
+            # Let the mode's connections wind down before the next one is measured.
+            time.sleep(1)
+            shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
+            print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
+                  flush=True)
+    finally:
+        stop(process)
+
+
+def measure(servers, rounds, seconds, modes):
     """results[server][mode][field] = [value per round]; plus client CPU shares."""
-    results = {s: {m: {} for m, _, _ in MODES} for s in servers}
+    echo_modes = [m for m in MODES if m[0] in modes]
+    fanout = [FANOUT] if FANOUT[0] in modes else []
+    results = {s: {m: {} for m, _, _ in MODES + [FANOUT]} for s in servers}
     for round_number in range(rounds):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
         for name in order:
             print(f"bench: round {round_number + 1}/{rounds}: {name}", flush=True)
-            process, port = start(name)
-            try:
-                for mode, args, fields in MODES:
-                    try:
-                        figures = wsload(args, port, process.pid, seconds)
-                    except (RuntimeError, subprocess.TimeoutExpired) as error:
-                        print(f"bench:   {mode}: failed: {error}", flush=True)
-                        continue
-                    for field in fields + ["client_cpu", "server_cpu"]:
-                        if field in figures:
-                            results[name][mode].setdefault(field, []).append(figures[field])
-                    # Let the mode's connections wind down before the next one is measured.
-                    time.sleep(1)
-                    shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
-                    print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
-                          flush=True)
-            finally:
-                stop(process)
+            if echo_modes:
+                run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
+            if fanout and name in CHAT_SERVERS:
+                run_modes(name, fanout, CHAT_SERVERS, "/chat", results, seconds)
     return results
 
 
@@ -270,6 +301,7 @@ def report(results, checks, servers, rounds, seconds, command):
          for s, modes in results.items()}
     lines = []
     out = lines.append
+    ran = {mode for s in results for mode, fields in results[s].items() if fields}
     out("# wsecho benchmarks\n")
     out(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with `{command}`.")
     out(f"Machine: {machine()}.")
@@ -288,11 +320,25 @@ def report(results, checks, servers, rounds, seconds, command):
                ("stream", "mb_per_s", 0), ("handshake", "per_s", 0),
                ("idle", "rss_per_conn_kib", 1), ("idle", "threads_per_conn", 2)]
     for s in servers:
-        out(f"| {s} | " + " | ".join(cell(results[s][mode].get(f, []), d) for mode, f, d in columns) + " |")
+        if any(results[s][mode] for mode, _, _ in MODES):
+            out(f"| {s} | " + " | ".join(cell(results[s][mode].get(f, []), d) for mode, f, d in columns) + " |")
     out("")
     cpu = ", ".join(f"{mode} {median(results['wsecho'][mode].get('client_cpu', [])):.2f}"
-                    for mode, _, _ in MODES if "wsecho" in results)
+                    for mode, _, _ in MODES + [FANOUT] if "wsecho" in results and mode in ran)
     out(f"Load client CPU share (cores) against wsecho, by mode: {cpu}.\n")
+    if "fanout" in ran:
+        out("Fanout: each server's chat room (wsecho's `/chat` protocol; the peers in "
+            "`tests/bench/peers/*_chat.*` do the same work: parse the JSON, stamp it, serialise "
+            "once, send to every member), 1000 members, 10 of them each saying 10 messages/s "
+            "(open loop: 100,000 deliveries/s offered); every member hears every message, the "
+            "speaker too. Latency is from the say leaving the client to each member hearing it.\n")
+        out("| server | deliveries/s | delivery p50 µs | delivery p99 µs | delivery max µs |")
+        out("|---|" + "---:|" * 4)
+        for s in servers:
+            if results[s]["fanout"]:
+                out(f"| {s} | " + " | ".join(cell(results[s]["fanout"].get(f, []), d) for f, d in
+                                            [("deliveries_per_s", 0), ("p50_us", 0), ("p99_us", 0), ("max_us", 0)]) + " |")
+        out("")
 
     def get(server, mode, field):
         return m.get(server, {}).get(mode, {}).get(field, float("nan"))
@@ -302,6 +348,8 @@ def report(results, checks, servers, rounds, seconds, command):
 
     present_peers = [p for p in PEERS if p in m]
     best_paced_p99 = min((get(p, "paced", "p99_us") for p in present_peers), default=float("nan"))
+    best_fanout = max((get(p, "fanout", "deliveries_per_s") for p in present_peers), default=float("nan"))
+    best_fanout_p99 = min((get(p, "fanout", "p99_us") for p in present_peers), default=float("nan"))
     w = "wsecho"
     targets = [
         ("rtt p50 <= 1.05x raw TCP", ratio(get(w, "rtt", "p50_us"), get(floor, "rtt", "p50_us")), "<=", 1.05),
@@ -317,7 +365,15 @@ def report(results, checks, servers, rounds, seconds, command):
         ("past the cap: 503, process alive", checks.get("past_cap_503", 0) if checks.get("alive") else 0, ">=", 20),
         ("release binary (stripped) <= 1 MiB", checks.get("binary_kib", float("nan")), "<=", 1024),
         ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
+        ("fanout deliveries/s >= best peer", ratio(get(w, "fanout", "deliveries_per_s"), best_fanout), ">=", 1.0),
+        ("fanout p99 <= best peer's p99", ratio(get(w, "fanout", "p99_us"), best_fanout_p99), "<=", 1.0),
     ]
+    # Targets of modes this run did not measure are left out.
+    mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
+               "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
+               "fanout": "fanout"}
+    targets = [t for t in targets if mode_of.get(t[0].split()[0], "idle") in ran or
+               (t[0].split()[0] not in mode_of and checks)]
     out("## Targets\n")
     out("| target | measured | met |")
     out("|---|---:|:---:|")
@@ -362,17 +418,26 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--modes", default=",".join(m for m, _, _ in MODES + [FANOUT]),
+                        help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="also measure this wsecho binary (an earlier build) as wsecho-baseline, "
+                             "in the same rounds, for paired before/after figures")
     options = parser.parse_args()
     servers = options.servers.split(",")
+    if options.baseline:
+        baseline = str(Path(options.baseline).resolve())
+        SERVERS["wsecho-baseline"] = lambda port: [baseline, *SERVERS["wsecho"](port)[1:]]
+        servers.append("wsecho-baseline")
     unknown = set(servers) - set(SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
     spinners = busy_loops()
     try:
-        results = measure(servers, options.rounds, options.seconds)
-        checks = extra_checks() if "wsecho" in servers else {}
+        results = measure(servers, options.rounds, options.seconds, options.modes.split(","))
+        checks = extra_checks() if "wsecho" in servers and "idle" in options.modes.split(",") else {}
     finally:
         for spinner in spinners:
             spinner.kill()
