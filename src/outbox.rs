@@ -283,11 +283,11 @@ impl Outbox {
         loop {
             let queued = {
                 let mut state = self.lock();
-                let all_out = self.flush(&mut state)?;
                 if state.status == Status::TooSlow || state.close_request.is_some() {
                     return Err(io::Error::other(Interrupted));
                 }
-                !all_out
+                // Never between the halves of our own frame (a write that failed midway).
+                !state.owner_mid_frame && !self.flush(&mut state)?
             };
             match recv_waiting(&self.stream, buf) {
                 Ok(n) => return Ok(n),
@@ -338,7 +338,7 @@ impl Outbox {
         {
             let mut state = self.lock();
             // Queued or asked for since we looked: go round again instead of sleeping.
-            if (!writable && !state.queue.is_empty())
+            if (!writable && !state.queue.is_empty() && !state.owner_mid_frame)
                 || state.status == Status::TooSlow
                 || state.close_request.is_some()
             {

@@ -487,7 +487,10 @@ fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
     let joined_by = Instant::now() + Duration::from_secs(60);
     while waiting > 0 {
         if Instant::now() > joined_by {
-            return Err(io::Error::other(format!("only {} of {n} were welcomed", n - waiting)));
+            return Err(io::Error::other(format!(
+                "only {} of {n} were welcomed",
+                n - waiting
+            )));
         }
         for token in epoll.wait(&mut events, 50)? {
             let i = token as usize;
