@@ -57,4 +57,15 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
 
     let handshake = wsload("handshake", &url, pid, &[]);
     assert!(handshake["handshakes"] > 10.0 && handshake["per_s"] > 0.0);
+
+    // The chat room: every say reaches every one of the 20 members.
+    let chat = format!("ws://{}/chat", server.ws);
+    let fanout = wsload("fanout", &chat, pid, &["--connections", "20"]);
+    assert!(
+        fanout["said"] >= 50.0,
+        "10 talkers x 10/s for 1 s: {fanout:?}"
+    );
+    assert_eq!(fanout["expected"], fanout["said"] * 20.0, "{fanout:?}");
+    assert_eq!(fanout["delivered"], fanout["expected"], "{fanout:?}");
+    assert!(fanout["max_us"] >= fanout["p99_us"] && fanout["p99_us"] >= fanout["p50_us"]);
 }
