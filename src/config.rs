@@ -43,6 +43,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Origins accepted besides those on the host the client connected to; `*` accepts any.
     pub allowed_origins: Vec<String>,
+    /// Host names both ports answer for (the `Host` header, without port); any other gets 421.
+    /// Empty: every host.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

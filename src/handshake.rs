@@ -6,7 +6,7 @@
 //! that the policy request, a plain HTTP request (426), a wrong path (404) and a refused Origin
 //! (403) all get a clear answer; tungstenite then runs the WebSocket protocol on the same socket.
 
-use crate::http::{self, HeadError, Refusal, Request};
+use crate::http::{self, HeadError, Refusal, Request, host_of};
 use crate::policy;
 use crate::routes::{Route, Routes, UpgradeRequest};
 use std::fmt;
@@ -102,7 +102,9 @@ pub fn check_upgrade(
     peer: SocketAddr,
     routes: &Routes,
     allowed_origins: &[String],
+    allowed_hosts: &[String],
 ) -> Result<Upgrade, Refusal> {
+    http::check_host(request, allowed_hosts)?;
     let Some(route) = routes.find(request.path()) else {
         return Err(Refusal::new(
             404,
@@ -204,18 +206,6 @@ fn origin_allowed(origin: &str, host_header: Option<&str>, allowed: &[String]) -
     match (origin_host, host_header) {
         (Some(origin_host), Some(host)) => origin_host.eq_ignore_ascii_case(host_of(host.trim())),
         _ => false,
-    }
-}
-
-/// The host of an authority (`host`, `host:port`, `[v6]:port`), without the port.
-fn host_of(authority: &str) -> &str {
-    let authority = authority.trim_end_matches('/');
-    if authority.starts_with('[') {
-        return authority.split_inclusive(']').next().unwrap_or(authority);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
     }
 }
 

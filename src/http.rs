@@ -5,6 +5,7 @@
 //! what it freed in its own malloc cache). A request body is never read here. Every refusal is
 //! one line of plain text saying what happened and what to do.
 
+use crate::escape::escape;
 use crate::socket;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -195,6 +196,38 @@ pub fn parse_head(received: &mut Vec<u8>) -> Result<Option<Request>, HeadError> 
     }))
 }
 
+/// The host of an authority (`host`, `host:port`, `[v6]:port`), without the port.
+pub fn host_of(authority: &str) -> &str {
+    let authority = authority.trim_end_matches('/');
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// With an allow-list of host names (`--host`), refuse (421) a request for any other host: a
+/// page on a rebound DNS name then reaches nothing. An empty list allows every host.
+pub fn check_host(request: &Request, allowed: &[String]) -> Result<(), Refusal> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let host = request.header("Host").map(|host| host_of(host.trim()));
+    if host.is_some_and(|host| allowed.iter().any(|name| name.eq_ignore_ascii_case(host))) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        421,
+        format!(
+            "this server answers only for {}, not for {}: use that name in the address",
+            allowed.join(", "),
+            host.unwrap_or("a request without Host")
+        ),
+    ))
+}
+
 /// The status line and headers of an answer, up to and including the blank line.
 pub fn response_head(
     status: u16,
@@ -222,6 +255,7 @@ fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -245,10 +279,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// `message` may quote the client (a path, an Origin): it is escaped here, for the client
+    /// and the log alike.
     pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        let message = message.into();
         Refusal {
             status,
-            message: message.into(),
+            message: escape(&message).into_owned(),
             extra_header: None,
         }
     }

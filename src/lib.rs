@@ -13,6 +13,7 @@ mod chat;
 mod config;
 mod connection;
 mod echo;
+mod escape;
 mod handshake;
 mod http;
 mod outbox;

@@ -41,6 +41,8 @@ Options:
                                                            [default: {ping}]
   --allow-origin ORIGIN     also accept pages from ORIGIN (repeatable; * for any)
                                                            [default: same host only]
+  --host NAME               answer only requests for host NAME, others get 421
+                            (repeatable; against DNS rebinding) [default: any]
   -h, --help                print this help
   -V, --version             print the version
 
@@ -155,6 +157,7 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             Long("ping-interval") => {
                 config.ping_interval = seconds(&mut parser, "--ping-interval")?
             }
+            Long("host") => config.allowed_hosts.push(value(&mut parser, "--host")?),
             Long("allow-origin") => config
                 .allowed_origins
                 .push(value(&mut parser, "--allow-origin")?),
@@ -366,6 +369,7 @@ mod tests {
                 defaults.ping_interval.as_secs().to_string(),
             ),
             ("--allow-origin ORIGIN", "same host only".to_string()),
+            ("--host NAME", "any".to_string()),
         ] {
             let entry = entry(&help, flag);
             assert!(
@@ -404,6 +408,10 @@ mod tests {
             "http://a.test",
             "--allow-origin",
             "*",
+            "--host",
+            "chat.example",
+            "--host",
+            "localhost",
         ])
         .unwrap()
         .unwrap();
@@ -419,6 +427,7 @@ mod tests {
         assert_eq!(config.handshake_timeout, Duration::from_millis(500));
         assert_eq!(config.ping_interval, Duration::from_secs(7));
         assert_eq!(config.allowed_origins, ["http://a.test", "*"]);
+        assert_eq!(config.allowed_hosts, ["chat.example", "localhost"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! `.` (`.env`, `.git`).
 
 use crate::accept;
+use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
 use crate::registry::{Connections, NotAdmitted, Ticket};
 use crate::shutdown::ShutdownSignal;
@@ -37,6 +38,8 @@ pub struct Site {
     /// Open page connections, apart from the WebSocket port's.
     pub connections: Arc<Connections>,
     pub shutdown: ShutdownSignal,
+    /// Host names answered for; empty: any (`--host`).
+    pub allowed_hosts: Vec<String>,
     /// How long a request head may take, and how long a connection may idle between requests
     /// or wait for the client to read.
     pub timeout: Duration,
@@ -167,8 +170,9 @@ fn respond(
     request: &Request,
     site: &Site,
 ) -> io::Result<bool> {
-    let (method, target) = (request.method(), request.target());
-    if let Err(refusal) = check_request(request) {
+    let (method, target) = (request.method(), escape(request.target()));
+    if let Err(refusal) = http::check_host(request, &site.allowed_hosts).and(check_request(request))
+    {
         warn!(
             "page: refused {peer} {}: {method} {target}: {}",
             refusal.status, refusal.message

@@ -154,6 +154,7 @@ impl Server {
             connections: Arc::clone(&page_connections),
             shutdown: signal.clone(),
             timeout: config.handshake_timeout,
+            allowed_hosts: config.allowed_hosts.clone(),
         });
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
         let (shared, handoff) = Shared::new(

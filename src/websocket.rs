@@ -7,6 +7,7 @@
 use crate::accept;
 use crate::config::Config;
 use crate::connection::{About, Connection};
+use crate::escape::escape;
 use crate::handshake::{self, Opening};
 use crate::http::Refusal;
 use crate::registry::{Connections, NotAdmitted, Ticket};
@@ -173,18 +174,23 @@ fn open(
             return None;
         }
     };
-    let upgrade =
-        match handshake::check_upgrade(&request, peer, &shared.routes, &config.allowed_origins) {
-            Ok(upgrade) => upgrade,
-            Err(refusal) => {
-                warn!(
-                    "#{id} {peer}: refused {}: {}",
-                    refusal.status, refusal.message
-                );
-                let _ = refusal.write_to(&*stream);
-                return None;
-            }
-        };
+    let upgrade = match handshake::check_upgrade(
+        &request,
+        peer,
+        &shared.routes,
+        &config.allowed_origins,
+        &config.allowed_hosts,
+    ) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => {
+            warn!(
+                "#{id} {peer}: refused {}: {}",
+                refusal.status, refusal.message
+            );
+            let _ = refusal.write_to(&*stream);
+            return None;
+        }
+    };
     let reply = handshake::switching_protocols(&upgrade);
     if let Err(error) = (&*stream).write_all(reply.as_bytes()) {
         warn!("#{id} {peer}: dropped during the handshake: {error}");
@@ -217,8 +223,8 @@ fn open(
         Ok(connection) => {
             info!(
                 "#{id} open {peer} {} origin={} flash-bridge={}",
-                connection.path(),
-                upgrade.origin.as_deref().unwrap_or("-"),
+                escape(connection.path()),
+                escape(upgrade.origin.as_deref().unwrap_or("-")),
                 if upgrade.looks_like_flash {
                     "likely"
                 } else {
@@ -244,7 +250,7 @@ fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shar
         Err(payload) => {
             error!(
                 "#{id} the application panicked ({}); closing this connection with 1011, the server carries on",
-                panic_message(&payload)
+                escape(panic_message(&payload))
             );
             let _ = connection.close(CloseCode::Error, "internal error");
         }
