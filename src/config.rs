@@ -33,6 +33,9 @@ pub struct Config {
     pub max_queue: usize,
     /// Open WebSocket connections allowed at once; one more gets HTTP 503.
     pub max_connections: usize,
+    /// Connections one client address may hold on each port (the WebSocket and policy ports
+    /// together, the page port apart), openings included; one more gets HTTP 503.
+    pub max_per_address: usize,
     /// Open page connections allowed at once, counted apart from WebSockets; one more closes
     /// the connection idle longest, or gets HTTP 503 when none is idle.
     pub max_page_connections: usize,
@@ -60,6 +63,7 @@ impl Default for Config {
             max_queue: 1 << 20,
             max_connections: 1024,
             max_page_connections: 256,
+            max_per_address: 64,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),

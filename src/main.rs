@@ -35,6 +35,8 @@ Options:
   --max-connections N       open WebSockets; more get 503  [default: {max_connections}]
   --max-page-connections N  open page connections; more close the longest idle one,
                             or get 503 when none is idle   [default: {max_page_connections}]
+  --max-per-address N       connections one client address may hold on each port,
+                            openings included; more get 503 [default: {max_per_address}]
   --handshake-timeout SECS  time to send a whole request head; also how long a page
                             connection may idle between requests [default: {handshake}]
   --ping-interval SECS      Ping after this much silence; twice this closes (1011)
@@ -56,6 +58,7 @@ Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGT
         max_queue = defaults.max_queue,
         max_connections = defaults.max_connections,
         max_page_connections = defaults.max_page_connections,
+        max_per_address = defaults.max_per_address,
         handshake = defaults.handshake_timeout.as_secs_f64(),
         ping = defaults.ping_interval.as_secs_f64(),
     )
@@ -144,6 +147,12 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             }
             Long("max-queue") => {
                 config.max_queue = positive(value(&mut parser, "--max-queue")?, "--max-queue")?
+            }
+            Long("max-per-address") => {
+                config.max_per_address = positive(
+                    value(&mut parser, "--max-per-address")?,
+                    "--max-per-address",
+                )?
             }
             Long("max-page-connections") => {
                 config.max_page_connections = positive(
@@ -360,6 +369,7 @@ mod tests {
                 "--max-page-connections N",
                 defaults.max_page_connections.to_string(),
             ),
+            ("--max-per-address N", defaults.max_per_address.to_string()),
             (
                 "--handshake-timeout SECS",
                 defaults.handshake_timeout.as_secs().to_string(),
@@ -408,6 +418,8 @@ mod tests {
             "http://a.test",
             "--allow-origin",
             "*",
+            "--max-per-address",
+            "5",
             "--host",
             "chat.example",
             "--host",
@@ -424,6 +436,7 @@ mod tests {
         assert_eq!(config.max_queue, 200);
         assert_eq!(config.max_connections, 3);
         assert_eq!(config.max_page_connections, 4);
+        assert_eq!(config.max_per_address, 5);
         assert_eq!(config.handshake_timeout, Duration::from_millis(500));
         assert_eq!(config.ping_interval, Duration::from_secs(7));
         assert_eq!(config.allowed_origins, ["http://a.test", "*"]);

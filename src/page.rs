@@ -74,8 +74,18 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
     // for the client's delayed ACK of the head.
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let ticket = match site.connections.admit(Arc::clone(&stream)) {
+    let ticket = match site.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
+        Err(NotAdmitted::AddressFull { max }) => {
+            warn!(
+                "page: refused {peer}: {max} page connections open from its address (--max-per-address)"
+            );
+            let message = format!(
+                "too many connections from your address ({max} open): close some, then try again"
+            );
+            Refusal::new(503, message).send_without_blocking(&stream);
+            return;
+        }
         Err(NotAdmitted::Full { max }) => {
             warn!("page: refused {peer}: {max} page connections busy (--max-page-connections)");
             Refusal::new(

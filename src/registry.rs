@@ -6,13 +6,16 @@
 //! also shares each connection's socket, so shutdown can wake a thread blocked in `read()`
 //! (`shutdown(Read)` makes it return at once) instead of waiting for a timeout.
 //!
+//! One address may hold at most `max_per_address` of them, counted from accept (openings
+//! included), so one client cannot take every place.
+//!
 //! A connection may say it is idle (waiting for a client that has not begun its next request).
 //! When the cap is reached, the connection idle longest is closed to admit the new one, so a
 //! crowd of idle connections cannot keep anyone else out.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,8 @@ use std::time::{Duration, Instant};
 pub enum NotAdmitted {
     /// `max` connections are already open.
     Full { max: usize },
+    /// The client's address already holds `max` of them.
+    AddressFull { max: usize },
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -30,6 +35,7 @@ pub struct Connections {
     state: Mutex<State>,
     finished: Receiver<()>,
     max: usize,
+    max_per_address: usize,
 }
 
 struct State {
@@ -39,12 +45,15 @@ struct State {
     next_id: u64,
     /// The original completion sender; `None` once shutdown stopped admissions.
     completion: Option<Sender<()>>,
+    /// Open connections by client address.
+    per_address: HashMap<IpAddr, usize>,
 }
 
 struct Entry {
     socket: Arc<TcpStream>,
     /// Since when the connection has been waiting for its client; `None` while it works.
     idle_since: Option<Instant>,
+    address: IpAddr,
 }
 
 /// Held by a connection's thread for as long as it runs; dropping it (also while unwinding
@@ -56,7 +65,7 @@ pub struct Ticket {
 }
 
 impl Connections {
-    pub fn new(max: usize) -> Arc<Connections> {
+    pub fn new(max: usize, max_per_address: usize) -> Arc<Connections> {
         let (completion, finished) = crossbeam_channel::bounded(0);
         Arc::new(Connections {
             state: Mutex::new(State {
@@ -64,19 +73,31 @@ impl Connections {
                 idle: 0,
                 next_id: 1,
                 completion: Some(completion),
+                per_address: HashMap::new(),
             }),
             finished,
             max,
+            max_per_address,
         })
     }
 
-    /// Admit a connection, keeping its socket to wake it at shutdown. At the cap, the
-    /// connection idle longest (if any) is closed to make room.
-    pub fn admit(self: &Arc<Self>, waker: Arc<TcpStream>) -> Result<Ticket, NotAdmitted> {
+    /// Admit a connection from `address`, keeping its socket to wake it at shutdown. At the
+    /// cap, the connection idle longest (if any) is closed to make room; an address at its own
+    /// cap is refused first, so it cannot push others out.
+    pub fn admit(
+        self: &Arc<Self>,
+        waker: Arc<TcpStream>,
+        address: IpAddr,
+    ) -> Result<Ticket, NotAdmitted> {
         let mut state = lock(&self.state);
         let Some(completion) = state.completion.clone() else {
             return Err(NotAdmitted::ShuttingDown);
         };
+        if state.per_address.get(&address).copied().unwrap_or(0) >= self.max_per_address {
+            return Err(NotAdmitted::AddressFull {
+                max: self.max_per_address,
+            });
+        }
         if state.open.len() >= self.max && !state.evict_longest_idle() {
             return Err(NotAdmitted::Full { max: self.max });
         }
@@ -85,8 +106,10 @@ impl Connections {
         let entry = Entry {
             socket: waker,
             idle_since: None,
+            address,
         };
         state.open.insert(id, entry);
+        *state.per_address.entry(address).or_default() += 1;
         Ok(Ticket {
             id,
             connections: Arc::clone(self),
@@ -158,6 +181,12 @@ impl State {
         let entry = self.open.remove(&id)?;
         if entry.idle_since.is_some() {
             self.idle -= 1;
+        }
+        if let Some(count) = self.per_address.get_mut(&entry.address) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&entry.address);
+            }
         }
         Some(entry)
     }

@@ -141,8 +141,9 @@ impl Server {
         let http_addr = http_listener.local_addr()?;
 
         let (trigger, signal) = shutdown::channel();
-        let connections = Connections::new(config.max_connections);
-        let page_connections = Connections::new(config.max_page_connections);
+        let connections = Connections::new(config.max_connections, config.max_per_address);
+        let page_connections =
+            Connections::new(config.max_page_connections, config.max_per_address);
         let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,

@@ -99,8 +99,18 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
 fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
     let _ = stream.set_nodelay(true);
     let stream = Arc::new(stream);
-    let ticket = match shared.connections.admit(Arc::clone(&stream)) {
+    let ticket = match shared.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
+        Err(NotAdmitted::AddressFull { max }) => {
+            warn!(
+                "refused {peer}: {max} connections already open from its address (--max-per-address)"
+            );
+            let message = format!(
+                "too many connections from your address ({max} open): close some, then try again"
+            );
+            Refusal::new(503, message).send_without_blocking(&stream);
+            return;
+        }
         Err(NotAdmitted::Full { max }) => {
             warn!("refused {peer}: {max} connections already open (--max-connections)");
             let message = "server busy: too many open connections, try again later";

@@ -40,7 +40,8 @@ WSECHO_CAP = 10000
 
 SERVERS = {
     "wsecho": lambda port: [str(WSECHO), "--ws", f"127.0.0.1:{port}", "--http", "127.0.0.1:0",
-                            "--policy-port", "0", "--max-connections", str(WSECHO_CAP)],
+                            "--policy-port", "0", "--max-connections", str(WSECHO_CAP),
+                            "--max-per-address", str(2 * WSECHO_CAP)],
     "raw-tcp": lambda port: [str(BUILD / "tcp_echo"), str(port)],
     "tokio-tungstenite": lambda port: [str(TOKIO), str(port)],
     "gevent": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "gevent_echo.py"), str(port)],
@@ -309,7 +310,8 @@ def report(results, checks, servers, rounds, seconds, command):
         "figures are medians over the rounds with (min–max). Load from our own client "
         "(`target/release/wsload`, epoll, one thread); one SCHED_IDLE busy loop per core ran "
         "throughout. wsecho runs with default settings except `--max-connections "
-        f"{WSECHO_CAP}` (the idle mode holds 2000 connections; the default cap is 1024).\n")
+        f"{WSECHO_CAP} --max-per-address {2 * WSECHO_CAP}` (the idle mode holds 2000 connections "
+        "from one address; the default caps are 1024, and 64 per address).\n")
     out("| server | rtt p50 µs | rtt p99 µs | conc100 msg/s | conc100 p99 µs | conc1000 msg/s "
         "| conc1000 p99 µs | paced p50 µs | paced p99 µs | paced max µs | stream MB/s "
         "| handshakes/s | idle KiB/conn | threads/conn |")

@@ -21,13 +21,15 @@ pub fn www() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")
 }
 
-/// Defaults, but on free loopback ports, with no policy listener.
+/// Defaults, but on free loopback ports, with no policy listener, and no per-address cap (every
+/// test client comes from 127.0.0.1; tests/address_cap.rs sets one).
 pub fn config() -> Config {
     Config {
         http: "127.0.0.1:0".parse().unwrap(),
         ws: "127.0.0.1:0".parse().unwrap(),
         policy_port: None,
         www: www(),
+        max_per_address: usize::MAX,
         ..Config::default()
     }
 }
@@ -236,6 +238,9 @@ pub fn spawn_binary(binary: &str) -> Running {
             "127.0.0.1:0",
             "--policy-port",
             "0",
+            // Every test client comes from 127.0.0.1.
+            "--max-per-address",
+            "100000",
         ])
         .args(["--www", &www().display().to_string()])
         .env("RUST_LOG", "info")

@@ -1,0 +1,107 @@
+//! `--max-per-address`: one address holding its share of places (slow openers on the WebSocket
+//! and the policy port) is refused more, while clients from another address connect and echo.
+//! The crowd comes from 127.0.0.2, the good clients from 127.0.0.1.
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::FromRawFd;
+use tungstenite::Message;
+use wsecho::Config;
+
+/// A TCP connection to `target` from `source` (any port).
+fn tcp_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(target) = target else {
+        panic!("IPv4 only")
+    };
+    let address = |addr: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (address(SocketAddrV4::new(source, 0)), address(target));
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket we own, bound and connected with addresses that outlive the calls;
+    // the descriptor is handed to the TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        assert_eq!(
+            libc::bind(fd, (&raw const local).cast(), size),
+            0,
+            "bind 127.0.0.2"
+        );
+        assert_eq!(
+            libc::connect(fd, (&raw const remote).cast(), size),
+            0,
+            "connect"
+        );
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    }
+}
+
+/// The answer head to an upgrade already sent on `stream`.
+fn upgrade_answer_on(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(stream, &mut byte).expect("an answer");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn one_address_at_its_cap_is_refused_while_others_connect() {
+    let crowd = Ipv4Addr::new(127, 0, 0, 2);
+    let server = start(Config {
+        max_per_address: 30,
+        policy_port: Some(0),
+        ..config()
+    });
+    let policy = server.policy_addr().unwrap();
+    // Thirty slow openers from one address: half on each port, none finishing.
+    let mut slow: Vec<TcpStream> = (0..30)
+        .map(|i| {
+            let target = if i % 2 == 0 { server.ws_addr() } else { policy };
+            let mut stream = tcp_from(crowd, target);
+            stream.write_all(b"GET /ec").unwrap();
+            stream
+        })
+        .collect();
+    assert!(eventually(|| server.open_connections() == 30));
+
+    // One more from that address, on either port, is turned away at once.
+    let mut refused = tcp_from(crowd, server.ws_addr());
+    let answer = String::from_utf8_lossy(&read_to_close(&mut refused)).into_owned();
+    assert_eq!(status_of(answer.as_bytes()), 503, "{answer}");
+    assert!(
+        answer.contains("too many connections from your address"),
+        "{answer}"
+    );
+    let mut refused_policy = tcp_from(crowd, policy);
+    read_to_close(&mut refused_policy);
+
+    // Everyone else gets in and is served (up to their own address's share).
+    let mut clients: Vec<Client> = (0..20).map(|_| connect(&server)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(Message::text(format!("hello {i}"))).unwrap();
+        assert_eq!(next_message(client), Message::text(format!("hello {i}")));
+    }
+
+    // A place the crowd gives back can be taken again by it.
+    drop(slow.pop());
+    assert!(eventually(|| server.open_connections() == 49));
+    let mut again = tcp_from(crowd, server.ws_addr());
+    again
+        .write_all(upgrade_request("/echo", "").as_bytes())
+        .unwrap();
+    assert_eq!(status_of(upgrade_answer_on(&mut again).as_bytes()), 101);
+    server.shutdown();
+}
