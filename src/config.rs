@@ -72,6 +72,13 @@ impl Default for Config {
     }
 }
 
+/// How many WebSocket-port connections may be still opening (or asking for the Flash
+/// policy) at once: a quarter of the cap, so slow openers never hold the places of
+/// established clients.
+pub fn max_openings(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
+}
+
 /// What the page needs to know (`GET /config.json`): the bound WebSocket port, the echo's and
 /// the chat's paths; the
 /// policy port, `null` when no policy listener runs (Flash must then ask the WebSocket port

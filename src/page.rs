@@ -95,7 +95,8 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
             .send_without_blocking(&stream);
             return;
         }
-        Err(NotAdmitted::ShuttingDown) => {
+        // (No openers' pool here: see `serve_connection`.)
+        Err(NotAdmitted::ShuttingDown | NotAdmitted::OpeningsFull { .. }) => {
             Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
         }
@@ -115,6 +116,8 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
 
 /// Answer one request after another until the client leaves, idles out, or asks to close.
 fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
+    // The page has no openers' pool (its idle connections make room instead).
+    ticket.established();
     if let Err(error) = stream.set_write_timeout(Some(site.timeout)) {
         warn!("page: dropped {peer}: cannot set a write timeout ({error})");
         return;

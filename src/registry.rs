@@ -9,6 +9,11 @@
 //! One address may hold at most `max_per_address` of them, counted from accept (openings
 //! included), so one client cannot take every place.
 //!
+//! Connections still in their opening (and Flash policy requests, which never go further) share
+//! a smaller pool, `max_openings`: when it is full, the oldest opener of the address holding the
+//! most openers is cut to let a newcomer from elsewhere in, and a newcomer from that address
+//! itself is refused. Slow openers thus never keep out established clients or other addresses.
+//!
 //! A connection may say it is idle (waiting for a client that has not begun its next request).
 //! When the cap is reached, the connection idle longest is closed to admit the new one, so a
 //! crowd of idle connections cannot keep anyone else out.
@@ -26,6 +31,8 @@ pub enum NotAdmitted {
     Full { max: usize },
     /// The client's address already holds `max` of them.
     AddressFull { max: usize },
+    /// `max` connections are still opening, the most of them from the newcomer's own address.
+    OpeningsFull { max: usize },
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -36,6 +43,7 @@ pub struct Connections {
     finished: Receiver<()>,
     max: usize,
     max_per_address: usize,
+    max_openings: usize,
 }
 
 struct State {
@@ -47,6 +55,8 @@ struct State {
     completion: Option<Sender<()>>,
     /// Open connections by client address.
     per_address: HashMap<IpAddr, usize>,
+    /// How many of `open` are still opening.
+    openings: usize,
 }
 
 struct Entry {
@@ -54,6 +64,8 @@ struct Entry {
     /// Since when the connection has been waiting for its client; `None` while it works.
     idle_since: Option<Instant>,
     address: IpAddr,
+    /// When it was admitted, while it is still opening; `None` once established.
+    opening_since: Option<Instant>,
 }
 
 /// Held by a connection's thread for as long as it runs; dropping it (also while unwinding
@@ -65,7 +77,8 @@ pub struct Ticket {
 }
 
 impl Connections {
-    pub fn new(max: usize, max_per_address: usize) -> Arc<Connections> {
+    /// `max_openings` of `max` may be still opening at once (`max` for no separate pool).
+    pub fn new(max: usize, max_per_address: usize, max_openings: usize) -> Arc<Connections> {
         let (completion, finished) = crossbeam_channel::bounded(0);
         Arc::new(Connections {
             state: Mutex::new(State {
@@ -74,10 +87,12 @@ impl Connections {
                 next_id: 1,
                 completion: Some(completion),
                 per_address: HashMap::new(),
+                openings: 0,
             }),
             finished,
             max,
             max_per_address,
+            max_openings,
         })
     }
 
@@ -98,8 +113,15 @@ impl Connections {
                 max: self.max_per_address,
             });
         }
-        if state.open.len() >= self.max && !state.evict_longest_idle() {
-            return Err(NotAdmitted::Full { max: self.max });
+        let all_full = state.open.len() >= self.max && !state.evict_longest_idle();
+        if (all_full || state.openings >= self.max_openings) && !state.cut_opener(address) {
+            return Err(if all_full {
+                NotAdmitted::Full { max: self.max }
+            } else {
+                NotAdmitted::OpeningsFull {
+                    max: self.max_openings,
+                }
+            });
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -107,8 +129,10 @@ impl Connections {
             socket: waker,
             idle_since: None,
             address,
+            opening_since: Some(Instant::now()),
         };
         state.open.insert(id, entry);
+        state.openings += 1;
         *state.per_address.entry(address).or_default() += 1;
         Ok(Ticket {
             id,
@@ -177,8 +201,38 @@ impl State {
         true
     }
 
+    /// Cut the oldest opener of the address holding the most openers, unless that is
+    /// `newcomer`'s own (or it holds as many): false then, or when nobody is opening.
+    fn cut_opener(&mut self, newcomer: IpAddr) -> bool {
+        let mut by_address: HashMap<IpAddr, (usize, Instant, u64)> = HashMap::new();
+        for (&id, entry) in &self.open {
+            let Some(since) = entry.opening_since else {
+                continue;
+            };
+            let slot = by_address.entry(entry.address).or_insert((0, since, id));
+            slot.0 += 1;
+            if since < slot.1 {
+                (slot.1, slot.2) = (since, id);
+            }
+        }
+        let own = by_address.get(&newcomer).map_or(0, |slot| slot.0);
+        let Some(&(count, _, oldest)) = by_address.values().max_by_key(|slot| slot.0) else {
+            return false;
+        };
+        if count <= own {
+            return false;
+        }
+        if let Some(entry) = self.remove(oldest) {
+            let _ = entry.socket.shutdown(Shutdown::Both);
+        }
+        true
+    }
+
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.open.remove(&id)?;
+        if entry.opening_since.is_some() {
+            self.openings -= 1;
+        }
         if entry.idle_since.is_some() {
             self.idle -= 1;
         }
@@ -193,6 +247,17 @@ impl State {
 }
 
 impl Ticket {
+    /// The connection's opening is done (the upgrade answered): it leaves the openers' pool.
+    pub fn established(&self) {
+        let mut state = lock(&self.connections.state);
+        let state = &mut *state;
+        if let Some(entry) = state.open.get_mut(&self.id)
+            && entry.opening_since.take().is_some()
+        {
+            state.openings -= 1;
+        }
+    }
+
     /// Say whether the connection is waiting for its client to begin a request; an idle one
     /// may be closed to admit another when the cap is reached.
     pub fn set_idle(&self, idle: bool) {

@@ -141,9 +141,18 @@ impl Server {
         let http_addr = http_listener.local_addr()?;
 
         let (trigger, signal) = shutdown::channel();
-        let connections = Connections::new(config.max_connections, config.max_per_address);
-        let page_connections =
-            Connections::new(config.max_page_connections, config.max_per_address);
+        let connections = Connections::new(
+            config.max_connections,
+            config.max_per_address,
+            config::max_openings(config.max_connections),
+        );
+        // The page has no openers' pool (every page connection counts as established): its idle
+        // connections make room instead.
+        let page_connections = Connections::new(
+            config.max_page_connections,
+            config.max_per_address,
+            config.max_page_connections,
+        );
         let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,

@@ -117,6 +117,12 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
             Refusal::new(503, message).send_without_blocking(&stream);
             return;
         }
+        Err(NotAdmitted::OpeningsFull { max }) => {
+            warn!("refused {peer}: {max} connections still opening, most of them from its address");
+            let message = "server busy: too many connections from your address still opening, try again later";
+            Refusal::new(503, message).send_without_blocking(&stream);
+            return;
+        }
         Err(NotAdmitted::ShuttingDown) => {
             Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
@@ -148,7 +154,7 @@ fn serve(job: Job, shared: &Shared) -> Ticket {
     } = job;
     // Everything the opening needed is freed before the application runs, so an idle
     // connection holds no more than its socket and tungstenite's state.
-    if let Some((connection, handler)) = open(stream, peer, port, ticket.id, shared) {
+    if let Some((connection, handler)) = open(stream, peer, port, &ticket, shared) {
         run(connection, &*handler, ticket.id, shared);
     }
     ticket
@@ -160,10 +166,10 @@ fn open(
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     port: Port,
-    id: u64,
+    ticket: &Ticket,
     shared: &Shared,
 ) -> Option<(Connection, Arc<dyn Handler>)> {
-    let config = &shared.config;
+    let (config, id) = (&shared.config, ticket.id);
     let request = match handshake::read_opening(&stream, config.handshake_timeout) {
         Ok(Opening::PolicyRequest) => {
             let _ = (&*stream).write_all(&shared.policy_reply);
@@ -202,6 +208,8 @@ fn open(
         }
     };
     let reply = handshake::switching_protocols(&upgrade);
+    // Out of the openers' pool before the client can know it is in.
+    ticket.established();
     if let Err(error) = (&*stream).write_all(reply.as_bytes()) {
         warn!("#{id} {peer}: dropped during the handshake: {error}");
         return None;
