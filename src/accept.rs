@@ -1,5 +1,8 @@
-//! The accept loop every listener runs until shutdown, and the way shutdown wakes it.
+//! The accept loop every listener runs until shutdown, the answer to a connection its registry
+//! does not admit, and the way shutdown wakes the loop.
 
+use crate::http::Refusal;
+use crate::registry::NotAdmitted;
 use crate::shutdown::ShutdownSignal;
 use log::{info, warn};
 use std::io;
@@ -43,6 +46,30 @@ pub fn accept_loop(
             }
         }
     }
+}
+
+/// Answer (503) and log, from the accept thread and without blocking it, a connection that
+/// `why` kept out. `what` names the port's connections in the log; `cap_flag` sets its cap.
+pub fn refuse(stream: &TcpStream, peer: SocketAddr, why: NotAdmitted, what: &str, cap_flag: &str) {
+    let message = match why {
+        NotAdmitted::Full { max } => {
+            warn!("refused {peer}: {max} {what} already open ({cap_flag})");
+            "server busy: too many open connections, try again later".to_string()
+        }
+        NotAdmitted::AddressFull { max } => {
+            warn!("refused {peer}: {max} {what} already open from its address (--max-per-address)");
+            format!(
+                "too many connections from your address ({max} open): close some, then try again"
+            )
+        }
+        NotAdmitted::OpeningsFull { max } => {
+            warn!("refused {peer}: {max} {what} still opening, most of them from its address");
+            "server busy: too many connections from your address still opening, try again later"
+                .to_string()
+        }
+        NotAdmitted::ShuttingDown => "server shutting down".to_string(),
+    };
+    Refusal::new(503, message).send_without_blocking(stream);
 }
 
 /// Connect to our own listener so its blocked `accept()` returns and sees the shutdown.

@@ -15,7 +15,7 @@
 use crate::accept;
 use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
-use crate::registry::{Connections, NotAdmitted, Ticket};
+use crate::registry::{Connections, Ticket};
 use crate::shutdown::ShutdownSignal;
 use log::{debug, warn};
 use std::fs::File;
@@ -76,28 +76,14 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
     let stream = Arc::new(stream);
     let ticket = match site.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
-        Err(NotAdmitted::AddressFull { max }) => {
-            warn!(
-                "page: refused {peer}: {max} page connections open from its address (--max-per-address)"
+        Err(why) => {
+            accept::refuse(
+                &stream,
+                peer,
+                why,
+                "page connections",
+                "--max-page-connections",
             );
-            let message = format!(
-                "too many connections from your address ({max} open): close some, then try again"
-            );
-            Refusal::new(503, message).send_without_blocking(&stream);
-            return;
-        }
-        Err(NotAdmitted::Full { max }) => {
-            warn!("page: refused {peer}: {max} page connections busy (--max-page-connections)");
-            Refusal::new(
-                503,
-                "server busy: too many page requests at once, try again later",
-            )
-            .send_without_blocking(&stream);
-            return;
-        }
-        // (No openers' pool here: see `serve_connection`.)
-        Err(NotAdmitted::ShuttingDown | NotAdmitted::OpeningsFull { .. }) => {
-            Refusal::new(503, "server shutting down").send_without_blocking(&stream);
             return;
         }
     };

@@ -9,8 +9,7 @@ use crate::config::Config;
 use crate::connection::{About, Connection};
 use crate::escape::escape;
 use crate::handshake::{self, Opening};
-use crate::http::Refusal;
-use crate::registry::{Connections, NotAdmitted, Ticket};
+use crate::registry::{Connections, Ticket};
 use crate::routes::{Handler, Routes};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
@@ -101,30 +100,8 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
     let stream = Arc::new(stream);
     let ticket = match shared.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
-        Err(NotAdmitted::AddressFull { max }) => {
-            warn!(
-                "refused {peer}: {max} connections already open from its address (--max-per-address)"
-            );
-            let message = format!(
-                "too many connections from your address ({max} open): close some, then try again"
-            );
-            Refusal::new(503, message).send_without_blocking(&stream);
-            return;
-        }
-        Err(NotAdmitted::Full { max }) => {
-            warn!("refused {peer}: {max} connections already open (--max-connections)");
-            let message = "server busy: too many open connections, try again later";
-            Refusal::new(503, message).send_without_blocking(&stream);
-            return;
-        }
-        Err(NotAdmitted::OpeningsFull { max }) => {
-            warn!("refused {peer}: {max} connections still opening, most of them from its address");
-            let message = "server busy: too many connections from your address still opening, try again later";
-            Refusal::new(503, message).send_without_blocking(&stream);
-            return;
-        }
-        Err(NotAdmitted::ShuttingDown) => {
-            Refusal::new(503, "server shutting down").send_without_blocking(&stream);
+        Err(why) => {
+            accept::refuse(&stream, peer, why, "connections", "--max-connections");
             return;
         }
     };
