@@ -166,6 +166,7 @@ impl Server {
             timeout: config.handshake_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
         });
+        let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
         let (shared, handoff) = Shared::new(
             config,
@@ -193,6 +194,9 @@ impl Server {
 
         info!("page: http://{http_addr}/ (open this in a browser)");
         info!("WebSocket: ws://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
+        if serves_chat {
+            info!("chat room: http://{http_addr}/chat.html (WebSocket path {CHAT_PATH})");
+        }
         if let Some(addr) = policy_addr {
             info!("Flash policy: {addr}");
         }

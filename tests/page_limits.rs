@@ -252,7 +252,10 @@ fn past_the_cap_with_nobody_idle_gets_503() {
         String::from_utf8_lossy(&raw_exchange(server.http_addr(), b"GET / HTTP/1.1\r\n\r\n"))
             .into_owned();
     assert_eq!(status_of(answer.as_bytes()), 503, "{answer}");
-    assert!(answer.contains("server busy: too many open connections"), "{answer}");
+    assert!(
+        answer.contains("server busy: too many open connections"),
+        "{answer}"
+    );
     // WebSockets are counted apart: the page's full cap does not touch them.
     assert_echoes(&server);
     // Once a busy client leaves, a visitor gets in again.
