@@ -61,8 +61,8 @@ fn shutdown_closes_every_connection_with_1001(sig: libc::c_int, count: usize) {
     let status = wait_bounded(&mut server.child);
     assert!(status.success(), "exit status {status}");
     let summary: Vec<String> = server
-        .log
-        .try_iter()
+        .rest_of_log()
+        .into_iter()
         .filter(|l| l.contains("stopped:"))
         .collect();
     assert_eq!(summary.len(), 1, "one summary line");
@@ -188,7 +188,7 @@ fn connections_log_a_line_when_they_open_and_when_they_end() {
 
     signal(&server.child, libc::SIGTERM);
     assert!(wait_bounded(&mut server.child).success());
-    let all: Vec<String> = lines.into_iter().chain(server.log.try_iter()).collect();
+    let all: Vec<String> = lines.into_iter().chain(server.rest_of_log()).collect();
     assert!(
         !all.iter().any(|l| l.contains("Flash policy:")),
         "--policy-port 0 runs no policy listener: {all:#?}"

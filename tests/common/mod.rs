@@ -220,6 +220,23 @@ pub struct Running {
     pub log: mpsc::Receiver<String>,
 }
 
+impl Running {
+    /// Every line still to come, once the process has exited: read until its stderr closes
+    /// (bounded by PATIENCE), so that none still on its way is missed.
+    pub fn rest_of_log(&self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("the log did not end: {lines:#?}"),
+            }
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
