@@ -198,7 +198,10 @@ fn connections_log_a_line_when_they_open_and_when_they_end() {
 #[test]
 fn a_page_request_declaring_a_huge_body_is_refused_and_the_process_lives() {
     let mut server = spawn_server();
-    let mut client = connect_to(server.ws, "/echo").unwrap();
+    let mut client = connect_to(server.ws, "/echo").unwrap_or_else(|error| {
+        let log: Vec<String> = server.log.try_iter().collect();
+        panic!("upgrade failed: {error:?}; server log so far: {log:#?}")
+    });
     let request = b"GET /favicon.svg HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n";
     assert_eq!(status_of(&raw_exchange(server.http, request)), 413);
     let refusal = log_until(&server, "page: refused").pop().unwrap();
