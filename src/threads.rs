@@ -54,15 +54,9 @@ impl<J: Send + 'static> Pool<J> {
         self: &Arc<Self>,
         handoff: &Handoff<J>,
         job: J,
-        serve: impl Fn(J) -> R + Send + Clone + 'static,
+        serve: impl Fn(J) -> R + Send + 'static,
     ) -> io::Result<()> {
-        let claimed = self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
-                idle.checked_sub(1)
-            })
-            .is_ok();
-        let job = if claimed {
+        let job = if self.take_idle() {
             match handoff.try_send(job) {
                 Ok(()) => return Ok(()),
                 // Full or stopping: give the claim back and serve it on a new thread.
@@ -88,13 +82,13 @@ impl<J: Send + 'static> Pool<J> {
             let finished = serve(job);
             let waiting = self.idle.fetch_add(1, Ordering::AcqRel);
             drop(finished);
-            if waiting >= MAX_IDLE && self.leave_idle() {
+            if waiting >= MAX_IDLE && self.take_idle() {
                 return;
             }
             job = match self.jobs.recv_timeout(KEEP_IDLE) {
                 Ok(next) => next,
                 Err(RecvTimeoutError::Disconnected) => return, // the server is stopping
-                Err(RecvTimeoutError::Timeout) if self.leave_idle() => return,
+                Err(RecvTimeoutError::Timeout) if self.take_idle() => return,
                 // Claimed as it timed out: its job is on the way.
                 Err(RecvTimeoutError::Timeout) => match self.jobs.recv() {
                     Ok(next) => next,
@@ -104,8 +98,10 @@ impl<J: Send + 'static> Pool<J> {
         }
     }
 
-    /// Take this thread back out of the idle count; false if a job has claimed it.
-    fn leave_idle(&self) -> bool {
+    /// Take one thread out of the idle count: an admission claiming it for its job, or a
+    /// waiting thread leaving. False when none is left (a thread then finds its job is on the
+    /// way).
+    fn take_idle(&self) -> bool {
         self.idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
                 idle.checked_sub(1)
