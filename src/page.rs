@@ -102,8 +102,6 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
 
 /// Answer one request after another until the client leaves, idles out, or asks to close.
 fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
-    // The page has no openers' pool (its idle connections make room instead).
-    ticket.established();
     if let Err(error) = stream.set_write_timeout(Some(site.timeout)) {
         warn!("page: dropped {peer}: cannot set a write timeout ({error})");
         return;

@@ -10,7 +10,7 @@
 //! included), so one client cannot take every place.
 //!
 //! Connections still in their opening (and Flash policy requests, which never go further) share
-//! a smaller pool, `max_openings`: when it is full, the oldest opener of the address holding the
+//! a smaller pool, `max_openings` (on the ports that have one): when it is full, the oldest opener of the address holding the
 //! most openers is cut to let a newcomer from elsewhere in, and a newcomer from that address
 //! itself is refused. Slow openers thus never keep out established clients or other addresses.
 //!
@@ -43,7 +43,8 @@ pub struct Connections {
     finished: Receiver<()>,
     max: usize,
     max_per_address: usize,
-    max_openings: usize,
+    /// The openers' pool; `None`: connections count as established from accept.
+    max_openings: Option<usize>,
 }
 
 struct State {
@@ -77,8 +78,12 @@ pub struct Ticket {
 }
 
 impl Connections {
-    /// `max_openings` of `max` may be still opening at once (`max` for no separate pool).
-    pub fn new(max: usize, max_per_address: usize, max_openings: usize) -> Arc<Connections> {
+    /// `max_openings` of `max` may be still opening at once; `None` for no openers' pool.
+    pub fn new(
+        max: usize,
+        max_per_address: usize,
+        max_openings: Option<usize>,
+    ) -> Arc<Connections> {
         let (completion, finished) = crossbeam_channel::bounded(0);
         Arc::new(Connections {
             state: Mutex::new(State {
@@ -114,13 +119,11 @@ impl Connections {
             });
         }
         let all_full = state.open.len() >= self.max && !state.evict_longest_idle();
-        if (all_full || state.openings >= self.max_openings) && !state.cut_opener(address) {
-            return Err(if all_full {
-                NotAdmitted::Full { max: self.max }
-            } else {
-                NotAdmitted::OpeningsFull {
-                    max: self.max_openings,
-                }
+        let pool_full = self.max_openings.filter(|&max| state.openings >= max);
+        if (all_full || pool_full.is_some()) && !state.cut_opener(address) {
+            return Err(match pool_full {
+                Some(max) if !all_full => NotAdmitted::OpeningsFull { max },
+                _ => NotAdmitted::Full { max: self.max },
             });
         }
         let id = state.next_id;
@@ -129,10 +132,10 @@ impl Connections {
             socket: waker,
             idle_since: None,
             address,
-            opening_since: Some(Instant::now()),
+            opening_since: self.max_openings.map(|_| Instant::now()),
         };
+        state.openings += usize::from(entry.opening_since.is_some());
         state.open.insert(id, entry);
-        state.openings += 1;
         *state.per_address.entry(address).or_default() += 1;
         Ok(Ticket {
             id,

@@ -144,15 +144,11 @@ impl Server {
         let connections = Connections::new(
             config.max_connections,
             config.max_per_address,
-            config::max_openings(config.max_connections),
+            Some(config::max_openings(config.max_connections)),
         );
-        // The page has no openers' pool (every page connection counts as established): its idle
-        // connections make room instead.
-        let page_connections = Connections::new(
-            config.max_page_connections,
-            config.max_per_address,
-            config.max_page_connections,
-        );
+        // The page has no openers' pool: its idle connections make room instead.
+        let page_connections =
+            Connections::new(config.max_page_connections, config.max_per_address, None);
         let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,
