@@ -8,11 +8,11 @@
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
-use crate::socket::is_timeout;
+use crate::socket::{is_timeout, set_timeout_until};
 use log::warn;
 use std::fmt;
 use std::io::Read;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
@@ -339,10 +339,4 @@ impl Connection {
         self.send_close(code, &reason)?;
         Ok(None)
     }
-}
-
-/// Set the read timeout to what is left before `deadline`; false once it has passed.
-fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
-    let left = deadline.saturating_duration_since(Instant::now());
-    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
 }

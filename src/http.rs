@@ -319,11 +319,7 @@ impl Refusal {
         let deadline = Instant::now() + LINGER_TIME;
         let mut sink = [0u8; 4096];
         let mut discarded = 0;
-        while discarded < LINGER_BYTES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                return;
-            }
+        while discarded < LINGER_BYTES && socket::set_timeout_until(stream, deadline) {
             match (&*stream).read(&mut sink) {
                 Ok(0) => return,
                 Ok(n) => discarded += n,

@@ -199,7 +199,6 @@ impl State {
 impl Outbox {
     pub(crate) fn new(id: u64, stream: Arc<TcpStream>, limit: usize) -> Arc<Outbox> {
         wake::install();
-        wake::prepare();
         Arc::new(Outbox {
             id,
             stream,
@@ -350,7 +349,7 @@ impl Outbox {
         self.lock().waiter = None;
         match woken? {
             Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
-            Woken::Ready { .. } | Woken::Nudged => Ok(()),
+            Woken::Ready | Woken::Nudged => Ok(()),
         }
     }
 

@@ -168,8 +168,9 @@ fn respond(
     site: &Site,
 ) -> io::Result<bool> {
     let (method, target) = (request.method(), escape(request.target()));
-    if let Err(refusal) = http::check_host(request, &site.allowed_hosts).and(check_request(request))
-    {
+    let checked =
+        http::check_host(request, &site.allowed_hosts).and_then(|()| check_request(request));
+    if let Err(refusal) = checked {
         warn!(
             "page: refused {peer} {}: {method} {target}: {}",
             refusal.status, refusal.message

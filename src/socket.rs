@@ -16,6 +16,7 @@ use std::net::TcpStream;
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How much one read may take from the socket while data streams in.
 const SPILL: usize = 64 * 1024;
@@ -41,9 +42,7 @@ impl Socket {
             streaming: false,
         }
     }
-}
 
-impl Socket {
     /// From now on, share the socket's writing with `outbox`'s senders.
     pub fn link(&mut self, outbox: Arc<Outbox>) {
         self.outbox = Some(outbox);
@@ -137,6 +136,12 @@ pub fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// Set the read timeout to what is left before `deadline`; false once it has passed.
+pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
 }
 
 /// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).

@@ -19,8 +19,8 @@ pub type ThreadHandle = libc::pthread_t;
 /// What a wait saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Woken {
-    /// The socket is ready for what was asked (or has failed or closed: the next call says).
-    Ready { readable: bool, writable: bool },
+    /// The socket is ready for what was asked, or has failed or closed (the next call says).
+    Ready,
     /// Another thread woke us.
     Nudged,
     /// The timeout passed.
@@ -129,9 +129,5 @@ pub fn wait(
     if n == 0 {
         return Ok(Woken::TimedOut);
     }
-    let failed = poll.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
-    Ok(Woken::Ready {
-        readable: failed || poll.revents & libc::POLLIN != 0,
-        writable: failed || poll.revents & libc::POLLOUT != 0,
-    })
+    Ok(Woken::Ready)
 }
