@@ -8,10 +8,9 @@
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
-use crate::socket::{is_timeout, set_timeout_until};
+use crate::socket::{discard_until, is_timeout, set_timeout_until};
 use log::warn;
 use std::fmt;
-use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -264,15 +263,7 @@ impl Connection {
         }
         let stream = self.ws.get_mut();
         let _ = stream.shutdown(Shutdown::Write);
-        let mut sink = [0u8; 1024];
-        while set_timeout_until(stream, deadline) {
-            match stream.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        discard_until(stream, deadline, usize::MAX);
     }
 
     /// Why a read failed on purpose (a `Sender` asked to close, or the queue overflowed).

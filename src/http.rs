@@ -316,17 +316,7 @@ impl Refusal {
         if self.write_to(stream).is_err() || stream.shutdown(Shutdown::Write).is_err() {
             return;
         }
-        let deadline = Instant::now() + LINGER_TIME;
-        let mut sink = [0u8; 4096];
-        let mut discarded = 0;
-        while discarded < LINGER_BYTES && socket::set_timeout_until(stream, deadline) {
-            match (&*stream).read(&mut sink) {
-                Ok(0) => return,
-                Ok(n) => discarded += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
+        socket::discard_until(&mut &*stream, Instant::now() + LINGER_TIME, LINGER_BYTES);
     }
 
     /// Answer from an accept thread, never blocking it: a fresh socket's send buffer is

@@ -144,6 +144,26 @@ pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
     !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
 }
 
+/// Read and throw away what the client still sends, until it hangs up, an error, `deadline`,
+/// or `max_bytes`: after our side has stopped writing, so that closing with unread bytes does
+/// not reset the connection before the client has read our last words.
+pub fn discard_until<R>(reader: &mut R, deadline: Instant, max_bytes: usize)
+where
+    R: Read + Deref<Target = TcpStream>,
+{
+    // Small: a connection's thread is reused, and keeps whatever stack it has touched.
+    let mut sink = [0u8; 1024];
+    let mut discarded = 0;
+    while discarded < max_bytes && set_timeout_until(reader, deadline) {
+        match reader.read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => discarded += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
 pub fn is_timeout(error: &io::Error) -> bool {
     matches!(
