@@ -31,6 +31,10 @@ pub struct Config {
     /// Most bytes queued for one client by `Sender`s (pushes and broadcasts it has not read
     /// yet); a send past it closes the client with 1008.
     pub max_queue: usize,
+    /// Most bytes of messages in flight (incoming ones not yet handed to the application,
+    /// outgoing ones not yet sent) held for all connections together; a message that would
+    /// go past it closes its connection with 1013 (try again later).
+    pub memory_budget: usize,
     /// Open WebSocket connections allowed at once; one more gets HTTP 503.
     pub max_connections: usize,
     /// Connections one client address may hold on each port (the WebSocket and policy ports
@@ -61,6 +65,7 @@ impl Default for Config {
             www: PathBuf::from("www"),
             max_message_size: 16 << 20,
             max_queue: 1 << 20,
+            memory_budget: 256 << 20,
             max_connections: 1024,
             max_page_connections: 256,
             max_per_address: 64,

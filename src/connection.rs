@@ -3,8 +3,10 @@
 //! Underneath, it keeps the connection honest so the application does not have to: a Ping
 //! after `ping_interval` of silence, close 1011 when a second interval passes with nothing
 //! heard, the right close code for a protocol fault (1002), invalid UTF-8 (1007) or an oversized
-//! message (1009), close 1001 when the server shuts down, and counts of what went each way.
+//! message (1009), close 1013 for a message the memory budget has no room for, close 1001 when
+//! the server shuts down, and counts of what went each way.
 
+use crate::inbound::{OverBudget, PIECE, over_budget};
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
@@ -15,7 +17,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Error, Message, WebSocket};
 
@@ -122,6 +124,8 @@ impl Connection {
     /// connection has closed (by either side, with the close handshake done or under way).
     /// `Err` means it broke (a network error, or the client vanished without a close).
     pub fn receive(&mut self) -> Result<Option<Message>, Error> {
+        // Whatever the application was handed before, it has dealt with.
+        self.ws.get_mut().inbound().release_delivered();
         loop {
             if self.ending != Ending::Open {
                 return Ok(None);
@@ -132,6 +136,7 @@ impl Connection {
             }
             match self.ws.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                    self.ws.get_mut().inbound().delivered(message.len());
                     self.ping_outstanding = false;
                     self.traffic.messages_in += 1;
                     self.traffic.bytes_in += message.len() as u64;
@@ -146,6 +151,9 @@ impl Connection {
                 // Pings are answered by tungstenite on the next read; pongs just prove life.
                 Ok(_) => self.ping_outstanding = false,
                 Err(Error::Io(error)) if is_timeout(&error) => self.keepalive_tick()?,
+                Err(Error::Io(error)) if over_budget(&error).is_some() => {
+                    return self.refuse(&error).map(|()| None);
+                }
                 Err(Error::Io(error)) => match self.take_interruption(&error) {
                     Some(interruption) => return self.interrupted(interruption),
                     None => return self.fail(Error::Io(error)),
@@ -157,11 +165,47 @@ impl Connection {
 
     /// Send one message, whole, and flush it.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
-        let len = message.len() as u64;
-        self.ws.send(message)?;
+        let len = message.len();
+        let big = len > PIECE && self.ws.can_write();
+        match message {
+            Message::Text(text) if big => {
+                self.send_big(Frame::message(text, OpCode::Data(Data::Text), true))?
+            }
+            Message::Binary(data) if big => {
+                self.send_big(Frame::message(data, OpCode::Data(Data::Binary), true))?
+            }
+            message => self.ws.send(message)?,
+        }
         self.traffic.messages_out += 1;
-        self.traffic.bytes_out += len;
+        self.traffic.bytes_out += len as u64;
         Ok(())
+    }
+
+    /// Write a big message's frame ourselves, straight from the message, held against the
+    /// memory budget while it goes out: tungstenite would copy it into its write buffer, which
+    /// then keeps that size for the connection's whole life.
+    fn send_big(&mut self, frame: Frame) -> Result<(), Error> {
+        // Whatever tungstenite has buffered goes first: frames never interleave.
+        self.ws.flush()?;
+        let len = frame.payload().len();
+        let socket = self.ws.get_mut();
+        if !socket.inbound().hold_for_writing(len) {
+            let budget = socket.budget();
+            let error = std::io::Error::other(OverBudget {
+                message_bytes: len as u64,
+                in_use: budget.in_use(),
+                limit: budget.limit(),
+            });
+            self.refuse(&error)?;
+            return Err(Error::Io(error));
+        }
+        let mut header = [0u8; 14];
+        let mut rest = &mut header[..];
+        frame.header().format(len as u64, &mut rest)?;
+        let header_len = 14 - rest.len();
+        let written = socket.write_both(&header[..header_len], frame.payload());
+        socket.inbound().written(len);
+        Ok(written?)
     }
 
     /// A handle that sends to this client from any thread, never waiting for it (see
@@ -171,7 +215,8 @@ impl Connection {
             return Sender::new(Arc::clone(outbox));
         }
         let socket = self.ws.get_mut();
-        let outbox = Outbox::new(self.about.id, socket.stream(), self.max_queue);
+        let budget = Arc::clone(socket.budget());
+        let outbox = Outbox::new(self.about.id, socket.stream(), self.max_queue, budget);
         socket.link(Arc::clone(&outbox));
         Sender::new(outbox)
     }
@@ -263,7 +308,10 @@ impl Connection {
         }
         let stream = self.ws.get_mut();
         let _ = stream.shutdown(Shutdown::Write);
-        discard_until(stream, deadline, usize::MAX);
+        // A broken connection has no last words of ours to wait on.
+        if !matches!(self.ending, Ending::Dropped(_)) {
+            discard_until(stream, deadline, usize::MAX);
+        }
     }
 
     /// Why a read failed on purpose (a `Sender` asked to close, or the queue overflowed).
@@ -272,20 +320,45 @@ impl Connection {
     }
 
     fn interrupted(&mut self, interruption: Interruption) -> Result<Option<Message>, Error> {
-        match interruption {
-            Interruption::CloseRequested(code, reason) => self.close(code, &reason)?,
-            Interruption::TooSlow { limit } => {
-                let reason =
-                    format!("client reads too slowly: more than {limit} bytes were waiting for it");
-                warn!("#{} closing with 1008: {reason}", self.about.id);
-                // The client is not reading: say goodbye only if it fits now, then hang up.
-                if let Some(outbox) = self.ws.get_ref().outbox() {
-                    outbox.close_now(CloseCode::Policy, &reason);
-                }
-                self.ending = Ending::ClosedByServer(CloseCode::Policy.into(), reason);
+        let (code, reason) = match interruption {
+            Interruption::CloseRequested(code, reason) => {
+                self.close(code, &reason)?;
+                return Ok(None);
             }
+            Interruption::TooSlow { limit } => (
+                CloseCode::Policy,
+                format!("client reads too slowly: more than {limit} bytes were waiting for it"),
+            ),
+            Interruption::OverBudget { limit } => (
+                CloseCode::Again,
+                format!("server memory budget ({limit} bytes) full; try again later"),
+            ),
+        };
+        warn!(
+            "#{} closing with {}: {reason}",
+            self.about.id,
+            u16::from(code)
+        );
+        // The client is not reading: say goodbye only if it fits now, then hang up.
+        if let Some(outbox) = self.ws.get_ref().outbox() {
+            outbox.close_now(code, &reason);
         }
+        self.ending = Ending::ClosedByServer(code.into(), reason);
         Ok(None)
+    }
+
+    /// A message had no room in the memory budget: close with 1013, and log why.
+    fn refuse(&mut self, error: &std::io::Error) -> Result<(), Error> {
+        if let Some(refusal) = over_budget(error) {
+            warn!(
+                "#{} closing with 1013: {refusal}; other connections carry on (--memory-budget sets it)",
+                self.about.id
+            );
+        }
+        self.send_close(
+            CloseCode::Again,
+            "server memory budget full; try again later",
+        )
     }
 
     /// The read timeout fired: one interval of silence earns a Ping, two close the connection.

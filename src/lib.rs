@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod budget;
 mod chat;
 mod config;
 mod connection;
@@ -16,6 +17,7 @@ mod echo;
 mod escape;
 mod handshake;
 mod http;
+mod inbound;
 mod outbox;
 mod page;
 pub mod ping;
@@ -59,4 +61,17 @@ pub fn raise_open_file_limit() -> bool {
         }
     }
     true
+}
+
+/// Make glibc's malloc hand every big block (128 KiB or more) straight back to the system when
+/// it is freed. By default glibc raises that threshold after each big free, up to 32 MiB, and
+/// keeps what is freed below it in per-thread arenas: with a thread per connection, memory
+/// that carried a few big messages would stay with the process long after the messages were
+/// gone, and the memory budget would bound what is in use but not what the process holds.
+pub fn return_big_frees_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc tuning value; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }

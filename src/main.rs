@@ -32,6 +32,8 @@ Options:
   --max-message-size BYTES  larger messages get close 1009 [default: {max_message_size}]
   --max-queue BYTES         bytes waiting for one slow client (pushes, broadcasts);
                             more close it with 1008        [default: {max_queue}]
+  --memory-budget BYTES     message bytes in flight, all connections together; a
+                            message past it gets close 1013 [default: {memory_budget}]
   --max-connections N       open WebSockets; more get 503  [default: {max_connections}]
   --max-page-connections N  open page connections; more close the longest idle one,
                             or get 503 when none is idle   [default: {max_page_connections}]
@@ -56,6 +58,7 @@ Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGT
         www = defaults.www.display(),
         max_message_size = defaults.max_message_size,
         max_queue = defaults.max_queue,
+        memory_budget = defaults.memory_budget,
         max_connections = defaults.max_connections,
         max_page_connections = defaults.max_page_connections,
         max_per_address = defaults.max_per_address,
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log_panics_as_one_line();
+    wsecho::return_big_frees_to_the_system();
     if !wsecho::raise_open_file_limit() {
         log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
     }
@@ -145,6 +149,10 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                     "--max-connections",
                 )?
             }
+            Long("memory-budget") => {
+                config.memory_budget =
+                    positive(value(&mut parser, "--memory-budget")?, "--memory-budget")?
+            }
             Long("max-queue") => {
                 config.max_queue = positive(value(&mut parser, "--max-queue")?, "--max-queue")?
             }
@@ -180,6 +188,13 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             }
             _ => return Err(arg.unexpected().to_string()),
         }
+    }
+    if config.max_message_size > config.memory_budget {
+        return Err(format!(
+            "--max-message-size ({}) is larger than --memory-budget ({}): such a message could \
+             never be held; lower the one or raise the other",
+            config.max_message_size, config.memory_budget
+        ));
     }
     Ok(Some(config))
 }
@@ -364,6 +379,7 @@ mod tests {
                 defaults.max_message_size.to_string(),
             ),
             ("--max-queue BYTES", defaults.max_queue.to_string()),
+            ("--memory-budget BYTES", defaults.memory_budget.to_string()),
             ("--max-connections N", defaults.max_connections.to_string()),
             (
                 "--max-page-connections N",
@@ -406,6 +422,8 @@ mod tests {
             "100",
             "--max-queue",
             "200",
+            "--memory-budget",
+            "300",
             "--max-connections",
             "3",
             "--max-page-connections",
@@ -434,6 +452,7 @@ mod tests {
         assert_eq!(config.www, PathBuf::from("/srv/www"));
         assert_eq!(config.max_message_size, 100);
         assert_eq!(config.max_queue, 200);
+        assert_eq!(config.memory_budget, 300);
         assert_eq!(config.max_connections, 3);
         assert_eq!(config.max_page_connections, 4);
         assert_eq!(config.max_per_address, 5);
@@ -453,6 +472,10 @@ mod tests {
                 "--ping-interval takes seconds",
             ),
             (&["--bogus"][..], "--bogus"),
+            (
+                &["--memory-budget", "1000", "--max-message-size", "1001"][..],
+                "--max-message-size (1001) is larger than --memory-budget (1000)",
+            ),
         ] {
             let error = parse(args).unwrap_err();
             assert!(error.contains(says), "{args:?}: {error}");

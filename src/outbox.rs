@@ -5,13 +5,16 @@
 //! before it; whatever the socket does not take is queued (the frame shared, not copied) and
 //! the connection's thread is nudged (see `wake.rs`) to write it when the client reads. The
 //! queue is bounded in bytes: a send that would overflow it closes the connection (1008, the
-//! client reads too slowly), frees the queue, and tells the sender. The connection's thread
+//! client reads too slowly), frees the queue, and tells the sender. A queued frame is also
+//! held against the server's memory budget, once however many queues share it; no room there
+//! closes the connection with 1013. The connection's thread
 //! writes its own frames (tungstenite's) through the same place, so frames never interleave:
 //! whoever writes first finishes its frame before anyone else's bytes go out.
 //!
 //! A connection gets an outbox only when its handler asks for a `Sender`; until then reads and
 //! writes go straight to the socket, as for `/echo`.
 
+use crate::budget::{Budget, Holding};
 use crate::socket::recv_waiting;
 use crate::wake::{self, ThreadHandle, Woken};
 use std::collections::VecDeque;
@@ -19,7 +22,7 @@ use std::fmt;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -40,6 +43,9 @@ pub enum SendError {
     /// The client reads too slowly: its queue overflowed, and the connection is being closed
     /// with 1008.
     TooSlow,
+    /// The server's memory budget had no room to queue the frame: the connection is being
+    /// closed with 1013 (try again later).
+    OverBudget,
 }
 
 impl fmt::Display for SendError {
@@ -47,6 +53,10 @@ impl fmt::Display for SendError {
         match self {
             SendError::Closed => write!(f, "the connection is closed"),
             SendError::TooSlow => write!(f, "the client reads too slowly; it is being closed"),
+            SendError::OverBudget => write!(
+                f,
+                "the server's memory budget has no room to queue this; the client is being closed"
+            ),
         }
     }
 }
@@ -55,7 +65,14 @@ impl std::error::Error for SendError {}
 
 /// A frame, encoded once, to be sent to one client or many.
 #[derive(Clone)]
-pub struct Frames(Arc<[u8]>);
+pub struct Frames(Arc<Encoded>);
+
+struct Encoded {
+    bytes: Box<[u8]>,
+    /// Taken from the memory budget once, when some client's queue first keeps the frame;
+    /// given back when the last clone goes. `None` inside: the budget had no room.
+    held: OnceLock<Option<Holding>>,
+}
 
 impl Frames {
     /// Encode `message` as one unmasked server frame.
@@ -71,7 +88,22 @@ impl Frames {
         let mut out = Vec::with_capacity(frame.len());
         // Writing to a Vec cannot fail.
         let _ = frame.format(&mut out);
-        Frames(out.into())
+        Frames(Arc::new(Encoded {
+            bytes: out.into(),
+            held: OnceLock::new(),
+        }))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+
+    /// Count the frame against `budget` while anyone keeps it; false if it has no room.
+    fn hold(&self, budget: &Arc<Budget>) -> bool {
+        self.0
+            .held
+            .get_or_init(|| Holding::take(budget, self.0.bytes.len()))
+            .is_some()
     }
 }
 
@@ -83,7 +115,7 @@ impl Sender {
 
     /// Send a frame encoded once for many clients (see `Room::broadcast`).
     pub fn send_encoded(&self, frames: &Frames) -> Result<(), SendError> {
-        self.outbox.push(&frames.0)
+        self.outbox.push(frames)
     }
 
     /// Ask the connection to close with `code` and `reason`; its thread does the closing
@@ -133,6 +165,8 @@ pub(crate) trait Membership: Send + Sync {
 pub(crate) enum Interruption {
     /// The queue overflowed: close with 1008.
     TooSlow { limit: usize },
+    /// The memory budget had no room for the queue: close with 1013.
+    OverBudget { limit: usize },
     /// A `Sender` asked to close.
     CloseRequested(CloseCode, String),
 }
@@ -142,6 +176,8 @@ pub(crate) struct Outbox {
     stream: Arc<TcpStream>,
     /// Most bytes queued at once.
     limit: usize,
+    /// What queued frames are held against.
+    budget: Arc<Budget>,
     state: Mutex<State>,
 }
 
@@ -162,11 +198,12 @@ struct State {
 enum Status {
     Open,
     TooSlow,
+    OverBudget,
     Ended,
 }
 
 struct Chunk {
-    bytes: Arc<[u8]>,
+    frames: Frames,
     sent: usize,
 }
 
@@ -175,8 +212,14 @@ impl State {
         match self.status {
             Status::Open if self.close_request.is_none() => Ok(()),
             Status::TooSlow => Err(SendError::TooSlow),
+            Status::OverBudget => Err(SendError::OverBudget),
             _ => Err(SendError::Closed),
         }
+    }
+
+    /// The connection's thread must stop waiting and close.
+    fn must_act(&self) -> bool {
+        matches!(self.status, Status::TooSlow | Status::OverBudget) || self.close_request.is_some()
     }
 
     fn nudge(&self) {
@@ -192,17 +235,23 @@ impl State {
         self.queued = self
             .queue
             .front()
-            .map_or(0, |chunk| chunk.bytes.len() - chunk.sent);
+            .map_or(0, |chunk| chunk.frames.bytes().len() - chunk.sent);
     }
 }
 
 impl Outbox {
-    pub(crate) fn new(id: u64, stream: Arc<TcpStream>, limit: usize) -> Arc<Outbox> {
+    pub(crate) fn new(
+        id: u64,
+        stream: Arc<TcpStream>,
+        limit: usize,
+        budget: Arc<Budget>,
+    ) -> Arc<Outbox> {
         wake::install();
         Arc::new(Outbox {
             id,
             stream,
             limit,
+            budget,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued: 0,
@@ -220,7 +269,8 @@ impl Outbox {
     }
 
     /// From any thread: write `frame` now if the socket takes it, else queue what is left.
-    fn push(&self, frame: &Arc<[u8]>) -> Result<(), SendError> {
+    fn push(&self, frames: &Frames) -> Result<(), SendError> {
+        let frame = frames.bytes();
         let mut state = self.lock();
         state.usable()?;
         let mut sent = 0;
@@ -236,18 +286,25 @@ impl Outbox {
             }
         }
         let left = frame.len() - sent;
-        if state.queued + left > self.limit {
-            state.status = Status::TooSlow;
+        let refused = if state.queued + left > self.limit {
+            Some((Status::TooSlow, SendError::TooSlow))
+        } else if !frames.hold(&self.budget) {
+            Some((Status::OverBudget, SendError::OverBudget))
+        } else {
+            None
+        };
+        if let Some((status, error)) = refused {
+            state.status = status;
             state.drop_unsent();
             state.nudge();
-            return Err(SendError::TooSlow);
+            return Err(error);
         }
         if state.queue.is_empty() {
             // The connection's thread may be waiting only to read: it must write this.
             state.nudge();
         }
         state.queue.push_back(Chunk {
-            bytes: Arc::clone(frame),
+            frames: frames.clone(),
             sent,
         });
         state.queued += left;
@@ -257,11 +314,12 @@ impl Outbox {
     /// Write out what is queued without waiting; true when nothing is left.
     fn flush(&self, state: &mut State) -> io::Result<bool> {
         while let Some(chunk) = state.queue.front_mut() {
-            match send_now(&self.stream, &chunk.bytes[chunk.sent..]) {
+            let bytes = chunk.frames.bytes();
+            match send_now(&self.stream, &bytes[chunk.sent..]) {
                 Ok(n) if n > 0 => {
                     chunk.sent += n;
                     state.queued -= n;
-                    if chunk.sent < chunk.bytes.len() {
+                    if chunk.sent < bytes.len() {
                         return Ok(false);
                     }
                     state.queue.pop_front();
@@ -282,7 +340,7 @@ impl Outbox {
         loop {
             let queued = {
                 let mut state = self.lock();
-                if state.status == Status::TooSlow || state.close_request.is_some() {
+                if state.must_act() {
                     return Err(io::Error::other(Interrupted));
                 }
                 // Never between the halves of our own frame (a write that failed midway).
@@ -337,9 +395,7 @@ impl Outbox {
         {
             let mut state = self.lock();
             // Queued or asked for since we looked: go round again instead of sleeping.
-            if (!writable && !state.queue.is_empty() && !state.owner_mid_frame)
-                || state.status == Status::TooSlow
-                || state.close_request.is_some()
+            if (!writable && !state.queue.is_empty() && !state.owner_mid_frame) || state.must_act()
             {
                 return Ok(());
             }
@@ -358,8 +414,13 @@ impl Outbox {
     pub(crate) fn interruption(&self, error: &io::Error) -> Option<Interruption> {
         error.get_ref()?.downcast_ref::<Interrupted>()?;
         let mut state = self.lock();
-        if state.status == Status::TooSlow {
-            return Some(Interruption::TooSlow { limit: self.limit });
+        match state.status {
+            Status::TooSlow => return Some(Interruption::TooSlow { limit: self.limit }),
+            Status::OverBudget => {
+                let limit = self.budget.limit();
+                return Some(Interruption::OverBudget { limit });
+            }
+            Status::Open | Status::Ended => {}
         }
         let (code, reason) = state.close_request.take()?;
         // Closing from here on: further sends are refused.
@@ -376,7 +437,7 @@ impl Outbox {
                 code,
                 reason: reason.into(),
             })));
-            let _ = send_now(&self.stream, &frame.0);
+            let _ = send_now(&self.stream, frame.bytes());
         }
         state.queue.clear();
         state.queued = 0;

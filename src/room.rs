@@ -107,7 +107,7 @@ impl Room {
             }
             match member.send_encoded(frames) {
                 Ok(()) => delivery.sent += 1,
-                Err(SendError::Closed | SendError::TooSlow) => {
+                Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
                     delivery.dropped += 1;
                     gone.push(id);
                 }

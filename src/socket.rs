@@ -7,11 +7,15 @@
 //! blocking, into a spill buffer and hands it over from there; once the socket has been
 //! drained, the spill buffer is freed, so a connection never waits for data holding it.
 //!
-//! Once the handler asks for a `Sender`, every wait, read and write goes through the
-//! connection's outbox, which shares the socket with the senders (see `outbox.rs`).
+//! What tungstenite reads has passed `Inbound` (see `inbound.rs`), which counts messages
+//! against the memory budget and cuts big frames. Once the handler asks for a `Sender`, every
+//! wait, read and write goes through the connection's outbox, which shares the socket with the
+//! senders (see `outbox.rs`).
 
+use crate::budget::{Budget, Holding};
+use crate::inbound::{Inbound, Source};
 use crate::outbox::Outbox;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
@@ -22,6 +26,12 @@ use std::time::Instant;
 const SPILL: usize = 64 * 1024;
 
 pub struct Socket {
+    raw: Raw,
+    inbound: Inbound,
+}
+
+/// The socket's own bytes, before `Inbound` minds their frames.
+struct Raw {
     stream: Arc<TcpStream>,
     /// Once the handler has asked for a `Sender`: every read and write goes through here.
     outbox: Option<Arc<Outbox>>,
@@ -30,33 +40,58 @@ pub struct Socket {
     spilled_from: usize,
     /// The last read from the socket filled what was asked: more is probably waiting.
     streaming: bool,
+    /// The latest read was handed over from the spill buffer, this many bytes.
+    last_from_spill: usize,
 }
 
 impl Socket {
-    pub fn new(stream: Arc<TcpStream>) -> Socket {
+    /// A socket just upgraded: `early` is what the client sent after its request head; message
+    /// bytes are held against `holding`'s budget.
+    pub fn new(
+        stream: Arc<TcpStream>,
+        early: Vec<u8>,
+        holding: Holding,
+        max_message_size: usize,
+    ) -> Socket {
         Socket {
-            stream,
-            outbox: None,
-            spill: Vec::new(),
-            spilled_from: 0,
-            streaming: false,
+            raw: Raw {
+                stream,
+                outbox: None,
+                spill: early,
+                spilled_from: 0,
+                streaming: false,
+                last_from_spill: 0,
+            },
+            inbound: Inbound::new(holding, max_message_size),
         }
     }
 
     /// From now on, share the socket's writing with `outbox`'s senders.
     pub fn link(&mut self, outbox: Arc<Outbox>) {
-        self.outbox = Some(outbox);
+        self.raw.outbox = Some(outbox);
     }
 
     /// The socket itself, shared.
     pub fn stream(&self) -> Arc<TcpStream> {
-        Arc::clone(&self.stream)
+        Arc::clone(&self.raw.stream)
     }
 
     pub fn outbox(&self) -> Option<&Arc<Outbox>> {
-        self.outbox.as_ref()
+        self.raw.outbox.as_ref()
     }
 
+    /// The memory budget this connection's messages are held against.
+    pub fn budget(&self) -> &Arc<Budget> {
+        self.inbound.holding().budget()
+    }
+
+    /// The budget's account of this connection's messages (see `inbound.rs`).
+    pub fn inbound(&mut self) -> &mut Inbound {
+        &mut self.inbound
+    }
+}
+
+impl Raw {
     /// Wait for data (up to the read timeout) and read it.
     fn read_waiting(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &self.outbox {
@@ -68,7 +103,7 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        if let Some(outbox) = &self.outbox {
+        if let Some(outbox) = &self.raw.outbox {
             outbox.end();
         }
     }
@@ -79,35 +114,44 @@ impl Deref for Socket {
     type Target = TcpStream;
 
     fn deref(&self) -> &TcpStream {
-        &self.stream
+        &self.raw.stream
     }
 }
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inbound.read(&mut self.raw, buf)
+    }
+}
+
+impl Source for Raw {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.last_from_spill = 0;
         if self.spilled_from < self.spill.len() {
             let n = buf.len().min(self.spill.len() - self.spilled_from);
             buf[..n].copy_from_slice(&self.spill[self.spilled_from..self.spilled_from + n]);
             self.spilled_from += n;
-            if self.spilled_from == self.spill.len() && !self.streaming {
-                self.spill = Vec::new();
-                self.spilled_from = 0;
-            }
+            self.last_from_spill = n;
             return Ok(n);
+        }
+        if !self.streaming {
+            // A connection must never sit waiting for data while holding the spill buffer.
+            self.spill = Vec::new();
+            self.spilled_from = 0;
         }
         if !self.streaming || buf.len() >= SPILL {
             let n = self.read_waiting(buf)?;
             self.streaming = n == buf.len();
             return Ok(n);
         }
-        // Take what is already waiting, without blocking: a connection must never sit idle
-        // holding the spill buffer.
+        // Take what is already waiting, without blocking.
         self.spill.resize(SPILL, 0);
         let n = match recv_waiting(&self.stream, &mut self.spill) {
             Ok(n) if n > 0 => n,
             // Nothing waiting, the end, or an error: a plain read waits or reports it.
             _ => {
                 self.spill = Vec::new();
+                self.spilled_from = 0;
                 self.streaming = false;
                 return self.read(buf);
             }
@@ -116,6 +160,19 @@ impl Read for Socket {
         self.spill.truncate(n);
         self.spilled_from = 0;
         self.read(buf)
+    }
+
+    fn unread(&mut self, tail: &[u8]) {
+        if tail.len() <= self.last_from_spill {
+            self.spilled_from -= tail.len();
+        } else {
+            let mut spill = Vec::with_capacity(tail.len() + self.spill.len() - self.spilled_from);
+            spill.extend_from_slice(tail);
+            spill.extend_from_slice(&self.spill[self.spilled_from..]);
+            self.spill = spill;
+            self.spilled_from = 0;
+        }
+        self.last_from_spill = 0;
     }
 }
 
@@ -174,14 +231,41 @@ pub fn is_timeout(error: &io::Error) -> bool {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.outbox {
-            None => (&*self.stream).write(buf),
-            Some(outbox) => outbox.write(buf, self.stream.write_timeout()?),
+        match &self.raw.outbox {
+            None => (&*self.raw.stream).write(buf),
+            Some(outbox) => outbox.write(buf, self.raw.stream.write_timeout()?),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match &self.raw.outbox {
+            None => (&*self.raw.stream).write_vectored(bufs),
+            Some(_) => {
+                let first = bufs.iter().find(|buf| !buf.is_empty());
+                self.write(first.map_or(&[][..], |buf| &buf[..]))
+            }
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.stream).flush()
+        (&*self.raw.stream).flush()
+    }
+}
+
+impl Socket {
+    /// Write `head` then `body`, whole, in one system call when the socket takes it all.
+    pub fn write_both(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            match self.write_vectored(left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -190,11 +274,22 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
+    fn raw(stream: TcpStream) -> Raw {
+        Raw {
+            stream: Arc::new(stream),
+            outbox: None,
+            spill: Vec::new(),
+            spilled_from: 0,
+            streaming: false,
+            last_from_spill: 0,
+        }
+    }
+
     #[test]
     fn hands_over_every_byte_in_order_whatever_the_read_sizes() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut socket = Socket::new(Arc::new(listener.accept().unwrap().0));
+        let mut socket = raw(listener.accept().unwrap().0);
         let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let expected = sent.clone();
         let writing = std::thread::spawn(move || writer.write_all(&sent));
@@ -214,7 +309,7 @@ mod tests {
     fn gives_the_spill_buffer_back_once_the_stream_stops() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut socket = Socket::new(Arc::new(listener.accept().unwrap().0));
+        let mut socket = raw(listener.accept().unwrap().0);
         // Exactly one spill's worth: every read is full, so the socket believes more follows.
         writer.write_all(&vec![7u8; 1024 + SPILL]).unwrap();
         let mut received = 0;
@@ -223,6 +318,7 @@ mod tests {
             received += socket.read(&mut buf).unwrap();
         }
         socket
+            .stream
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let waited = socket.read(&mut buf).unwrap_err();

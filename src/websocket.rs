@@ -5,6 +5,7 @@
 //! it opens and one when it ends.
 
 use crate::accept;
+use crate::budget::{Budget, Holding};
 use crate::config::Config;
 use crate::connection::{About, Connection};
 use crate::escape::escape;
@@ -47,6 +48,7 @@ pub struct Shared {
     shutdown: ShutdownSignal,
     routes: Routes,
     threads: Arc<Pool<Job>>,
+    budget: Arc<Budget>,
 }
 
 impl Shared {
@@ -59,6 +61,7 @@ impl Shared {
         routes: Routes,
     ) -> (Arc<Shared>, Handoff) {
         let (handoff, threads) = threads::pool();
+        let budget = Budget::new(config.memory_budget);
         let shared = Shared {
             config,
             policy_reply,
@@ -66,6 +69,7 @@ impl Shared {
             shutdown,
             routes,
             threads,
+            budget,
         };
         (Arc::new(shared), handoff)
     }
@@ -199,8 +203,9 @@ fn open(
     let early = request.rest().to_vec();
     let request_path = request.path().to_string();
     drop(request);
-    let socket = Socket::new(stream);
-    let ws = WebSocket::from_partially_read(socket, early, Role::Server, Some(ws_config));
+    let holding = Holding::new(&shared.budget);
+    let socket = Socket::new(stream, early, holding, config.max_message_size);
+    let ws = WebSocket::from_raw_socket(socket, Role::Server, Some(ws_config));
     let about = About {
         id,
         peer,

@@ -6,46 +6,9 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::{Ipv4Addr, TcpStream};
 use tungstenite::Message;
 use wsecho::Config;
-
-/// A TCP connection to `target` from `source` (any port).
-fn tcp_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(target) = target else {
-        panic!("IPv4 only")
-    };
-    let address = |addr: SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let (local, remote) = (address(SocketAddrV4::new(source, 0)), address(target));
-    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: a new socket we own, bound and connected with addresses that outlive the calls;
-    // the descriptor is handed to the TcpStream, which closes it.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let stream = TcpStream::from_raw_fd(fd);
-        assert_eq!(
-            libc::bind(fd, (&raw const local).cast(), size),
-            0,
-            "bind 127.0.0.2"
-        );
-        assert_eq!(
-            libc::connect(fd, (&raw const remote).cast(), size),
-            0,
-            "connect"
-        );
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream
-    }
-}
 
 /// The answer head to an upgrade already sent on `stream`.
 fn upgrade_answer_on(stream: &mut TcpStream) -> String {

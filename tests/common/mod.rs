@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -52,7 +53,11 @@ pub fn connect(server: &Server) -> Client {
 
 pub fn connect_to(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::Error> {
     let url = format!("ws://{addr}{path}");
-    match tungstenite::client(url.as_str(), tcp(addr)) {
+    // Whatever the server sends back, however big: the server's limits are under test.
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    match tungstenite::client::client_with_config(url.as_str(), tcp(addr), Some(config)) {
         Ok((client, _response)) => Ok(client),
         Err(tungstenite::HandshakeError::Failure(error)) => Err(error),
         Err(tungstenite::HandshakeError::Interrupted(_)) => {
@@ -90,7 +95,13 @@ pub fn expect_close(client: &mut Client) -> CloseCode {
             Ok(Message::Close(Some(frame))) => return frame.code,
             Ok(Message::Close(None)) => panic!("close frame without a code"),
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(other) => panic!("expected a close frame, got {other:?}"),
+            Ok(other) => {
+                let start: String = format!("{other:?}").chars().take(80).collect();
+                panic!(
+                    "expected a close frame, got {start}... ({} bytes)",
+                    other.len()
+                )
+            }
             Err(error) => panic!("expected a close frame, got error {error}"),
         }
     }
@@ -135,8 +146,13 @@ pub fn status_of(response: &[u8]) -> u16 {
 
 /// A masked client frame (FIN set), as a browser would send it.
 pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    client_fragment(opcode, true, payload)
+}
+
+/// A masked client frame, final or not.
+pub fn client_fragment(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | opcode];
+    let mut frame = vec![u8::from(fin) << 7 | opcode];
     match payload.len() {
         n if n < 126 => frame.push(0x80 | n as u8),
         n if n <= 0xffff => {
@@ -175,9 +191,106 @@ pub fn parse_server_frames(mut bytes: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
     frames
 }
 
+/// Read one server frame from a raw socket: (fin, opcode, payload).
+pub fn read_server_frame(stream: &mut TcpStream) -> std::io::Result<(bool, u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head)?;
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut extended = [0u8; 2];
+            stream.read_exact(&mut extended)?;
+            u16::from_be_bytes(extended) as usize
+        }
+        127 => {
+            let mut extended = [0u8; 8];
+            stream.read_exact(&mut extended)?;
+            u64::from_be_bytes(extended) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload)?;
+    Ok((head[0] & 0x80 != 0, head[0] & 0x0f, payload))
+}
+
+/// A field of /proc/PID/status in KiB, such as `VmRSS` or `VmHWM` (the peak).
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A TCP connection to `target` from `source` (any port).
+pub fn tcp_from(source: Ipv4Addr, target: SocketAddr) -> TcpStream {
+    tcp_socket(source, None, target)
+}
+
+/// A TCP connection whose receive buffer is a few KiB (autotuning off): a client that stops
+/// reading soon stops the server's writes.
+pub fn tcp_reading_little(target: SocketAddr) -> TcpStream {
+    tcp_socket(Ipv4Addr::LOCALHOST, Some(4096), target)
+}
+
+fn tcp_socket(
+    source: Ipv4Addr,
+    receive_buffer: Option<libc::c_int>,
+    target: SocketAddr,
+) -> TcpStream {
+    let SocketAddr::V4(target) = target else {
+        panic!("IPv4 only")
+    };
+    let address = |addr: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (address(SocketAddrV4::new(source, 0)), address(target));
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket we own, set up, bound and connected with values that outlive the
+    // calls; the descriptor is handed to the TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        if let Some(bytes) = receive_buffer {
+            let option_size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const bytes).cast(),
+                option_size,
+            );
+            assert_eq!(set, 0, "SO_RCVBUF");
+        }
+        assert_eq!(
+            libc::bind(fd, (&raw const local).cast(), size),
+            0,
+            "bind {source}"
+        );
+        assert_eq!(
+            libc::connect(fd, (&raw const remote).cast(), size),
+            0,
+            "connect"
+        );
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream
+    }
+}
+
 /// Open a raw socket, upgrade it, and return it past the 101 answer.
 pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
-    let mut stream = tcp(addr);
+    upgraded(tcp(addr))
+}
+
+/// Upgrade a raw socket to /echo, and return it past the 101 answer.
+pub fn upgraded(mut stream: TcpStream) -> TcpStream {
     stream
         .write_all(upgrade_request("/echo", "").as_bytes())
         .unwrap();
@@ -247,6 +360,11 @@ impl Drop for Running {
 /// Start `binary` (the test's `env!("CARGO_BIN_EXE_wsecho")`) on free loopback ports with no
 /// policy listener, and wait (bounded) for the log line that names its WebSocket address.
 pub fn spawn_binary(binary: &str) -> Running {
+    spawn_binary_with(binary, &[])
+}
+
+/// `spawn_binary` with more options.
+pub fn spawn_binary_with(binary: &str, options: &[&str]) -> Running {
     let mut child = Command::new(binary)
         .args([
             "--http",
@@ -260,6 +378,7 @@ pub fn spawn_binary(binary: &str) -> Running {
             "100000",
         ])
         .args(["--www", &www().display().to_string()])
+        .args(options)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,0 +1,573 @@
+//! The client's frames on their way to tungstenite: every data frame's bytes are taken from the
+//! memory budget as soon as its header arrives, and big frames are handed over cut into pieces.
+//!
+//! Why cut: tungstenite makes room for a whole frame in its read buffer before reading it, and
+//! that buffer keeps its size for the rest of the connection. One 15 MiB frame would leave an
+//! idle connection holding 15 MiB. Cut into `PIECE`-sized fragments of the same message
+//! (same opcode first, then continuations; the mask key rotated to each piece's offset, so the
+//! payload passes untouched), no frame tungstenite sees is bigger than a piece; it joins them
+//! into the message as it would join the client's own fragments, checking UTF-8 and the size
+//! limit on the way.
+//!
+//! Only well-formed data frames within `--max-message-size` are counted or cut. Anything else
+//! (control frames, reserved bits or opcodes, unmasked frames, frames over the limit) passes
+//! through untouched, for tungstenite to answer as the protocol says.
+
+use crate::budget::Holding;
+use std::fmt;
+use std::io;
+
+/// The biggest frame tungstenite is handed.
+pub const PIECE: usize = 16 * 1024;
+
+/// The longest frame header: 2 bytes, 8 of extended length, 4 of mask key.
+const MAX_HEADER: usize = 14;
+
+/// Where the client's raw bytes come from, able to take back the end of what it gave last.
+pub trait Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Give `tail`, the last bytes of the latest `read`, again on the next one.
+    fn unread(&mut self, tail: &[u8]);
+}
+
+/// A message the budget has no room for: the connection is closed with 1013.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// The message's size so far, with the frame that did not fit.
+    pub message_bytes: u64,
+    /// What every connection together held at the time.
+    pub in_use: usize,
+    pub limit: usize,
+}
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a message of {} bytes does not fit in the server's memory budget now ({} of {} bytes in use)",
+            self.message_bytes, self.in_use, self.limit
+        )
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+/// The budget refusal inside an I/O error, if that is what it is.
+pub fn over_budget(error: &io::Error) -> Option<&OverBudget> {
+    error.get_ref()?.downcast_ref::<OverBudget>()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    /// Bytes of the header itself.
+    size: usize,
+    payload: u64,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+}
+
+impl Header {
+    /// The header at the start of `bytes`, or `None` while it is incomplete.
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+        let extended = match second & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let masked = second & 0x80 != 0;
+        let size = 2 + extended + if masked { 4 } else { 0 };
+        let header = bytes.get(..size)?;
+        let payload = match extended {
+            0 => u64::from(second & 0x7f),
+            _ => header[2..2 + extended]
+                .iter()
+                .fold(0, |length, &byte| (length << 8) | u64::from(byte)),
+        };
+        let mask = masked.then(|| {
+            let key = &header[size - 4..];
+            [key[0], key[1], key[2], key[3]]
+        });
+        Some(Header {
+            size,
+            payload,
+            fin: first & 0x80 != 0,
+            rsv: first & 0x70,
+            opcode: first & 0x0f,
+            mask,
+        })
+    }
+
+    fn is_data(&self) -> bool {
+        self.opcode <= 2
+    }
+
+    /// Encode into `out`, with the shortest length form; returns the length used.
+    fn write(&self, out: &mut [u8; MAX_HEADER]) -> usize {
+        out[0] = u8::from(self.fin) << 7 | self.rsv | self.opcode;
+        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        let mut at = match self.payload {
+            0..=125 => {
+                out[1] = mask_bit | self.payload as u8;
+                2
+            }
+            126..=0xffff => {
+                out[1] = mask_bit | 126;
+                out[2..4].copy_from_slice(&(self.payload as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                out[1] = mask_bit | 127;
+                out[2..10].copy_from_slice(&self.payload.to_be_bytes());
+                10
+            }
+        };
+        if let Some(key) = self.mask {
+            out[at..at + 4].copy_from_slice(&key);
+            at += 4;
+        }
+        at
+    }
+}
+
+/// The rest of a big frame being handed over in pieces.
+struct Cut {
+    /// Payload bytes of the current piece still to hand over.
+    piece: usize,
+    /// Payload bytes after the current piece.
+    rest: u64,
+    /// The frame's own FIN, for its last piece.
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes in the pieces so far, the current one included (for the mask key's
+    /// rotation).
+    offset: u64,
+}
+
+pub struct Inbound {
+    max_message_size: usize,
+    holding: Holding,
+    /// Payload bytes of the current frame (passed through whole) still to come.
+    skip: u64,
+    cut: Option<Cut>,
+    /// A piece's header not yet handed over: `header[header_at..header_len]`.
+    header: [u8; MAX_HEADER],
+    header_at: usize,
+    header_len: usize,
+    /// Payload bytes of the message under way (data frames since the last final one).
+    message: u64,
+    /// Bytes of messages handed to the application and still held for it: the application
+    /// may be echoing them (see `hold_for_writing`).
+    handed_over: usize,
+    /// The budget refused a message: fail the next read with this.
+    refusal: Option<OverBudget>,
+    /// After a refusal (or a stream that ended mid-header): bytes pass untouched, uncounted.
+    stopped: bool,
+}
+
+impl Inbound {
+    pub fn new(holding: Holding, max_message_size: usize) -> Inbound {
+        Inbound {
+            max_message_size,
+            holding,
+            skip: 0,
+            cut: None,
+            header: [0; MAX_HEADER],
+            header_at: 0,
+            header_len: 0,
+            message: 0,
+            handed_over: 0,
+            refusal: None,
+            stopped: false,
+        }
+    }
+
+    pub fn holding(&self) -> &Holding {
+        &self.holding
+    }
+
+    /// The application has been handed a message of `bytes`: held until `release_delivered`.
+    pub fn delivered(&mut self, bytes: usize) {
+        self.handed_over += bytes;
+    }
+
+    /// The application has finished with the messages it was handed (it asks for the next).
+    pub fn release_delivered(&mut self) {
+        self.holding.shrink(std::mem::take(&mut self.handed_over));
+    }
+
+    /// Hold `bytes` of an outgoing message while it is written: taken over from a message
+    /// handed over (an echo holds no more than the message it answers), the rest from the
+    /// budget. False if the budget has no room.
+    pub fn hold_for_writing(&mut self, bytes: usize) -> bool {
+        let reused = self.handed_over.min(bytes);
+        if !self.holding.grow(bytes - reused) {
+            return false;
+        }
+        self.handed_over -= reused;
+        true
+    }
+
+    /// An outgoing message held by `hold_for_writing` is written (or given up).
+    pub fn written(&mut self, bytes: usize) {
+        self.holding.shrink(bytes);
+    }
+
+    /// The next bytes for tungstenite.
+    pub fn read(&mut self, source: &mut impl Source, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stopped || buf.is_empty() {
+            return source.read(buf);
+        }
+        if let Some(refusal) = self.refusal.take() {
+            self.stopped = true;
+            return Err(io::Error::other(refusal));
+        }
+        if self.header_at < self.header_len {
+            let n = buf.len().min(self.header_len - self.header_at);
+            buf[..n].copy_from_slice(&self.header[self.header_at..self.header_at + n]);
+            self.header_at += n;
+            return Ok(n);
+        }
+        match &mut self.cut {
+            Some(cut) => {
+                let want = buf.len().min(cut.piece);
+                let n = source.read(&mut buf[..want])?;
+                cut.piece -= n;
+                if n > 0 && cut.piece == 0 {
+                    self.next_piece();
+                }
+                Ok(n)
+            }
+            None => self.pass(source, buf),
+        }
+    }
+
+    /// Hand over what the source gives, minding the frame headers in it.
+    fn pass(&mut self, source: &mut impl Source, buf: &mut [u8]) -> io::Result<usize> {
+        let mut end = source.read(buf)?;
+        let mut at = 0;
+        loop {
+            let skipped = self.skip.min((end - at) as u64);
+            self.skip -= skipped;
+            at += skipped as usize;
+            if at == end {
+                return Ok(end);
+            }
+            let Some(header) = Header::parse(&buf[at..end]) else {
+                if at > 0 {
+                    // Hand over the whole frames before it; the header comes whole next time.
+                    source.unread(&buf[at..end]);
+                    return Ok(at);
+                }
+                // Only part of a header so far: wait for the rest behind it.
+                let more = match buf.get_mut(end..) {
+                    Some(room) if !room.is_empty() => source.read(room)?,
+                    _ => 0,
+                };
+                if more == 0 {
+                    // The stream ended (or the caller's buffer is tiny): stop minding frames.
+                    self.stopped = true;
+                    return Ok(end);
+                }
+                end += more;
+                continue;
+            };
+            if !self.admit(&header) {
+                source.unread(&buf[at..end]);
+                if at > 0 {
+                    return Ok(at);
+                }
+                return self.read(source, buf);
+            }
+            if self.cuttable(&header) {
+                source.unread(&buf[at + header.size..end]);
+                self.cut = Some(Cut {
+                    piece: 0,
+                    rest: header.payload,
+                    fin: header.fin,
+                    mask: header.mask,
+                    offset: 0,
+                });
+                self.next_piece_as(header.opcode);
+                if at > 0 {
+                    return Ok(at);
+                }
+                return self.read(source, buf);
+            }
+            at += header.size;
+            self.skip = header.payload;
+        }
+    }
+
+    /// Count a data frame's payload against the budget; false (with the refusal set) if it
+    /// does not fit.
+    fn admit(&mut self, header: &Header) -> bool {
+        if !header.is_data() {
+            return true;
+        }
+        self.message = match header.opcode {
+            0 => self.message.saturating_add(header.payload),
+            _ => header.payload,
+        };
+        // Past the limit tungstenite refuses the message before holding it: nothing to count.
+        if self.message > self.max_message_size as u64 {
+            return true;
+        }
+        if self.holding.grow(header.payload as usize) {
+            return true;
+        }
+        let budget = self.holding.budget();
+        self.refusal = Some(OverBudget {
+            message_bytes: self.message,
+            in_use: budget.in_use(),
+            limit: budget.limit(),
+        });
+        false
+    }
+
+    fn cuttable(&self, header: &Header) -> bool {
+        header.is_data()
+            && header.rsv == 0
+            && header.mask.is_some()
+            && header.payload > PIECE as u64
+            && self.message <= self.max_message_size as u64
+    }
+
+    /// The current piece is handed over: set up the next one, or go back to passing frames.
+    fn next_piece(&mut self) {
+        const CONTINUATION: u8 = 0;
+        self.next_piece_as(CONTINUATION);
+    }
+
+    fn next_piece_as(&mut self, opcode: u8) {
+        let Some(cut) = &mut self.cut else { return };
+        if cut.rest == 0 {
+            self.cut = None;
+            return;
+        }
+        let size = cut.rest.min(PIECE as u64);
+        let rotation = (cut.offset % 4) as usize;
+        let header = Header {
+            size: 0,
+            payload: size,
+            fin: cut.fin && cut.rest == size,
+            rsv: 0,
+            opcode,
+            mask: cut
+                .mask
+                .map(|key| std::array::from_fn(|i| key[(rotation + i) % 4])),
+        };
+        cut.rest -= size;
+        cut.offset += size;
+        cut.piece = size as usize;
+        self.header_len = header.write(&mut self.header);
+        self.header_at = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Budget;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use tungstenite::protocol::{Role, WebSocket};
+    use tungstenite::{Error, Message};
+
+    /// The client's bytes, given in reads of the sizes in `sizes`, over and over.
+    struct Client {
+        bytes: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+        last: usize,
+    }
+
+    impl Source for Client {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.sizes[self.turn % self.sizes.len()];
+            self.turn += 1;
+            let n = buf.len().min(size).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            self.last = n;
+            Ok(n)
+        }
+
+        fn unread(&mut self, tail: &[u8]) {
+            assert!(tail.len() <= self.at, "unread more than was read");
+            assert_eq!(&self.bytes[self.at - tail.len()..self.at], tail);
+            self.at -= tail.len();
+        }
+    }
+
+    /// Inbound between the client and tungstenite; records what tungstenite was handed.
+    struct Wire {
+        client: Client,
+        inbound: Inbound,
+        handed: Vec<u8>,
+    }
+
+    impl Read for Wire {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inbound.read(&mut self.client, buf)?;
+            self.handed.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One masked client frame.
+    fn frame(opcode: u8, fin: bool, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+        let header = Header {
+            size: 0,
+            payload: payload.len() as u64,
+            fin,
+            rsv: 0,
+            opcode,
+            mask: Some(key),
+        };
+        let mut head = [0; MAX_HEADER];
+        let size = header.write(&mut head);
+        let mut out = head[..size].to_vec();
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    fn server(bytes: Vec<u8>, sizes: &[usize], budget: usize, max: usize) -> WebSocket<Wire> {
+        let wire = Wire {
+            client: Client {
+                bytes,
+                at: 0,
+                sizes: sizes.to_vec(),
+                turn: 0,
+                last: 0,
+            },
+            inbound: Inbound::new(Holding::new(&Budget::new(budget)), max),
+            handed: Vec::new(),
+        };
+        let config = tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(1024)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        WebSocket::from_raw_socket(wire, Role::Server, Some(config))
+    }
+
+    /// Every frame header in what tungstenite was handed.
+    fn frames_handed(mut bytes: &[u8]) -> Vec<Header> {
+        let mut headers = Vec::new();
+        while let Some(header) = Header::parse(bytes) {
+            bytes = &bytes[header.size + header.payload as usize..];
+            headers.push(header);
+        }
+        assert!(bytes.is_empty(), "handed bytes end mid-frame");
+        headers
+    }
+
+    #[test]
+    fn big_messages_arrive_whole_whatever_the_reads_with_no_frame_past_a_piece() {
+        let text: String = "héllo wörld ✓ ".repeat(3_000); // multi-byte characters cut anywhere
+        let binary: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+        let part = vec![9u8; 20_001];
+        let mut bytes = frame(1, true, text.as_bytes(), [1, 2, 3, 4]);
+        bytes.extend(frame(2, true, &binary, [0xa0, 0x0b, 0xc0, 0x0d]));
+        bytes.extend(frame(1, true, b"small", [5, 6, 7, 8]));
+        bytes.extend(frame(2, false, &part, [7, 7, 1, 2]));
+        bytes.extend(frame(9, true, b"ping!", [3, 3, 3, 3]));
+        bytes.extend(frame(0, true, &binary[..30_000], [4, 0, 0, 4]));
+        for sizes in [&[usize::MAX][..], &[1, 7, 1024, 3, 65_536, 14], &[13, 2]] {
+            let mut ws = server(bytes.clone(), sizes, 1 << 30, 1 << 20);
+            assert_eq!(ws.read().unwrap(), Message::text(text.clone()));
+            assert_eq!(ws.read().unwrap(), Message::binary(binary.clone()));
+            assert_eq!(ws.read().unwrap(), Message::text("small"));
+            assert_eq!(ws.read().unwrap(), Message::Ping("ping!".into()));
+            let mut joined = part.clone();
+            joined.extend_from_slice(&binary[..30_000]);
+            assert_eq!(ws.read().unwrap(), Message::binary(joined));
+            let headers = frames_handed(&ws.get_ref().handed);
+            assert!(
+                headers.iter().all(|h| h.payload <= PIECE as u64),
+                "{sizes:?}"
+            );
+            assert!(headers.len() > 6, "big frames were cut");
+        }
+    }
+
+    #[test]
+    fn a_message_the_budget_cannot_hold_fails_the_read_and_nothing_stays_held() {
+        let budget_bytes = 50_000;
+        let mut bytes = frame(2, true, &[1; 1000], [1, 1, 1, 1]);
+        bytes.extend(frame(2, false, &[2; 30_000], [1, 1, 1, 1]));
+        bytes.extend(frame(0, true, &[3; 30_000], [1, 1, 1, 1]));
+        let mut ws = server(bytes, &[4096], budget_bytes, 1 << 20);
+        let first = ws.read().unwrap();
+        ws.get_mut().inbound.delivered(first.len());
+        ws.get_mut().inbound.release_delivered();
+        let Err(Error::Io(error)) = ws.read() else {
+            panic!("a message past the budget was read")
+        };
+        let refusal = over_budget(&error).expect("the refusal says why");
+        assert_eq!(refusal.message_bytes, 60_000);
+        assert_eq!(refusal.limit, budget_bytes);
+        let budget = Arc::clone(ws.get_ref().inbound.holding().budget());
+        assert_eq!(budget.in_use(), 30_000 - crate::budget::ALLOWANCE);
+        drop(ws);
+        assert_eq!(
+            budget.in_use(),
+            0,
+            "a closed connection gives everything back"
+        );
+    }
+
+    #[test]
+    fn a_delivered_message_is_given_back_to_the_budget() {
+        let mut bytes = Vec::new();
+        for _ in 0..5 {
+            bytes.extend(frame(2, true, &[7; 40_000], [9, 8, 7, 6]));
+        }
+        // Five 40 KB messages through a 50 KB budget: each is handed on before the next.
+        let mut ws = server(bytes, &[65_536], 50_000, 1 << 20);
+        for _ in 0..5 {
+            let message = ws.read().unwrap();
+            assert_eq!(message.len(), 40_000);
+            ws.get_mut().inbound.delivered(message.len());
+            ws.get_mut().inbound.release_delivered();
+        }
+    }
+
+    #[test]
+    fn what_tungstenite_must_refuse_passes_untouched() {
+        // Over the size limit: refused as too big, without holding it.
+        let mut ws = server(
+            frame(2, true, &[0; 70_000], [1, 2, 3, 4]),
+            &[1024],
+            1000,
+            65_536,
+        );
+        assert!(matches!(ws.read(), Err(Error::Capacity(_))));
+        assert_eq!(ws.get_ref().inbound.holding().budget().in_use(), 0);
+        // RSV1 on a continuation: a protocol error, not cut into pieces.
+        let mut bytes = frame(2, false, &[1; 100], [1, 2, 3, 4]);
+        let mut bad = frame(0, true, &[2; 40_000], [1, 2, 3, 4]);
+        bad[0] |= 0x40;
+        bytes.extend(&bad);
+        let mut ws = server(bytes, &[usize::MAX], 1 << 30, 1 << 20);
+        assert!(matches!(ws.read(), Err(Error::Protocol(_))));
+        // Unmasked: refused as the protocol says.
+        let mut unmasked = frame(2, true, &[], [0; 4]);
+        unmasked[1] &= 0x7f;
+        unmasked.truncate(2);
+        let mut ws = server(unmasked, &[usize::MAX], 1 << 30, 1 << 20);
+        assert!(matches!(ws.read(), Err(Error::Protocol(_))));
+    }
+}
