@@ -503,3 +503,22 @@ fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_shared_by_many_queues_counts_once_until_the_last_lets_go() {
+        let budget = Budget::new(100_000);
+        let frames = Frames::encode(&Message::binary(vec![0u8; 60_000]));
+        let queued: Vec<Frames> = (0..5).map(|_| frames.clone()).collect();
+        assert!(queued.iter().all(|frame| frame.hold(&budget)));
+        assert_eq!(budget.in_use(), frames.bytes().len());
+        let other = Frames::encode(&Message::binary(vec![0u8; 60_000]));
+        assert!(!other.hold(&budget), "a second frame does not fit");
+        drop(frames);
+        drop(queued);
+        assert_eq!(budget.in_use(), 0);
+    }
+}

@@ -133,6 +133,42 @@ fn a_client_that_never_reads_is_closed_when_its_queue_overflows() {
 }
 
 #[test]
+fn frames_queued_for_a_client_that_never_reads_count_against_the_memory_budget() {
+    let (server, handed) = push_server(Config {
+        max_queue: 1 << 30,
+        memory_budget: 2 << 20,
+        max_message_size: 1 << 20,
+        ..config()
+    });
+    let (mut reader, reader_sender) = push_client(&server, &handed);
+    let (mut never_reads, sender) = push_client(&server, &handed);
+    let chunk = Message::binary(vec![0u8; 64 * 1024]);
+    // Bounded: the socket buffers and the 2 MiB budget take a few MiB at most.
+    let refused = (0..2000).find_map(|_| sender.send(chunk.clone()).err());
+    assert_eq!(refused, Some(SendError::OverBudget));
+    assert!(eventually(|| server.open_connections() == 1));
+    // What reached it first is there to read; then the connection ends, with 1013 if the
+    // close frame fitted in the socket (nothing waits on a client that does not read).
+    let mut chunks = 0;
+    loop {
+        match never_reads.read() {
+            Ok(Message::Binary(_)) => chunks += 1,
+            Ok(Message::Close(frame)) => {
+                assert_eq!(frame.map(|frame| frame.code), Some(CloseCode::Again));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(chunks > 0);
+    // The budget is free again for everyone else.
+    reader_sender.send(chunk.clone()).unwrap();
+    assert_eq!(next_message(&mut reader), chunk);
+    server.shutdown();
+}
+
+#[test]
 fn a_sender_can_close_its_connection_and_then_reports_it_closed() {
     let (server, handed) = push_server(config());
     let (mut client, sender) = push_client(&server, &handed);
