@@ -50,7 +50,13 @@ pub fn accept_loop(
 
 /// Answer (503) and log, from the accept thread and without blocking it, a connection that
 /// `why` kept out. `what` names the port's connections in the log; `cap_flag` sets its cap.
-pub fn refuse(stream: &TcpStream, peer: SocketAddr, why: NotAdmitted, what: &str, cap_flag: &str) {
+pub fn refuse(
+    stream: &TcpStream,
+    peer: impl std::fmt::Display,
+    why: NotAdmitted,
+    what: &str,
+    cap_flag: &str,
+) {
     let message = match why {
         NotAdmitted::Full { max } => {
             warn!("refused {peer}: {max} {what} already open ({cap_flag})");

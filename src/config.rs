@@ -2,7 +2,7 @@
 //! timeouts, with the defaults `wsecho --help` shows. Also the small JSON view of the bound
 //! ports that the page fetches as `/config.json`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Origins accepted besides those on the host the client connected to; `*` accepts any.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, for the per-address cap and
+    /// the logs (see `proxy.rs`).
+    pub trusted_proxies: Vec<IpAddr>,
     /// Host names both ports answer for (the `Host` header, without port); any other gets 421.
     /// Empty: every host.
     pub allowed_hosts: Vec<String>,
@@ -73,6 +76,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

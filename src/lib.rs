@@ -22,6 +22,7 @@ mod outbox;
 mod page;
 pub mod ping;
 mod policy;
+mod proxy;
 mod registry;
 mod room;
 mod routes;

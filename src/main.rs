@@ -47,6 +47,9 @@ Options:
                                                            [default: same host only]
   --host NAME               answer only requests for host NAME, others get 421
                             (repeatable; against DNS rebinding) [default: any]
+  --trusted-proxy ADDR      a reverse proxy at ADDR names the client in X-Forwarded-For:
+                            its address counts for --max-per-address and the logs
+                            (repeatable)                   [default: none]
   -h, --help                print this help
   -V, --version             print the version
 
@@ -175,6 +178,9 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                 config.ping_interval = seconds(&mut parser, "--ping-interval")?
             }
             Long("host") => config.allowed_hosts.push(value(&mut parser, "--host")?),
+            Long("trusted-proxy") => config
+                .trusted_proxies
+                .push(value(&mut parser, "--trusted-proxy")?),
             Long("allow-origin") => config
                 .allowed_origins
                 .push(value(&mut parser, "--allow-origin")?),
@@ -396,6 +402,7 @@ mod tests {
             ),
             ("--allow-origin ORIGIN", "same host only".to_string()),
             ("--host NAME", "any".to_string()),
+            ("--trusted-proxy ADDR", "none".to_string()),
         ] {
             let entry = entry(&help, flag);
             assert!(
@@ -442,6 +449,10 @@ mod tests {
             "chat.example",
             "--host",
             "localhost",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "::1",
         ])
         .unwrap()
         .unwrap();
@@ -460,6 +471,12 @@ mod tests {
         assert_eq!(config.ping_interval, Duration::from_secs(7));
         assert_eq!(config.allowed_origins, ["http://a.test", "*"]);
         assert_eq!(config.allowed_hosts, ["chat.example", "localhost"]);
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(proxies, ["127.0.0.1", "::1"]);
     }
 
     #[test]

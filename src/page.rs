@@ -15,12 +15,13 @@
 use crate::accept;
 use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
+use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::shutdown::ShutdownSignal;
 use log::{debug, warn};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -40,6 +41,8 @@ pub struct Site {
     pub shutdown: ShutdownSignal,
     /// Host names answered for; empty: any (`--host`).
     pub allowed_hosts: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<IpAddr>,
     /// How long a request head may take, and how long a connection may idle between requests
     /// or wait for the client to read.
     pub timeout: Duration,
@@ -107,6 +110,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
         return;
     }
     let mut received = Vec::new();
+    let mut first = true;
     loop {
         let request = match next_request(stream, received, ticket, site.timeout) {
             Ok(Some(request)) => request,
@@ -121,11 +125,24 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
                 return;
             }
         };
-        match respond(stream, peer, &request, site) {
+        let client = Client::of(&request, peer, &site.trusted_proxies);
+        // A proxy's connection takes the place of the client its first request names.
+        if first && let Err(why) = ticket.count_as(client.addr.ip()) {
+            accept::refuse(
+                stream,
+                client,
+                why,
+                "page connections",
+                "--max-page-connections",
+            );
+            return;
+        }
+        first = false;
+        match respond(stream, client, &request, site) {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
-                debug!("page: {peer}: cannot send the answer: {error}");
+                debug!("page: {client}: cannot send the answer: {error}");
                 return;
             }
         }
@@ -161,12 +178,7 @@ fn next_request(
 }
 
 /// Answer one request. `Ok(true)` when the connection stays open for the next.
-fn respond(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    request: &Request,
-    site: &Site,
-) -> io::Result<bool> {
+fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> io::Result<bool> {
     let (method, target) = (request.method(), escape(request.target()));
     let checked =
         http::check_host(request, &site.allowed_hosts).and_then(|()| check_request(request));

@@ -7,7 +7,8 @@
 //! (`shutdown(Read)` makes it return at once) instead of waiting for a timeout.
 //!
 //! One address may hold at most `max_per_address` of them, counted from accept (openings
-//! included), so one client cannot take every place.
+//! included), so one client cannot take every place. A trusted proxy's connections are counted
+//! only once its request names the client (`Ticket::count_as`): against that client.
 //!
 //! Connections still in their opening (and Flash policy requests, which never go further) share
 //! a smaller pool, `max_openings` (on the ports that have one): when it is full, the oldest opener of the address holding the
@@ -45,6 +46,8 @@ pub struct Connections {
     max_per_address: usize,
     /// The openers' pool; `None`: connections count as established from accept.
     max_openings: Option<usize>,
+    /// Addresses whose connections carry other clients (`--trusted-proxy`).
+    trusted_proxies: Vec<IpAddr>,
 }
 
 struct State {
@@ -65,6 +68,9 @@ struct Entry {
     /// Since when the connection has been waiting for its client; `None` while it works.
     idle_since: Option<Instant>,
     address: IpAddr,
+    /// The address whose share it takes: its own, or for a trusted proxy's connection the
+    /// client's once known (`None` until then).
+    counted_as: Option<IpAddr>,
     /// When it was admitted, while it is still opening; `None` once established.
     opening_since: Option<Instant>,
 }
@@ -83,6 +89,7 @@ impl Connections {
         max: usize,
         max_per_address: usize,
         max_openings: Option<usize>,
+        trusted_proxies: Vec<IpAddr>,
     ) -> Arc<Connections> {
         let (completion, finished) = crossbeam_channel::bounded(0);
         Arc::new(Connections {
@@ -98,6 +105,7 @@ impl Connections {
             max,
             max_per_address,
             max_openings,
+            trusted_proxies,
         })
     }
 
@@ -113,10 +121,9 @@ impl Connections {
         let Some(completion) = state.completion.clone() else {
             return Err(NotAdmitted::ShuttingDown);
         };
-        if state.per_address.get(&address).copied().unwrap_or(0) >= self.max_per_address {
-            return Err(NotAdmitted::AddressFull {
-                max: self.max_per_address,
-            });
+        let counted_as = (!self.trusted_proxies.contains(&address)).then_some(address);
+        if let Some(address) = counted_as {
+            state.check_address(address, self.max_per_address)?;
         }
         let all_full = state.open.len() >= self.max && !state.evict_longest_idle();
         let pool_full = self.max_openings.filter(|&max| state.openings >= max);
@@ -132,11 +139,14 @@ impl Connections {
             socket: waker,
             idle_since: None,
             address,
+            counted_as,
             opening_since: self.max_openings.map(|_| Instant::now()),
         };
         state.openings += usize::from(entry.opening_since.is_some());
         state.open.insert(id, entry);
-        *state.per_address.entry(address).or_default() += 1;
+        if let Some(address) = counted_as {
+            *state.per_address.entry(address).or_default() += 1;
+        }
         Ok(Ticket {
             id,
             connections: Arc::clone(self),
@@ -184,6 +194,13 @@ impl Connections {
 }
 
 impl State {
+    fn check_address(&self, address: IpAddr, max: usize) -> Result<(), NotAdmitted> {
+        if self.per_address.get(&address).copied().unwrap_or(0) >= max {
+            return Err(NotAdmitted::AddressFull { max });
+        }
+        Ok(())
+    }
+
     /// Close the connection idle longest and forget it (its thread sees the close at once
     /// and ends). False when none is idle.
     fn evict_longest_idle(&mut self) -> bool {
@@ -239,10 +256,12 @@ impl State {
         if entry.idle_since.is_some() {
             self.idle -= 1;
         }
-        if let Some(count) = self.per_address.get_mut(&entry.address) {
+        if let Some(address) = entry.counted_as
+            && let Some(count) = self.per_address.get_mut(&address)
+        {
             *count -= 1;
             if *count == 0 {
-                self.per_address.remove(&entry.address);
+                self.per_address.remove(&address);
             }
         }
         Some(entry)
@@ -259,6 +278,24 @@ impl Ticket {
         {
             state.openings -= 1;
         }
+    }
+
+    /// A trusted proxy's connection now knows its client: count it against that client's
+    /// address (refused if it already holds its share). Any other connection is counted
+    /// already, and this does nothing.
+    pub fn count_as(&self, client: IpAddr) -> Result<(), NotAdmitted> {
+        let mut state = lock(&self.connections.state);
+        let state = &mut *state;
+        let max = self.connections.max_per_address;
+        match state.open.get(&self.id) {
+            Some(entry) if entry.counted_as.is_none() => state.check_address(client, max)?,
+            _ => return Ok(()),
+        }
+        if let Some(entry) = state.open.get_mut(&self.id) {
+            entry.counted_as = Some(client);
+        }
+        *state.per_address.entry(client).or_default() += 1;
+        Ok(())
     }
 
     /// Say whether the connection is waiting for its client to begin a request; an idle one

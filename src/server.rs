@@ -145,10 +145,15 @@ impl Server {
             config.max_connections,
             config.max_per_address,
             Some(config::max_openings(config.max_connections)),
+            config.trusted_proxies.clone(),
         );
         // The page has no openers' pool: its idle connections make room instead.
-        let page_connections =
-            Connections::new(config.max_page_connections, config.max_per_address, None);
+        let page_connections = Connections::new(
+            config.max_page_connections,
+            config.max_per_address,
+            None,
+            config.trusted_proxies.clone(),
+        );
         let flash_fallback = page::has_flash_fallback(&root);
         let site = Arc::new(Site {
             root,
@@ -161,6 +166,7 @@ impl Server {
             shutdown: signal.clone(),
             timeout: config.handshake_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());

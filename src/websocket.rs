@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::connection::{About, Connection};
 use crate::escape::escape;
 use crate::handshake::{self, Opening};
+use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::routes::{Handler, Routes};
 use crate::shutdown::ShutdownSignal;
@@ -171,9 +172,15 @@ fn open(
             return None;
         }
     };
+    // Behind a trusted proxy the client it names takes the place from here on.
+    let client = Client::of(&request, peer, &config.trusted_proxies);
+    if let Err(why) = ticket.count_as(client.addr.ip()) {
+        accept::refuse(&stream, client, why, "connections", "--max-connections");
+        return None;
+    }
     let upgrade = match handshake::check_upgrade(
         &request,
-        peer,
+        client.addr,
         &shared.routes,
         &config.allowed_origins,
         &config.allowed_hosts,
@@ -181,7 +188,7 @@ fn open(
         Ok(upgrade) => upgrade,
         Err(refusal) => {
             warn!(
-                "#{id} {peer}: refused {}: {}",
+                "#{id} {client}: refused {}: {}",
                 refusal.status, refusal.message
             );
             let _ = refusal.write_to(&*stream);
@@ -192,7 +199,7 @@ fn open(
     // Out of the openers' pool before the client can know it is in.
     ticket.established();
     if let Err(error) = (&*stream).write_all(reply.as_bytes()) {
-        warn!("#{id} {peer}: dropped during the handshake: {error}");
+        warn!("#{id} {client}: dropped during the handshake: {error}");
         return None;
     }
     let ws_config = WebSocketConfig::default()
@@ -208,7 +215,7 @@ fn open(
     let ws = WebSocket::from_raw_socket(socket, Role::Server, Some(ws_config));
     let about = About {
         id,
-        peer,
+        peer: client.addr,
         path: request_path,
         protocol: upgrade.protocol,
     };
@@ -222,7 +229,7 @@ fn open(
     ) {
         Ok(connection) => {
             info!(
-                "#{id} open {peer} {} origin={} flash-bridge={}",
+                "#{id} open {client} {} origin={} flash-bridge={}",
                 escape(connection.path()),
                 escape(upgrade.origin.as_deref().unwrap_or("-")),
                 if upgrade.looks_like_flash {
@@ -234,7 +241,7 @@ fn open(
             Some((connection, upgrade.route.handler))
         }
         Err(error) => {
-            warn!("#{id} {peer}: dropped: cannot set socket timeouts ({error})");
+            warn!("#{id} {client}: dropped: cannot set socket timeouts ({error})");
             None
         }
     }
