@@ -1,7 +1,7 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test conformance bench
+.PHONY: run test lint assets build browser-test conformance bench fuzz soak
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
 run: assets
@@ -97,3 +97,36 @@ $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 ## bench: measure wsecho against the floor and its peers; writes BENCHMARKS.md
 bench:
 	python3 tests/bench/run.py
+
+# --- Fuzzing (not part of `make test`; `tests/fuzz_regressions.rs` replays what it keeps) ---
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain
+# build them. Each target runs FUZZ_SECONDS from the kept inputs; a crash or hang stops the run
+# and leaves its input in fuzz/artifacts/TARGET/: fix it, then copy the input into
+# fuzz/regressions/TARGET/ so that `cargo test` replays it for good.
+FUZZ_TARGETS := opening upgrade page_path frames
+FUZZ_SECONDS ?= 120
+
+## fuzz: run each fuzz target for FUZZ_SECONDS (default 120)
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target && cp fuzz/regressions/$$target/* fuzz/corpus/$$target/ && \
+	  echo "fuzz: $$target for $(FUZZ_SECONDS) s" && \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$target corpus/$$target -- \
+	     -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	     2>&1 | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|INFO: Running|==|SUMMARY|artifact_prefix|Test unit written)' ) ; \
+	  if ls fuzz/artifacts/$$target/* >/dev/null 2>&1; then echo "fuzz: $$target found a failure: fuzz/artifacts/$$target/"; exit 1; fi; \
+	done; echo "fuzz: every target ran $(FUZZ_SECONDS) s without a failure"
+
+# --- The soak (not part of `make test`) --------------------------------------------------
+SOAK := tests/soak
+
+## soak: SOAK_SECONDS (default 600) of mixed honest and hostile traffic; writes SOAK.md
+soak: $(SOAK)/.venv/bin/python
+	$(CARGO) build --release --bin wsecho
+	$(SOAK)/.venv/bin/python $(SOAK)/soak.py
+
+$(SOAK)/.venv/bin/python: $(SOAK)/requirements.txt
+	python3 -m venv $(SOAK)/.venv
+	$(SOAK)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(SOAK)/requirements.txt
+	touch $@

@@ -59,7 +59,7 @@ pub fn read_opening(stream: &TcpStream, timeout: Duration) -> Result<Opening, Op
 }
 
 /// `Ok(None)` while more bytes are needed.
-fn parse_opening(received: &mut Vec<u8>) -> Result<Option<Opening>, OpeningError> {
+pub(crate) fn parse_opening(received: &mut Vec<u8>) -> Result<Option<Opening>, OpeningError> {
     if received.first() == Some(&b'<') {
         return match received.iter().position(|&byte| byte == 0) {
             Some(nul) if policy::is_request(&received[..=nul]) => Ok(Some(Opening::PolicyRequest)),

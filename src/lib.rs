@@ -15,6 +15,8 @@ mod config;
 mod connection;
 mod echo;
 mod escape;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod http;
 mod inbound;

@@ -298,7 +298,7 @@ fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
 }
 
 /// The file a URL path names, if it is a regular file inside `root`.
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+pub(crate) fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(url_path)?;
     let relative = decoded.strip_prefix('/')?;
     // Only plain names: nothing starting with `.` (so no `..`, `.`, `.env`), no backslashes,

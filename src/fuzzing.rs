@@ -1,0 +1,246 @@
+//! Entry points for the fuzz targets (`fuzz/`, run by `make fuzz`) and for the replay of their
+//! regression inputs (`tests/fuzz_regressions.rs`). Each takes any bytes at all, must return
+//! without panicking or hanging, and asserts what must hold whatever a client sends.
+
+use crate::budget::{Budget, Holding};
+use crate::handshake::{self, Opening};
+use crate::http::{self, MAX_HEAD_LEN, Refusal};
+use crate::inbound::{Inbound, Source};
+use crate::page;
+use crate::routes::{Refused, Route, Routes};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Error, Message};
+
+/// The first bytes a client sends on the WebSocket port, arriving in pieces (the first byte
+/// sets their size): a policy request, an HTTP head, or a clear refusal, and never more than
+/// a head's worth held while waiting.
+pub fn opening(bytes: &[u8]) {
+    let Some((&split, bytes)) = bytes.split_first() else {
+        return;
+    };
+    let mut received = Vec::new();
+    for piece in bytes.chunks(usize::from(split).max(1)) {
+        received.extend_from_slice(piece);
+        match handshake::parse_opening(&mut received) {
+            Ok(None) => assert!(
+                received.len() <= MAX_HEAD_LEN,
+                "{} bytes held for an unfinished opening",
+                received.len()
+            ),
+            Ok(Some(Opening::PolicyRequest)) => return,
+            Ok(Some(Opening::Http(request))) => {
+                let _ = (request.method(), request.target(), request.path());
+                assert!(request.fields().count() <= 32);
+                return;
+            }
+            Err(error) => {
+                if let Some(refusal) = handshake::refusal_for(&error) {
+                    assert_plain(&refusal);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A whole request head judged as an upgrade, by routes with a check, subprotocols and a
+/// Host allow-list: accepted with a well-formed 101, or refused in one plain line.
+pub fn upgrade(bytes: &[u8]) {
+    let mut received = bytes.to_vec();
+    let Ok(Some(request)) = http::parse_head(&mut received) else {
+        return;
+    };
+    let routes = Routes::new()
+        .route("/echo", |_: &mut crate::Connection| Ok(()))
+        .route(
+            "/game",
+            Route::new(|_: &mut crate::Connection| Ok(()))
+                .protocols(&["v2.game", "v1.game"])
+                .require_protocol()
+                .check(|upgrade| match upgrade.query_param("token") {
+                    Some("secret") => Ok(()),
+                    Some(_) => Err(Refused::forbidden("wrong token")),
+                    None => Err(Refused::unauthorized("add ?token=")),
+                }),
+        );
+    let peer: SocketAddr = ([127, 0, 0, 1], 40_000).into();
+    let origins = ["http://allowed.test".to_string()];
+    let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
+    match handshake::check_upgrade(&request, peer, &routes, &origins, &hosts) {
+        Ok(upgrade) => {
+            let reply = handshake::switching_protocols(&upgrade);
+            let head = reply
+                .strip_suffix("\r\n\r\n")
+                .expect("the 101 ends its head");
+            for line in head.split("\r\n") {
+                assert!(
+                    !line.is_empty() && line.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+                    "a 101 line carries raw client bytes: {line:?}"
+                );
+            }
+        }
+        Err(refusal) => assert_plain(&refusal),
+    }
+}
+
+/// A URL path on the page port: whatever it names is a file inside the page folder, and
+/// nothing hidden.
+pub fn page_path(bytes: &[u8]) {
+    let Ok(path) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let root = page_root();
+    if let Some(file) = page::resolve(&root, path) {
+        let inside = file
+            .strip_prefix(&root)
+            .expect("a file outside the page folder");
+        assert!(
+            !inside
+                .iter()
+                .any(|part| part.as_encoded_bytes().starts_with(b".")),
+            "a hidden file: {file:?}"
+        );
+    }
+}
+
+/// Raw client bytes after the handshake, read in pieces whose sizes come from the first
+/// bytes: tungstenite must see through `Inbound` exactly what it sees without it (the same
+/// messages, then the same kind of failure), with no frame bigger than a piece.
+pub fn frames(bytes: &[u8]) {
+    let Some((sizes, stream)) = bytes.split_at_checked(4) else {
+        return;
+    };
+    let sizes: Vec<usize> = sizes
+        .iter()
+        .map(|&size| usize::from(size) * 7 + 1)
+        .collect();
+    let max = 1 << 20;
+    let direct = replay(Replay::new(stream, vec![usize::MAX]), max);
+    let budget = Budget::new(usize::MAX);
+    let inbound = Inbound::new(Holding::new(&budget), max);
+    let through = replay(Layered(inbound, Replay::new(stream, sizes)), max);
+    assert_eq!(direct.0, through.0, "different messages through Inbound");
+    assert_eq!(direct.1, through.1, "a different failure through Inbound");
+}
+
+fn assert_plain(refusal: &Refusal) {
+    let mut out = Vec::new();
+    refusal.write_to(&mut out).expect("written to memory");
+    let text = String::from_utf8(out).expect("a refusal is UTF-8");
+    for c in text.chars() {
+        assert!(
+            c == '\r' || c == '\n' || !c.is_control(),
+            "a control character in a refusal: {text:?}"
+        );
+    }
+    assert!(!refusal.message.contains(['\r', '\n']), "{refusal:?}");
+}
+
+fn page_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("www")
+        .canonicalize()
+        .expect("the page folder")
+}
+
+/// Messages tungstenite reads from `stream` until it fails, and what kind of failure.
+fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let mut messages = Vec::new();
+    // Bounded: every message takes at least two bytes of the input.
+    loop {
+        match ws.read() {
+            Ok(message) => messages.push(message),
+            Err(error) => return (messages, kind(&error)),
+        }
+    }
+}
+
+/// A failure's kind: where the same fault is found, cut or not, its details may differ (an
+/// invalid UTF-8 sequence is seen in a smaller piece, a size limit by a later check).
+fn kind(error: &Error) -> String {
+    match error {
+        Error::Io(error) => format!("io {:?}", error.kind()),
+        Error::Capacity(_) => "capacity".to_string(),
+        Error::Utf8(_) => "utf-8".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Bytes given in reads of the sizes listed, over and over; writes go nowhere.
+struct Replay<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl<'a> Replay<'a> {
+    fn new(bytes: &'a [u8], sizes: Vec<usize>) -> Replay<'a> {
+        Replay {
+            bytes,
+            at: 0,
+            sizes,
+            turn: 0,
+        }
+    }
+}
+
+impl Source for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        let n = buf.len().min(size).min(self.bytes.len() - self.at);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+
+    fn unread(&mut self, tail: &[u8]) {
+        assert!(tail.len() <= self.at, "unread more than was read");
+        assert_eq!(&self.bytes[self.at - tail.len()..self.at], tail);
+        self.at -= tail.len();
+    }
+}
+
+impl Read for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Source::read(self, buf)
+    }
+}
+
+impl Write for Replay<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `Inbound` over a replay, as the socket has it.
+struct Layered<'a>(Inbound, Replay<'a>);
+
+impl Read for Layered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(&mut self.1, buf)
+    }
+}
+
+impl Write for Layered<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
