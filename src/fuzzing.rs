@@ -123,8 +123,15 @@ pub fn frames(bytes: &[u8]) {
     let inbound = Inbound::new(Holding::new(&budget), max);
     let through = replay(Layered(inbound, Replay::new(stream, sizes)), max);
     assert_eq!(direct.0, through.0, "different messages through Inbound");
-    assert_eq!(direct.1, through.1, "a different failure through Inbound");
+    // A frame cut into pieces may show its fault before its end has arrived: where the bytes
+    // stop mid-frame, tungstenite alone only sees the stream end.
+    let found_sooner = direct.1 == STREAM_ENDED && ["utf-8", "capacity"].contains(&&*through.1);
+    if !found_sooner {
+        assert_eq!(direct.1, through.1, "a different failure through Inbound");
+    }
 }
+
+const STREAM_ENDED: &str = "WebSocket protocol error: Connection reset without closing handshake";
 
 fn assert_plain(refusal: &Refusal) {
     let mut out = Vec::new();
