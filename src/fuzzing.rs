@@ -107,16 +107,16 @@ pub fn page_path(bytes: &[u8]) {
 }
 
 /// Raw client bytes after the handshake, read in pieces whose sizes come from the first
-/// bytes: tungstenite must see through `Inbound` exactly what it sees without it (the same
-/// messages, then the same kind of failure), with no frame bigger than a piece.
+/// bytes (a 0 is a read that times out): tungstenite must see through `Inbound` exactly what
+/// it sees without it (the same messages, then the same kind of failure).
 pub fn frames(bytes: &[u8]) {
     let Some((sizes, stream)) = bytes.split_at_checked(4) else {
         return;
     };
-    let sizes: Vec<usize> = sizes
-        .iter()
-        .map(|&size| usize::from(size) * 7 + 1)
-        .collect();
+    let mut sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) * 7).collect();
+    if sizes.iter().all(|&size| size == 0) {
+        sizes = vec![1];
+    }
     let max = 1 << 20;
     let direct = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
@@ -161,10 +161,12 @@ fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
         .max_frame_size(Some(max));
     let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
     let mut messages = Vec::new();
-    // Bounded: every message takes at least two bytes of the input.
+    // Bounded: every message takes at least two bytes of the input, and a read that times
+    // out is followed by one that does not.
     loop {
         match ws.read() {
             Ok(message) => messages.push(message),
+            Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) => return (messages, kind(&error)),
         }
     }
@@ -204,6 +206,9 @@ impl Source for Replay<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let size = self.sizes[self.turn % self.sizes.len()];
         self.turn += 1;
+        if size == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let n = buf.len().min(size).min(self.bytes.len() - self.at);
         buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
         self.at += n;

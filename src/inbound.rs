@@ -263,7 +263,14 @@ impl Inbound {
                 }
                 // Only part of a header so far: wait for the rest behind it.
                 let more = match buf.get_mut(end..) {
-                    Some(room) if !room.is_empty() => source.read(room)?,
+                    Some(room) if !room.is_empty() => match source.read(room) {
+                        Ok(more) => more,
+                        Err(error) => {
+                            // A timeout, say: the caller drops `buf`, so keep its bytes.
+                            source.unread(&buf[..end]);
+                            return Err(error);
+                        }
+                    },
                     _ => 0,
                 };
                 if more == 0 {
@@ -383,12 +390,17 @@ mod tests {
         sizes: Vec<usize>,
         turn: usize,
         last: usize,
+        /// A read size of 0 here means: this read times out.
+        timeouts: bool,
     }
 
     impl Source for Client {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let size = self.sizes[self.turn % self.sizes.len()];
             self.turn += 1;
+            if self.timeouts && size == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = buf.len().min(size).min(self.bytes.len() - self.at);
             buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
             self.at += n;
@@ -452,6 +464,7 @@ mod tests {
                 sizes: sizes.to_vec(),
                 turn: 0,
                 last: 0,
+                timeouts: sizes.contains(&0),
             },
             inbound: Inbound::new(Holding::new(&Budget::new(budget)), max),
             handed: Vec::new(),
@@ -501,6 +514,23 @@ mod tests {
             );
             assert!(headers.len() > 6, "big frames were cut");
         }
+    }
+
+    #[test]
+    fn read_timeouts_anywhere_lose_no_byte() {
+        let binary: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+        let mut bytes = frame(2, true, &binary, [1, 2, 3, 4]);
+        bytes.extend(frame(1, true, b"after", [5, 6, 7, 8]));
+        // Reads of 1 and 3 bytes with timeouts between: headers arrive in parts.
+        let mut ws = server(bytes, &[1, 0, 3, 0, 0, 5000, 0], 1 << 30, 1 << 20);
+        let mut read = || loop {
+            match ws.read() {
+                Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other.unwrap(),
+            }
+        };
+        assert_eq!(read(), Message::binary(binary.clone()));
+        assert_eq!(read(), Message::text("after"));
     }
 
     #[test]
