@@ -19,7 +19,7 @@ use crate::socket::recv_waiting;
 use crate::wake::{self, ThreadHandle, Woken};
 use std::collections::VecDeque;
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -356,21 +356,27 @@ impl Outbox {
         }
     }
 
-    /// The connection's thread: write its own bytes (whole frames from tungstenite), after
-    /// whatever is queued before them, waiting (at most `timeout`) while the client is slow.
-    pub(crate) fn write(&self, buf: &[u8], timeout: Option<Duration>) -> io::Result<usize> {
+    /// The connection's thread: write its own bytes (whole frames, from tungstenite or from
+    /// `Connection::send`, whose big frames come as a header and a payload), after whatever is
+    /// queued before them, waiting (at most `timeout`) while the client is slow.
+    pub(crate) fn write(
+        &self,
+        bufs: &[IoSlice<'_>],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|buf| buf.len()).sum();
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         loop {
             {
                 let mut state = self.lock();
                 if state.owner_mid_frame || self.flush(&mut state)? {
-                    let n = match send_now(&self.stream, buf) {
+                    let n = match send_slices_now(&self.stream, bufs) {
                         Ok(n) => n,
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
                         Err(error) => return Err(error),
                     };
                     if n > 0 {
-                        state.owner_mid_frame = n < buf.len();
+                        state.owner_mid_frame = n < total;
                         return Ok(n);
                     }
                 }
@@ -484,6 +490,27 @@ impl fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
+fn send_slices_now(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an IoSlice has the layout of an iovec (std guarantees it on Unix); sendmsg
+    // reads at most the slices' bytes, which we borrow, on a descriptor `stream` keeps open.
+    let n = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = bufs.as_ptr().cast_mut().cast();
+        message.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(
+            stream.as_raw_fd(),
+            &message,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
 
 /// `send` with MSG_DONTWAIT: what the socket takes now, or `WouldBlock`.
 fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {

@@ -233,17 +233,14 @@ impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.raw.outbox {
             None => (&*self.raw.stream).write(buf),
-            Some(outbox) => outbox.write(buf, self.raw.stream.write_timeout()?),
+            Some(outbox) => outbox.write(&[IoSlice::new(buf)], self.raw.stream.write_timeout()?),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match &self.raw.outbox {
             None => (&*self.raw.stream).write_vectored(bufs),
-            Some(_) => {
-                let first = bufs.iter().find(|buf| !buf.is_empty());
-                self.write(first.map_or(&[][..], |buf| &buf[..]))
-            }
+            Some(outbox) => outbox.write(bufs, self.raw.stream.write_timeout()?),
         }
     }
 

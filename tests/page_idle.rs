@@ -18,6 +18,22 @@ fn page_threads() -> usize {
         .count()
 }
 
+/// What each page thread is doing (its kernel wait channel and system call), to tell why
+/// one is still there.
+fn page_thread_states() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            (comm.trim() == "page-conn").then(|| {
+                let read = |name| std::fs::read_to_string(path.join(name)).unwrap_or_default();
+                format!("wchan={} syscall={}", read("wchan"), read("syscall").trim())
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn idle_connections_cannot_keep_visitors_out_and_are_closed_after_the_timeout() {
     assert!(wsecho::raise_open_file_limit());
@@ -51,7 +67,8 @@ fn idle_connections_cannot_keep_visitors_out_and_are_closed_after_the_timeout() 
     assert_eq!(
         page_threads(),
         0,
-        "page threads left after their connections closed"
+        "page threads left after their connections closed: {:?}",
+        page_thread_states()
     );
     server.shutdown();
 }

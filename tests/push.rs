@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 use tungstenite::Message;
@@ -107,6 +108,60 @@ fn frames_from_one_sender_keep_their_order_while_others_send_too() {
     for writer in writers {
         writer.join().unwrap();
     }
+    server.shutdown();
+}
+
+#[test]
+fn big_replies_and_pushes_from_other_threads_never_interleave_mid_frame() {
+    // The handler answers each message with a big reply (written as header and payload)
+    // while another thread pushes small frames through the same connection's Sender, as fast
+    // as it can, until the replies are done.
+    let handler = |client: &mut Connection| -> Result<(), Error> {
+        let sender = client.sender();
+        let replying = Arc::new(AtomicBool::new(true));
+        let still_replying = Arc::clone(&replying);
+        let pusher = thread::spawn(move || {
+            let mut n = 0;
+            while still_replying.load(Ordering::Relaxed)
+                && sender.send(Message::text(format!("push {n}"))).is_ok()
+            {
+                n += 1;
+            }
+        });
+        for _ in 0..50 {
+            let Some(message) = client.receive()? else {
+                break;
+            };
+            client.send(Message::binary(message.into_data().repeat(5000)))?;
+        }
+        replying.store(false, Ordering::Relaxed);
+        pusher.join().unwrap();
+        while client.receive()?.is_some() {}
+        Ok(())
+    };
+    let server = Server::start_with(config(), Routes::new().route("/mixed", handler)).unwrap();
+    let mut client = connect_to(server.ws_addr(), "/mixed").unwrap();
+    let (mut pushes, mut replies) = (0, 0);
+    for n in 0..50u8 {
+        client.send(Message::binary(vec![n; 20])).unwrap();
+        // Each reply, whole, then on to the next.
+        loop {
+            match next_message(&mut client) {
+                Message::Text(text) => {
+                    assert_eq!(text.as_str(), format!("push {pushes}"));
+                    pushes += 1;
+                }
+                Message::Binary(data) => {
+                    assert_eq!(data.len(), 100_000);
+                    assert!(data.iter().all(|&byte| byte == replies), "reply {replies}");
+                    replies += 1;
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(replies, 50);
     server.shutdown();
 }
 
