@@ -57,11 +57,12 @@ pub fn over_budget(error: &io::Error) -> Option<&OverBudget> {
     error.get_ref()?.downcast_ref::<OverBudget>()
 }
 
+/// A frame header as the client sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Header {
+pub(crate) struct Header {
     /// Bytes of the header itself.
-    size: usize,
-    payload: u64,
+    pub size: usize,
+    pub payload: u64,
     fin: bool,
     rsv: u8,
     opcode: u8,
@@ -70,7 +71,7 @@ struct Header {
 
 impl Header {
     /// The header at the start of `bytes`, or `None` while it is incomplete.
-    fn parse(bytes: &[u8]) -> Option<Header> {
+    pub fn parse(bytes: &[u8]) -> Option<Header> {
         let (&first, &second) = (bytes.first()?, bytes.get(1)?);
         let extended = match second & 0x7f {
             126 => 2,
