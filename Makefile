@@ -3,9 +3,10 @@ CARGO ?= cargo
 
 .PHONY: run test lint assets build browser-test conformance bench fuzz soak
 
-## run: fetch the Flash fallback if missing, build and start wsecho with its defaults
+## run: fetch the Flash fallback if missing, build and start wsecho with its defaults, serving
+## the checkout's www/ (so that the fallback is there, and page edits show without a rebuild)
 run: assets
-	$(CARGO) run --release --bin wsecho --
+	$(CARGO) run --release --bin wsecho -- --www www
 
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets

@@ -24,8 +24,8 @@ pub struct Config {
     pub policy_port: Option<u16>,
     /// The `domain` the Flash policy grants.
     pub policy_domain: String,
-    /// The folder the page is served from.
-    pub www: PathBuf,
+    /// The folder the page is served from; `None`: the page built into the binary.
+    pub www: Option<PathBuf>,
     /// Largest message (and frame) accepted; larger ones get close 1009.
     pub max_message_size: usize,
     /// Most bytes queued for one client by `Sender`s (pushes and broadcasts it has not read
@@ -65,7 +65,7 @@ impl Default for Config {
             ws: SocketAddr::from(([127, 0, 0, 1], 8087)),
             policy_port: Some(843),
             policy_domain: "*".to_string(),
-            www: PathBuf::from("www"),
+            www: None,
             max_message_size: 16 << 20,
             max_queue: 1 << 20,
             memory_budget: 256 << 20,

@@ -14,6 +14,7 @@ mod chat;
 mod config;
 mod connection;
 mod echo;
+mod embedded;
 mod escape;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -28,7 +28,7 @@ Options:
   --policy-port PORT        Flash policy port on the --ws address; 0 turns it off
                                                            [default: {policy_port}]
   --policy-domain DOMAIN    domain the Flash policy grants [default: {policy_domain}]
-  --www DIR                 folder the page is served from [default: {www}]
+  --www DIR                 serve the page from DIR        [default: built in]
   --max-message-size BYTES  larger messages get close 1009 [default: {max_message_size}]
   --max-queue BYTES         bytes waiting for one slow client (pushes, broadcasts);
                             more close it with 1008        [default: {max_queue}]
@@ -58,7 +58,6 @@ Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGT
         http = defaults.http,
         ws = defaults.ws,
         policy_domain = defaults.policy_domain,
-        www = defaults.www.display(),
         max_message_size = defaults.max_message_size,
         max_queue = defaults.max_queue,
         memory_budget = defaults.memory_budget,
@@ -139,7 +138,7 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                 config.policy_port = (port != 0).then_some(port);
             }
             Long("policy-domain") => config.policy_domain = value(&mut parser, "--policy-domain")?,
-            Long("www") => config.www = value::<PathBuf>(&mut parser, "--www")?,
+            Long("www") => config.www = Some(value::<PathBuf>(&mut parser, "--www")?),
             Long("max-message-size") => {
                 config.max_message_size = positive(
                     value(&mut parser, "--max-message-size")?,
@@ -379,7 +378,7 @@ mod tests {
                 defaults.policy_port.unwrap().to_string(),
             ),
             ("--policy-domain DOMAIN", defaults.policy_domain.clone()),
-            ("--www DIR", defaults.www.display().to_string()),
+            ("--www DIR", "built in".to_string()),
             (
                 "--max-message-size BYTES",
                 defaults.max_message_size.to_string(),
@@ -460,7 +459,7 @@ mod tests {
         assert_eq!(config.ws.to_string(), "[::1]:2");
         assert_eq!(config.policy_port, None);
         assert_eq!(config.policy_domain, "example.com");
-        assert_eq!(config.www, PathBuf::from("/srv/www"));
+        assert_eq!(config.www, Some(PathBuf::from("/srv/www")));
         assert_eq!(config.max_message_size, 100);
         assert_eq!(config.max_queue, 200);
         assert_eq!(config.memory_budget, 300);

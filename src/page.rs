@@ -13,6 +13,7 @@
 //! `.` (`.env`, `.git`).
 
 use crate::accept;
+use crate::embedded;
 use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
 use crate::proxy::Client;
@@ -32,8 +33,8 @@ const PAGE_STACK: usize = 128 * 1024;
 
 /// Everything the page's threads share.
 pub struct Site {
-    /// The canonical page folder.
-    pub root: PathBuf,
+    /// The canonical page folder (`--www`); `None`: the page built into the binary.
+    pub folder: Option<PathBuf>,
     /// The body of `/config.json`.
     pub config_json: String,
     /// Open page connections, apart from the WebSocket port's.
@@ -195,6 +196,7 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
     debug!("page: {peer} {method} {target} -> {}", answer.status);
     let length = match &answer.body {
         Body::Text(text) => text.len() as u64,
+        Body::Bytes(bytes) => bytes.len() as u64,
         Body::File(_, length) => *length,
     };
     let head = http::response_head(answer.status, answer.content_type, length, keep_alive, None);
@@ -202,6 +204,10 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
     match answer.body {
         _ if method == "HEAD" => out.write_all(head.as_bytes())?,
         Body::Text(text) => out.write_all((head + text).as_bytes())?,
+        Body::Bytes(bytes) => {
+            out.write_all(head.as_bytes())?;
+            out.write_all(bytes)?;
+        }
         Body::File(file, length) => {
             out.write_all(head.as_bytes())?;
             // A file, straight to the socket (sendfile on Linux); a write that makes no
@@ -266,6 +272,8 @@ struct Answer<'a> {
 
 enum Body<'a> {
     Text(&'a str),
+    /// A file built into the binary.
+    Bytes(&'static [u8]),
     /// A file and the length it had when opened.
     File(File, u64),
 }
@@ -278,7 +286,17 @@ fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
             body: Body::Text(&site.config_json),
         };
     }
-    let opened = resolve(&site.root, path).and_then(|file| {
+    let Some(root) = &site.folder else {
+        return match embedded::find(path) {
+            Some((name, bytes)) => Answer {
+                status: 200,
+                content_type: content_type(Path::new(name)),
+                body: Body::Bytes(bytes),
+            },
+            None => not_found(),
+        };
+    };
+    let opened = resolve(root, path).and_then(|file| {
         let opened = File::open(&file).ok()?;
         let length = opened.metadata().ok()?.len();
         Some((opened, length, content_type(&file)))
@@ -289,11 +307,15 @@ fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
             content_type,
             body: Body::File(file, length),
         },
-        None => Answer {
-            status: 404,
-            content_type: "text/plain; charset=utf-8",
-            body: Body::Text("not found\n"),
-        },
+        None => not_found(),
+    }
+}
+
+fn not_found() -> Answer<'static> {
+    Answer {
+        status: 404,
+        content_type: "text/plain; charset=utf-8",
+        body: Body::Text("not found\n"),
     }
 }
 

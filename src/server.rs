@@ -75,8 +75,8 @@ impl fmt::Display for StartError {
             ),
             StartError::Www { path, source } => write!(
                 f,
-                "cannot use the page folder {}: {source}; run from the project folder \
-                 or pass --www DIR",
+                "cannot use the page folder {}: {source}; give --www an existing folder, \
+                 or leave --www out to serve the built-in page",
                 path.display()
             ),
             StartError::Io(source) => write!(f, "cannot start: {source}"),
@@ -121,13 +121,13 @@ impl Server {
 
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
     pub fn start_with(config: Config, routes: Routes) -> Result<Server, StartError> {
-        let root = config
-            .www
-            .canonicalize()
-            .map_err(|source| StartError::Www {
-                path: config.www.clone(),
+        let folder = match &config.www {
+            Some(www) => Some(www.canonicalize().map_err(|source| StartError::Www {
+                path: www.clone(),
                 source,
-            })?;
+            })?),
+            None => None,
+        };
         let ws_listener = bind(config.ws, "WebSocket listener", "--ws")?;
         let ws_addr = ws_listener.local_addr()?;
         let policy_listener = config
@@ -154,9 +154,9 @@ impl Server {
             None,
             config.trusted_proxies.clone(),
         );
-        let flash_fallback = page::has_flash_fallback(&root);
+        let flash_fallback = folder.as_deref().is_some_and(page::has_flash_fallback);
         let site = Arc::new(Site {
-            root,
+            folder,
             config_json: config::page_config_json(
                 ws_addr.port(),
                 policy_addr.map(|a| a.port()),
@@ -202,12 +202,17 @@ impl Server {
         if let Some(addr) = policy_addr {
             info!("Flash policy: {addr}");
         }
-        if !flash_fallback {
-            warn!(
+        match (&site.folder, flash_fallback) {
+            (_, true) => {}
+            (Some(folder), false) => warn!(
                 "Flash fallback unavailable: web-socket-js is not in {}/vendor; run `make assets` \
                  (browsers with native WebSocket are not affected)",
-                site.root.display()
-            );
+                folder.display()
+            ),
+            (None, false) => info!(
+                "serving the built-in page; for the Flash fallback run `make assets` and pass \
+                 --www www (browsers with native WebSocket need neither)"
+            ),
         }
         Ok(Server {
             ws_addr,

@@ -131,7 +131,33 @@ fn a_missing_page_folder_says_what_to_do_and_exits_1() {
     let output = run(wsecho().args(["--www", "/nonexistent/wsecho-www", "--ws", "127.0.0.1:0"]));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("--www DIR"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/wsecho-www"), "{stderr}");
+    assert!(stderr.contains("leave --www out"), "{stderr}");
+}
+
+#[test]
+fn without_www_it_serves_its_built_in_page_from_any_folder() {
+    let elsewhere = std::env::temp_dir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    command.current_dir(&elsewhere);
+    let server = spawn_command(command, &[]);
+    for (path, file) in [("/", "index.html"), ("/chat.js", "chat.js")] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let answer = raw_exchange(server.http, request.as_bytes());
+        assert_eq!(status_of(&answer), 200);
+        let expected = std::fs::read(www().join(file)).unwrap();
+        assert!(answer.ends_with(&expected), "{path} is not www/{file}");
+    }
+    let config = raw_exchange(
+        server.http,
+        b"GET /config.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    let config = String::from_utf8_lossy(&config);
+    assert!(config.contains("\"flashFallback\":false"), "{config}");
+    let mut client = connect_to(server.ws, "/echo").expect("upgrade");
+    client.send(Message::text("built in")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("built in"));
 }
 
 /// Log lines until one contains `needle` (bounded by PATIENCE per line).

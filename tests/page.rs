@@ -40,7 +40,7 @@ fn get(server: &wsecho::Server, method: &str, path: &str) -> (u16, String, Strin
 
 fn serve(name: &str) -> wsecho::Server {
     start(Config {
-        www: site(name),
+        www: Some(site(name)),
         ..config()
     })
 }
@@ -135,7 +135,7 @@ fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
     let www = site("config");
     let server = start(Config {
         policy_port: Some(0),
-        www: www.clone(),
+        www: Some(www.clone()),
         ..config()
     });
     let (status, head, body) = get(&server, "GET", "/config.json");
@@ -153,7 +153,10 @@ fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
     for file in ["web_socket.js", "swfobject.js", "WebSocketMain.swf"] {
         fs::write(www.join("vendor").join(file), file).unwrap();
     }
-    let server = start(Config { www, ..config() });
+    let server = start(Config {
+        www: Some(www),
+        ..config()
+    });
     let body = get(&server, "GET", "/config.json").2;
     assert!(
         body.contains("\"policyPort\":null,\"flashFallback\":true"),

@@ -230,7 +230,7 @@ fn site_with_a_large_file() -> PathBuf {
 fn past_the_cap_with_nobody_idle_gets_503() {
     let www = site_with_a_large_file();
     let server = start(Config {
-        www: www.clone(),
+        www: Some(www.clone()),
         max_page_connections: 3,
         ..config()
     });
@@ -275,7 +275,10 @@ fn dotfiles_and_dot_folders_are_not_served() {
     fs::write(www.join(".env"), "SECRET=1").unwrap();
     fs::write(www.join(".git/config"), "SECRET=2").unwrap();
     std::os::unix::fs::symlink(".env", www.join("env.txt")).unwrap();
-    let server = start(Config { www, ..config() });
+    let server = start(Config {
+        www: Some(www),
+        ..config()
+    });
     for path in [
         "/.env",
         "/%2eenv",

@@ -14,7 +14,6 @@ const { chromium } = require("playwright-core");
 const { spawn } = require("child_process");
 const fs = require("fs");
 const net = require("net");
-const os = require("os");
 const path = require("path");
 const readline = require("readline");
 
@@ -35,9 +34,11 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-// Start wsecho on free ports; resolve once its log names the page and WebSocket addresses.
-function startWsecho(extraArgs) {
-  const args = ["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0", ...extraArgs];
+// Start wsecho on free ports, serving the page folder `www` (null: the page built into the
+// binary); resolve once its log names the page and WebSocket addresses.
+function startWsecho(extraArgs, www = path.join(ROOT, "www")) {
+  const page = www === null ? [] : ["--www", www];
+  const args = ["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0", ...page, ...extraArgs];
   const child = spawn(WSECHO, args, { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] });
   const server = { child, log: [], pageUrl: null, wsPort: null };
   const ready = new Promise((resolve, reject) => {
@@ -238,13 +239,9 @@ const tests = [
   {
     name: "no-flash-assets",
     async run(browser, cleanup) {
-      // The shipped page without vendor/: what a server where `make assets` failed serves.
-      const www = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-www-"));
-      cleanup.push(() => fs.rmSync(www, { recursive: true, force: true }));
-      for (const file of fs.readdirSync(path.join(ROOT, "www"))) {
-        if (file !== "vendor") fs.copyFileSync(path.join(ROOT, "www", file), path.join(www, file));
-      }
-      const server = await startWsecho(["--www", www]);
+      // The page built into the binary, which never has the Flash fallback's files: what an
+      // installed wsecho serves without --www.
+      const server = await startWsecho([], null);
       cleanup.push(() => stop(server.child));
       const page = await newPage(browser);
       await page.goto(`${server.pageUrl}?flash=1`);

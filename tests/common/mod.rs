@@ -29,7 +29,7 @@ pub fn config() -> Config {
         http: "127.0.0.1:0".parse().unwrap(),
         ws: "127.0.0.1:0".parse().unwrap(),
         policy_port: None,
-        www: www(),
+        www: Some(www()),
         max_per_address: usize::MAX,
         ..Config::default()
     }
@@ -365,7 +365,15 @@ pub fn spawn_binary(binary: &str) -> Running {
 
 /// `spawn_binary` with more options.
 pub fn spawn_binary_with(binary: &str, options: &[&str]) -> Running {
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command.args(["--www", &www().display().to_string()]);
+    spawn_command(command, options)
+}
+
+/// `command` (a `wsecho` binary) on free loopback ports with no policy listener, its
+/// per-address cap lifted, and `options`; waits for its log to name its addresses.
+pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
+    let mut child = command
         .args([
             "--http",
             "127.0.0.1:0",
@@ -377,7 +385,6 @@ pub fn spawn_binary_with(binary: &str, options: &[&str]) -> Running {
             "--max-per-address",
             "100000",
         ])
-        .args(["--www", &www().display().to_string()])
         .args(options)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -36,7 +36,7 @@ def start_wsecho(binary):
         stderr=subprocess.PIPE,
         text=True,
         env={"RUST_LOG": "warn,wsecho::server=info"},
-        cwd=Path(__file__).resolve().parents[2],  # the default page folder is ./www
+        cwd=Path(__file__).resolve().parents[2],
     )
     found = {}
     log = []
