@@ -1,7 +1,7 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test conformance bench fuzz soak
+.PHONY: run test lint assets build browser-test conformance metrics-test bench fuzz soak
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults, serving
 ## the checkout's www/ (so that the fallback is there, and page edits show without a rebuild)
@@ -12,6 +12,7 @@ run: assets
 test: lint assets
 	$(CARGO) test
 	$(MAKE) --no-print-directory browser-test
+	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory conformance
 
 lint:
@@ -98,6 +99,19 @@ $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 ## bench: measure wsecho against the floor and its peers; writes BENCHMARKS.md
 bench:
 	python3 tests/bench/run.py
+
+# --- /metrics, read by a real Prometheus parser (PyPI prometheus_client, pinned) ----------
+METRICS := tests/metrics
+
+## metrics-test: known traffic, then every count in /metrics checked
+metrics-test: $(METRICS)/.venv/bin/python
+	$(CARGO) build --release --quiet
+	timeout 120 $(METRICS)/.venv/bin/python $(METRICS)/check.py target/release/wsecho
+
+$(METRICS)/.venv/bin/python: $(METRICS)/requirements.txt
+	python3 -m venv $(METRICS)/.venv
+	$(METRICS)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(METRICS)/requirements.txt
+	touch $@
 
 # --- Fuzzing (not part of `make test`; `tests/fuzz_regressions.rs` replays what it keeps) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain

@@ -2,6 +2,7 @@
 //! does not admit, and the way shutdown wakes the loop.
 
 use crate::http::Refusal;
+use crate::metrics::Metrics;
 use crate::registry::NotAdmitted;
 use crate::shutdown::ShutdownSignal;
 use log::{info, warn};
@@ -54,9 +55,11 @@ pub fn refuse(
     stream: &TcpStream,
     peer: impl std::fmt::Display,
     why: NotAdmitted,
+    metrics: &Metrics,
     what: &str,
     cap_flag: &str,
 ) {
+    metrics.refused(why.reason());
     let message = match why {
         NotAdmitted::Full { max } => {
             warn!("refused {peer}: {max} {what} already open ({cap_flag})");

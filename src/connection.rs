@@ -7,6 +7,7 @@
 //! the server shuts down, and counts of what went each way.
 
 use crate::inbound::{OverBudget, PIECE, over_budget};
+use crate::metrics::Metrics;
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
@@ -91,6 +92,9 @@ pub struct Connection {
     /// Most bytes a `Sender` may have queued for this client.
     max_queue: usize,
     traffic: Traffic,
+    /// What of `traffic` `/metrics` has been told.
+    reported: Traffic,
+    metrics: Arc<Metrics>,
     ending: Ending,
 }
 
@@ -103,6 +107,7 @@ impl Connection {
         max_message_size: usize,
         max_queue: usize,
         shutdown: ShutdownSignal,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Connection> {
         ws.get_ref().set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
@@ -116,6 +121,8 @@ impl Connection {
             max_message_size,
             max_queue,
             traffic: Traffic::default(),
+            reported: Traffic::default(),
+            metrics,
             ending: Ending::Open,
         })
     }
@@ -297,6 +304,7 @@ impl Connection {
     /// `linger`) for the client's reply; then stop writing and wait out the client's hang-up,
     /// so that our close frame is read before the socket goes.
     pub(crate) fn finish(mut self, linger: Duration) {
+        self.report_traffic();
         if self.ending == Ending::Open {
             let _ = self.close(CloseCode::Normal, "");
         }
@@ -334,6 +342,9 @@ impl Connection {
                 format!("server memory budget ({limit} bytes) full; try again later"),
             ),
         };
+        if code == CloseCode::Again {
+            self.metrics.refused("memory");
+        }
         warn!(
             "#{} closing with {}: {reason}",
             self.about.id,
@@ -347,8 +358,21 @@ impl Connection {
         Ok(None)
     }
 
+    /// Add what moved since the last report to the server's counts.
+    fn report_traffic(&mut self) {
+        let (now, before) = (self.traffic, self.reported);
+        self.metrics.add_traffic(Traffic {
+            messages_in: now.messages_in - before.messages_in,
+            bytes_in: now.bytes_in - before.bytes_in,
+            messages_out: now.messages_out - before.messages_out,
+            bytes_out: now.bytes_out - before.bytes_out,
+        });
+        self.reported = now;
+    }
+
     /// A message had no room in the memory budget: close with 1013, and log why.
     fn refuse(&mut self, error: &std::io::Error) -> Result<(), Error> {
+        self.metrics.refused("memory");
         if let Some(refusal) = over_budget(error) {
             warn!(
                 "#{} closing with 1013: {refusal}; other connections carry on (--memory-budget sets it)",
@@ -363,6 +387,8 @@ impl Connection {
 
     /// The read timeout fired: one interval of silence earns a Ping, two close the connection.
     fn keepalive_tick(&mut self) -> Result<(), Error> {
+        // Quiet for an interval: a good moment to tell /metrics, never once per message.
+        self.report_traffic();
         if self.ping_outstanding {
             return self.send_close(CloseCode::Error, "keepalive timeout: no answer to ping");
         }

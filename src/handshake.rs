@@ -155,7 +155,8 @@ pub fn check_upgrade(
                 "origin {origin} is not allowed: serve the page from this host, \
                  or start wsecho with --allow-origin {origin}"
             ),
-        ));
+        )
+        .because("origin"));
     }
     let protocol = route
         .judge(&UpgradeRequest::new(request, peer))

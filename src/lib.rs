@@ -21,6 +21,7 @@ pub mod fuzzing;
 mod handshake;
 mod http;
 mod inbound;
+mod metrics;
 mod outbox;
 mod page;
 pub mod ping;

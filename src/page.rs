@@ -16,6 +16,7 @@ use crate::accept;
 use crate::embedded;
 use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
+use crate::metrics::Metrics;
 use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::shutdown::ShutdownSignal;
@@ -44,6 +45,8 @@ pub struct Site {
     pub allowed_hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
     pub trusted_proxies: Vec<IpAddr>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
     /// How long a request head may take, and how long a connection may idle between requests
     /// or wait for the client to read.
     pub timeout: Duration,
@@ -85,6 +88,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
                 &stream,
                 peer,
                 why,
+                &site.metrics,
                 "page connections",
                 "--max-page-connections",
             );
@@ -118,6 +122,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
             Ok(None) => return,
             Err(error) => {
                 if let Some(refusal) = http::refusal_for(&error) {
+                    site.metrics.refused(refusal.reason);
                     warn!("page: refused {peer} {}: {error}", refusal.status);
                     refusal.send_and_linger(stream);
                 } else {
@@ -133,6 +138,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
                 stream,
                 client,
                 why,
+                &site.metrics,
                 "page connections",
                 "--max-page-connections",
             );
@@ -184,6 +190,7 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
     let checked =
         http::check_host(request, &site.allowed_hosts).and_then(|()| check_request(request));
     if let Err(refusal) = checked {
+        site.metrics.refused(refusal.reason);
         warn!(
             "page: refused {peer} {}: {method} {target}: {}",
             refusal.status, refusal.message
@@ -192,7 +199,21 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
         return Ok(false);
     }
     let keep_alive = wants_keep_alive(request) && !site.shutdown.is_triggered();
-    let answer = answer(request.path(), site);
+    site.metrics.page_request();
+    let metrics;
+    let answer = match request.path() {
+        "/healthz" if site.shutdown.is_triggered() => Answer::text(503, "shutting down\n"),
+        "/healthz" => Answer::text(200, "ok\n"),
+        "/metrics" => {
+            metrics = site.metrics.render();
+            Answer {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: Body::Text(&metrics),
+            }
+        }
+        path => answer(path, site),
+    };
     debug!("page: {peer} {method} {target} -> {}", answer.status);
     let length = match &answer.body {
         Body::Text(text) => text.len() as u64,
@@ -312,10 +333,16 @@ fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
 }
 
 fn not_found() -> Answer<'static> {
-    Answer {
-        status: 404,
-        content_type: "text/plain; charset=utf-8",
-        body: Body::Text("not found\n"),
+    Answer::text(404, "not found\n")
+}
+
+impl<'a> Answer<'a> {
+    fn text(status: u16, text: &'a str) -> Answer<'a> {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Body::Text(text),
+        }
     }
 }
 

@@ -38,6 +38,18 @@ pub enum NotAdmitted {
     ShuttingDown,
 }
 
+impl NotAdmitted {
+    /// Why, in a word, for `/metrics`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotAdmitted::Full { .. } => "cap",
+            NotAdmitted::AddressFull { .. } => "per_address",
+            NotAdmitted::OpeningsFull { .. } => "openings",
+            NotAdmitted::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 /// The open connections: admission (the cap), waking them at shutdown, and waiting for them.
 pub struct Connections {
     state: Mutex<State>,

@@ -244,6 +244,11 @@ impl Routes {
             .map(|(_, route)| route)
     }
 
+    /// Every path served.
+    pub(crate) fn each_path(&self) -> impl Iterator<Item = String> + '_ {
+        self.routes.iter().map(|(path, _)| path.clone())
+    }
+
     /// The paths served, for a 404 that says where to go.
     pub(crate) fn paths(&self) -> String {
         let paths: Vec<&str> = self.routes.iter().map(|(path, _)| path.as_str()).collect();

@@ -2,9 +2,11 @@
 //! connection with 1001, waits for the connection threads (bounded) and reports a summary.
 
 use crate::accept;
+use crate::budget::Budget;
 use crate::chat;
 use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::echo;
+use crate::metrics::Metrics;
 use crate::page::{self, Site};
 use crate::policy;
 use crate::registry::Connections;
@@ -154,6 +156,7 @@ impl Server {
             None,
             config.trusted_proxies.clone(),
         );
+        let metrics = Metrics::new(routes.each_path(), Budget::new(config.memory_budget));
         let flash_fallback = folder.as_deref().is_some_and(page::has_flash_fallback);
         let site = Arc::new(Site {
             folder,
@@ -167,6 +170,7 @@ impl Server {
             timeout: config.handshake_timeout,
             allowed_hosts: config.allowed_hosts.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics: Arc::clone(&metrics),
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
@@ -176,6 +180,7 @@ impl Server {
             Arc::clone(&connections),
             signal.clone(),
             routes,
+            metrics,
         );
 
         let mut threads = Vec::new();

@@ -5,11 +5,12 @@
 //! it opens and one when it ends.
 
 use crate::accept;
-use crate::budget::{Budget, Holding};
+use crate::budget::Holding;
 use crate::config::Config;
-use crate::connection::{About, Connection};
+use crate::connection::{About, Connection, Ending};
 use crate::escape::escape;
 use crate::handshake::{self, Opening};
+use crate::metrics::Metrics;
 use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::routes::{Handler, Routes};
@@ -49,7 +50,7 @@ pub struct Shared {
     shutdown: ShutdownSignal,
     routes: Routes,
     threads: Arc<Pool<Job>>,
-    budget: Arc<Budget>,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -60,9 +61,9 @@ impl Shared {
         connections: Arc<Connections>,
         shutdown: ShutdownSignal,
         routes: Routes,
+        metrics: Arc<Metrics>,
     ) -> (Arc<Shared>, Handoff) {
         let (handoff, threads) = threads::pool();
-        let budget = Budget::new(config.memory_budget);
         let shared = Shared {
             config,
             policy_reply,
@@ -70,7 +71,7 @@ impl Shared {
             shutdown,
             routes,
             threads,
-            budget,
+            metrics,
         };
         (Arc::new(shared), handoff)
     }
@@ -106,7 +107,15 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
     let ticket = match shared.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
         Err(why) => {
-            accept::refuse(&stream, peer, why, "connections", "--max-connections");
+            let metrics = &shared.metrics;
+            accept::refuse(
+                &stream,
+                peer,
+                why,
+                metrics,
+                "connections",
+                "--max-connections",
+            );
             return;
         }
     };
@@ -165,8 +174,12 @@ fn open(
         Ok(Opening::Http(request)) => request,
         Err(error) => {
             warn!("#{id} {peer}: dropped: {error}");
+            let refusal = handshake::refusal_for(&error);
+            if let Some(refusal) = &refusal {
+                shared.metrics.refused(refusal.reason);
+            }
             // The policy port never speaks HTTP.
-            if let (Port::WebSocket, Some(refusal)) = (port, handshake::refusal_for(&error)) {
+            if let (Port::WebSocket, Some(refusal)) = (port, refusal) {
                 let _ = refusal.write_to(&*stream);
             }
             return None;
@@ -175,7 +188,15 @@ fn open(
     // Behind a trusted proxy the client it names takes the place from here on.
     let client = Client::of(&request, peer, &config.trusted_proxies);
     if let Err(why) = ticket.count_as(client.addr.ip()) {
-        accept::refuse(&stream, client, why, "connections", "--max-connections");
+        let metrics = &shared.metrics;
+        accept::refuse(
+            &stream,
+            client,
+            why,
+            metrics,
+            "connections",
+            "--max-connections",
+        );
         return None;
     }
     let upgrade = match handshake::check_upgrade(
@@ -187,6 +208,7 @@ fn open(
     ) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
+            shared.metrics.refused(refusal.reason);
             warn!(
                 "#{id} {client}: refused {}: {}",
                 refusal.status, refusal.message
@@ -210,7 +232,7 @@ fn open(
     let early = request.rest().to_vec();
     let request_path = request.path().to_string();
     drop(request);
-    let holding = Holding::new(&shared.budget);
+    let holding = Holding::new(shared.metrics.budget());
     let socket = Socket::new(stream, early, holding, config.max_message_size);
     let ws = WebSocket::from_raw_socket(socket, Role::Server, Some(ws_config));
     let about = About {
@@ -226,6 +248,7 @@ fn open(
         config.max_message_size,
         config.max_queue,
         shared.shutdown.clone(),
+        Arc::clone(&shared.metrics),
     ) {
         Ok(connection) => {
             info!(
@@ -250,6 +273,7 @@ fn open(
 /// Run the application on an open connection, then close it and log how it ended.
 fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) {
     let opened = Instant::now();
+    shared.metrics.opened(connection.path());
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
     match outcome {
         Ok(Ok(())) => {}
@@ -263,7 +287,14 @@ fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shar
         }
     }
     let (ending, traffic) = (connection.ending().clone(), connection.traffic());
+    let path = connection.path().to_string();
     connection.finish(shared.config.handshake_timeout);
+    let (code, by) = match ending {
+        Ending::ClosedByClient(code) => (code, "client"),
+        Ending::ClosedByServer(code, _) => (code, "server"),
+        Ending::Open | Ending::Dropped(_) => (1006, "nobody"),
+    };
+    shared.metrics.closed(&path, code, by);
     info!(
         "#{id} {ending} after {:.3}s, {traffic}",
         opened.elapsed().as_secs_f64()

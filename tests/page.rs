@@ -176,3 +176,21 @@ fn the_shipped_page_is_served() {
     }
     server.shutdown();
 }
+
+#[test]
+fn healthz_answers_ok_and_metrics_speak_the_prometheus_format() {
+    let server = serve("health");
+    let (status, _, body) = get(&server, "GET", "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, head, body) = get(&server, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        body.contains("wsecho_open_connections{route=\"/echo\"} 0\n"),
+        "{body}"
+    );
+    // Counted before the answer: this request and the two before it.
+    let (_, _, body) = get(&server, "GET", "/metrics");
+    assert!(body.contains("wsecho_page_requests_total 3\n"), "{body}");
+    server.shutdown();
+}
