@@ -1,7 +1,7 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test conformance metrics-test bench fuzz soak
+.PHONY: run test lint assets build browser-test conformance metrics-test nginx-test bench fuzz soak
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults, serving
 ## the checkout's www/ (so that the fallback is there, and page edits show without a rebuild)
@@ -13,6 +13,7 @@ test: lint assets
 	$(CARGO) test
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
+	$(MAKE) --no-print-directory nginx-test
 	$(MAKE) --no-print-directory conformance
 
 lint:
@@ -112,6 +113,13 @@ $(METRICS)/.venv/bin/python: $(METRICS)/requirements.txt
 	python3 -m venv $(METRICS)/.venv
 	$(METRICS)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(METRICS)/requirements.txt
 	touch $@
+
+# --- deploy/nginx.conf, run by real nginx (Debian's package, installed by .ci/run) --------
+
+## nginx-test: the example nginx config in front of two instances: https, wss, failover
+nginx-test:
+	$(CARGO) build --release --quiet
+	timeout 120 python3 tests/nginx/check.py target/release/wsecho
 
 # --- Fuzzing (not part of `make test`; `tests/fuzz_regressions.rs` replays what it keeps) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain

@@ -88,12 +88,18 @@ pub fn max_openings(max_connections: usize) -> usize {
     (max_connections / 4).max(1)
 }
 
-/// What the page needs to know (`GET /config.json`): the bound WebSocket port, the echo's and
-/// the chat's paths; the
-/// policy port, `null` when no policy listener runs (Flash must then ask the WebSocket port
-/// itself); and whether the Flash fallback's files are there to be loaded.
-pub fn page_config_json(ws_port: u16, policy_port: Option<u16>, flash_fallback: bool) -> String {
-    let policy = policy_port.map_or_else(|| "null".to_string(), |port| port.to_string());
+/// What the page needs to know (`GET /config.json`): the bound WebSocket port (`null` behind a
+/// trusted proxy: the page then connects to the host and port it came from, where the proxy
+/// passes the WebSocket paths on), the echo's and the chat's paths; the policy port, `null`
+/// when no policy listener runs (Flash must then ask the WebSocket port itself); and whether
+/// the Flash fallback's files are there to be loaded.
+pub fn page_config_json(
+    ws_port: Option<u16>,
+    policy_port: Option<u16>,
+    flash_fallback: bool,
+) -> String {
+    let json = |port: Option<u16>| port.map_or_else(|| "null".to_string(), |p| p.to_string());
+    let (ws_port, policy) = (json(ws_port), json(policy_port));
     format!(
         "{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"chatPath\":\"{CHAT_PATH}\",\
          \"policyPort\":{policy},\"flashFallback\":{flash_fallback}}}\n"

@@ -38,6 +38,8 @@ pub struct Site {
     pub folder: Option<PathBuf>,
     /// The body of `/config.json`.
     pub config_json: String,
+    /// The body of `/config.json` for a page loaded through a trusted proxy.
+    pub proxied_config_json: String,
     /// Open page connections, apart from the WebSocket port's.
     pub connections: Arc<Connections>,
     pub shutdown: ShutdownSignal,
@@ -212,7 +214,7 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
                 body: Body::Text(&metrics),
             }
         }
-        path => answer(path, site),
+        path => answer(path, site, peer.proxy.is_some()),
     };
     debug!("page: {peer} {method} {target} -> {}", answer.status);
     let length = match &answer.body {
@@ -299,12 +301,18 @@ enum Body<'a> {
     File(File, u64),
 }
 
-fn answer<'a>(path: &str, site: &'a Site) -> Answer<'a> {
+/// The file or `/config.json` `path` names; `proxied`: the request came through a trusted
+/// proxy.
+fn answer<'a>(path: &str, site: &'a Site, proxied: bool) -> Answer<'a> {
     if path == "/config.json" {
         return Answer {
             status: 200,
             content_type: "application/json",
-            body: Body::Text(&site.config_json),
+            body: Body::Text(if proxied {
+                &site.proxied_config_json
+            } else {
+                &site.config_json
+            }),
         };
     }
     let Some(root) = &site.folder else {

@@ -161,7 +161,12 @@ impl Server {
         let site = Arc::new(Site {
             folder,
             config_json: config::page_config_json(
-                ws_addr.port(),
+                Some(ws_addr.port()),
+                policy_addr.map(|a| a.port()),
+                flash_fallback,
+            ),
+            proxied_config_json: config::page_config_json(
+                None,
                 policy_addr.map(|a| a.port()),
                 flash_fallback,
             ),

@@ -35,11 +35,15 @@
     return text;
   }
 
-  // The ws:// URL of `path` on the WebSocket port of the host this page came from, which
-  // config.json names; "" while it is unknown.
+  // The URL of `path` on the WebSocket port of the host this page came from, which
+  // config.json names; or, when it names none (a proxy in front passes the WebSocket paths
+  // on), on the host and port of the page itself. wss:// for a page loaded over https (a
+  // browser refuses ws:// there). "" while config.json is unknown.
   function urlFor(path) {
     if (!config) { return ""; }
-    return "ws://" + (location.hostname || "localhost") + ":" + config.wsPort + path;
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    if (config.wsPort === null) { return scheme + location.host + path; }
+    return scheme + (location.hostname || "localhost") + ":" + config.wsPort + path;
   }
 
   // Flash asks for a socket policy before connecting: tell it where ours is answered, the

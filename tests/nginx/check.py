@@ -1,0 +1,230 @@
+"""make nginx-test (part of make test): deploy/nginx.conf run by real nginx (Debian's package)
+on free loopback ports, in front of two wsecho instances, with a certificate made here:
+
+- the page and /config.json over https (the WebSocket port left for the page to infer), and
+  /metrics kept off the public side;
+- echo over wss through nginx, the page's Origin accepted (Host kept), `Origin: null` refused;
+- the instances' logs name the client from X-Forwarded-For (--trusted-proxy);
+- one instance stopped: its clients get 1001, the other's keep echoing, new clients reach it.
+
+  python3 check.py BINARY        (standard library only)
+"""
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PATIENCE = 10
+KEY = b"\x01\x02\x03\x04"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port):
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nginx: nothing listens on {port}")
+
+
+class Wsecho:
+    def __init__(self, binary, http_port, ws_port):
+        self.process = subprocess.Popen(
+            [binary, "--http", f"127.0.0.1:{http_port}", "--ws", f"127.0.0.1:{ws_port}",
+             "--policy-port", "0", "--trusted-proxy", "127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env={"RUST_LOG": "info"})
+        self.log = []
+        threading.Thread(target=lambda: self.log.extend(self.process.stderr), daemon=True).start()
+        wait_for_port(ws_port)
+        wait_for_port(http_port)
+
+
+def frame(opcode, payload):
+    n = len(payload)
+    head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else \
+        bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
+    return head + KEY + bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
+
+
+def read_frame(sock):
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("closed")
+            data += chunk
+        return data
+
+    head = exactly(2)
+    n = head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", exactly(2))[0]
+    return head[0] & 0x0F, exactly(n)
+
+
+def next_data_or_close(sock):
+    while True:
+        opcode, payload = read_frame(sock)
+        if opcode in (0x1, 0x2, 0x8):
+            return opcode, payload
+
+
+def wss(context, port, origin):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+    sock = context.wrap_socket(raw, server_hostname="localhost")
+    origin_line = f"Origin: {origin}\r\n" if origin else ""
+    sock.sendall((f"GET /echo HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{origin_line}\r\n").encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            break
+        head += byte
+    return sock, head.decode(errors="replace")
+
+
+def main():
+    binary = sys.argv[1]
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    for tool in (nginx, "openssl"):
+        if not shutil.which(tool):
+            sys.exit(f"nginx-test: {tool} not found: apt-get install nginx-light openssl "
+                     "(.ci/run does)")
+    work = Path(tempfile.mkdtemp(prefix="wsecho-nginx-"))
+    # Run as root, nginx's workers are another user: they must reach their temp folders.
+    work.chmod(0o755)
+    port, a, b = free_port(), (free_port(), free_port()), (free_port(), free_port())
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")],
+        check=True, capture_output=True)
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    for old, new in [("127.0.0.1:8080", f"127.0.0.1:{a[0]}"), ("127.0.0.1:8081", f"127.0.0.1:{b[0]}"),
+                     ("127.0.0.1:8087", f"127.0.0.1:{a[1]}"), ("127.0.0.1:8088", f"127.0.0.1:{b[1]}"),
+                     ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
+                     ("/etc/ssl/certs/wsecho.pem", str(work / "cert.pem")),
+                     ("/etc/ssl/private/wsecho.key", str(work / "key.pem"))]:
+        assert old in site, f"deploy/nginx.conf no longer has {old}"
+        site = site.replace(old, new)
+    (work / "wsecho.conf").write_text(site)
+    temp = "".join(f"    {kind}_temp_path {work}/{kind};\n"
+                   for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+    (work / "nginx.conf").write_text(
+        f"daemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{\n    access_log off;\n{temp}    include {work}/wsecho.conf;\n}}\n")
+
+    first, second = Wsecho(binary, *a), Wsecho(binary, *b)
+    proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-p", str(work),
+                              "-e", str(work / "error.log")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    failures = []
+
+    def check(condition, what):
+        if not condition:
+            failures.append(what)
+
+    try:
+        wait_for_port(port)
+        context = ssl.create_default_context(cafile=str(work / "cert.pem"))
+
+        def get(path):
+            connection = http.client.HTTPSConnection("localhost", port, context=context,
+                                                     timeout=PATIENCE)
+            connection.sock = context.wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=PATIENCE),
+                server_hostname="localhost")
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+
+        status, page = get("/")
+        check(status == 200 and page == (ROOT / "www" / "index.html").read_bytes(),
+              f"the page over https: {status}")
+        status, config = get("/config.json")
+        check(status == 200 and b'"wsPort":null' in config, f"/config.json: {config!r}")
+        check(get("/metrics")[0] == 404, "/metrics is public")
+
+        origin = f"https://localhost:{port}"
+        clients = []
+        for n in range(6):
+            sock, head = wss(context, port, origin)
+            check(head.startswith("HTTP/1.1 101"), f"wss upgrade through nginx: {head!r}")
+            sock.sendall(frame(0x1, f"hello {n}".encode()))
+            check(next_data_or_close(sock) == (0x1, f"hello {n}".encode()), "echo over wss")
+            clients.append(sock)
+        _, head = wss(context, port, "null")
+        check(head.startswith("HTTP/1.1 403"), f"Origin: null accepted: {head!r}")
+        time.sleep(0.2)
+        for name, instance in [("first", first), ("second", second)]:
+            via = [line for line in instance.log if re.search(r"open 127\.0\.0\.1 via 127\.0\.0\.1:", line)]
+            check(via, f"the {name} instance's log does not name the forwarded client")
+
+        # The first instance stops: its clients hear 1001; the second's keep echoing.
+        first.process.send_signal(signal.SIGTERM)
+        check(first.process.wait(PATIENCE) == 0, "the stopped instance's exit status")
+        going_away = echoing = 0
+        for n, sock in enumerate(clients):
+            try:
+                sock.sendall(frame(0x1, b"still there?"))
+            except OSError:
+                pass
+            opcode, payload = next_data_or_close(sock)
+            if opcode == 0x8:
+                check(struct.unpack(">H", payload[:2])[0] == 1001, f"close {payload!r}")
+                going_away += 1
+            else:
+                check(payload == b"still there?", f"echo after the stop: {payload!r}")
+                echoing += 1
+        check(going_away > 0 and echoing > 0 and going_away + echoing == 6,
+              f"{going_away} clients got 1001, {echoing} kept echoing")
+        for n in range(4):
+            sock, head = wss(context, port, origin)
+            check(head.startswith("HTTP/1.1 101"), f"a new client after the stop: {head!r}")
+            sock.sendall(frame(0x1, b"new"))
+            check(next_data_or_close(sock) == (0x1, b"new"), "a new client's echo")
+            sock.close()
+    finally:
+        proxy.terminate()
+        proxy.wait(PATIENCE)
+        for instance in (first, second):
+            if instance.process.poll() is None:
+                instance.process.terminate()
+                instance.process.wait(PATIENCE)
+        errors = (work / "error.log").read_text() if (work / "error.log").exists() else ""
+        shutil.rmtree(work, ignore_errors=True)
+    for failure in failures:
+        print(f"nginx: {failure}")
+    if failures and errors:
+        print(f"nginx: its error log:\n{errors}")
+    print(f"nginx: {'page, wss echo, Origin, forwarded logs and failover as expected' if not failures else 'FAILED'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
