@@ -9,6 +9,12 @@
   var urlInput = $("url"), messageInput = $("message"), logList = $("log"), statusLine = $("status");
   var socket = null;
   var opened = false;
+  // After an unexpected close of an open connection (the server went away, restarted, or
+  // could not take a message just then) the page connects again by itself, waiting longer
+  // after each failed try. Closes that say the client itself is at fault are not retried.
+  var RETRY_CODES = { 1001: true, 1006: true, 1011: true, 1012: true, 1013: true, 1014: true };
+  var RETRY_DELAYS_S = [1, 2, 4, 8, 15, 30];
+  var retry = { timer: null, attempts: 0, url: "" };
   // Messages sent and not yet echoed, oldest first: {text, at}. An incoming message gets a
   // round-trip time only when it is the echo of the oldest; anything else is shown without.
   var pending = [];
@@ -57,14 +63,34 @@
 
   function setConnected(connected) {
     $("connect").disabled = connected;
-    $("disconnect").disabled = !connected;
+    $("disconnect").disabled = !connected && !retry.timer;
     $("send").disabled = !connected;
     messageInput.disabled = !connected;
     urlInput.disabled = connected;
   }
 
-  function connect() {
-    var url = urlInput.value.replace(/^\s+|\s+$/g, "");
+  function retryLater(why) {
+    var delay = RETRY_DELAYS_S[Math.min(retry.attempts, RETRY_DELAYS_S.length - 1)];
+    retry.attempts += 1;
+    retry.timer = setTimeout(function () {
+      retry.timer = null;
+      connect(retry.url);
+    }, delay * 1000);
+    setConnected(false);
+    setStatus(why + " Reconnecting in " + delay + " s (attempt " + retry.attempts +
+      "); Disconnect stops trying.", "error");
+  }
+
+  function stopRetrying() {
+    if (retry.timer) { clearTimeout(retry.timer); }
+    retry.timer = null;
+    retry.attempts = 0;
+  }
+
+  // Connect to the address typed, or (retrying) to `again`.
+  function connect(again) {
+    var retrying = typeof again === "string";
+    var url = retrying ? again : urlInput.value.replace(/^\s+|\s+$/g, "");
     if (!/^wss?:\/\//.test(url)) {
       setStatus("The address must start with ws://, as in ws://HOST:PORT/echo.", "error");
       return;
@@ -81,8 +107,10 @@
     setStatus("Connecting to " + url + " via " + transport.name() + "…");
     socket.onopen = function () {
       opened = true;
-      setStatus("Connected to " + url + " via " + transport.name() + ".", "open");
-      log("info", "connected via " + transport.name());
+      setStatus("Connected to " + url + " via " + transport.name() +
+        (retrying ? " (reconnected)." : "."), "open");
+      log("info", (retrying ? "reconnected via " : "connected via ") + transport.name());
+      retry.attempts = 0;
       messageInput.focus();
     };
     socket.onmessage = function (event) {
@@ -102,6 +130,16 @@
       setConnected(false);
       socket = null;
       var how = transport.describeClose(event);
+      if (retrying && !opened) {
+        retryLater("Could not reconnect to " + url + " (" + how + ").");
+        return;
+      }
+      if (opened && RETRY_CODES[event.code]) {
+        log("error", "closed: " + how);
+        retry.url = url;
+        retryLater("Closed: " + how + ".");
+        return;
+      }
       if (!opened) {
         setStatus("Could not connect to " + url + " (" + how +
           "). Is wsecho running, and are the host and port right?", "error");
@@ -124,9 +162,17 @@
     messageInput.focus();
   }
 
-  $("connect-form").onsubmit = function () { connect(); return false; };
+  $("connect-form").onsubmit = function () { stopRetrying(); connect(); return false; };
   $("send-form").onsubmit = function () { send(); return false; };
-  $("disconnect").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
+  $("disconnect").onclick = function () {
+    if (retry.timer) {
+      stopRetrying();
+      setConnected(false);
+      setStatus("Stopped reconnecting. Press Connect to start again.");
+      return;
+    }
+    if (socket) { socket.close(1000, "bye"); }
+  };
   $("clear").onclick = function () { logList.innerHTML = ""; };
   transport.start(function (config, note, configProblem) {
     if (config) { urlInput.value = transport.urlFor(config.wsPath); }

@@ -254,6 +254,35 @@ const tests = [
     },
   },
   {
+    name: "reconnect",
+    async run(browser, cleanup) {
+      // The server goes away (1001) and comes back on the same ports: the page reconnects
+      // by itself, saying so in its status line, and echoes again.
+      const [http, ws] = [await freePort(), await freePort()];
+      const ports = ["--http", `127.0.0.1:${http}`, "--ws", `127.0.0.1:${ws}`];
+      const first = await startWsecho(ports);
+      cleanup.push(() => stop(first.child));
+      const page = await newPage(browser);
+      await page.goto(first.pageUrl);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      await page.click("#connect");
+      await page.waitForSelector("#status.open");
+      stop(first.child);
+      await page.waitForFunction(() => /Closed: code 1001.*Reconnecting in \d+ s/.test(document.getElementById("status").textContent));
+      if (first.child.exitCode === null && first.child.signalCode === null) {
+        await withTimeout(new Promise((resolve) => first.child.on("exit", resolve)), WAIT_MS, "wsecho exit");
+      }
+      const second = await startWsecho(ports);
+      cleanup.push(() => stop(second.child));
+      await page.waitForFunction(() => /\(reconnected\)/.test(document.getElementById("status").textContent),
+        null, { timeout: 20000 });
+      await page.fill("#message", "back again");
+      await page.press("#message", "Enter");
+      await page.waitForFunction(() => /received: back again/.test(document.getElementById("log").textContent));
+      return page;
+    },
+  },
+  {
     name: "chat-native",
     async run(browser, cleanup) {
       const server = await startWsecho([]);
