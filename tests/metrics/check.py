@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-KEY = b"\x01\x02\x03\x04"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rawws import frame, read_frame, read_head, upgrade_request  # noqa: E402
+
 PATIENCE = 10
 
 
@@ -38,52 +41,10 @@ def start(binary):
     return server, http, ws
 
 
-def frame(opcode, payload, fin=True):
-    n = len(payload)
-    if n < 126:
-        head = bytes([(0x80 if fin else 0) | opcode, 0x80 | n])
-    elif n <= 0xFFFF:
-        head = bytes([(0x80 if fin else 0) | opcode, 0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head = bytes([(0x80 if fin else 0) | opcode, 0x80 | 127]) + struct.pack(">Q", n)
-    return head + KEY + bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
-
-
-def read_frame(sock):
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError("the server closed")
-            data += chunk
-        return data
-
-    head = exactly(2)
-    n = head[1] & 0x7F
-    if n == 126:
-        n = struct.unpack(">H", exactly(2))[0]
-    elif n == 127:
-        n = struct.unpack(">Q", exactly(8))[0]
-    return head[0] & 0x0F, exactly(n)
-
-
-def answer_head(sock):
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        head += byte
-    return head
-
-
 def connect(port, path="/echo", extra=""):
     sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
-    return sock, answer_head(sock)
+    sock.sendall(upgrade_request(path, f"127.0.0.1:{port}", extra))
+    return sock, read_head(sock)
 
 
 def upgraded(port, path="/echo"):
@@ -143,7 +104,7 @@ def main():
         assert connect(ws, extra="Origin: http://elsewhere.test\r\n")[1].startswith(b"HTTP/1.1 403")
         slow = socket.create_connection(("127.0.0.1", ws), timeout=PATIENCE)
         slow.sendall(b"GET /echo HTTP/1.1\r\n")
-        assert answer_head(slow).startswith(b"HTTP/1.1 408")
+        assert read_head(slow).startswith(b"HTTP/1.1 408")
         # A message the 1 MB memory budget has no room for: 1013.
         big = upgraded(ws)
         big.sendall(frame(0x2, b"a" * 600_000, fin=False))

@@ -26,8 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from rawws import frame, read_frame, read_head, upgrade_request  # noqa: E402
+
 PATIENCE = 10
-KEY = b"\x01\x02\x03\x04"
 
 
 def free_port():
@@ -60,30 +62,6 @@ class Wsecho:
         wait_for_port(http_port)
 
 
-def frame(opcode, payload):
-    n = len(payload)
-    head = bytes([0x80 | opcode, 0x80 | n]) if n < 126 else \
-        bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
-    return head + KEY + bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
-
-
-def read_frame(sock):
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError("closed")
-            data += chunk
-        return data
-
-    head = exactly(2)
-    n = head[1] & 0x7F
-    if n == 126:
-        n = struct.unpack(">H", exactly(2))[0]
-    return head[0] & 0x0F, exactly(n)
-
-
 def next_data_or_close(sock):
     while True:
         opcode, payload = read_frame(sock)
@@ -95,16 +73,8 @@ def wss(context, port, origin):
     raw = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
     sock = context.wrap_socket(raw, server_hostname="localhost")
     origin_line = f"Origin: {origin}\r\n" if origin else ""
-    sock.sendall((f"GET /echo HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n{origin_line}\r\n").encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        head += byte
-    return sock, head.decode(errors="replace")
+    sock.sendall(upgrade_request("/echo", f"localhost:{port}", origin_line))
+    return sock, read_head(sock).decode(errors="replace")
 
 
 def main():

@@ -6,26 +6,21 @@
 2. 4 clients each send a 16 MiB message and never read its echo.
 
 Prints the server's RSS before, at the peak (VmHWM) and after each attack. Plain Python, no
-packages: the clients speak just enough WebSocket.
+packages: the clients speak just enough WebSocket (tests/rawws.py).
 """
 
 import re
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rawws import frame, read_head, upgrade_request  # noqa: E402
 
 MIB = 1 << 20
-KEY = b"\x01\x02\x03\x04"
-
-
-def frame(opcode, payload, fin):
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode, 0x80 | 127]) + struct.pack(">Q", n) + KEY
-    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(KEY * (n // 4), "little"))
-    return head + masked.to_bytes(n, "little")
 
 
 def upgraded(port, receive_buffer=None):
@@ -33,12 +28,8 @@ def upgraded(port, receive_buffer=None):
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += sock.recv(1)
+    sock.sendall(upgrade_request())
+    head = read_head(sock)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
 

@@ -27,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import websockets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from rawws import frame, upgrade_request  # noqa: E402
 WSECHO = ROOT / "target" / "release" / "wsecho"
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 SAMPLE_EVERY = 2.0
@@ -170,24 +172,9 @@ async def chat(url, rng):
 
 async def raw_upgraded(host, port, local=MISBEHAVING):
     reader, writer = await asyncio.open_connection(host, port, local_addr=(local, 0))
-    writer.write(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    writer.write(upgrade_request())
     await reader.readuntil(b"\r\n\r\n")
     return reader, writer
-
-
-def frame(opcode, payload, fin=True):
-    key = b"\x01\x02\x03\x04"
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n <= 0xFFFF:
-        head += bytes([0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 async def close_code(reader):
