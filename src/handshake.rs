@@ -215,6 +215,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_page_opened_from_a_file_is_refused_unless_null_is_allowed() {
+        // A file:// page sends `Origin: null`, whatever the host.
+        assert!(!origin_allowed("null", Some("localhost:8087"), &[]));
+        assert!(origin_allowed(
+            "null",
+            Some("localhost:8087"),
+            &["null".to_string()]
+        ));
+    }
+
+    #[test]
     fn origin_on_the_same_host_is_allowed_on_any_port() {
         assert!(origin_allowed(
             "http://localhost:8080",
