@@ -9,12 +9,9 @@
   var urlInput = $("url"), messageInput = $("message"), logList = $("log"), statusLine = $("status");
   var socket = null;
   var opened = false;
-  // After an unexpected close of an open connection (the server went away, restarted, or
-  // could not take a message just then) the page connects again by itself, waiting longer
-  // after each failed try. Closes that say the client itself is at fault are not retried.
-  var RETRY_CODES = { 1001: true, 1006: true, 1011: true, 1012: true, 1013: true, 1014: true };
-  var RETRY_DELAYS_S = [1, 2, 4, 8, 15, 30];
-  var retry = { timer: null, attempts: 0, url: "" };
+  // After an unexpected close the page connects again by itself (see transport.js).
+  var retry = new transport.Retry();
+  var retryUrl = "";
   // Messages sent and not yet echoed, oldest first: {text, at}. An incoming message gets a
   // round-trip time only when it is the echo of the oldest; anything else is shown without.
   var pending = [];
@@ -63,28 +60,17 @@
 
   function setConnected(connected) {
     $("connect").disabled = connected;
-    $("disconnect").disabled = !connected && !retry.timer;
+    $("disconnect").disabled = !connected && !retry.waiting();
     $("send").disabled = !connected;
     messageInput.disabled = !connected;
     urlInput.disabled = connected;
   }
 
   function retryLater(why) {
-    var delay = RETRY_DELAYS_S[Math.min(retry.attempts, RETRY_DELAYS_S.length - 1)];
-    retry.attempts += 1;
-    retry.timer = setTimeout(function () {
-      retry.timer = null;
-      connect(retry.url);
-    }, delay * 1000);
+    var delay = retry.later(function () { connect(retryUrl); });
     setConnected(false);
     setStatus(why + " Reconnecting in " + delay + " s (attempt " + retry.attempts +
       "); Disconnect stops trying.", "error");
-  }
-
-  function stopRetrying() {
-    if (retry.timer) { clearTimeout(retry.timer); }
-    retry.timer = null;
-    retry.attempts = 0;
   }
 
   // Connect to the address typed, or (retrying) to `again`.
@@ -110,7 +96,7 @@
       setStatus("Connected to " + url + " via " + transport.name() +
         (retrying ? " (reconnected)." : "."), "open");
       log("info", (retrying ? "reconnected via " : "connected via ") + transport.name());
-      retry.attempts = 0;
+      retry.succeeded();
       messageInput.focus();
     };
     socket.onmessage = function (event) {
@@ -134,9 +120,9 @@
         retryLater("Could not reconnect to " + url + " (" + how + ").");
         return;
       }
-      if (opened && RETRY_CODES[event.code]) {
+      if (opened && retry.worthIt(event)) {
         log("error", "closed: " + how);
-        retry.url = url;
+        retryUrl = url;
         retryLater("Closed: " + how + ".");
         return;
       }
@@ -162,11 +148,11 @@
     messageInput.focus();
   }
 
-  $("connect-form").onsubmit = function () { stopRetrying(); connect(); return false; };
+  $("connect-form").onsubmit = function () { retry.stop(); connect(); return false; };
   $("send-form").onsubmit = function () { send(); return false; };
   $("disconnect").onclick = function () {
-    if (retry.timer) {
-      stopRetrying();
+    if (retry.waiting()) {
+      retry.stop();
       setConnected(false);
       setStatus("Stopped reconnecting. Press Connect to start again.");
       return;

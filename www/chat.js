@@ -53,10 +53,14 @@
     $("count").innerHTML = String(members.length);
   }
 
+  // After an unexpected close the page joins again by itself (see transport.js).
+  var retry = new transport.Retry();
+  var rejoining = false;
+
   function setJoined(joined) {
     nameInput.disabled = joined;
     $("join").disabled = joined;
-    $("leave").disabled = !joined;
+    $("leave").disabled = !joined && !retry.waiting();
     textInput.disabled = !joined;
     $("say").disabled = !joined;
   }
@@ -70,7 +74,10 @@
       myName = m.name;
       members = m.members;
       showMembers();
-      setStatus("In the room as " + myName + ", via " + transport.name() + ".", "open");
+      setStatus("In the room as " + myName + ", via " + transport.name() +
+        (rejoining ? " (rejoined)." : "."), "open");
+      rejoining = false;
+      retry.succeeded();
       log(null, [["notice", "you joined as " + myName]]);
       textInput.focus();
     },
@@ -94,8 +101,17 @@
     }
   };
 
-  function join() {
-    var name = nameInput.value.replace(/^\s+|\s+$/g, "");
+  function rejoinLater(name, why) {
+    var delay = retry.later(function () { join(name); });
+    setJoined(false);
+    setStatus(why + " Rejoining in " + delay + " s (attempt " + retry.attempts +
+      "); Leave stops trying.", "error");
+  }
+
+  // Join with the name typed, or (rejoining) with `again`.
+  function join(again) {
+    var retrying = typeof again === "string";
+    var name = retrying ? again : nameInput.value.replace(/^\s+|\s+$/g, "");
     if (name === "") {
       setStatus("Pick a name first (1 to 32 characters).", "error");
       return;
@@ -112,6 +128,7 @@
       return;
     }
     var opened = false;
+    rejoining = retrying;
     setJoined(true);
     setStatus("Connecting to " + url + " via " + transport.name() + "…");
     socket.onopen = function () {
@@ -131,7 +148,12 @@
       showMembers();
       setJoined(false);
       var how = transport.describeClose(event);
-      if (!opened) {
+      if (retrying && !opened) {
+        rejoinLater(name, "Could not rejoin (" + how + ").");
+      } else if (opened && retry.worthIt(event)) {
+        log(null, [["error", "left the room: " + how]]);
+        rejoinLater(name, "Left the room: " + how + ".");
+      } else if (!opened) {
         setStatus("Could not connect to " + url + " (" + how + "). Is wsecho running?", "error");
       } else {
         setStatus("Left the room: " + how + ". Press Join to come back.", event.code === 1000 ? "" : "error");
@@ -147,9 +169,17 @@
     textInput.focus();
   }
 
-  $("join-form").onsubmit = function () { join(); return false; };
+  $("join-form").onsubmit = function () { retry.stop(); join(); return false; };
   $("say-form").onsubmit = function () { say(); return false; };
-  $("leave").onclick = function () { if (socket) { socket.close(1000, "bye"); } };
+  $("leave").onclick = function () {
+    if (retry.waiting()) {
+      retry.stop();
+      setJoined(false);
+      setStatus("Stopped rejoining. Press Join to come back.");
+      return;
+    }
+    if (socket) { socket.close(1000, "bye"); }
+  };
   transport.start(function (config, note, configProblem) {
     if (config) { chatPath = config.chatPath; }
     if (configProblem) { setStatus(configProblem + ": reload the page, or check that wsecho serves it.", "error"); }

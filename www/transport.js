@@ -140,11 +140,46 @@
     request.send(null);
   }
 
+  // Trying again after an unexpected close of an open connection (the server went away,
+  // restarted, or could not take a message just then), waiting longer after each failed try.
+  // Closes that say the client itself is at fault are not retried.
+  var RETRY_CODES = { 1001: true, 1006: true, 1011: true, 1012: true, 1013: true, 1014: true };
+  var RETRY_DELAYS_S = [1, 2, 4, 8, 15, 30];
+
+  function Retry() {
+    this.timer = null;
+    this.attempts = 0;
+  }
+
+  // Whether a close of an open connection calls for trying again.
+  Retry.prototype.worthIt = function (event) { return !!RETRY_CODES[event.code]; };
+
+  // Run `action` after the next delay; returns that delay in seconds.
+  Retry.prototype.later = function (action) {
+    var self = this;
+    var delay = RETRY_DELAYS_S[Math.min(this.attempts, RETRY_DELAYS_S.length - 1)];
+    this.attempts += 1;
+    this.timer = setTimeout(function () { self.timer = null; action(); }, delay * 1000);
+    return delay;
+  };
+
+  Retry.prototype.waiting = function () { return this.timer !== null; };
+
+  // Connected again: the next failure starts from the shortest delay.
+  Retry.prototype.succeeded = function () { this.attempts = 0; };
+
+  Retry.prototype.stop = function () {
+    if (this.timer) { clearTimeout(this.timer); }
+    this.timer = null;
+    this.attempts = 0;
+  };
+
   window.wsechoTransport = {
     start: start,
     open: open,
     name: name,
     urlFor: urlFor,
-    describeClose: describeClose
+    describeClose: describeClose,
+    Retry: Retry
   };
 })();

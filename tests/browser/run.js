@@ -256,8 +256,8 @@ const tests = [
   {
     name: "reconnect",
     async run(browser, cleanup) {
-      // The server goes away (1001) and comes back on the same ports: the page reconnects
-      // by itself, saying so in its status line, and echoes again.
+      // The server goes away (1001) and comes back on the same ports: the echo page reconnects
+      // and the chat page rejoins by themselves, saying so in their status lines.
       const [http, ws] = [await freePort(), await freePort()];
       const ports = ["--http", `127.0.0.1:${http}`, "--ws", `127.0.0.1:${ws}`];
       const first = await startWsecho(ports);
@@ -267,8 +267,11 @@ const tests = [
       await page.waitForFunction(() => !document.getElementById("connect").disabled);
       await page.click("#connect");
       await page.waitForSelector("#status.open");
+      const chat = await newPage(browser);
+      await joinChat(chat, `${first.pageUrl}chat.html`, "ada");
       stop(first.child);
       await page.waitForFunction(() => /Closed: code 1001.*Reconnecting in \d+ s/.test(document.getElementById("status").textContent));
+      await chat.waitForFunction(() => /Left the room: code 1001.*Rejoining in \d+ s/.test(document.getElementById("status").textContent));
       if (first.child.exitCode === null && first.child.signalCode === null) {
         await withTimeout(new Promise((resolve) => first.child.on("exit", resolve)), WAIT_MS, "wsecho exit");
       }
@@ -279,6 +282,11 @@ const tests = [
       await page.fill("#message", "back again");
       await page.press("#message", "Enter");
       await page.waitForFunction(() => /received: back again/.test(document.getElementById("log").textContent));
+      await chat.waitForFunction(() => /In the room as ada, .*\(rejoined\)/.test(document.getElementById("status").textContent),
+        null, { timeout: 20000 });
+      await say(chat, "back in the room");
+      await hears(chat, "ada", "back in the room");
+      await chat.close();
       return page;
     },
   },
