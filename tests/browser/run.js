@@ -88,8 +88,8 @@ async function startBridge(targetPort) {
   throw new Error(`websockify did not listen on ${port}`);
 }
 
-async function newPage(browser) {
-  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+async function newPage(browser, options = {}) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 }, ...options });
   page.setDefaultTimeout(WAIT_MS);
   page.consoleLines = [];
   page.on("console", (message) => page.consoleLines.push(`${message.type()}: ${message.text()}`));
@@ -287,6 +287,32 @@ const tests = [
       await say(chat, "back in the room");
       await hears(chat, "ada", "back in the room");
       await chat.close();
+      return page;
+    },
+  },
+  {
+    name: "through-nginx",
+    async run(browser, cleanup) {
+      // deploy/nginx.conf with real nginx in front of two instances (tests/nginx/check.py
+      // --serve): the page over https, its WebSocket over wss on the page's own host and port.
+      const stack = spawn("python3", [path.join(ROOT, "tests", "nginx", "check.py"), "--serve", WSECHO],
+        { stdio: ["pipe", "pipe", "inherit"] });
+      cleanup.push(() => stack.stdin.end());
+      const url = await withTimeout(new Promise((resolve, reject) => {
+        stack.on("exit", (code) => reject(new Error(`the nginx stack exited (${code})`)));
+        readline.createInterface({ input: stack.stdout }).on("line", (line) => {
+          const found = /^nginx: (https:\/\/\S+)/.exec(line);
+          if (found) resolve(found[1]);
+        });
+      }), WAIT_MS, "nginx stack");
+      // The certificate is the test's own, made a moment ago.
+      const page = await newPage(browser, { ignoreHTTPSErrors: true });
+      await page.goto(url);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      const wsUrl = await page.inputValue("#url");
+      const expected = url.replace("https://", "wss://") + "echo";
+      check(wsUrl === expected, `the page should connect to ${expected}, not ${wsUrl}`);
+      await converse(page, "native WebSocket", ["through nginx", "over wss"]);
       return page;
     },
   },

@@ -7,7 +7,9 @@ on free loopback ports, in front of two wsecho instances, with a certificate mad
 - the instances' logs name the client from X-Forwarded-For (--trusted-proxy);
 - one instance stopped: its clients get 1001, the other's keep echoing, new clients reach it.
 
-  python3 check.py BINARY        (standard library only)
+  python3 check.py BINARY            (standard library only)
+  python3 check.py --serve BINARY    the same stack, kept up until stdin closes, its page URL
+                                     printed (tests/browser/run.js opens it in Chromium)
 """
 
 import http.client
@@ -77,8 +79,26 @@ def wss(context, port, origin):
     return sock, read_head(sock).decode(errors="replace")
 
 
-def main():
-    binary = sys.argv[1]
+class Stack:
+    """nginx with deploy/nginx.conf on a free port, in front of two wsecho instances."""
+
+    def __init__(self, binary):
+        self.work, self.port, self.first, self.second, self.proxy = start_stack(binary)
+
+    def stop(self):
+        self.proxy.terminate()
+        self.proxy.wait(PATIENCE)
+        for instance in (self.first, self.second):
+            if instance.process.poll() is None:
+                instance.process.terminate()
+                instance.process.wait(PATIENCE)
+        log = self.work / "error.log"
+        errors = log.read_text() if log.exists() else ""
+        shutil.rmtree(self.work, ignore_errors=True)
+        return errors
+
+
+def start_stack(binary):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     for tool in (nginx, "openssl"):
         if not shutil.which(tool):
@@ -113,6 +133,23 @@ def main():
     proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-p", str(work),
                               "-e", str(work / "error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_port(port)
+    return work, port, first, second, proxy
+
+
+def serve(binary):
+    stack = Stack(binary)
+    print(f"nginx: https://localhost:{stack.port}/", flush=True)
+    sys.stdin.read()
+    stack.stop()
+    return 0
+
+
+def main():
+    if sys.argv[1] == "--serve":
+        return serve(sys.argv[2])
+    stack = Stack(sys.argv[1])
+    work, port, first, second = stack.work, stack.port, stack.first, stack.second
     failures = []
 
     def check(condition, what):
@@ -120,7 +157,6 @@ def main():
             failures.append(what)
 
     try:
-        wait_for_port(port)
         context = ssl.create_default_context(cafile=str(work / "cert.pem"))
 
         def get(path):
@@ -180,14 +216,7 @@ def main():
             check(next_data_or_close(sock) == (0x1, b"new"), "a new client's echo")
             sock.close()
     finally:
-        proxy.terminate()
-        proxy.wait(PATIENCE)
-        for instance in (first, second):
-            if instance.process.poll() is None:
-                instance.process.terminate()
-                instance.process.wait(PATIENCE)
-        errors = (work / "error.log").read_text() if (work / "error.log").exists() else ""
-        shutil.rmtree(work, ignore_errors=True)
+        errors = stack.stop()
     for failure in failures:
         print(f"nginx: {failure}")
     if failures and errors:
