@@ -197,12 +197,7 @@ impl Connection {
         let len = frame.payload().len();
         let socket = self.ws.get_mut();
         if !socket.inbound().hold_for_writing(len) {
-            let budget = socket.budget();
-            let error = std::io::Error::other(OverBudget {
-                message_bytes: len as u64,
-                in_use: budget.in_use(),
-                limit: budget.limit(),
-            });
+            let error = std::io::Error::other(OverBudget::now(len as u64, socket.budget()));
             self.refuse(&error)?;
             return Err(Error::Io(error));
         }

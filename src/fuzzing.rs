@@ -121,7 +121,7 @@ pub fn frames(bytes: &[u8]) {
     let direct = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
     let inbound = Inbound::new(Holding::new(&budget), max);
-    let through = replay(Layered(inbound, Replay::new(stream, sizes)), max);
+    let through = replay(Layered::new(inbound, Replay::new(stream, sizes)), max);
     assert_eq!(direct.0, through.0, "different messages through Inbound");
     // A frame cut into pieces may show its fault (invalid UTF-8, a wrong opcode) before its
     // end has arrived: where the bytes stop mid-frame, tungstenite alone sees only the end.
@@ -199,8 +199,8 @@ fn kind(error: &Error) -> String {
 }
 
 /// Bytes given in reads of the sizes listed, over and over (a 0 times out, the first time
-/// round); writes go nowhere.
-struct Replay<'a> {
+/// round); writes go nowhere. Also the client of `inbound.rs`'s unit tests.
+pub(crate) struct Replay<'a> {
     bytes: &'a [u8],
     at: usize,
     sizes: Vec<usize>,
@@ -208,7 +208,7 @@ struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
-    fn new(bytes: &'a [u8], sizes: Vec<usize>) -> Replay<'a> {
+    pub(crate) fn new(bytes: &'a [u8], sizes: Vec<usize>) -> Replay<'a> {
         Replay {
             bytes,
             at: 0,
@@ -259,12 +259,29 @@ impl Write for Replay<'_> {
     }
 }
 
-/// `Inbound` over a replay, as the socket has it.
-struct Layered<'a>(Inbound, Replay<'a>);
+/// `Inbound` over a replay, as the socket has it; keeps what it hands over.
+pub(crate) struct Layered<'a> {
+    pub(crate) inbound: Inbound,
+    replay: Replay<'a>,
+    /// Every byte tungstenite was handed, in order.
+    pub(crate) handed: Vec<u8>,
+}
+
+impl<'a> Layered<'a> {
+    pub(crate) fn new(inbound: Inbound, replay: Replay<'a>) -> Layered<'a> {
+        Layered {
+            inbound,
+            replay,
+            handed: Vec::new(),
+        }
+    }
+}
 
 impl Read for Layered<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(&mut self.1, buf)
+        let n = self.inbound.read(&mut self.replay, buf)?;
+        self.handed.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 }
 

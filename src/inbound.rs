@@ -13,7 +13,7 @@
 //! (control frames, reserved bits or opcodes, unmasked frames, frames over the limit) passes
 //! through untouched, for tungstenite to answer as the protocol says.
 
-use crate::budget::Holding;
+use crate::budget::{Budget, Holding};
 use std::fmt;
 use std::io;
 
@@ -38,6 +38,17 @@ pub struct OverBudget {
     /// What every connection together held at the time.
     pub in_use: usize,
     pub limit: usize,
+}
+
+impl OverBudget {
+    /// A message of `message_bytes` that `budget` has no room for now.
+    pub fn now(message_bytes: u64, budget: &Budget) -> OverBudget {
+        OverBudget {
+            message_bytes,
+            in_use: budget.in_use(),
+            limit: budget.limit(),
+        }
+    }
 }
 
 impl fmt::Display for OverBudget {
@@ -326,12 +337,7 @@ impl Inbound {
         if self.holding.grow(header.payload as usize) {
             return true;
         }
-        let budget = self.holding.budget();
-        self.refusal = Some(OverBudget {
-            message_bytes: self.message,
-            in_use: budget.in_use(),
-            limit: budget.limit(),
-        });
+        self.refusal = Some(OverBudget::now(self.message, self.holding.budget()));
         false
     }
 
@@ -378,67 +384,10 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::Budget;
-    use std::io::{Read, Write};
+    use crate::fuzzing::{Layered, Replay};
     use std::sync::Arc;
     use tungstenite::protocol::{Role, WebSocket};
     use tungstenite::{Error, Message};
-
-    /// The client's bytes, given in reads of the sizes in `sizes`, over and over.
-    struct Client {
-        bytes: Vec<u8>,
-        at: usize,
-        sizes: Vec<usize>,
-        turn: usize,
-        last: usize,
-        /// A read size of 0 here means: this read times out.
-        timeouts: bool,
-    }
-
-    impl Source for Client {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let size = self.sizes[self.turn % self.sizes.len()];
-            self.turn += 1;
-            if self.timeouts && size == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(size).min(self.bytes.len() - self.at);
-            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
-            self.at += n;
-            self.last = n;
-            Ok(n)
-        }
-
-        fn unread(&mut self, tail: &[u8]) {
-            assert!(tail.len() <= self.at, "unread more than was read");
-            assert_eq!(&self.bytes[self.at - tail.len()..self.at], tail);
-            self.at -= tail.len();
-        }
-    }
-
-    /// Inbound between the client and tungstenite; records what tungstenite was handed.
-    struct Wire {
-        client: Client,
-        inbound: Inbound,
-        handed: Vec<u8>,
-    }
-
-    impl Read for Wire {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.inbound.read(&mut self.client, buf)?;
-            self.handed.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-    }
-
-    impl Write for Wire {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// One masked client frame.
     fn frame(opcode: u8, fin: bool, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
@@ -457,19 +406,14 @@ mod tests {
         out
     }
 
-    fn server(bytes: Vec<u8>, sizes: &[usize], budget: usize, max: usize) -> WebSocket<Wire> {
-        let wire = Wire {
-            client: Client {
-                bytes,
-                at: 0,
-                sizes: sizes.to_vec(),
-                turn: 0,
-                last: 0,
-                timeouts: sizes.contains(&0),
-            },
-            inbound: Inbound::new(Holding::new(&Budget::new(budget)), max),
-            handed: Vec::new(),
-        };
+    fn server<'a>(
+        bytes: &'a [u8],
+        sizes: &[usize],
+        budget: usize,
+        max: usize,
+    ) -> WebSocket<Layered<'a>> {
+        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max);
+        let wire = Layered::new(inbound, Replay::new(bytes, sizes.to_vec()));
         let config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(1024)
             .max_message_size(Some(max))
@@ -500,7 +444,7 @@ mod tests {
         bytes.extend(frame(9, true, b"ping!", [3, 3, 3, 3]));
         bytes.extend(frame(0, true, &binary[..30_000], [4, 0, 0, 4]));
         for sizes in [&[usize::MAX][..], &[1, 7, 1024, 3, 65_536, 14], &[13, 2]] {
-            let mut ws = server(bytes.clone(), sizes, 1 << 30, 1 << 20);
+            let mut ws = server(&bytes, sizes, 1 << 30, 1 << 20);
             assert_eq!(ws.read().unwrap(), Message::text(text.clone()));
             assert_eq!(ws.read().unwrap(), Message::binary(binary.clone()));
             assert_eq!(ws.read().unwrap(), Message::text("small"));
@@ -523,7 +467,7 @@ mod tests {
         let mut bytes = frame(2, true, &binary, [1, 2, 3, 4]);
         bytes.extend(frame(1, true, b"after", [5, 6, 7, 8]));
         // Reads of 1 and 3 bytes with timeouts between: headers arrive in parts.
-        let mut ws = server(bytes, &[1, 0, 3, 0, 0, 5000, 0], 1 << 30, 1 << 20);
+        let mut ws = server(&bytes, &[1, 0, 3, 0, 0, 5000, 0], 1 << 30, 1 << 20);
         let mut read = || loop {
             match ws.read() {
                 Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => continue,
@@ -540,7 +484,7 @@ mod tests {
         let mut bytes = frame(2, true, &[1; 1000], [1, 1, 1, 1]);
         bytes.extend(frame(2, false, &[2; 30_000], [1, 1, 1, 1]));
         bytes.extend(frame(0, true, &[3; 30_000], [1, 1, 1, 1]));
-        let mut ws = server(bytes, &[4096], budget_bytes, 1 << 20);
+        let mut ws = server(&bytes, &[4096], budget_bytes, 1 << 20);
         let first = ws.read().unwrap();
         ws.get_mut().inbound.delivered(first.len());
         ws.get_mut().inbound.release_delivered();
@@ -567,7 +511,7 @@ mod tests {
             bytes.extend(frame(2, true, &[7; 40_000], [9, 8, 7, 6]));
         }
         // Five 40 KB messages through a 50 KB budget: each is handed on before the next.
-        let mut ws = server(bytes, &[65_536], 50_000, 1 << 20);
+        let mut ws = server(&bytes, &[65_536], 50_000, 1 << 20);
         for _ in 0..5 {
             let message = ws.read().unwrap();
             assert_eq!(message.len(), 40_000);
@@ -579,12 +523,8 @@ mod tests {
     #[test]
     fn what_tungstenite_must_refuse_passes_untouched() {
         // Over the size limit: refused as too big, without holding it.
-        let mut ws = server(
-            frame(2, true, &[0; 70_000], [1, 2, 3, 4]),
-            &[1024],
-            1000,
-            65_536,
-        );
+        let too_big = frame(2, true, &[0; 70_000], [1, 2, 3, 4]);
+        let mut ws = server(&too_big, &[1024], 1000, 65_536);
         assert!(matches!(ws.read(), Err(Error::Capacity(_))));
         assert_eq!(ws.get_ref().inbound.holding().budget().in_use(), 0);
         // RSV1 on a continuation: a protocol error, not cut into pieces.
@@ -592,13 +532,13 @@ mod tests {
         let mut bad = frame(0, true, &[2; 40_000], [1, 2, 3, 4]);
         bad[0] |= 0x40;
         bytes.extend(&bad);
-        let mut ws = server(bytes, &[usize::MAX], 1 << 30, 1 << 20);
+        let mut ws = server(&bytes, &[usize::MAX], 1 << 30, 1 << 20);
         assert!(matches!(ws.read(), Err(Error::Protocol(_))));
         // Unmasked: refused as the protocol says.
         let mut unmasked = frame(2, true, &[], [0; 4]);
         unmasked[1] &= 0x7f;
         unmasked.truncate(2);
-        let mut ws = server(unmasked, &[usize::MAX], 1 << 30, 1 << 20);
+        let mut ws = server(&unmasked, &[usize::MAX], 1 << 30, 1 << 20);
         assert!(matches!(ws.read(), Err(Error::Protocol(_))));
     }
 }

@@ -512,23 +512,9 @@ fn send_slices_now(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize
     }
 }
 
-/// `send` with MSG_DONTWAIT: what the socket takes now, or `WouldBlock`.
+/// `send_slices_now` of one buffer.
 fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: send reads at most `buf.len()` bytes from `buf`, on a descriptor that `stream`
-    // keeps open.
-    let n = unsafe {
-        libc::send(
-            stream.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    send_slices_now(stream, &[IoSlice::new(buf)])
 }
 
 #[cfg(test)]
