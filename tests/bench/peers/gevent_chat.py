@@ -7,8 +7,8 @@ Run: python gevent_chat.py PORT
 
 import json
 import sys
-import time
 
+import chat_room
 from gevent import pywsgi
 from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.handler import WebSocketHandler
@@ -36,31 +36,17 @@ def chat(environ, start_response):
             data = ws.receive()
             if data is None:
                 break
-            try:
-                request = json.loads(data)
-            except ValueError:
-                ws.send(json.dumps({"type": "error", "reason": "not JSON"}))
-                continue
-            name = names.get(ws)
-            if request.get("type") == "join" and name is None and isinstance(request.get("name"), str):
-                wanted = given = request["name"].strip()
-                taken = set(names.values())
-                n = 2
-                while given in taken:
-                    given, n = f"{wanted} {n}", n + 1
-                names[ws] = given
-                ws.send(json.dumps({"type": "welcome", "name": given, "members": list(names.values())}))
-                to_all({"type": "joined", "name": given, "count": len(names)}, ws)
-            elif request.get("type") == "say" and name is not None and isinstance(request.get("text"), str):
-                to_all({"type": "said", "from": name, "text": request["text"], "at": int(time.time() * 1000)})
-            else:
-                ws.send(json.dumps({"type": "error", "reason": "bad request"}))
+            reply, news = chat_room.answer(names, ws, data)
+            if reply is not None:
+                ws.send(json.dumps(reply))
+            if news is not None:
+                to_all(*news)
     except WebSocketError:
         pass
     finally:
-        name = names.pop(ws, None)
-        if name is not None:
-            to_all({"type": "left", "name": name, "count": len(names)})
+        news = chat_room.left(names, ws)
+        if news is not None:
+            to_all(*news)
     return []
 
 

@@ -8,8 +8,8 @@ Run: python websockets_chat.py PORT
 import asyncio
 import json
 import sys
-import time
 
+import chat_room
 from websockets.asyncio.server import broadcast, serve
 
 names = {}  # connection -> name
@@ -22,29 +22,15 @@ def to_all(message, except_=None):
 async def chat(websocket):
     try:
         async for data in websocket:
-            try:
-                request = json.loads(data)
-            except ValueError:
-                await websocket.send(json.dumps({"type": "error", "reason": "not JSON"}))
-                continue
-            name = names.get(websocket)
-            if request.get("type") == "join" and name is None and isinstance(request.get("name"), str):
-                wanted = given = request["name"].strip()
-                taken = set(names.values())
-                n = 2
-                while given in taken:
-                    given, n = f"{wanted} {n}", n + 1
-                names[websocket] = given
-                await websocket.send(json.dumps({"type": "welcome", "name": given, "members": list(names.values())}))
-                to_all({"type": "joined", "name": given, "count": len(names)}, websocket)
-            elif request.get("type") == "say" and name is not None and isinstance(request.get("text"), str):
-                to_all({"type": "said", "from": name, "text": request["text"], "at": int(time.time() * 1000)})
-            else:
-                await websocket.send(json.dumps({"type": "error", "reason": "bad request"}))
+            reply, news = chat_room.answer(names, websocket, data)
+            if reply is not None:
+                await websocket.send(json.dumps(reply))
+            if news is not None:
+                to_all(*news)
     finally:
-        name = names.pop(websocket, None)
-        if name is not None:
-            to_all({"type": "left", "name": name, "count": len(names)})
+        news = chat_room.left(names, websocket)
+        if news is not None:
+            to_all(*news)
 
 
 async def main(port):
