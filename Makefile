@@ -11,14 +11,20 @@ run: assets
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
 	$(CARGO) test
+	$(CARGO) test --features tls --target-dir $(TLS_TARGET) --test tls
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory nginx-test
 	$(MAKE) --no-print-directory conformance
 
+# The `tls` build (wss://, https://) goes to its own folder, so that it never replaces the
+# default binary the other tests run.
+TLS_TARGET := target/tls
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features tls --target-dir $(TLS_TARGET) -- -D warnings
 
 build:
 	$(CARGO) build --release

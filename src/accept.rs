@@ -5,6 +5,7 @@ use crate::http::Refusal;
 use crate::metrics::Metrics;
 use crate::registry::NotAdmitted;
 use crate::shutdown::ShutdownSignal;
+use crate::stream::Stream;
 use log::{info, warn};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -52,7 +53,7 @@ pub fn accept_loop(
 /// Answer (503) and log, from the accept thread and without blocking it, a connection that
 /// `why` kept out. `what` names the port's connections in the log; `cap_flag` sets its cap.
 pub fn refuse(
-    stream: &TcpStream,
+    stream: &Stream,
     peer: impl std::fmt::Display,
     why: NotAdmitted,
     metrics: &Metrics,

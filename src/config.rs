@@ -56,6 +56,18 @@ pub struct Config {
     /// Host names both ports answer for (the `Host` header, without port); any other gets 421.
     /// Empty: every host.
     pub allowed_hosts: Vec<String>,
+    /// The certificate and key both ports speak TLS with (https://, wss://); `None`: plain.
+    /// Needs the `tls` feature.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate and key are: PEM files, read at start and on every reload.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, RSA or EC).
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -77,6 +89,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::socket::Socket;
 use crate::socket::{discard_until, is_timeout, set_timeout_until};
 use log::warn;
 use std::fmt;
-use std::net::{Shutdown, SocketAddr};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
@@ -109,9 +110,11 @@ impl Connection {
         shutdown: ShutdownSignal,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Connection> {
-        ws.get_ref().set_read_timeout(Some(ping_interval))?;
+        ws.get_ref().tcp().set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
-        ws.get_ref().set_write_timeout(Some(ping_interval * 2))?;
+        ws.get_ref()
+            .tcp()
+            .set_write_timeout(Some(ping_interval * 2))?;
         Ok(Connection {
             ws,
             about,
@@ -245,8 +248,11 @@ impl Connection {
             return self.ws.close(Some(frame));
         }
         // tungstenite has already seen the socket end (our own shutdown wake-up reads EOF),
-        // but the write half is still open: say goodbye properly all the same.
-        Frame::close(Some(frame)).format(self.ws.get_mut())
+        // but the write half is still open: say goodbye properly all the same. In one write:
+        // between two, a `Sender`'s frame could slip in (see `outbox.rs`).
+        let mut bytes = Vec::with_capacity(2 + 2 + reason.len());
+        Frame::close(Some(frame)).format(&mut bytes)?;
+        Ok(self.ws.get_mut().write_all(&bytes)?)
     }
 
     /// The server's number for this connection, as in its log lines.
@@ -307,12 +313,13 @@ impl Connection {
         if self.await_close_reply {
             // tungstenite reports ConnectionClosed once the reply arrives; anything else
             // (data still in flight, garbage after a fault, a timeout) ends the wait as well.
-            while set_timeout_until(self.ws.get_ref(), deadline) && self.ws.read().is_ok() {}
+            while set_timeout_until(self.ws.get_ref().tcp(), deadline) && self.ws.read().is_ok() {}
         }
         let stream = self.ws.get_mut();
-        let _ = stream.shutdown(Shutdown::Write);
         // A broken connection has no last words of ours to wait on.
-        if !matches!(self.ending, Ending::Dropped(_)) {
+        let dropped = matches!(self.ending, Ending::Dropped(_));
+        let _ = stream.close_write(if dropped { Instant::now() } else { deadline });
+        if !dropped {
             discard_until(stream, deadline, usize::MAX);
         }
     }

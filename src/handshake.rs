@@ -9,9 +9,10 @@
 use crate::http::{self, HeadError, Refusal, Request, host_of};
 use crate::policy;
 use crate::routes::{Route, Routes, UpgradeRequest};
+use crate::stream::Stream;
 use std::fmt;
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 /// What a client opened with.
 // The request stays on the stack, unboxed: a heap copy would outlive the handshake in the
@@ -45,10 +46,9 @@ impl fmt::Display for OpeningError {
     }
 }
 
-/// Read until a complete policy request or HTTP request head, all within `timeout`: a client
+/// Read until a complete policy request or HTTP request head, all by `deadline`: a client
 /// trickling bytes cannot hold the thread longer than that.
-pub fn read_opening(stream: &TcpStream, timeout: Duration) -> Result<Opening, OpeningError> {
-    let deadline = Instant::now() + timeout;
+pub fn read_opening(stream: &Stream, deadline: Instant) -> Result<Opening, OpeningError> {
     let mut received = Vec::with_capacity(1024);
     loop {
         if let Some(opening) = parse_opening(&mut received)? {

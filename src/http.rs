@@ -7,9 +7,9 @@
 
 use crate::escape::escape;
 use crate::socket;
+use crate::stream::Stream;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 /// The largest request head we read; larger gets 431.
@@ -125,7 +125,7 @@ impl Request {
 
 /// Read once more from `stream` into `received`, waiting no later than `deadline`.
 pub fn read_more(
-    mut stream: &TcpStream,
+    mut stream: &Stream,
     received: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), HeadError> {
@@ -135,7 +135,10 @@ pub fn read_more(
         if left.is_zero() {
             return Err(HeadError::TimedOut);
         }
-        stream.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
+        stream
+            .tcp()
+            .set_read_timeout(Some(left))
+            .map_err(HeadError::Io)?;
         match stream.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(n) => {
@@ -248,6 +251,7 @@ pub fn response_head(
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -323,8 +327,8 @@ impl Refusal {
         self
     }
 
-    /// Write the answer in one write; the caller closes the connection afterwards.
-    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+    /// The whole answer: head and one-line body.
+    fn to_bytes(&self) -> Vec<u8> {
         let body = format!("{}\n", self.message);
         let head = response_head(
             self.status,
@@ -333,29 +337,34 @@ impl Refusal {
             false,
             self.extra_header,
         );
-        out.write_all((head + &body).as_bytes())?;
+        (head + &body).into_bytes()
+    }
+
+    /// Write the answer in one write; the caller closes the connection afterwards.
+    pub fn write_to(&self, mut out: impl Write) -> io::Result<()> {
+        out.write_all(&self.to_bytes())?;
         out.flush()
     }
 
     /// Write the answer, then close our side and let the client read it: whatever the client
     /// still sends is thrown away, up to `LINGER_BYTES` within `LINGER_TIME`.
-    pub fn send_and_linger(&self, stream: &TcpStream) {
-        if self.write_to(stream).is_err() || stream.shutdown(Shutdown::Write).is_err() {
+    pub fn send_and_linger(&self, stream: &Stream) {
+        let deadline = Instant::now() + LINGER_TIME;
+        if self.write_to(stream).is_err() || stream.close_write(deadline).is_err() {
             return;
         }
-        socket::discard_until(&mut &*stream, Instant::now() + LINGER_TIME, LINGER_BYTES);
+        socket::discard_until(&mut &*stream, deadline, LINGER_BYTES);
     }
 
-    /// Answer from an accept thread, never blocking it: a fresh socket's send buffer is
-    /// empty, and whatever the client already sent is read away so the close is a clean FIN.
-    pub fn send_without_blocking(&self, mut stream: &TcpStream) {
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
-        let _ = self.write_to(stream);
+    /// Answer without ever blocking (from an accept thread, say): a fresh socket's send
+    /// buffer is empty, and whatever the client already sent is read away so the close is a
+    /// clean FIN.
+    pub fn send_without_blocking(&self, stream: &Stream) {
+        let _ = stream.send_now(&[IoSlice::new(&self.to_bytes())]);
+        let _ = stream.flush_now();
         let mut sink = [0u8; 1024];
         for _ in 0..8 {
-            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            if !matches!(stream.recv_now(&mut sink), Ok(n) if n > 0) {
                 break;
             }
         }

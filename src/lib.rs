@@ -33,17 +33,23 @@ mod routes;
 mod server;
 mod shutdown;
 mod socket;
+mod stream;
 mod threads;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
+mod tls;
 mod wake;
 mod websocket;
 
-pub use config::Config;
+pub use config::{Config, TlsFiles};
 pub use connection::{Connection, Ending, Traffic};
 pub use echo::handle_echo_client;
 pub use outbox::{Frames, SendError, Sender};
 pub use room::{Delivery, Room};
 pub use routes::{Handler, Refused, Route, Routes, UpgradeRequest};
-pub use server::{Server, StartError, Summary, default_routes};
+pub use server::{Server, StartError, Summary, TlsReloader, default_routes};
 pub use shutdown::Trigger;
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::{Error, Message};

@@ -50,10 +50,15 @@ Options:
   --trusted-proxy ADDR      a reverse proxy at ADDR names the client in X-Forwarded-For:
                             its address counts for --max-per-address and the logs
                             (repeatable)                   [default: none]
+  --tls-cert FILE           serve https:// and wss:// (both ports) with this PEM
+                            certificate chain; needs --tls-key, and a build with
+                            `--features tls`               [default: plain]
+  --tls-key FILE            the certificate's private key (PEM)
   -h, --help                print this help
   -V, --version             print the version
 
 Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
+SIGHUP reloads the TLS certificate and key; open connections keep theirs.
 ",
         http = defaults.http,
         ws = defaults.ws,
@@ -111,6 +116,11 @@ fn main() -> ExitCode {
 
     let server = match Server::start(config) {
         Ok(server) => server,
+        // A certificate or key that cannot be used is a mistake on the command line.
+        Err(error @ wsecho::StartError::Tls(_)) => {
+            log::error!("{error}");
+            return ExitCode::from(2);
+        }
         Err(error) => {
             log::error!("{error}");
             return ExitCode::from(1);
@@ -118,6 +128,10 @@ fn main() -> ExitCode {
     };
     if let Err(error) = stop_on_signals(server.trigger()) {
         log::error!("cannot install the SIGINT/SIGTERM handler: {error}");
+        return ExitCode::from(1);
+    }
+    if let Err(error) = reload_on_sighup(server.tls_reloader()) {
+        log::error!("cannot install the SIGHUP handler: {error}");
         return ExitCode::from(1);
     }
     let summary = server.wait();
@@ -129,6 +143,7 @@ fn main() -> ExitCode {
 fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
     use lexopt::prelude::*;
     let mut config = Config::default();
+    let (mut tls_cert, mut tls_key) = (None, None);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("http") => config.http = value(&mut parser, "--http")?,
@@ -183,6 +198,8 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             Long("allow-origin") => config
                 .allowed_origins
                 .push(value(&mut parser, "--allow-origin")?),
+            Long("tls-cert") => tls_cert = Some(value::<PathBuf>(&mut parser, "--tls-cert")?),
+            Long("tls-key") => tls_key = Some(value::<PathBuf>(&mut parser, "--tls-key")?),
             Short('h') | Long("help") => {
                 print!("{}", help());
                 return Ok(None);
@@ -201,6 +218,12 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             config.max_message_size, config.memory_budget
         ));
     }
+    config.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(wsecho::TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err("--tls-cert needs --tls-key, the certificate's key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert, its certificate".into()),
+    };
     Ok(Some(config))
 }
 
@@ -330,6 +353,29 @@ fn stop_on_signals(trigger: wsecho::Trigger) -> std::io::Result<()> {
             if received.next().is_some() {
                 log::warn!("second signal: exiting without waiting for connections");
                 std::process::exit(1);
+            }
+        })?;
+    Ok(())
+}
+
+/// SIGHUP reloads the TLS certificate and key; a bad new pair is logged and the old one kept.
+fn reload_on_sighup(reloader: Option<wsecho::TlsReloader>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match &reloader {
+                    None => log::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+                    Some(reloader) => match reloader.reload() {
+                        Ok(files) => {
+                            log::info!("SIGHUP: reloaded the TLS {files}; new connections use them")
+                        }
+                        Err(error) => {
+                            log::error!("SIGHUP: kept the TLS certificate in use: {error}")
+                        }
+                    },
+                }
             }
         })?;
     Ok(())

@@ -15,12 +15,11 @@
 //! writes go straight to the socket, as for `/echo`.
 
 use crate::budget::{Budget, Holding};
-use crate::socket::recv_waiting;
+use crate::stream::Stream;
 use crate::wake::{self, ThreadHandle, Woken};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -173,7 +172,7 @@ pub(crate) enum Interruption {
 
 pub(crate) struct Outbox {
     id: u64,
-    stream: Arc<TcpStream>,
+    stream: Arc<Stream>,
     /// Most bytes queued at once.
     limit: usize,
     /// What queued frames are held against.
@@ -242,7 +241,7 @@ impl State {
 impl Outbox {
     pub(crate) fn new(
         id: u64,
-        stream: Arc<TcpStream>,
+        stream: Arc<Stream>,
         limit: usize,
         budget: Arc<Budget>,
     ) -> Arc<Outbox> {
@@ -282,6 +281,10 @@ impl Outbox {
                 Err(_) => return Err(SendError::Closed),
             };
             if sent == frame.len() {
+                if self.stream.has_pending_output() {
+                    // TLS holds part of it encrypted: the connection's thread writes it out.
+                    state.nudge();
+                }
                 return Ok(());
             }
         }
@@ -313,6 +316,9 @@ impl Outbox {
 
     /// Write out what is queued without waiting; true when nothing is left.
     fn flush(&self, state: &mut State) -> io::Result<bool> {
+        if !self.stream.flush_now()? {
+            return Ok(false);
+        }
         while let Some(chunk) = state.queue.front_mut() {
             let bytes = chunk.frames.bytes();
             match send_now(&self.stream, &bytes[chunk.sent..]) {
@@ -346,13 +352,14 @@ impl Outbox {
                 // Never between the halves of our own frame (a write that failed midway).
                 !state.owner_mid_frame && !self.flush(&mut state)?
             };
-            match recv_waiting(&self.stream, buf) {
+            match self.stream.recv_now(buf) {
                 Ok(n) => return Ok(n),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(error),
             }
-            self.wait(true, queued, deadline)?;
+            // Reading can give TLS something to answer.
+            self.wait(true, queued || self.stream.has_pending_output(), deadline)?;
         }
     }
 
@@ -370,7 +377,7 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 if state.owner_mid_frame || self.flush(&mut state)? {
-                    let n = match send_slices_now(&self.stream, bufs) {
+                    let n = match self.stream.send_now(bufs) {
                         Ok(n) => n,
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
                         Err(error) => return Err(error),
@@ -401,13 +408,15 @@ impl Outbox {
         {
             let mut state = self.lock();
             // Queued or asked for since we looked: go round again instead of sleeping.
-            if (!writable && !state.queue.is_empty() && !state.owner_mid_frame) || state.must_act()
-            {
+            let to_write = (!state.queue.is_empty() && !state.owner_mid_frame)
+                || self.stream.has_pending_output();
+            if (!writable && to_write) || state.must_act() {
                 return Ok(());
             }
             state.waiter = Some(wake::current_thread());
         }
-        let woken = wake::wait(self.stream.as_raw_fd(), readable, writable, timeout);
+        let fd = self.stream.tcp().as_raw_fd();
+        let woken = wake::wait(fd, readable, writable, timeout);
         self.lock().waiter = None;
         match woken? {
             Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
@@ -444,6 +453,7 @@ impl Outbox {
                 reason: reason.into(),
             })));
             let _ = send_now(&self.stream, frame.bytes());
+            let _ = self.stream.flush_now();
         }
         state.queue.clear();
         state.queued = 0;
@@ -491,30 +501,9 @@ impl fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
-fn send_slices_now(stream: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: an IoSlice has the layout of an iovec (std guarantees it on Unix); sendmsg
-    // reads at most the slices' bytes, which we borrow, on a descriptor `stream` keeps open.
-    let n = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = bufs.as_ptr().cast_mut().cast();
-        message.msg_iovlen = bufs.len() as _;
-        libc::sendmsg(
-            stream.as_raw_fd(),
-            &message,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// `send_slices_now` of one buffer.
-fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    send_slices_now(stream, &[IoSlice::new(buf)])
+/// `Stream::send_now` of one buffer.
+fn send_now(stream: &Stream, buf: &[u8]) -> io::Result<usize> {
+    stream.send_now(&[IoSlice::new(buf)])
 }
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ use crate::metrics::Metrics;
 use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::shutdown::ShutdownSignal;
+use crate::stream::Stream;
+use crate::tls::Certificates;
 use log::{debug, warn};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Site {
     /// How long a request head may take, and how long a connection may idle between requests
     /// or wait for the client to read.
     pub timeout: Duration,
+    /// With TLS on, the page is served over https only.
+    pub tls: Option<Arc<Certificates>>,
 }
 
 /// web-socket-js, fetched by `make assets` into the page folder (never committed).
@@ -82,7 +86,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
     // A response head and its file go out as two writes: without this the file would wait
     // for the client's delayed ACK of the head.
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+    let stream = Arc::new(Stream::new(stream));
     let ticket = match site.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
         Err(why) => {
@@ -111,9 +115,22 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
 }
 
 /// Answer one request after another until the client leaves, idles out, or asks to close.
-fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
-    if let Err(error) = stream.set_write_timeout(Some(site.timeout)) {
+fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
+    if let Err(error) = stream.tcp().set_write_timeout(Some(site.timeout)) {
         warn!("page: dropped {peer}: cannot set a write timeout ({error})");
+        return;
+    }
+    if let Some(certificates) = &site.tls
+        && let Err(error) = stream.accept_tls(certificates, Instant::now() + site.timeout)
+    {
+        // Browsers open spare connections and drop them unused: only a failed handshake is
+        // worth a warning.
+        if error.kind() == io::ErrorKind::InvalidData {
+            site.metrics.refused("tls");
+            warn!("page: dropped {peer}: {error}");
+        } else {
+            debug!("page: dropped {peer}: {error}");
+        }
         return;
     }
     let mut received = Vec::new();
@@ -147,6 +164,10 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
             return;
         }
         first = false;
+        if site.tls.is_some() && !stream.is_tls() {
+            to_https(stream, client, &request, site);
+            return;
+        }
         match respond(stream, client, &request, site) {
             Ok(true) => {}
             Ok(false) => return,
@@ -162,7 +183,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, ticket: &Ticket, site:
 /// The next request head; `Ok(None)` when the client left or stayed silent instead of
 /// beginning one. While nothing of it has arrived the connection counts as idle.
 fn next_request(
-    stream: &TcpStream,
+    stream: &Stream,
     mut received: Vec<u8>,
     ticket: &Ticket,
     timeout: Duration,
@@ -187,7 +208,33 @@ fn next_request(
 }
 
 /// Answer one request. `Ok(true)` when the connection stays open for the next.
-fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> io::Result<bool> {
+/// A plain http:// request on the https port: send the browser to the same URL over https.
+fn to_https(stream: &Stream, peer: Client, request: &Request, site: &Site) {
+    let Some(host) = request.header("Host").map(str::trim) else {
+        site.metrics.refused("tls");
+        warn!("page: refused {peer} 400: plain http on the https port, without a Host");
+        Refusal::new(400, "this port speaks https: open the page with https://")
+            .because("tls")
+            .send_and_linger(stream);
+        return;
+    };
+    let location = format!("https://{host}{}", request.target());
+    debug!("page: {peer}: plain http, sent to {}", escape(&location));
+    let body = format!("this port speaks https: open {location}\n");
+    let head = http::response_head(
+        302,
+        "text/plain; charset=utf-8",
+        body.len() as u64,
+        false,
+        Some(&format!("Location: {location}")),
+    );
+    let mut out = stream;
+    if out.write_all((head + &body).as_bytes()).is_ok() {
+        let _ = stream.close_write(Instant::now() + site.timeout);
+    }
+}
+
+fn respond(stream: &Stream, peer: Client, request: &Request, site: &Site) -> io::Result<bool> {
     let (method, target) = (request.method(), escape(request.target()));
     let checked =
         http::check_host(request, &site.allowed_hosts).and_then(|()| check_request(request));
@@ -233,9 +280,9 @@ fn respond(stream: &TcpStream, peer: Client, request: &Request, site: &Site) -> 
         }
         Body::File(file, length) => {
             out.write_all(head.as_bytes())?;
-            // A file, straight to the socket (sendfile on Linux); a write that makes no
-            // progress within the write timeout ends the connection.
-            if io::copy(&mut file.take(length), &mut out)? != length {
+            // A file, straight to the socket (sendfile on Linux, when plain); a write that
+            // makes no progress within the write timeout ends the connection.
+            if stream.send_file(file, length)? != length {
                 return Err(io::Error::other("the file shrank while being sent"));
             }
         }

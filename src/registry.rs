@@ -19,9 +19,10 @@
 //! When the cap is reached, the connection idle longest is closed to admit the new one, so a
 //! crowd of idle connections cannot keep anyone else out.
 
+use crate::stream::Stream;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,7 @@ struct State {
 }
 
 struct Entry {
-    socket: Arc<TcpStream>,
+    socket: Arc<Stream>,
     /// Since when the connection has been waiting for its client; `None` while it works.
     idle_since: Option<Instant>,
     address: IpAddr,
@@ -126,7 +127,7 @@ impl Connections {
     /// cap is refused first, so it cannot push others out.
     pub fn admit(
         self: &Arc<Self>,
-        waker: Arc<TcpStream>,
+        waker: Arc<Stream>,
         address: IpAddr,
     ) -> Result<Ticket, NotAdmitted> {
         let mut state = lock(&self.state);
@@ -181,7 +182,7 @@ impl Connections {
         let mut state = lock(&self.state);
         state.completion = None;
         for entry in state.open.values() {
-            let _ = entry.socket.shutdown(Shutdown::Read);
+            let _ = entry.socket.tcp().shutdown(Shutdown::Read);
         }
     }
 
@@ -199,7 +200,7 @@ impl Connections {
         }
         let state = lock(&self.state);
         for entry in state.open.values() {
-            let _ = entry.socket.shutdown(Shutdown::Both);
+            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
         }
         state.open.len()
     }
@@ -228,7 +229,7 @@ impl State {
             return false;
         };
         if let Some(entry) = self.remove(id) {
-            let _ = entry.socket.shutdown(Shutdown::Both);
+            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
         }
         true
     }
@@ -255,7 +256,7 @@ impl State {
             return false;
         }
         if let Some(entry) = self.remove(oldest) {
-            let _ = entry.socket.shutdown(Shutdown::Both);
+            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
         }
         true
     }

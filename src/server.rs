@@ -12,6 +12,7 @@ use crate::policy;
 use crate::registry::Connections;
 use crate::routes::Routes;
 use crate::shutdown::{self, ShutdownSignal, Trigger};
+use crate::tls::Certificates;
 use crate::websocket::{self, Port, Shared};
 use log::{info, warn};
 use std::fmt;
@@ -35,6 +36,19 @@ pub struct Server {
     connections: Arc<Connections>,
     page_connections: Arc<Connections>,
     threads: Vec<JoinHandle<()>>,
+    tls: Option<Arc<Certificates>>,
+}
+
+/// Reads the TLS certificate and key again (what SIGHUP does); clone it freely.
+#[derive(Clone)]
+pub struct TlsReloader(Arc<Certificates>);
+
+impl TlsReloader {
+    /// Read both files again. New handshakes use the new pair, connections already open keep
+    /// theirs; on an error the pair in use stays. `Ok` names the files.
+    pub fn reload(&self) -> Result<String, String> {
+        self.0.reload().map(|()| self.0.describe())
+    }
 }
 
 /// Why the server could not start.
@@ -58,6 +72,9 @@ pub enum StartError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The TLS certificate or key cannot be used (or TLS was not built in): what is wrong
+    /// and what to do, in one line.
+    Tls(String),
     /// Anything else the operating system refused (threads, sockets).
     Io(io::Error),
 }
@@ -81,6 +98,7 @@ impl fmt::Display for StartError {
                  or leave --www out to serve the built-in page",
                 path.display()
             ),
+            StartError::Tls(message) => write!(f, "{message}"),
             StartError::Io(source) => write!(f, "cannot start: {source}"),
         }
     }
@@ -123,6 +141,12 @@ impl Server {
 
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
     pub fn start_with(config: Config, routes: Routes) -> Result<Server, StartError> {
+        let tls = match &config.tls {
+            Some(files) => {
+                Some(Certificates::load(&files.cert, &files.key).map_err(StartError::Tls)?)
+            }
+            None => None,
+        };
         let folder = match &config.www {
             Some(www) => Some(www.canonicalize().map_err(|source| StartError::Www {
                 path: www.clone(),
@@ -176,6 +200,7 @@ impl Server {
             allowed_hosts: config.allowed_hosts.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::clone(&metrics),
+            tls: tls.clone(),
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
@@ -186,6 +211,7 @@ impl Server {
             signal.clone(),
             routes,
             metrics,
+            tls.clone(),
         );
 
         let mut threads = Vec::new();
@@ -204,10 +230,22 @@ impl Server {
             page::accept_loop(http_listener, page_site)
         })?);
 
-        info!("page: http://{http_addr}/ (open this in a browser)");
-        info!("WebSocket: ws://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
+        let (http, ws) = if tls.is_some() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
+        info!("page: {http}://{http_addr}/ (open this in a browser)");
+        info!("WebSocket: {ws}://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
         if serves_chat {
-            info!("chat room: http://{http_addr}/chat.html (WebSocket path {CHAT_PATH})");
+            info!("chat room: {http}://{http_addr}/chat.html (WebSocket path {CHAT_PATH})");
+        }
+        if let Some(certificates) = &tls {
+            info!(
+                "TLS with {}; SIGHUP reloads them. The Flash fallback cannot speak this TLS: \
+                 it needs a plain ws:// port",
+                certificates.describe()
+            );
         }
         if let Some(addr) = policy_addr {
             info!("Flash policy: {addr}");
@@ -233,7 +271,13 @@ impl Server {
             connections,
             page_connections,
             threads,
+            tls,
         })
+    }
+
+    /// With TLS on, the handle that reloads its certificate and key.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone().map(TlsReloader)
     }
 
     /// Where the WebSocket port listens (the port actually bound, when 0 was asked for).

@@ -15,10 +15,10 @@
 use crate::budget::{Budget, Holding};
 use crate::inbound::{Inbound, Source};
 use crate::outbox::Outbox;
+use crate::stream::Stream;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +32,7 @@ pub struct Socket {
 
 /// The socket's own bytes, before `Inbound` minds their frames.
 struct Raw {
-    stream: Arc<TcpStream>,
+    stream: Arc<Stream>,
     /// Once the handler has asked for a `Sender`: every read and write goes through here.
     outbox: Option<Arc<Outbox>>,
     /// Bytes read from the socket and not yet handed over, from `spilled_from` on.
@@ -48,7 +48,7 @@ impl Socket {
     /// A socket just upgraded: `early` is what the client sent after its request head; message
     /// bytes are held against `holding`'s budget.
     pub fn new(
-        stream: Arc<TcpStream>,
+        stream: Arc<Stream>,
         early: Vec<u8>,
         holding: Holding,
         max_message_size: usize,
@@ -72,7 +72,7 @@ impl Socket {
     }
 
     /// The socket itself, shared.
-    pub fn stream(&self) -> Arc<TcpStream> {
+    pub fn stream(&self) -> Arc<Stream> {
         Arc::clone(&self.raw.stream)
     }
 
@@ -96,7 +96,7 @@ impl Raw {
     fn read_waiting(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &self.outbox {
             None => (&*self.stream).read(buf),
-            Some(outbox) => outbox.read(buf, self.stream.read_timeout()?),
+            Some(outbox) => outbox.read(buf, self.stream.tcp().read_timeout()?),
         }
     }
 }
@@ -109,11 +109,11 @@ impl Drop for Socket {
     }
 }
 
-/// Timeouts, shutdown and addresses are the `TcpStream`'s own.
+/// Timeouts, shutdown and addresses are the stream's own.
 impl Deref for Socket {
-    type Target = TcpStream;
+    type Target = Stream;
 
-    fn deref(&self) -> &TcpStream {
+    fn deref(&self) -> &Stream {
         &self.raw.stream
     }
 }
@@ -146,7 +146,7 @@ impl Source for Raw {
         }
         // Take what is already waiting, without blocking.
         self.spill.resize(SPILL, 0);
-        let n = match recv_waiting(&self.stream, &mut self.spill) {
+        let n = match self.stream.recv_now(&mut self.spill) {
             Ok(n) if n > 0 => n,
             // Nothing waiting, the end, or an error: a plain read waits or reports it.
             _ => {
@@ -176,25 +176,6 @@ impl Source for Raw {
     }
 }
 
-/// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
-pub fn recv_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
-    // descriptor that `stream` keeps open.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// Set the read timeout to what is left before `deadline`; false once it has passed.
 pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -206,12 +187,12 @@ pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
 /// not reset the connection before the client has read our last words.
 pub fn discard_until<R>(reader: &mut R, deadline: Instant, max_bytes: usize)
 where
-    R: Read + Deref<Target = TcpStream>,
+    R: Read + Deref<Target = Stream>,
 {
     // Small: a connection's thread is reused, and keeps whatever stack it has touched.
     let mut sink = [0u8; 1024];
     let mut discarded = 0;
-    while discarded < max_bytes && set_timeout_until(reader, deadline) {
+    while discarded < max_bytes && set_timeout_until(reader.tcp(), deadline) {
         match reader.read(&mut sink) {
             Ok(0) => return,
             Ok(n) => discarded += n,
@@ -233,19 +214,26 @@ impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.raw.outbox {
             None => (&*self.raw.stream).write(buf),
-            Some(outbox) => outbox.write(&[IoSlice::new(buf)], self.raw.stream.write_timeout()?),
+            Some(outbox) => {
+                let timeout = self.raw.stream.tcp().write_timeout()?;
+                outbox.write(&[IoSlice::new(buf)], timeout)
+            }
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match &self.raw.outbox {
             None => (&*self.raw.stream).write_vectored(bufs),
-            Some(outbox) => outbox.write(bufs, self.raw.stream.write_timeout()?),
+            Some(outbox) => outbox.write(bufs, self.raw.stream.tcp().write_timeout()?),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        (&*self.raw.stream).flush()
+        match &self.raw.outbox {
+            None => (&*self.raw.stream).flush(),
+            // What TLS still holds goes out while the connection's thread waits.
+            Some(_) => Ok(()),
+        }
     }
 }
 
@@ -273,7 +261,7 @@ mod tests {
 
     fn raw(stream: TcpStream) -> Raw {
         Raw {
-            stream: Arc::new(stream),
+            stream: Arc::new(Stream::new(stream)),
             outbox: None,
             spill: Vec::new(),
             spilled_from: 0,
@@ -316,6 +304,7 @@ mod tests {
         }
         socket
             .stream
+            .tcp()
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let waited = socket.read(&mut buf).unwrap_err();

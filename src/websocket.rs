@@ -10,13 +10,16 @@ use crate::config::Config;
 use crate::connection::{About, Connection, Ending};
 use crate::escape::escape;
 use crate::handshake::{self, Opening};
+use crate::http::Refusal;
 use crate::metrics::Metrics;
 use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::routes::{Handler, Routes};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
+use crate::stream::Stream;
 use crate::threads::{self, Pool};
+use crate::tls::Certificates;
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::Write;
@@ -51,6 +54,8 @@ pub struct Shared {
     routes: Routes,
     threads: Arc<Pool<Job>>,
     metrics: Arc<Metrics>,
+    /// With TLS on, the WebSocket port speaks it (the policy port never does).
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Shared {
@@ -62,6 +67,7 @@ impl Shared {
         shutdown: ShutdownSignal,
         routes: Routes,
         metrics: Arc<Metrics>,
+        tls: Option<Arc<Certificates>>,
     ) -> (Arc<Shared>, Handoff) {
         let (handoff, threads) = threads::pool();
         let shared = Shared {
@@ -72,6 +78,7 @@ impl Shared {
             routes,
             threads,
             metrics,
+            tls,
         };
         (Arc::new(shared), handoff)
     }
@@ -82,7 +89,7 @@ pub struct Job {
     /// Shared with the registry of open connections, which needs it to wake the thread at
     /// shutdown: one descriptor per connection (a `try_clone` would double them), and closed
     /// only once both have let go, so a shutdown never reaches a reused descriptor.
-    stream: Arc<TcpStream>,
+    stream: Arc<Stream>,
     peer: SocketAddr,
     port: Port,
     ticket: Ticket,
@@ -103,7 +110,7 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
 
 fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+    let stream = Arc::new(Stream::new(stream));
     let ticket = match shared.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
         Err(why) => {
@@ -154,14 +161,23 @@ fn serve(job: Job, shared: &Shared) -> Ticket {
 /// Read the opening: answer a policy request or a refused upgrade and return `None`, or
 /// complete the upgrade and return the connection with the handler of its route.
 fn open(
-    stream: Arc<TcpStream>,
+    stream: Arc<Stream>,
     peer: SocketAddr,
     port: Port,
     ticket: &Ticket,
     shared: &Shared,
 ) -> Option<(Connection, Arc<dyn Handler>)> {
     let (config, id) = (&shared.config, ticket.id);
-    let request = match handshake::read_opening(&stream, config.handshake_timeout) {
+    let deadline = Instant::now() + config.handshake_timeout;
+    let tls = shared.tls.as_deref().filter(|_| port == Port::WebSocket);
+    if let Some(certificates) = tls
+        && let Err(error) = stream.accept_tls(certificates, deadline)
+    {
+        shared.metrics.refused("tls");
+        warn!("#{id} {peer}: dropped: {error}");
+        return None;
+    }
+    let request = match handshake::read_opening(&stream, deadline) {
         Ok(Opening::PolicyRequest) => {
             let _ = (&*stream).write_all(&shared.policy_reply);
             info!("#{id} {peer}: sent the Flash policy");
@@ -169,6 +185,21 @@ fn open(
         }
         Ok(Opening::Http(_)) if port == Port::PolicyOnly => {
             warn!("#{id} {peer}: refused: the policy port answers only <policy-file-request/>");
+            return None;
+        }
+        Ok(Opening::Http(request)) if tls.is_some() && !stream.is_tls() => {
+            let refusal = Refusal::new(
+                400,
+                format!(
+                    "this port speaks TLS: connect with wss://{}{}",
+                    request.header("Host").unwrap_or("HOST:PORT"),
+                    request.path()
+                ),
+            )
+            .because("tls");
+            shared.metrics.refused(refusal.reason);
+            warn!("#{id} {peer}: refused 400: plain HTTP on the TLS port");
+            let _ = refusal.write_to(&*stream);
             return None;
         }
         Ok(Opening::Http(request)) => request,

@@ -407,8 +407,10 @@ pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
             let rest = line.split(marker).nth(1)?;
             rest.split('/').next()?.parse::<SocketAddr>().ok()
         };
-        http = http.or(address_after("page: http://"));
-        ws = address_after("WebSocket: ws://");
+        http = http
+            .or(address_after("page: http://"))
+            .or(address_after("page: https://"));
+        ws = address_after("WebSocket: ws://").or(address_after("WebSocket: wss://"));
     }
     Running {
         child,

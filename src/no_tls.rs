@@ -1,0 +1,73 @@
+//! Built without the `tls` feature: no certificate or session can exist (both types have no
+//! values), so every connection is plain and `--tls-cert` is refused at start with the way
+//! to get TLS.
+
+use std::io::{self, IoSlice};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub enum Certificates {}
+
+impl Certificates {
+    pub fn load(_cert: &Path, _key: &Path) -> Result<Arc<Certificates>, String> {
+        Err(
+            "this wsecho was built without TLS: build it with `cargo build --release \
+             --features tls`, or let a proxy in front of it speak TLS (deploy/nginx.conf)"
+                .to_string(),
+        )
+    }
+
+    pub fn reload(&self) -> Result<(), String> {
+        match *self {}
+    }
+
+    pub fn describe(&self) -> String {
+        match *self {}
+    }
+
+    pub fn session(&self) -> io::Result<Session> {
+        match *self {}
+    }
+}
+
+pub enum Session {}
+
+impl Session {
+    pub fn handshake(&self, _: &TcpStream, _: Instant) -> io::Result<()> {
+        match *self {}
+    }
+
+    pub fn recv_now(&self, _: &TcpStream, _: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+
+    pub fn send_now(&self, _: &TcpStream, _: &[IoSlice<'_>]) -> io::Result<usize> {
+        match *self {}
+    }
+
+    pub fn flush_now(&self, _: &TcpStream) -> io::Result<bool> {
+        match *self {}
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        match *self {}
+    }
+
+    pub fn read(&self, _: &TcpStream, _: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+
+    pub fn write(&self, _: &TcpStream, _: &[IoSlice<'_>]) -> io::Result<usize> {
+        match *self {}
+    }
+
+    pub fn flush(&self, _: &TcpStream) -> io::Result<()> {
+        match *self {}
+    }
+
+    pub fn close(&self, _: &TcpStream, _: Instant) -> io::Result<()> {
+        match *self {}
+    }
+}

@@ -1,0 +1,195 @@
+//! A connection's bytes, behind the one type every port reads and writes through: plain TCP,
+//! or TLS over it (feature `tls`, see `tls.rs`) once the client's first byte opened a TLS
+//! handshake.
+//!
+//! Two ways to move bytes. Blocking `Read` and `Write` on `&Stream` wait up to the socket's
+//! read or write timeout, as a `TcpStream`'s do. `recv_now` and `send_now` never wait: they
+//! take or give what the socket can now, or fail with `WouldBlock`; the outbox uses them from
+//! any thread. Under TLS, bytes `send_now` took may wait, encrypted, in the session (bounded)
+//! until the socket takes them: `flush_now` writes them out, and a thread that waits on the
+//! socket also waits for it to be writable while `has_pending_output` says so.
+
+use crate::tls::{Certificates, Session};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The first byte of a TLS record carrying a handshake message, as a ClientHello begins.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+pub struct Stream {
+    tcp: TcpStream,
+    /// Set once, by the connection's own thread before anything else is read or written.
+    tls: OnceLock<Session>,
+}
+
+impl Stream {
+    pub fn new(tcp: TcpStream) -> Stream {
+        Stream {
+            tcp,
+            tls: OnceLock::new(),
+        }
+    }
+
+    /// The socket itself: for timeouts, addresses and shutdown, never for bytes.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.get().is_some()
+    }
+
+    /// If the client opens with a TLS handshake, complete it by `deadline` with `certificates`
+    /// and speak TLS from then on; `Ok(false)` when it opened with anything else (a Flash
+    /// policy request, plain HTTP), which stays unread.
+    pub fn accept_tls(&self, certificates: &Certificates, deadline: Instant) -> io::Result<bool> {
+        let mut first = [0u8; 1];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "nothing received in time",
+                ));
+            }
+            self.tcp.set_read_timeout(Some(left))?;
+            match self.tcp.peek(&mut first) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if first[0] != TLS_HANDSHAKE {
+            return Ok(false);
+        }
+        let _ = self.tls.set(certificates.session()?);
+        if let Some(session) = self.tls.get() {
+            session.handshake(&self.tcp, deadline)?;
+        }
+        Ok(true)
+    }
+
+    /// What the socket holds now (decrypted), without waiting; `WouldBlock` when nothing.
+    pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.get() {
+            Some(tls) => tls.recv_now(&self.tcp, buf),
+            None => recv_now(&self.tcp, buf),
+        }
+    }
+
+    /// What of `bufs`, in order, the socket (or the TLS session) takes now; `WouldBlock` when
+    /// nothing.
+    pub fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.tls.get() {
+            Some(tls) => tls.send_now(&self.tcp, bufs),
+            None => send_now(&self.tcp, bufs),
+        }
+    }
+
+    /// Write out what TLS holds encrypted, without waiting; true when nothing is left.
+    pub fn flush_now(&self) -> io::Result<bool> {
+        match self.tls.get() {
+            Some(tls) => tls.flush_now(&self.tcp),
+            None => Ok(true),
+        }
+    }
+
+    /// Whether TLS holds encrypted bytes the socket has not taken yet.
+    pub fn has_pending_output(&self) -> bool {
+        self.tls.get().is_some_and(Session::has_pending_output)
+    }
+
+    /// Stop writing: TLS says goodbye (close_notify) and gets its last bytes out by `deadline`,
+    /// then the socket's write half closes.
+    pub fn close_write(&self, deadline: Instant) -> io::Result<()> {
+        let goodbye = match self.tls.get() {
+            Some(tls) => tls.close(&self.tcp, deadline),
+            None => Ok(()),
+        };
+        let closed = self.tcp.shutdown(Shutdown::Write);
+        goodbye.and(closed)
+    }
+
+    /// Send `length` bytes of `file`: straight from the file to the socket when plain
+    /// (sendfile on Linux), through the session under TLS.
+    pub fn send_file(&self, file: impl Read, length: u64) -> io::Result<u64> {
+        let mut file = file.take(length);
+        match self.tls.get() {
+            Some(_) => io::copy(&mut file, &mut &*self),
+            None => io::copy(&mut file, &mut &self.tcp),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.get() {
+            Some(tls) => tls.read(&self.tcp, buf),
+            None => (&self.tcp).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.tls.get() {
+            Some(tls) => tls.write(&self.tcp, bufs),
+            None => (&self.tcp).write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.tls.get() {
+            Some(tls) => tls.flush(&self.tcp),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
+pub fn recv_now(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
+    // descriptor that `tcp` keeps open.
+    let n = unsafe {
+        libc::recv(
+            tcp.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
+pub fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an IoSlice has the layout of an iovec (std guarantees it on Unix); sendmsg
+    // reads at most the slices' bytes, which we borrow, on a descriptor `tcp` keeps open.
+    let n = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = bufs.as_ptr().cast_mut().cast();
+        message.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(
+            tcp.as_raw_fd(),
+            &message,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,321 @@
+//! (feature `tls`) TLS on the page and WebSocket ports, with rustls: the certificate and key
+//! (PEM files) loaded at start and again on SIGHUP, and each connection's session.
+//!
+//! A reload that fails keeps the pair in use; a good one serves every handshake after it,
+//! while connections already open keep the session they began with. A session is shared
+//! between the connection's thread and its `Sender`s behind a mutex: every byte in either
+//! direction passes through it, so records go out in the order their bytes were given.
+
+use crate::wake;
+use rustls::ServerConnection;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ServerConfig;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+/// Most encrypted bytes a session holds for a client that has not taken them yet (rustls'
+/// own default); past it, `send_now` takes nothing, like a full socket.
+const PENDING_LIMIT: usize = 64 * 1024;
+
+/// The certificate and key both ports serve, reloadable.
+pub struct Certificates {
+    cert: PathBuf,
+    key: PathBuf,
+    config: RwLock<Arc<ServerConfig>>,
+}
+
+impl Certificates {
+    /// Load the PEM certificate chain in `cert` and the private key in `key`; the error is one
+    /// line saying which file is wrong and how.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Certificates>, String> {
+        let config = server_config(cert, key)?;
+        Ok(Arc::new(Certificates {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            config: RwLock::new(config),
+        }))
+    }
+
+    /// Read both files again; on any error the pair in use stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = server_config(&self.cert, &self.key)?;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        Ok(())
+    }
+
+    /// The files, for log lines.
+    pub fn describe(&self) -> String {
+        format!(
+            "certificate {} and key {}",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
+    /// A session for one new connection, with the pair loaded last.
+    pub fn session(&self) -> io::Result<Session> {
+        let config = Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
+        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        tls.set_buffer_limit(Some(PENDING_LIMIT));
+        Ok(Session(Mutex::new(tls)))
+    }
+}
+
+fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| {
+            format!(
+                "cannot read the TLS certificate {}: {error}; give --tls-cert a PEM file",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (no -----BEGIN CERTIFICATE----- block); give --tls-cert \
+             the PEM certificate chain",
+            cert.display()
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
+        format!(
+            "cannot read a private key from {}: {error}; give --tls-key a PEM key \
+             (PKCS#8, RSA or EC)",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("cannot set up TLS: {error}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|error| {
+            format!(
+                "the key in {} does not go with the certificate in {}: {error}; give the \
+                 certificate's own key",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// One connection's TLS session.
+pub struct Session(Mutex<ServerConnection>);
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, ServerConnection> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Complete the handshake by `deadline`, leaving whatever the client sent after it unread.
+    pub fn handshake(&self, tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+        let failed = |error: io::Error| match error.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not completed in time",
+            ),
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client hung up during the TLS handshake",
+            ),
+            kind => io::Error::new(
+                kind,
+                format!("TLS handshake failed: {error} (wsecho speaks TLS 1.2 and 1.3)"),
+            ),
+        };
+        loop {
+            let (readable, writable) = {
+                let mut tls = self.lock();
+                write_out(&mut tls, tcp).map_err(failed)?;
+                if !tls.is_handshaking() && !tls.wants_write() {
+                    return Ok(());
+                }
+                if tls.is_handshaking() {
+                    match take_in(&mut tls, tcp) {
+                        Ok(0) => return Err(failed(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(_) => continue,
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => return Err(failed(error)),
+                    }
+                }
+                (tls.is_handshaking(), tls.wants_write())
+            };
+            wait(tcp, readable, writable, Some(deadline)).map_err(failed)?;
+        }
+    }
+
+    /// Decrypted bytes the client sent, reading what the socket holds without waiting;
+    /// `WouldBlock` when there are none.
+    pub fn recv_now(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        recv_locked(&mut self.lock(), tcp, buf)
+    }
+
+    /// Take what of `bufs` the session has room for and send what the socket takes now.
+    pub fn send_now(&self, tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut tls = self.lock();
+        write_out(&mut tls, tcp)?;
+        let taken = tls.writer().write_vectored(bufs)?;
+        write_out(&mut tls, tcp)?;
+        if taken == 0 && bufs.iter().any(|buf| !buf.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
+    pub fn flush_now(&self, tcp: &TcpStream) -> io::Result<bool> {
+        write_out(&mut self.lock(), tcp)
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        self.lock().wants_write()
+    }
+
+    /// Blocking read, within the socket's read timeout (`WouldBlock` after it, like the socket).
+    pub fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = deadline_after(tcp.read_timeout()?);
+        loop {
+            let writable = {
+                let mut tls = self.lock();
+                match recv_locked(&mut tls, tcp, buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => tls.wants_write(),
+                    done => return done,
+                }
+            };
+            wait(tcp, true, writable, deadline)?;
+        }
+    }
+
+    /// Blocking write, within the socket's write timeout: returns once what it took is on the
+    /// socket, as a plain socket's write does.
+    pub fn write(&self, tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let deadline = deadline_after(tcp.write_timeout()?);
+        let taken = loop {
+            match self.send_now(tcp, bufs) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    wait(tcp, false, true, deadline)?
+                }
+                done => break done?,
+            }
+        };
+        self.flush_until(tcp, deadline)?;
+        Ok(taken)
+    }
+
+    /// Blocking flush, within the socket's write timeout.
+    pub fn flush(&self, tcp: &TcpStream) -> io::Result<()> {
+        self.flush_until(tcp, deadline_after(tcp.write_timeout()?))
+    }
+
+    /// Say goodbye (close_notify) and get the last bytes out by `deadline`.
+    pub fn close(&self, tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+        self.lock().send_close_notify();
+        self.flush_until(tcp, Some(deadline))
+    }
+
+    fn flush_until(&self, tcp: &TcpStream, deadline: Option<Instant>) -> io::Result<()> {
+        while !self.flush_now(tcp)? {
+            wait(tcp, false, true, deadline)?;
+        }
+        Ok(())
+    }
+}
+
+/// Under the session's lock: decrypted bytes into `buf`, first reading (without waiting)
+/// what the socket holds when none are left. `Ok(0)` at the end, with or without the client's
+/// close_notify (WebSocket has its own close handshake).
+fn recv_locked(tls: &mut ServerConnection, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match tls.reader().read(buf) {
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        take_in(tls, tcp)?;
+    }
+}
+
+/// Read what the socket holds (without waiting) into the session and decrypt it, answering
+/// whatever TLS itself needs answered. `Ok(0)` when the client hung up.
+fn take_in(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<usize> {
+    let n = tls.read_tls(&mut Now(tcp))?;
+    let processed = tls.process_new_packets();
+    // Handshake replies, or the alert that tells the client why it failed.
+    let written = write_out(tls, tcp);
+    if let Err(error) = processed {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+    }
+    written?;
+    Ok(n)
+}
+
+/// Write what the session holds encrypted, without waiting; true when nothing is left.
+fn write_out(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut Now(tcp)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(true)
+}
+
+/// The socket as rustls reads and writes it: never waiting.
+struct Now<'a>(&'a TcpStream);
+
+impl Read for Now<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::stream::recv_now(self.0, buf)
+    }
+}
+
+impl Write for Now<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::stream::send_now(self.0, &[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        crate::stream::send_now(self.0, bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|timeout| Instant::now() + timeout)
+}
+
+/// Wait for the socket until `deadline` (`None`: for ever); `WouldBlock` when it passes, as a
+/// socket timeout reports.
+fn wait(
+    tcp: &TcpStream,
+    readable: bool,
+    writable: bool,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let timeout = match deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Some(left)
+        }
+        None => None,
+    };
+    match wake::wait(tcp.as_raw_fd(), readable, writable, timeout)? {
+        wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
+        wake::Woken::Ready | wake::Woken::Nudged => Ok(()),
+    }
+}

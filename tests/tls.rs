@@ -1,0 +1,499 @@
+//! wss:// and https:// (feature `tls`): a certificate made at test time with the openssl
+//! command, real TLS clients (rustls, through tungstenite), and the `wsecho` binary for what
+//! only a process shows (exit codes, SIGHUP). Run by `cargo test --features tls`.
+#![cfg(feature = "tls")]
+
+mod common;
+
+use common::{PATIENCE, config, spawn_command};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+use wsecho::{Server, TlsFiles};
+
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+type WssClient = WebSocket<TlsStream>;
+
+/// A fresh folder for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A self-signed certificate for localhost and its key, made now by `openssl`.
+fn make_pair(dir: &Path, name: &str) -> TlsFiles {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (Debian's openssl package) makes the test certificate");
+    assert!(made.status.success(), "{made:?}");
+    TlsFiles { cert, key }
+}
+
+fn der_of(files: &TlsFiles) -> Vec<u8> {
+    CertificateDer::from_pem_file(&files.cert)
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+/// Trusts whatever certificate the server shows: the tests check which one it was.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection to `addr`, handshake done.
+fn tls_to(addr: SocketAddr) -> TlsStream {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = common::tcp(addr);
+    let mut stream = StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .expect("TLS handshake");
+    }
+    stream
+}
+
+/// The certificate the server showed.
+fn shown(stream: &TlsStream) -> Vec<u8> {
+    stream.conn.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+/// A wss:// client on `path`.
+fn wss(addr: SocketAddr, path: &str) -> WssClient {
+    let url = format!("wss://localhost:{}{path}", addr.port());
+    let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(None);
+    match tungstenite::client::client_with_config(url.as_str(), tls_to(addr), Some(config)) {
+        Ok((client, _response)) => client,
+        Err(error) => panic!("wss upgrade: {error}"),
+    }
+}
+
+fn next_message(client: &mut WssClient) -> Message {
+    loop {
+        match client.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            message => return message,
+        }
+    }
+}
+
+fn expect_close(client: &mut WssClient) -> CloseCode {
+    loop {
+        match client.read() {
+            Ok(Message::Close(Some(frame))) => return frame.code,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            // Others leaving, as the server closes them one by one.
+            Ok(Message::Text(text)) if text.contains(r#""type":"left""#) => continue,
+            Ok(other) => panic!("expected a close frame, got {} bytes", other.len()),
+            Err(error) => panic!("expected a close frame, got error {error}"),
+        }
+    }
+}
+
+/// Everything the server sends until it closes.
+fn read_all(mut stream: impl Read) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            // A peer that hung up without TLS's close_notify: what came is all there is.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return received,
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(error) => panic!("reading until the server closes: {error}"),
+        }
+    }
+}
+
+fn tls_server(dir: &Path) -> (Server, TlsFiles) {
+    let files = make_pair(dir, "localhost");
+    let server = Server::start(wsecho::Config {
+        tls: Some(files.clone()),
+        ..config()
+    })
+    .expect("server starts with TLS");
+    (server, files)
+}
+
+#[test]
+fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
+    let (server, files) = tls_server(&scratch("echo"));
+
+    let mut client = wss(server.ws_addr(), "/echo");
+    assert_eq!(shown(client.get_ref()), der_of(&files));
+    client.send(Message::text("hello over wss")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("hello over wss"));
+    // Bigger than one TLS record, than the server's 16 KiB pieces and its 64 KiB TLS buffer.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    client.send(Message::binary(big.clone())).unwrap();
+    assert!(
+        next_message(&mut client) == Message::binary(big),
+        "the big echo differs"
+    );
+    client.send(Message::text("quit")).unwrap();
+    assert_eq!(expect_close(&mut client), CloseCode::Normal);
+
+    let mut page = tls_to(server.http_addr());
+    page.write_all(b"GET /config.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8(read_all(page)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let port = server.ws_addr().port();
+    assert!(answer.contains(&format!("\"wsPort\":{port}")), "{answer}");
+
+    // Plain http on the https port: sent to the same URL over https.
+    let plain = common::raw_exchange(
+        server.http_addr(),
+        b"GET /chat.html?x=1 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n",
+    );
+    let plain = String::from_utf8_lossy(&plain);
+    assert!(plain.starts_with("HTTP/1.1 302 Found\r\n"), "{plain}");
+    assert!(
+        plain.contains("\r\nLocation: https://localhost:1234/chat.html?x=1\r\n"),
+        "{plain}"
+    );
+
+    // A plain upgrade on the wss port is told what to use instead.
+    let request = common::upgrade_request("/echo", "");
+    let refused = common::raw_exchange(server.ws_addr(), request.as_bytes());
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 400 "), "{refused}");
+    assert!(refused.contains("connect with wss://"), "{refused}");
+
+    // Flash asks for its policy in plain text, even on the TLS port.
+    let policy = common::raw_exchange(server.ws_addr(), b"<policy-file-request/>\0");
+    let policy = String::from_utf8_lossy(&policy);
+    assert!(policy.contains("<cross-domain-policy>"), "{policy}");
+    server.shutdown();
+}
+
+fn say(client: &mut WssClient, value: Value) {
+    client.send(Message::text(value.to_string())).unwrap();
+}
+
+fn hear(client: &mut WssClient) -> Value {
+    let text = next_message(client).into_text().unwrap();
+    serde_json::from_str(text.as_str()).unwrap()
+}
+
+#[test]
+fn a_room_broadcast_reaches_every_wss_member_and_shutdown_says_1001() {
+    let (server, _) = tls_server(&scratch("room"));
+    let names = ["ann", "bob", "cy"];
+    let mut members: Vec<WssClient> = Vec::new();
+    for name in names {
+        let mut client = wss(server.ws_addr(), "/chat");
+        say(&mut client, json!({"type": "join", "name": name}));
+        assert_eq!(hear(&mut client)["type"], "welcome");
+        // Everyone already in hears of the newcomer.
+        for earlier in members.iter_mut() {
+            assert_eq!(hear(earlier)["name"], name);
+        }
+        members.push(client);
+    }
+    // Enough to fill TLS buffers on the way: pushes go through the outbox and the session.
+    let long = "x".repeat(3000);
+    for round in 0..20 {
+        say(
+            &mut members[round % 3],
+            json!({"type": "say", "text": format!("{round} {long}")}),
+        );
+    }
+    // Every member hears all 20, each sender's in the order said (senders race each other).
+    for member in members.iter_mut() {
+        let mut heard: Vec<(String, String)> = Vec::new();
+        for _ in 0..20 {
+            let said = hear(member);
+            assert_eq!(said["type"], "said", "{said}");
+            let from = said["from"].as_str().unwrap().to_string();
+            heard.push((from, said["text"].as_str().unwrap().to_string()));
+        }
+        for (index, name) in names.iter().enumerate() {
+            let theirs: Vec<&String> = heard
+                .iter()
+                .filter(|(from, _)| from == name)
+                .map(|(_, text)| text)
+                .collect();
+            let expected: Vec<String> = (0..20)
+                .filter(|round| round % 3 == index)
+                .map(|round| format!("{round} {long}"))
+                .collect();
+            assert!(
+                theirs.iter().copied().eq(expected.iter()),
+                "{name}'s messages in order"
+            );
+        }
+    }
+    let trigger = server.trigger();
+    let stopping = std::thread::spawn(move || server.wait());
+    trigger.fire();
+    for member in members.iter_mut() {
+        assert_eq!(expect_close(member), CloseCode::Away);
+    }
+    stopping.join().unwrap();
+}
+
+#[test]
+fn limits_hold_over_tls() {
+    let (server, _) = tls_server(&scratch("limits"));
+    let mut client = wss(server.ws_addr(), "/echo");
+    let too_big = vec![0u8; wsecho::Config::default().max_message_size + 1];
+    // The server may close before the client has written it all.
+    let _ = client.send(Message::binary(too_big));
+    assert_eq!(expect_close(&mut client), CloseCode::Size);
+    // Others go on.
+    let mut other = wss(server.ws_addr(), "/echo");
+    other.send(Message::text("still here")).unwrap();
+    assert_eq!(next_message(&mut other), Message::text("still here"));
+    server.shutdown();
+}
+
+/// What web-socket-js's own TLS (as3crypto, inside its SWF) opens with: a TLS 1.0
+/// ClientHello offering RSA key exchange with AES-CBC, 3DES and RC4, and no extensions.
+fn tls10_client_hello() -> Vec<u8> {
+    let suites: [u16; 5] = [0x0035, 0x002f, 0x000a, 0x0005, 0x0004];
+    let mut body = vec![0x03, 0x01];
+    body.extend_from_slice(&[7u8; 32]);
+    body.push(0);
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for suite in suites {
+        body.extend_from_slice(&suite.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]);
+    let mut handshake = vec![1, 0];
+    handshake.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[test]
+fn a_tls_1_0_client_like_the_flash_bridge_gets_a_protocol_version_alert() {
+    let (server, _) = tls_server(&scratch("tls10"));
+    let answer = common::raw_exchange(server.ws_addr(), &tls10_client_hello());
+    // One alert record: fatal (2), handshake_failure (40; rustls shares no version with it).
+    assert!(answer.len() >= 7, "{answer:?}");
+    assert_eq!(answer[0], 0x15, "an alert record: {answer:?}");
+    assert_eq!(&answer[5..7], &[2, 40], "{answer:?}");
+    // The server carries on.
+    let mut client = wss(server.ws_addr(), "/echo");
+    client.send(Message::text("after")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("after"));
+    server.shutdown();
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsecho"))
+}
+
+/// Run the binary to its end (bounded); its exit code and its log.
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = binary()
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--policy-port",
+            "0",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wsecho {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    (child.wait().unwrap().code(), log)
+}
+
+#[test]
+fn a_certificate_or_key_that_cannot_be_used_stops_wsecho_with_one_line_and_exit_2() {
+    let dir = scratch("bad");
+    let good = make_pair(&dir, "good");
+    let other = make_pair(&dir, "other");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let missing = dir.join("missing.pem");
+    let path = |p: &Path| p.display().to_string();
+    let cases = [
+        (
+            path(&missing),
+            path(&good.key),
+            "cannot read the TLS certificate",
+        ),
+        (path(&garbage), path(&good.key), "holds no certificate"),
+        (
+            path(&good.cert),
+            path(&missing),
+            "cannot read a private key",
+        ),
+        (
+            path(&good.cert),
+            path(&other.key),
+            "does not go with the certificate",
+        ),
+    ];
+    for (cert, key, expected) in cases {
+        let (code, log) = run_to_exit(&["--tls-cert", &cert, "--tls-key", &key]);
+        assert_eq!(code, Some(2), "{cert} {key}: {log}");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {log}");
+        assert!(lines[0].contains(expected), "{log}");
+    }
+    let (code, log) = run_to_exit(&["--tls-cert", &path(&good.cert)]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("--tls-cert needs --tls-key"), "{log}");
+}
+
+#[test]
+fn sighup_swaps_the_certificate_while_a_client_stays_connected() {
+    let dir = scratch("sighup");
+    let first = make_pair(&dir, "first");
+    let second = make_pair(&dir, "second");
+    let live = TlsFiles {
+        cert: dir.join("live.crt"),
+        key: dir.join("live.key"),
+    };
+    std::fs::copy(&first.cert, &live.cert).unwrap();
+    std::fs::copy(&first.key, &live.key).unwrap();
+    let mut command = binary();
+    command.args(["--tls-cert", &live.cert.display().to_string()]);
+    command.args(["--tls-key", &live.key.display().to_string()]);
+    let running = spawn_command(command, &[]);
+    let hup = |running: &common::Running| {
+        let pid = running.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let await_line = |running: &common::Running, wanted: &str| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = running.log.recv_timeout(left).expect("the log line");
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+    };
+
+    let mut staying = wss(running.ws, "/echo");
+    assert_eq!(shown(staying.get_ref()), der_of(&first));
+
+    std::fs::copy(&second.cert, &live.cert).unwrap();
+    std::fs::copy(&second.key, &live.key).unwrap();
+    hup(&running);
+    await_line(&running, "SIGHUP: reloaded the TLS certificate");
+    let newcomer = wss(running.ws, "/echo");
+    assert_eq!(shown(newcomer.get_ref()), der_of(&second));
+    let page = tls_to(running.http);
+    assert_eq!(shown(&page), der_of(&second), "the page port too");
+    staying.send(Message::text("still connected")).unwrap();
+    assert_eq!(next_message(&mut staying), Message::text("still connected"));
+
+    // A broken pair is refused and the one in use stays.
+    std::fs::write(&live.cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    hup(&running);
+    let line = await_line(&running, "SIGHUP: kept the TLS certificate in use");
+    assert!(line.contains("live.crt"), "{line}");
+    let after = wss(running.ws, "/echo");
+    assert_eq!(shown(after.get_ref()), der_of(&second));
+    staying.send(Message::text("and still")).unwrap();
+    assert_eq!(next_message(&mut staying), Message::text("and still"));
+}
