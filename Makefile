@@ -72,6 +72,7 @@ BROWSER := tests/browser
 ## browser-test: native, Flash-bridge and no-assets runs of the page; screenshots in tests/artifacts/
 browser-test: assets $(BROWSER)/node_modules/.package-lock.json $(BROWSER)/.venv/bin/websockify
 	$(CARGO) build --quiet
+	$(CARGO) build --quiet --features tls --target-dir $(TLS_TARGET)
 	timeout 600 node $(BROWSER)/run.js
 
 $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json

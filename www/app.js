@@ -78,7 +78,7 @@
     var retrying = typeof again === "string";
     var url = retrying ? again : urlInput.value.replace(/^\s+|\s+$/g, "");
     if (!/^wss?:\/\//.test(url)) {
-      setStatus("The address must start with ws://, as in ws://HOST:PORT/echo.", "error");
+      setStatus("The address must start with ws:// or wss://, as in ws://HOST:PORT/echo.", "error");
       return;
     }
     try {

@@ -60,6 +60,13 @@
     if (!window.WebSocket) {
       throw new Error("this browser has no WebSocket support, and the Flash fallback is not loaded");
     }
+    if (usingFlash() && /^wss:/.test(url)) {
+      // Its handshake reaches the server and is refused there (tests/browser/run.js,
+      // flash-bridge-wss): no signature_algorithms, which TLS 1.2 and later require.
+      throw new Error("the Flash fallback cannot open wss://, as web-socket-js's own TLS is " +
+        "older than what wsecho (TLS 1.2 and 1.3) and most servers accept; open the page over " +
+        "http:// to use ws://, or use a browser with WebSocket");
+    }
     if (usingFlash()) { pointFlashAtPolicy(url); }
     return new window.WebSocket(url);
   }

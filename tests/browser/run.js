@@ -11,7 +11,8 @@
 "use strict";
 
 const { chromium } = require("playwright-core");
-const { spawn } = require("child_process");
+const { spawn, spawnSync } = require("child_process");
+const os = require("os");
 const fs = require("fs");
 const net = require("net");
 const path = require("path");
@@ -19,6 +20,8 @@ const readline = require("readline");
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const WSECHO = process.env.WSECHO_BIN || path.join(ROOT, "target", "debug", "wsecho");
+// The build with the `tls` feature (make browser-test builds it into target/tls).
+const WSECHO_TLS = process.env.WSECHO_TLS_BIN || path.join(ROOT, "target", "tls", "debug", "wsecho");
 const WEBSOCKIFY = process.env.WEBSOCKIFY_BIN || path.join(__dirname, ".venv", "bin", "websockify");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const RUFFLE = path.join(__dirname, "node_modules", "@ruffle-rs", "ruffle");
@@ -36,24 +39,35 @@ function withTimeout(promise, ms, what) {
 
 // Start wsecho on free ports, serving the page folder `www` (null: the page built into the
 // binary); resolve once its log names the page and WebSocket addresses.
-function startWsecho(extraArgs, www = path.join(ROOT, "www")) {
+function startWsecho(extraArgs, www = path.join(ROOT, "www"), binary = WSECHO) {
   const page = www === null ? [] : ["--www", www];
   const args = ["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0", ...page, ...extraArgs];
-  const child = spawn(WSECHO, args, { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(binary, args, { env: { ...process.env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] });
   const server = { child, log: [], pageUrl: null, wsPort: null };
   const ready = new Promise((resolve, reject) => {
     child.on("error", reject);
     child.on("exit", (code) => reject(new Error(`wsecho exited early (${code}): ${server.log.join("\n")}`)));
     readline.createInterface({ input: child.stderr }).on("line", (line) => {
       server.log.push(line);
-      const page = /page: (http:\/\/\S+)/.exec(line);
+      const page = /page: (https?:\/\/\S+)/.exec(line);
       if (page) server.pageUrl = page[1];
-      const ws = /WebSocket: ws:\/\/[^\s/]+:(\d+)\//.exec(line);
+      const ws = /WebSocket: wss?:\/\/[^\s/]+:(\d+)\//.exec(line);
       if (ws) server.wsPort = Number(ws[1]);
       if (server.pageUrl && server.wsPort) resolve(server);
     });
   });
   return withTimeout(ready, WAIT_MS, "wsecho start");
+}
+
+// The `tls` build on free ports with a self-signed certificate for 127.0.0.1, made now.
+function startWsechoTls(extraArgs, www) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-browser-tls-"));
+  const [cert, key] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
+  const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+    "-keyout", key, "-out", cert], { encoding: "utf8" });
+  if (made.status !== 0) throw new Error(`openssl could not make the test certificate: ${made.stderr}`);
+  return startWsecho(["--tls-cert", cert, "--tls-key", key, ...extraArgs], www, WSECHO_TLS);
 }
 
 function stop(child) {
@@ -317,6 +331,56 @@ const tests = [
     },
   },
   {
+    name: "https-wss",
+    async run(browser, cleanup) {
+      // The `tls` build: the page over https (the test's own certificate, so errors ignored)
+      // opens wss:// on the WebSocket port, and echoes.
+      const server = await startWsechoTls([]);
+      cleanup.push(() => stop(server.child));
+      check(server.pageUrl.startsWith("https://"), `the page should be on https: ${server.pageUrl}`);
+      const page = await newPage(browser, { ignoreHTTPSErrors: true });
+      await page.goto(server.pageUrl);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      const wsUrl = await page.inputValue("#url");
+      const expected = `wss://127.0.0.1:${server.wsPort}/echo`;
+      check(wsUrl === expected, `the page should connect to ${expected}, not ${wsUrl}`);
+      await converse(page, "native WebSocket", ["over wss", "from https"]);
+      return page;
+    },
+  },
+  {
+    name: "flash-bridge-wss",
+    async run(browser, cleanup) {
+      // web-socket-js's own TLS (as3crypto, inside WebSocketMain.swf, run by Ruffle) against
+      // the rustls port: its handshake must fail, and the server must say why.
+      const server = await startWsechoTls([]);
+      cleanup.push(() => stop(server.child));
+      const bridge = await startBridge(server.wsPort);
+      cleanup.push(() => stop(bridge.child));
+      const page = await newPage(browser, { ignoreHTTPSErrors: true });
+      await injectRuffle(page, server.wsPort, bridge.url);
+      await page.goto(`${server.pageUrl}?flash=1`);
+      await page.waitForFunction(() => !document.getElementById("connect").disabled);
+      const note = await text(page, "#flash-note");
+      check(note.includes("Flash fallback in use"), `note: ${note}`);
+      // The page says at once that this cannot work, and how to do without it.
+      await page.click("#connect");
+      await page.waitForFunction(() => /cannot open wss:\/\//.test(document.getElementById("status").textContent));
+      const status = await text(page, "#status");
+      check(status.includes("open the page over http:// to use ws://"), `status: ${status}`);
+      // Why: the SWF's own handshake, tried all the same, is refused by the server.
+      const url = `wss://127.0.0.1:${server.wsPort}/echo`;
+      await page.evaluate((url) => { window.probe = new window.WebSocket(url); }, url);
+      const refused = (line) => line.includes("wsecho::websocket") && line.includes("TLS handshake failed");
+      await withTimeout((async () => {
+        while (!server.log.some(refused)) await new Promise((resolve) => setTimeout(resolve, 100));
+      })(), WAIT_MS, "the server's line on the Flash bridge's TLS handshake");
+      check(!server.log.some((line) => / open 127\.0\.0\.1/.test(line)), "nothing may have opened");
+      console.log(`  flash-bridge-wss: ${server.log.find(refused).replace(/^.*dropped: /, "")}`);
+      return page;
+    },
+  },
+  {
     name: "chat-native",
     async run(browser, cleanup) {
       const server = await startWsecho([]);
@@ -383,7 +447,9 @@ async function main() {
   });
   let passed = 0;
   let failed = 0;
-  for (const test of tests) {
+  // BROWSER_TESTS=name,name runs only those (while working on one).
+  const only = (process.env.BROWSER_TESTS || "").split(",").filter(Boolean);
+  for (const test of tests.filter((t) => only.length === 0 || only.includes(t.name))) {
     const cleanup = [];
     let page = null;
     const started = Date.now();
