@@ -88,11 +88,15 @@ $(BROWSER)/.venv/bin/websockify: $(BROWSER)/requirements.txt
 # binary with default settings. The HTML report stays in tests/artifacts/conformance/.
 CONFORMANCE := tests/conformance
 
-## conformance: Autobahn cases 1.x-13.x against wsecho; fails unless every 1.x-10.x case passes
+## conformance: Autobahn cases 1.x-13.x against wsecho, over ws:// and (the tls build) over
+## wss://; fails unless every 1.x-10.x case passes both ways
 conformance: $(CONFORMANCE)/.venv/bin/kosoku
 	$(CARGO) build --release --quiet
 	timeout 1200 python3 $(CONFORMANCE)/run.py target/release/wsecho \
 	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance
+	$(CARGO) build --release --quiet --features tls --target-dir $(TLS_TARGET)
+	timeout 1200 python3 $(CONFORMANCE)/run.py $(TLS_TARGET)/release/wsecho \
+	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance-wss --tls
 
 $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 	python3 -m venv $(CONFORMANCE)/.venv

@@ -8,8 +8,16 @@ behaviour OK or INFORMATIONAL. Groups 12 and 13 test permessage-deflate, which w
 implement: their UNIMPLEMENTED cases are counted as skipped (and shown), never as passed.
 The server is stopped whatever happens; every wait is bounded. Exit 1 if any case failed.
 
-Usage: run.py WSECHO_BINARY KOSOKU_BINARY REPORT_DIR
+With --tls (WSECHO_BINARY then a build with the `tls` feature), wsecho runs with a certificate
+made for the run, and the cases go through wss: kosoku itself cannot speak TLS (its tungstenite
+is built without it), so it talks ws:// to a relay here that carries every byte, both ways, over
+a TLS connection (Python's ssl, OpenSSL) to wsecho's wss port.
+
+Usage: run.py WSECHO_BINARY KOSOKU_BINARY REPORT_DIR [--tls]
 """
+
+import asyncio
+import ssl
 
 import json
 import re
@@ -27,10 +35,10 @@ START_TIMEOUT = 20  # seconds for wsecho to say where it listens
 SUITE_TIMEOUT = 900  # seconds for all 517 cases (about 15 s here)
 
 
-def start_wsecho(binary):
+def start_wsecho(binary, extra_args=()):
     """Run wsecho with its defaults on free ports; return (process, ws port)."""
     process = subprocess.Popen(
-        [binary, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0"],
+        [binary, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--policy-port", "0", *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -44,7 +52,7 @@ def start_wsecho(binary):
     def read_log():
         for line in process.stderr:
             log.append(line.rstrip())
-            match = re.search(r"WebSocket: ws://[^\s/]+:(\d+)/", line)
+            match = re.search(r"WebSocket: wss?://[^\s/]+:(\d+)/", line)
             if match and "port" not in found:
                 found["port"] = int(match.group(1))
                 ready.set()
@@ -56,6 +64,58 @@ def start_wsecho(binary):
         process.kill()
         raise SystemExit(f"conformance: wsecho did not start: {' / '.join(log[-3:])}")
     return process, found["port"]
+
+
+def make_certificate(folder):
+    """A self-signed certificate for localhost, made now by the openssl command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+def start_tls_relay(target_port, cert):
+    """Accept plain TCP on a free loopback port and carry each connection, byte for byte, over
+    TLS to target_port (verified against `cert`); return the relay's port."""
+    context = ssl.create_default_context(cafile=str(cert))
+    started = threading.Event()
+    found = {}
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def carry(client_reader, client_writer):
+        try:
+            server_reader, server_writer = await asyncio.open_connection(
+                "127.0.0.1", target_port, ssl=context, server_hostname="localhost")
+        except (OSError, ssl.SSLError):
+            client_writer.close()
+            return
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    async def serve():
+        server = await asyncio.start_server(carry, "127.0.0.1", 0)
+        found["port"] = server.sockets[0].getsockname()[1]
+        started.set()
+        await server.serve_forever()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    if not started.wait(START_TIMEOUT):
+        raise SystemExit("conformance: the TLS relay did not start")
+    return found["port"]
 
 
 def verdict(case_id, result):
@@ -80,14 +140,23 @@ def reason(report_dir, result):
 
 
 def main():
-    if len(sys.argv) != 4:
+    tls = sys.argv[4:] == ["--tls"]
+    if len(sys.argv) != 4 and not tls:
         raise SystemExit(__doc__)
     wsecho, kosoku, report_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     shutil.rmtree(report_dir, ignore_errors=True)
-    server, port = start_wsecho(wsecho)
+    name = "conformance over wss" if tls else "conformance"
+    if tls:
+        cert, key = make_certificate(report_dir / "tls")
+        server, port = start_wsecho(wsecho, ["--tls-cert", str(cert), "--tls-key", str(key)])
+    else:
+        server, port = start_wsecho(wsecho)
     try:
         url = f"ws://127.0.0.1:{port}/echo"
-        print(f"conformance: running the Autobahn fuzzingclient cases against {url}", flush=True)
+        if tls:
+            url = f"ws://127.0.0.1:{start_tls_relay(port, cert)}/echo"
+            print(f"{name}: kosoku speaks ws:// to {url}, a relay to wss://localhost:{port}/echo")
+        print(f"{name}: running the Autobahn fuzzingclient cases against {url}", flush=True)
         # kosoku exits 1 whenever anything is UNIMPLEMENTED: judge from index.json instead.
         subprocess.run(
             [kosoku, url, "-o", str(report_dir)],
@@ -98,7 +167,7 @@ def main():
             check=False,
         )
     except subprocess.TimeoutExpired:
-        print(f"conformance: the suite did not finish within {SUITE_TIMEOUT} s")
+        print(f"{name}: the suite did not finish within {SUITE_TIMEOUT} s")
     finally:
         server.terminate()
         try:
@@ -108,8 +177,8 @@ def main():
 
     index_file = report_dir / "index.json"
     if not index_file.exists():
-        print("conformance: no index.json was written")
-        print("conformance: 0 passed, 1 failed")
+        print(f"{name}: no index.json was written")
+        print(f"{name}: 0 passed, 1 failed")
         return 1
     (results,) = json.loads(index_file.read_text()).values()
 
@@ -144,9 +213,9 @@ def main():
             f"{reason(report_dir, result)}"
         )
     print(f"HTML report: {report_dir / 'index.html'}")
-    print("conformance: unimplemented = permessage-deflate (12.x, 13.x), counted as skipped")
+    print(f"{name}: unimplemented = permessage-deflate (12.x, 13.x), counted as skipped")
     print(
-        f"conformance: {totals['passed']} passed, {totals['failed']} failed, "
+        f"{name}: {totals['passed']} passed, {totals['failed']} failed, "
         f"{totals['unimplemented']} skipped"
     )
     return 1 if failures else 0
