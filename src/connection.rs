@@ -97,6 +97,8 @@ pub struct Connection {
     reported: Traffic,
     metrics: Arc<Metrics>,
     ending: Ending,
+    /// The client stopped reading and was given up on: no lingering for it at the end.
+    given_up: bool,
 }
 
 impl Connection {
@@ -127,6 +129,7 @@ impl Connection {
             reported: Traffic::default(),
             metrics,
             ending: Ending::Open,
+            given_up: false,
         })
     }
 
@@ -316,10 +319,11 @@ impl Connection {
             while set_timeout_until(self.ws.get_ref().tcp(), deadline) && self.ws.read().is_ok() {}
         }
         let stream = self.ws.get_mut();
-        // A broken connection has no last words of ours to wait on.
-        let dropped = matches!(self.ending, Ending::Dropped(_));
-        let _ = stream.close_write(if dropped { Instant::now() } else { deadline });
-        if !dropped {
+        // A broken connection, or a client given up on for not reading, will not read our
+        // last words: no waiting for it.
+        let hang_up = self.given_up || matches!(self.ending, Ending::Dropped(_));
+        let _ = stream.close_write(if hang_up { Instant::now() } else { deadline });
+        if !hang_up {
             discard_until(stream, deadline, usize::MAX);
         }
     }
@@ -356,6 +360,7 @@ impl Connection {
         if let Some(outbox) = self.ws.get_ref().outbox() {
             outbox.close_now(code, &reason);
         }
+        self.given_up = true;
         self.ending = Ending::ClosedByServer(code.into(), reason);
         Ok(None)
     }

@@ -321,6 +321,28 @@ fn limits_hold_over_tls() {
     let mut other = wss(server.ws_addr(), "/echo");
     other.send(Message::text("still here")).unwrap();
     assert_eq!(next_message(&mut other), Message::text("still here"));
+    // An echo client (no outbox: the connection's thread waits in a blocking TLS read) is
+    // woken at shutdown and told 1001.
+    let stopping = std::thread::spawn(move || server.shutdown());
+    assert_eq!(expect_close(&mut other), CloseCode::Away);
+    stopping.join().unwrap();
+}
+
+#[test]
+fn keepalive_pings_go_out_over_tls() {
+    let files = make_pair(&scratch("ping"), "localhost");
+    let server = Server::start(wsecho::Config {
+        tls: Some(files),
+        ping_interval: Duration::from_millis(100),
+        ..config()
+    })
+    .unwrap();
+    let mut client = wss(server.ws_addr(), "/echo");
+    // The server's read timeout passed in a TLS read: silence earns a Ping.
+    assert!(matches!(client.read().unwrap(), Message::Ping(_)));
+    // Answered (tungstenite replies on the next read), the connection lives on.
+    client.send(Message::text("alive")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("alive"));
     server.shutdown();
 }
 
@@ -346,7 +368,7 @@ fn tls10_client_hello() -> Vec<u8> {
 }
 
 #[test]
-fn a_tls_1_0_client_like_the_flash_bridge_gets_a_protocol_version_alert() {
+fn a_tls_1_0_client_like_the_flash_bridge_is_refused_with_a_fatal_alert() {
     let (server, _) = tls_server(&scratch("tls10"));
     let answer = common::raw_exchange(server.ws_addr(), &tls10_client_hello());
     // One alert record: fatal (2), handshake_failure (40; rustls shares no version with it).
@@ -496,4 +518,74 @@ fn sighup_swaps_the_certificate_while_a_client_stays_connected() {
     assert_eq!(shown(after.get_ref()), der_of(&second));
     staying.send(Message::text("and still")).unwrap();
     assert_eq!(next_message(&mut staying), Message::text("and still"));
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
+    let files = make_pair(&scratch("stall"), "localhost");
+    let server = Server::start(wsecho::Config {
+        tls: Some(files),
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    for port in [server.ws_addr(), server.http_addr()] {
+        let mut stalled = common::tcp(port);
+        // Half a ClientHello, then nothing.
+        stalled.write_all(&tls10_client_hello()[..20]).unwrap();
+        assert!(
+            read_all(&mut stalled).is_empty(),
+            "closed without a word, within the client's patience"
+        );
+    }
+    let mut client = wss(server.ws_addr(), "/echo");
+    client.send(Message::text("served")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("served"));
+    server.shutdown();
+}
+
+#[test]
+fn a_wss_member_that_never_reads_is_dropped_while_the_others_keep_hearing() {
+    let room = wsecho::Room::new();
+    let shared = room.clone();
+    let handler = move |client: &mut wsecho::Connection| -> Result<(), wsecho::Error> {
+        let me = client.sender();
+        shared.join(&me);
+        while let Some(message) = client.receive()? {
+            shared.broadcast(message);
+        }
+        Ok(())
+    };
+    let files = make_pair(&scratch("deaf"), "localhost");
+    let server = Server::start_with(
+        wsecho::Config {
+            tls: Some(files),
+            max_queue: 256 * 1024,
+            ..config()
+        },
+        wsecho::Routes::new().route("/room", handler),
+    )
+    .unwrap();
+    let mut clients: Vec<WssClient> = (0..4).map(|_| wss(server.ws_addr(), "/room")).collect();
+    assert!(common::eventually(|| room.len() == 4));
+    let _deaf = clients.pop().unwrap();
+    let big = "x".repeat(32 * 1024);
+    // Several MiB to each member: more than the deaf one's socket buffers, its TLS session's
+    // and its queue hold.
+    for round in 0..200 {
+        clients[0]
+            .send(Message::text(format!("{round} {big}")))
+            .unwrap();
+        for client in &mut clients {
+            let text = next_message(client).into_text().unwrap();
+            assert!(text.starts_with(&format!("{round} ")));
+        }
+    }
+    assert!(
+        common::eventually(|| room.len() == 3),
+        "{} members",
+        room.len()
+    );
+    assert!(common::eventually(|| server.open_connections() == 3));
+    server.shutdown();
 }
