@@ -239,3 +239,33 @@ fn a_page_request_declaring_a_huge_body_is_refused_and_the_process_lives() {
     assert_eq!(status_of(&page), 200);
     assert!(server.child.try_wait().unwrap().is_none(), "wsecho exited");
 }
+
+#[test]
+fn sighup_without_tls_is_logged_and_the_server_carries_on() {
+    let server = spawn_server();
+    let mut client = connect_to(server.ws, "/echo").expect("upgrade");
+    signal(&server.child, libc::SIGHUP);
+    log_until(&server, "SIGHUP: nothing to reload");
+    client.send(Message::text("still here")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("still here"));
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_flags_on_a_build_without_tls_say_how_to_get_it_and_exit_2() {
+    let output = run(wsecho()
+        .args(["--ws", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--policy-port",
+            "0",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("built without TLS"), "{stderr}");
+    assert!(stderr.contains("--features tls"), "{stderr}");
+}

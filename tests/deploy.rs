@@ -38,6 +38,8 @@ fn the_unit_runs_wsecho_unprivileged_hardened_and_stops_it_with_sigterm() {
         ("ProtectSystem", "strict"),
         ("PrivateTmp", "yes"),
         ("KillSignal", "SIGTERM"),
+        // `systemctl reload`: the TLS certificate and key read again.
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
     ] {
         assert_eq!(setting(key), [value], "{key}");
     }

@@ -541,6 +541,16 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
     let mut client = wss(server.ws_addr(), "/echo");
     client.send(Message::text("served")).unwrap();
     assert_eq!(next_message(&mut client), Message::text("served"));
+    // /metrics counts the one on the WebSocket port (a browser's spare page connections,
+    // opened and never used, are not refusals).
+    let mut page = tls_to(server.http_addr());
+    page.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let metrics = String::from_utf8(read_all(page)).unwrap();
+    assert!(
+        metrics.contains("wsecho_refusals_total{reason=\"tls\"} 1\n"),
+        "{metrics}"
+    );
     server.shutdown();
 }
 
