@@ -394,16 +394,7 @@ impl Outbox {
 
     /// Wait for the socket or a nudge, registered as the thread to nudge.
     fn wait(&self, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
-        let timeout = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Some(left)
-            }
-            None => None,
-        };
+        let timeout = wake::time_left(deadline)?;
         wake::prepare();
         {
             let mut state = self.lock();

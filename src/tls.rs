@@ -304,16 +304,7 @@ fn wait(
     writable: bool,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
-    let timeout = match deadline {
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Some(left)
-        }
-        None => None,
-    };
+    let timeout = wake::time_left(deadline)?;
     match wake::wait(tcp.as_raw_fd(), readable, writable, timeout)? {
         wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
         wake::Woken::Ready | wake::Woken::Nudged => Ok(()),

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A thread that can be woken.
 pub type ThreadHandle = libc::pthread_t;
@@ -130,4 +130,17 @@ pub fn wait(
         return Ok(Woken::TimedOut);
     }
     Ok(Woken::Ready)
+}
+
+/// The timeout to wait with until `deadline` (`None`: no deadline, no timeout); `WouldBlock`
+/// once it has passed, as a socket's timeout reports.
+pub fn time_left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
+    let Some(deadline) = deadline else {
+        return Ok(None);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(Some(left))
 }

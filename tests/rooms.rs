@@ -8,23 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use wsecho::{Config, Connection, Error, Room, Routes, Server};
-
-/// `/room`: join the room, then broadcast whatever arrives to every member (sender included).
-fn room_server(config: Config) -> (Server, Room) {
-    let room = Room::new();
-    let shared = room.clone();
-    let handler = move |client: &mut Connection| -> Result<(), Error> {
-        let me = client.sender();
-        shared.join(&me);
-        while let Some(message) = client.receive()? {
-            shared.broadcast(message);
-        }
-        Ok(())
-    };
-    let server = Server::start_with(config, Routes::new().route("/room", handler)).unwrap();
-    (server, room)
-}
+use wsecho::{Config, Room, Server};
 
 fn members(server: &Server, room: &Room, count: usize) -> Vec<Client> {
     let clients: Vec<Client> = (0..count)

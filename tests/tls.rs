@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{PATIENCE, config, spawn_command};
+use common::{PATIENCE, config, expect_close, next_message, spawn_command};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -143,57 +143,27 @@ fn wss(addr: SocketAddr, path: &str) -> WssClient {
     }
 }
 
-fn next_message(client: &mut WssClient) -> Message {
-    loop {
-        match client.read().expect("a message") {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            message => return message,
-        }
-    }
-}
-
-fn expect_close(client: &mut WssClient) -> CloseCode {
-    loop {
-        match client.read() {
-            Ok(Message::Close(Some(frame))) => return frame.code,
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            // Others leaving, as the server closes them one by one.
-            Ok(Message::Text(text)) if text.contains(r#""type":"left""#) => continue,
-            Ok(other) => panic!("expected a close frame, got {} bytes", other.len()),
-            Err(error) => panic!("expected a close frame, got error {error}"),
-        }
-    }
-}
-
-/// Everything the server sends until it closes.
-fn read_all(mut stream: impl Read) -> Vec<u8> {
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return received,
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-            // A peer that hung up without TLS's close_notify: what came is all there is.
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return received,
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return received,
-            Err(error) => panic!("reading until the server closes: {error}"),
-        }
-    }
-}
-
-fn tls_server(dir: &Path) -> (Server, TlsFiles) {
-    let files = make_pair(dir, "localhost");
-    let server = Server::start(wsecho::Config {
+/// The test defaults with TLS on, with a certificate of its own made for `test`; and the files.
+fn tls_config(test: &str) -> (wsecho::Config, TlsFiles) {
+    let files = make_pair(&scratch(test), "localhost");
+    let config = wsecho::Config {
         tls: Some(files.clone()),
         ..config()
-    })
-    .expect("server starts with TLS");
-    (server, files)
+    };
+    (config, files)
+}
+
+fn tls_server(test: &str) -> (Server, TlsFiles) {
+    let (config, files) = tls_config(test);
+    (
+        Server::start(config).expect("server starts with TLS"),
+        files,
+    )
 }
 
 #[test]
 fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
-    let (server, files) = tls_server(&scratch("echo"));
+    let (server, files) = tls_server("echo");
 
     let mut client = wss(server.ws_addr(), "/echo");
     assert_eq!(shown(client.get_ref()), der_of(&files));
@@ -212,7 +182,7 @@ fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
     let mut page = tls_to(server.http_addr());
     page.write_all(b"GET /config.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let answer = String::from_utf8(read_all(page)).unwrap();
+    let answer = String::from_utf8(common::read_to_close(page)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     let port = server.ws_addr().port();
     assert!(answer.contains(&format!("\"wsPort\":{port}")), "{answer}");
@@ -254,7 +224,7 @@ fn hear(client: &mut WssClient) -> Value {
 
 #[test]
 fn a_room_broadcast_reaches_every_wss_member_and_shutdown_says_1001() {
-    let (server, _) = tls_server(&scratch("room"));
+    let (server, _) = tls_server("room");
     let names = ["ann", "bob", "cy"];
     let mut members: Vec<WssClient> = Vec::new();
     for name in names {
@@ -304,14 +274,24 @@ fn a_room_broadcast_reaches_every_wss_member_and_shutdown_says_1001() {
     let stopping = std::thread::spawn(move || server.wait());
     trigger.fire();
     for member in members.iter_mut() {
-        assert_eq!(expect_close(member), CloseCode::Away);
+        // Others leaving, as the server closes them one by one, may come first.
+        let close = loop {
+            match member.read().unwrap() {
+                Message::Text(text) if text.contains(r#""type":"left""#) => continue,
+                message => break message,
+            }
+        };
+        let Message::Close(Some(frame)) = close else {
+            panic!("expected a close frame, got {close:?}")
+        };
+        assert_eq!(frame.code, CloseCode::Away);
     }
     stopping.join().unwrap();
 }
 
 #[test]
 fn limits_hold_over_tls() {
-    let (server, _) = tls_server(&scratch("limits"));
+    let (server, _) = tls_server("limits");
     let mut client = wss(server.ws_addr(), "/echo");
     let too_big = vec![0u8; wsecho::Config::default().max_message_size + 1];
     // The server may close before the client has written it all.
@@ -330,11 +310,10 @@ fn limits_hold_over_tls() {
 
 #[test]
 fn keepalive_pings_go_out_over_tls() {
-    let files = make_pair(&scratch("ping"), "localhost");
+    let (config, _) = tls_config("ping");
     let server = Server::start(wsecho::Config {
-        tls: Some(files),
         ping_interval: Duration::from_millis(100),
-        ..config()
+        ..config
     })
     .unwrap();
     let mut client = wss(server.ws_addr(), "/echo");
@@ -369,7 +348,7 @@ fn tls10_client_hello() -> Vec<u8> {
 
 #[test]
 fn a_tls_1_0_client_like_the_flash_bridge_is_refused_with_a_fatal_alert() {
-    let (server, _) = tls_server(&scratch("tls10"));
+    let (server, _) = tls_server("tls10");
     let answer = common::raw_exchange(server.ws_addr(), &tls10_client_hello());
     // One alert record: fatal (2), handshake_failure (40; rustls shares no version with it).
     assert!(answer.len() >= 7, "{answer:?}");
@@ -522,11 +501,10 @@ fn sighup_swaps_the_certificate_while_a_client_stays_connected() {
 
 #[test]
 fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
-    let files = make_pair(&scratch("stall"), "localhost");
+    let (config, _) = tls_config("stall");
     let server = Server::start(wsecho::Config {
-        tls: Some(files),
         handshake_timeout: Duration::from_millis(300),
-        ..config()
+        ..config
     })
     .unwrap();
     for port in [server.ws_addr(), server.http_addr()] {
@@ -534,7 +512,7 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
         // Half a ClientHello, then nothing.
         stalled.write_all(&tls10_client_hello()[..20]).unwrap();
         assert!(
-            read_all(&mut stalled).is_empty(),
+            common::read_to_close(&mut stalled).is_empty(),
             "closed without a word, within the client's patience"
         );
     }
@@ -546,7 +524,7 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
     let mut page = tls_to(server.http_addr());
     page.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let metrics = String::from_utf8(read_all(page)).unwrap();
+    let metrics = String::from_utf8(common::read_to_close(page)).unwrap();
     assert!(
         metrics.contains("wsecho_refusals_total{reason=\"tls\"} 1\n"),
         "{metrics}"
@@ -556,26 +534,11 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
 
 #[test]
 fn a_wss_member_that_never_reads_is_dropped_while_the_others_keep_hearing() {
-    let room = wsecho::Room::new();
-    let shared = room.clone();
-    let handler = move |client: &mut wsecho::Connection| -> Result<(), wsecho::Error> {
-        let me = client.sender();
-        shared.join(&me);
-        while let Some(message) = client.receive()? {
-            shared.broadcast(message);
-        }
-        Ok(())
-    };
-    let files = make_pair(&scratch("deaf"), "localhost");
-    let server = Server::start_with(
-        wsecho::Config {
-            tls: Some(files),
-            max_queue: 256 * 1024,
-            ..config()
-        },
-        wsecho::Routes::new().route("/room", handler),
-    )
-    .unwrap();
+    let (config, _) = tls_config("deaf");
+    let (server, room) = common::room_server(wsecho::Config {
+        max_queue: 256 * 1024,
+        ..config
+    });
     let mut clients: Vec<WssClient> = (0..4).map(|_| wss(server.ws_addr(), "/room")).collect();
     assert!(common::eventually(|| room.len() == 4));
     let _deaf = clients.pop().unwrap();

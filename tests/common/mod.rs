@@ -67,7 +67,7 @@ pub fn connect_to(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::E
 }
 
 /// The next data message, skipping pings and pongs.
-pub fn next_message(client: &mut Client) -> Message {
+pub fn next_message<S: Read + Write>(client: &mut WebSocket<S>) -> Message {
     loop {
         match client.read().expect("a message") {
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -89,7 +89,7 @@ pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 }
 
 /// Read until the server's close frame; return its code.
-pub fn expect_close(client: &mut Client) -> CloseCode {
+pub fn expect_close<S: Read + Write>(client: &mut WebSocket<S>) -> CloseCode {
     loop {
         match client.read() {
             Ok(Message::Close(Some(frame))) => return frame.code,
@@ -114,7 +114,7 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     read_to_close(&mut stream)
 }
 
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close(mut stream: impl Read) -> Vec<u8> {
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -122,6 +122,8 @@ pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return received,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
             Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            // Over TLS: a server that hung up without close_notify. What came is all there is.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return received,
             Err(error) => panic!("server did not close in time: {error}"),
         }
     }
@@ -418,4 +420,20 @@ pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
         http: http.expect("the page address is logged before the WebSocket address"),
         log,
     }
+}
+
+/// `/room`: join the room, then broadcast whatever arrives to every member (sender included).
+pub fn room_server(config: Config) -> (Server, wsecho::Room) {
+    let room = wsecho::Room::new();
+    let shared = room.clone();
+    let handler = move |client: &mut wsecho::Connection| -> Result<(), wsecho::Error> {
+        let me = client.sender();
+        shared.join(&me);
+        while let Some(message) = client.receive()? {
+            shared.broadcast(message);
+        }
+        Ok(())
+    };
+    let routes = wsecho::Routes::new().route("/room", handler);
+    (Server::start_with(config, routes).unwrap(), room)
 }
