@@ -11,20 +11,20 @@ run: assets
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
 	$(CARGO) test
-	$(CARGO) test --features tls --target-dir $(TLS_TARGET) --test tls
+	$(CARGO) test --all-features --target-dir $(FULL_TARGET) --test tls
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory nginx-test
 	$(MAKE) --no-print-directory conformance
 
-# The `tls` build (wss://, https://) goes to its own folder, so that it never replaces the
-# default binary the other tests run.
-TLS_TARGET := target/tls
+# The build with every feature (`tls`: wss:// and https://; `redis`: rooms across instances)
+# goes to its own folder, so that it never replaces the default binary the other tests run.
+FULL_TARGET := target/full
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --all-targets --features tls --target-dir $(TLS_TARGET) -- -D warnings
+	$(CARGO) clippy --all-targets --all-features --target-dir $(FULL_TARGET) -- -D warnings
 
 build:
 	$(CARGO) build --release
@@ -72,7 +72,7 @@ BROWSER := tests/browser
 ## browser-test: native, Flash-bridge and no-assets runs of the page; screenshots in tests/artifacts/
 browser-test: assets $(BROWSER)/node_modules/.package-lock.json $(BROWSER)/.venv/bin/websockify
 	$(CARGO) build --quiet
-	$(CARGO) build --quiet --features tls --target-dir $(TLS_TARGET)
+	$(CARGO) build --quiet --all-features --target-dir $(FULL_TARGET)
 	timeout 600 node $(BROWSER)/run.js
 
 $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
@@ -94,8 +94,8 @@ conformance: $(CONFORMANCE)/.venv/bin/kosoku
 	$(CARGO) build --release --quiet
 	timeout 1200 python3 $(CONFORMANCE)/run.py target/release/wsecho \
 	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance
-	$(CARGO) build --release --quiet --features tls --target-dir $(TLS_TARGET)
-	timeout 1200 python3 $(CONFORMANCE)/run.py $(TLS_TARGET)/release/wsecho \
+	$(CARGO) build --release --quiet --all-features --target-dir $(FULL_TARGET)
+	timeout 1200 python3 $(CONFORMANCE)/run.py $(FULL_TARGET)/release/wsecho \
 	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance-wss --tls
 
 $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt

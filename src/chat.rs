@@ -9,9 +9,13 @@
 //! `{"type":"error","reason":TEXT}`, to that client alone, and the connection stays open.
 //! Extra fields are ignored.
 //!
+//! With `--redis` the room spans every instance: names, counts and the members list count
+//! everyone on every live instance (names are made unique against those known at the join).
+//!
 //! Application code only, like `echo.rs`: the transport is the `Connection`, its `Sender` and
 //! the `Room`.
 
+use crate::cluster::Cluster;
 use crate::connection::Connection;
 use crate::outbox::Sender;
 use crate::room::Room;
@@ -27,17 +31,28 @@ const MAX_NAME_CHARS: usize = 32;
 /// Longest text of one `say`, in bytes.
 const MAX_TEXT_BYTES: usize = 4096;
 
-/// The chat route: a fresh room, shared by every connection to it.
-pub fn route() -> Route {
-    let chat = Arc::new(Chat::default());
+/// The room's name among instances.
+const ROOM: &str = "chat";
+
+/// The chat route: a fresh room, shared by every connection to it, and with `cluster` by every
+/// instance linked to it.
+pub fn route(cluster: Option<Arc<Cluster>>) -> Route {
+    let chat = Arc::new(Chat {
+        room: match &cluster {
+            Some(cluster) => Room::across(Arc::clone(cluster), ROOM),
+            None => Room::new(),
+        },
+        names: Mutex::default(),
+        cluster,
+    });
     Route::new(move |client: &mut Connection| chat.serve(client))
 }
 
-#[derive(Default)]
 struct Chat {
     room: Room,
-    /// Members' names by connection id, in the order they joined.
+    /// Members' names here by connection id, in the order they joined.
     names: Mutex<BTreeMap<u64, String>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Leaves the room when dropped: when the handler returns, fails or panics.
@@ -49,13 +64,17 @@ struct Membership<'a> {
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
+        let elsewhere = self.chat.elsewhere();
         let mut names = self.chat.names();
         names.remove(&self.me.id());
         self.chat.room.leave(&self.me);
+        if let Some(cluster) = &self.chat.cluster {
+            cluster.left(ROOM, self.me.id());
+        }
         let left = format!(
             r#"{{"type":"left","name":{},"count":{}}}"#,
             quoted(&self.name),
-            names.len()
+            names.len() + elsewhere.len()
         );
         self.chat.room.broadcast(Message::text(left));
     }
@@ -64,6 +83,14 @@ impl Drop for Membership<'_> {
 impl Chat {
     fn names(&self) -> MutexGuard<'_, BTreeMap<u64, String>> {
         self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The members on the other instances, as far as Redis can tell now.
+    fn elsewhere(&self) -> Vec<String> {
+        let cluster = self.cluster.as_ref();
+        cluster
+            .and_then(|cluster| cluster.others(ROOM))
+            .unwrap_or_default()
     }
 
     fn serve(&self, client: &mut Connection) -> Result<(), Error> {
@@ -101,17 +128,22 @@ impl Chat {
 
     /// Give the member a free name, welcome it and tell everyone else.
     fn join<'a>(&'a self, me: &Sender, wanted: &str) -> Option<Membership<'a>> {
+        let elsewhere = self.elsewhere();
         let mut names = self.names();
-        let name = unique_name(wanted, &names);
+        let name = unique_name(wanted, names.values().chain(&elsewhere));
         if !self.room.join(me) {
             return None; // its connection has just ended
         }
         names.insert(me.id(), name.clone());
-        let _ = me.send(Message::text(welcome(&name, names.values())));
+        if let Some(cluster) = &self.cluster {
+            cluster.joined(ROOM, me.id(), &name);
+        }
+        let everyone = names.values().chain(&elsewhere);
+        let _ = me.send(Message::text(welcome(&name, everyone)));
         let joined = format!(
             r#"{{"type":"joined","name":{},"count":{}}}"#,
             quoted(&name),
-            names.len()
+            names.len() + elsewhere.len()
         );
         self.room.broadcast_except(Message::text(joined), me);
         Some(Membership {
@@ -162,8 +194,8 @@ fn parse(message: &Message) -> Result<Request, String> {
 }
 
 /// `wanted`, or `wanted 2`, `wanted 3`, ... whichever is free (cut to fit 32 characters).
-fn unique_name(wanted: &str, names: &BTreeMap<u64, String>) -> String {
-    let taken = |candidate: &str| names.values().any(|name| name == candidate);
+fn unique_name<'a>(wanted: &str, names: impl Iterator<Item = &'a String> + Clone) -> String {
+    let taken = |candidate: &str| names.clone().any(|name| name == candidate);
     if !taken(wanted) {
         return wanted.to_string();
     }
@@ -185,7 +217,7 @@ fn tell_error(me: &Sender, reason: &str) {
 
 /// `{"type":"welcome","name":NAME,"members":[NAMES]}`, written in one buffer: it is the only
 /// message whose size grows with the room.
-fn welcome<'a>(name: &str, members: impl ExactSizeIterator<Item = &'a String> + Clone) -> String {
+fn welcome<'a>(name: &str, members: impl Iterator<Item = &'a String> + Clone) -> String {
     let names_len: usize = members.clone().map(|member| member.len() + 3).sum();
     let mut out = Vec::with_capacity(64 + name.len() + names_len);
     out.extend_from_slice(br#"{"type":"welcome","name":"#);
@@ -223,11 +255,11 @@ mod tests {
         let names: BTreeMap<u64, String> = [(1, "ann".to_string()), (2, "ann 2".to_string())]
             .into_iter()
             .collect();
-        assert_eq!(unique_name("bob", &names), "bob");
-        assert_eq!(unique_name("ann", &names), "ann 3");
+        assert_eq!(unique_name("bob", names.values()), "bob");
+        assert_eq!(unique_name("ann", names.values()), "ann 3");
         let long = "x".repeat(32);
         let names: BTreeMap<u64, String> = [(1, long.clone())].into_iter().collect();
-        let given = unique_name(&long, &names);
+        let given = unique_name(&long, names.values());
         assert_eq!(given.chars().count(), 32);
         assert!(given.ends_with(" 2"));
     }

@@ -59,6 +59,9 @@ pub struct Config {
     /// The certificate and key both ports speak TLS with (https://, wss://); `None`: plain.
     /// Needs the `tls` feature.
     pub tls: Option<TlsFiles>,
+    /// `redis://HOST:PORT[/DB]`: the chat room spans every instance linked to this Redis.
+    /// Needs the `redis` feature; for `Server::start`'s chat room.
+    pub redis: Option<String>,
 }
 
 /// Where the TLS certificate and key are: PEM files, read at start and on every reload.
@@ -90,6 +93,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             tls: None,
+            redis: None,
         }
     }
 }

@@ -11,6 +11,11 @@
 mod accept;
 mod budget;
 mod chat;
+#[cfg(feature = "redis")]
+mod cluster;
+#[cfg(not(feature = "redis"))]
+#[path = "no_cluster.rs"]
+mod cluster;
 mod config;
 mod connection;
 mod echo;

@@ -54,6 +54,9 @@ Options:
                             certificate chain; needs --tls-key, and a build with
                             `--features tls`               [default: plain]
   --tls-key FILE            the certificate's private key (PEM)
+  --redis URL               share the chat room with every instance using this Redis,
+                            redis://HOST:PORT[/DB]; needs a build with
+                            `--features redis`             [default: this instance only]
   -h, --help                print this help
   -V, --version             print the version
 
@@ -116,8 +119,8 @@ fn main() -> ExitCode {
 
     let server = match Server::start(config) {
         Ok(server) => server,
-        // A certificate or key that cannot be used is a mistake on the command line.
-        Err(error @ wsecho::StartError::Tls(_)) => {
+        // A certificate, key or Redis URL that cannot be used is a mistake on the command line.
+        Err(error @ (wsecho::StartError::Tls(_) | wsecho::StartError::Redis(_))) => {
             log::error!("{error}");
             return ExitCode::from(2);
         }
@@ -200,6 +203,7 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
                 .push(value(&mut parser, "--allow-origin")?),
             Long("tls-cert") => tls_cert = Some(value::<PathBuf>(&mut parser, "--tls-cert")?),
             Long("tls-key") => tls_key = Some(value::<PathBuf>(&mut parser, "--tls-key")?),
+            Long("redis") => config.redis = Some(value(&mut parser, "--redis")?),
             Short('h') | Long("help") => {
                 print!("{}", help());
                 return Ok(None);

@@ -1,8 +1,10 @@
 //! Rooms: sets of connections that hear the same messages. A broadcast encodes its frame once
 //! and hands it to every member's `Sender`, which never waits for a slow client (a member that
 //! cannot keep up is closed with 1008 and leaves). A member leaves when it asks, or when its
-//! connection ends, however it ends.
+//! connection ends, however it ends. The chat room, with `--redis`, is also a room across
+//! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
 
+use crate::cluster::Cluster;
 use crate::outbox::{Frames, Membership, SendError, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -12,6 +14,27 @@ use tungstenite::Message;
 #[derive(Clone, Default)]
 pub struct Room {
     members: Arc<Members>,
+    /// With `--redis`: the same room on the other instances.
+    across: Option<Arc<Across>>,
+}
+
+struct Across {
+    cluster: Arc<Cluster>,
+    name: String,
+}
+
+/// A room's members on this instance, as the cluster delivers others' broadcasts to them.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Clone)]
+pub(crate) struct LocalRoom(Weak<Members>);
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl LocalRoom {
+    pub(crate) fn deliver(&self, message: &Message) {
+        if let Some(members) = self.0.upgrade() {
+            members.send_to_all(&Frames::encode(message), None);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -42,6 +65,17 @@ impl Room {
     /// An empty room.
     pub fn new() -> Room {
         Room::default()
+    }
+
+    /// An empty room named `name` on every instance linked by `cluster`.
+    pub(crate) fn across(cluster: Arc<Cluster>, name: &str) -> Room {
+        let members = Arc::new(Members::default());
+        cluster.attach(name, LocalRoom(Arc::downgrade(&members)));
+        let name = name.to_string();
+        Room {
+            members,
+            across: Some(Arc::new(Across { cluster, name })),
+        }
     }
 
     /// Add the connection behind `member`; joining twice is joining once. False when its
@@ -87,20 +121,32 @@ impl Room {
         self.members.lock().values().cloned().collect()
     }
 
-    /// Send `message` to every member. Never waits for a slow one.
+    /// Send `message` to every member. Never waits for a slow one. (`Delivery` counts the
+    /// members on this instance.)
     pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
-        self.send_to_all(&Frames::encode(&message.into()), None)
+        self.send(message.into(), None)
     }
 
     /// Send `message` to every member but `except` (usually the one it came from).
     pub fn broadcast_except(&self, message: impl Into<Message>, except: &Sender) -> Delivery {
-        self.send_to_all(&Frames::encode(&message.into()), Some(except.id()))
+        self.send(message.into(), Some(except.id()))
     }
 
+    fn send(&self, message: Message, except: Option<u64>) -> Delivery {
+        let delivery = self.members.send_to_all(&Frames::encode(&message), except);
+        // Here first, then the others: the same order for each sender everywhere.
+        if let Some(across) = &self.across {
+            across.cluster.publish(&across.name, &message);
+        }
+        delivery
+    }
+}
+
+impl Members {
     fn send_to_all(&self, frames: &Frames, except: Option<u64>) -> Delivery {
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
-        let mut members = self.members.lock();
+        let mut members = self.lock();
         for (&id, member) in members.iter() {
             if Some(id) == except {
                 continue;

@@ -4,6 +4,7 @@
 use crate::accept;
 use crate::budget::Budget;
 use crate::chat;
+use crate::cluster::Cluster;
 use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::echo;
 use crate::metrics::Metrics;
@@ -37,6 +38,7 @@ pub struct Server {
     page_connections: Arc<Connections>,
     threads: Vec<JoinHandle<()>>,
     tls: Option<Arc<Certificates>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Reads the TLS certificate and key again (what SIGHUP does); clone it freely.
@@ -75,6 +77,8 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used (or TLS was not built in): what is wrong
     /// and what to do, in one line.
     Tls(String),
+    /// `--redis` is not a Redis URL (or Redis was not built in).
+    Redis(String),
     /// Anything else the operating system refused (threads, sockets).
     Io(io::Error),
 }
@@ -98,7 +102,7 @@ impl fmt::Display for StartError {
                  or leave --www out to serve the built-in page",
                 path.display()
             ),
-            StartError::Tls(message) => write!(f, "{message}"),
+            StartError::Tls(message) | StartError::Redis(message) => write!(f, "{message}"),
             StartError::Io(source) => write!(f, "cannot start: {source}"),
         }
     }
@@ -134,12 +138,22 @@ impl fmt::Display for Summary {
 }
 
 impl Server {
-    /// Start the echo server.
+    /// Start the echo server and the chat room (across instances with `config.redis`).
     pub fn start(config: Config) -> Result<Server, StartError> {
-        Server::start_with(config, default_routes())
+        let cluster = match &config.redis {
+            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
+            None => None,
+        };
+        let routes = Routes::new()
+            .route(WEBSOCKET_PATH, echo::handle_echo_client)
+            .route(CHAT_PATH, chat::route(cluster.clone()));
+        let mut server = Server::start_with(config, routes)?;
+        server.cluster = cluster;
+        Ok(server)
     }
 
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
+    /// (`config.redis` is for the built-in chat room: `Server::start`.)
     pub fn start_with(config: Config, routes: Routes) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(files) => {
@@ -272,6 +286,7 @@ impl Server {
             page_connections,
             threads,
             tls,
+            cluster: None,
         })
     }
 
@@ -335,6 +350,10 @@ impl Server {
         for thread in self.threads {
             let _ = thread.join();
         }
+        // After the members' last words (their "left"), which went out through it.
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
+        }
         Summary {
             served: self.connections.admitted_count(),
             closed_at_shutdown,
@@ -347,7 +366,7 @@ impl Server {
 pub fn default_routes() -> Routes {
     Routes::new()
         .route(WEBSOCKET_PATH, echo::handle_echo_client)
-        .route(CHAT_PATH, chat::route())
+        .route(CHAT_PATH, chat::route(None))
 }
 
 fn bind(

@@ -20,8 +20,8 @@ const readline = require("readline");
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const WSECHO = process.env.WSECHO_BIN || path.join(ROOT, "target", "debug", "wsecho");
-// The build with the `tls` feature (make browser-test builds it into target/tls).
-const WSECHO_TLS = process.env.WSECHO_TLS_BIN || path.join(ROOT, "target", "tls", "debug", "wsecho");
+// The build with every feature, `tls` among them (make browser-test builds it into target/full).
+const WSECHO_TLS = process.env.WSECHO_TLS_BIN || path.join(ROOT, "target", "full", "debug", "wsecho");
 const WEBSOCKIFY = process.env.WEBSOCKIFY_BIN || path.join(__dirname, ".venv", "bin", "websockify");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const RUFFLE = path.join(__dirname, "node_modules", "@ruffle-rs", "ruffle");
