@@ -11,7 +11,7 @@ run: assets
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
 	$(CARGO) test
-	$(CARGO) test --all-features --target-dir $(FULL_TARGET) --test tls
+	$(CARGO) test --all-features --target-dir $(FULL_TARGET) --test tls --test cluster
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory nginx-test

@@ -66,8 +66,9 @@ enum Job {
 }
 
 impl Cluster {
-    /// Connect to `url` (`redis://HOST:PORT[/DB]`) in the background; an error only for a URL
-    /// that is not one. Redis being unreachable is logged, and retried.
+    /// Connect to `url` (`redis://HOST:PORT[/DB]`); an error only for a URL that is not one.
+    /// Returns once this instance hears the others (or, Redis being unreachable, after
+    /// `REDIS_TIMEOUT`: that is logged, and retried in the background).
     pub fn start(url: &str) -> Result<Arc<Cluster>, String> {
         let client = Client::open(url).map_err(|error| {
             format!("--redis {url}: {error}; give it as redis://HOST:PORT or redis://HOST:PORT/DB")
@@ -88,15 +89,22 @@ impl Cluster {
         });
         let publishing = Arc::clone(&cluster);
         let subscribing = Arc::clone(&cluster);
+        // Each thread says once when it is through to Redis.
+        let (through, ready) = crossbeam_channel::bounded(2);
+        let subscribed = through.clone();
         let spawned = thread::Builder::new()
             .name("redis-publish".into())
-            .spawn(move || publishing.publish_loop(queue))
+            .spawn(move || publishing.publish_loop(queue, through))
             .and_then(|_| {
                 thread::Builder::new()
                     .name("redis-subscribe".into())
-                    .spawn(move || subscribing.subscribe_loop())
+                    .spawn(move || subscribing.subscribe_loop(subscribed))
             });
         spawned.map_err(|error| format!("cannot start the Redis threads: {error}"))?;
+        let deadline = Instant::now() + REDIS_TIMEOUT * 2;
+        for _ in 0..2 {
+            let _ = ready.recv_deadline(deadline);
+        }
         info!(
             "rooms shared through redis at {} as instance {}",
             cluster.address, cluster.instance
@@ -129,7 +137,11 @@ impl Cluster {
         };
         if let Err(TrySendError::Full(_)) = self.jobs.try_send(job) {
             // Redis is slower than the room: say so once in a while, never wait.
-            if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
+            if self
+                .dropped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
                 warn!("redis cannot keep up: broadcasts stay on this instance until it does");
             }
         }
@@ -225,7 +237,7 @@ impl Cluster {
     }
 
     /// The publishing thread: every write to Redis, in order, and the heartbeat.
-    fn publish_loop(self: Arc<Self>, queue: Receiver<Job>) {
+    fn publish_loop(self: Arc<Self>, queue: Receiver<Job>, connected: Sender<()>) {
         let mut link: Option<Connection> = None;
         let mut retry = RETRY_FIRST;
         let mut next_try = Instant::now();
@@ -271,6 +283,7 @@ impl Cluster {
                             );
                         }
                         first = false;
+                        let _ = connected.try_send(());
                     }
                     Err(error) => {
                         if first {
@@ -421,13 +434,14 @@ impl Cluster {
     }
 
     /// The subscribing thread: what other instances publish, to this instance's members.
-    fn subscribe_loop(self: Arc<Self>) {
+    fn subscribe_loop(self: Arc<Self>, subscribed: Sender<()>) {
         let mut retry = RETRY_FIRST;
         while !self.stopping.load(Ordering::Relaxed) {
             match self.connect() {
                 Ok(mut connection) => {
                     let mut pubsub = connection.as_pubsub();
                     if pubsub.psubscribe(channel("*")).is_ok() {
+                        let _ = subscribed.try_send(());
                         retry = RETRY_FIRST;
                         self.deliver_until_lost(&mut pubsub);
                     }

@@ -1,0 +1,304 @@
+//! The chat room across instances (feature `redis`): real Redis (Debian's redis-server,
+//! started here on a free loopback port), several wsecho instances, clients spread over them.
+//! Run by `cargo test --features redis`.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use common::{Client, PATIENCE, config, connect_to, next_message, spawn_command};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+use wsecho::Server;
+
+/// A redis-server of the test's own, on a free loopback port; killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        // A port free a moment ago; should another process take it first, try another.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if let Some(redis) = Redis::start_on(port) {
+                return redis;
+            }
+        }
+        panic!("redis-server (Debian's redis-server package) would not start");
+    }
+
+    fn start_on(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package)");
+        let mut redis = Redis { child, port };
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if redis.child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if redis.answers() {
+                return Some(redis);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = redis.child.kill();
+        None
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(PATIENCE));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start again on the same port (a restart: everything it held is gone).
+    fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(again) = Redis::start_on(self.port) {
+                *self = again;
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server would not restart");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn instance(redis: &Redis) -> Server {
+    Server::start(wsecho::Config {
+        redis: Some(redis.url()),
+        ..config()
+    })
+    .expect("an instance starts")
+}
+
+fn say(client: &mut Client, value: Value) {
+    client.send(Message::text(value.to_string())).unwrap();
+}
+
+fn hear(client: &mut Client) -> Value {
+    let text = next_message(client).into_text().unwrap();
+    serde_json::from_str(text.as_str()).unwrap()
+}
+
+/// The next `said`, skipping others coming and going.
+fn hear_said(client: &mut Client) -> Value {
+    loop {
+        let heard = hear(client);
+        match heard["type"].as_str() {
+            Some("joined" | "left") => continue,
+            _ => return heard,
+        }
+    }
+}
+
+fn join(addr: SocketAddr, name: &str) -> (Client, Value) {
+    let mut client = connect_to(addr, "/chat").unwrap();
+    say(&mut client, json!({"type": "join", "name": name}));
+    let welcome = hear(&mut client);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (client, welcome)
+}
+
+/// The room's members as a newcomer to `addr` is told them (itself left out).
+fn members_seen_from(addr: SocketAddr) -> Vec<String> {
+    let (mut probe, welcome) = join(addr, "probe");
+    let mut names: Vec<String> = welcome["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .filter(|name| name != welcome["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    let _ = probe.close(None);
+    names
+}
+
+/// Poll (every 100 ms, at most PATIENCE) until `addr`'s newcomers are told exactly `expected`.
+fn await_members(addr: SocketAddr, expected: &[String]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = members_seen_from(addr);
+        if seen == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} sees {seen:?}, not {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn thirty_members_on_three_instances_hear_every_message_once_in_each_senders_order() {
+    let redis = Redis::start();
+    let instances: Vec<Server> = (0..3).map(|_| instance(&redis)).collect();
+    let mut names: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    let mut members: Vec<Client> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| join(instances[i % 3].ws_addr(), name).0)
+        .collect();
+    names.sort();
+    // Every instance counts the same 30.
+    for server in &instances {
+        await_members(server.ws_addr(), &names);
+    }
+    // Five talkers, on all three instances, ten messages each.
+    let talkers = [0, 1, 2, 13, 29];
+    for n in 0..10 {
+        for &talker in &talkers {
+            say(
+                &mut members[talker],
+                json!({"type": "say", "text": format!("{talker}:{n}")}),
+            );
+        }
+    }
+    for (index, member) in members.iter_mut().enumerate() {
+        let mut next: HashMap<usize, usize> = HashMap::new();
+        for _ in 0..talkers.len() * 10 {
+            let said = hear_said(member);
+            assert_eq!(said["type"], "said", "member {index}: {said}");
+            let text = said["text"].as_str().unwrap();
+            let (talker, n) = text.split_once(':').unwrap();
+            let expected = next.entry(talker.parse().unwrap()).or_default();
+            assert_eq!(
+                n.parse::<usize>().unwrap(),
+                *expected,
+                "member {index}: {text}"
+            );
+            *expected += 1;
+        }
+        assert!(next.values().all(|&n| n == 10), "member {index}: {next:?}");
+    }
+    // Nothing twice: one more from a talker comes next, for everyone.
+    say(&mut members[13], json!({"type": "say", "text": "last"}));
+    for member in &mut members {
+        assert_eq!(hear_said(member)["text"], "last");
+    }
+    for server in instances {
+        server.shutdown();
+    }
+}
+
+/// `from` says one numbered message after another (every 100 ms, at most PATIENCE) until `to`
+/// hears one: what was published while an instance was cut off is lost to it.
+fn say_until_heard(from: &mut Client, to: &mut Client) {
+    let deadline = Instant::now() + PATIENCE;
+    to.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for attempt in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "cross-instance delivery did not resume"
+        );
+        say(
+            from,
+            json!({"type": "say", "text": format!("anyone? {attempt}")}),
+        );
+        loop {
+            match to.read() {
+                Ok(Message::Text(text)) if text.contains("anyone?") => {
+                    to.get_mut().set_read_timeout(Some(PATIENCE)).unwrap();
+                    return;
+                }
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    break;
+                }
+                Err(error) => panic!("the listener's connection: {error}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn without_redis_each_instance_serves_its_own_and_with_it_back_they_span_again() {
+    let mut redis = Redis::start();
+    let (one, two) = (instance(&redis), instance(&redis));
+    let (mut ann, _) = join(one.ws_addr(), "ann");
+    let (mut al, _) = join(one.ws_addr(), "al");
+    let (mut bob, _) = join(two.ws_addr(), "bob");
+    await_members(one.ws_addr(), &["al".into(), "ann".into(), "bob".into()]);
+
+    redis.stop();
+    // Local delivery goes on, and nobody is dropped.
+    say(&mut ann, json!({"type": "say", "text": "redis is gone"}));
+    assert_eq!(hear_said(&mut ann)["text"], "redis is gone");
+    assert_eq!(hear_said(&mut al)["text"], "redis is gone");
+
+    redis.restart();
+    // Back (after their backoff), each instance hears the other again, both ways.
+    say_until_heard(&mut ann, &mut bob);
+    say_until_heard(&mut bob, &mut ann);
+    // The members list spans both again (Redis lost it; each instance wrote its own again).
+    await_members(two.ws_addr(), &["al".into(), "ann".into(), "bob".into()]);
+    one.shutdown();
+    two.shutdown();
+}
+
+#[test]
+fn an_instance_killed_outright_leaves_the_others_serving_and_its_members_vanish() {
+    let redis = Redis::start();
+    let survivor = instance(&redis);
+    let mut doomed = spawn_command(
+        Command::new(env!("CARGO_BIN_EXE_wsecho")),
+        &["--redis", &redis.url()],
+    );
+    let (mut ann, _) = join(survivor.ws_addr(), "ann");
+    let _gone: Vec<Client> = ["x", "y", "z"]
+        .iter()
+        .map(|name| join(doomed.ws, name).0)
+        .collect();
+    let everyone: Vec<String> = ["ann", "x", "y", "z"].map(String::from).to_vec();
+    await_members(survivor.ws_addr(), &everyone);
+
+    doomed.child.kill().unwrap();
+    let _ = doomed.child.wait();
+    // Within the expiry (6 s) the list drops them; the survivor serves on meanwhile.
+    await_members(survivor.ws_addr(), &["ann".to_string()]);
+    say(&mut ann, json!({"type": "say", "text": "still here"}));
+    assert_eq!(hear_said(&mut ann)["text"], "still here");
+    survivor.shutdown();
+}
