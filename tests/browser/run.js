@@ -70,6 +70,57 @@ function startWsechoTls(extraArgs, www) {
   return startWsecho(["--tls-cert", cert, "--tls-key", key, ...extraArgs], www, WSECHO_TLS);
 }
 
+// deploy/nginx.conf with real nginx in front of two instances of `binary` (tests/nginx/check.py
+// --serve, `extraArgs` for both): resolves with its https URL and the instances' page ports.
+function startNginxStack(binary, extraArgs, cleanup) {
+  const stack = spawn("python3", [path.join(ROOT, "tests", "nginx", "check.py"), "--serve", binary, ...extraArgs],
+    { stdio: ["pipe", "pipe", "inherit"] });
+  cleanup.push(() => stack.stdin.end());
+  let instances = [];
+  return withTimeout(new Promise((resolve, reject) => {
+    stack.on("exit", (code) => reject(new Error(`the nginx stack exited (${code})`)));
+    readline.createInterface({ input: stack.stdout }).on("line", (line) => {
+      const ports = /^instances: (.*)/.exec(line);
+      if (ports) instances = ports[1].split(" ").map(Number);
+      const found = /^nginx: (https:\/\/\S+)/.exec(line);
+      if (found) resolve({ url: found[1], instances });
+    });
+  }), WAIT_MS, "nginx stack");
+}
+
+// A redis-server of the test's own on a free loopback port; resolves with its URL once it answers.
+async function startRedis(cleanup) {
+  const port = await freePort();
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    { stdio: "ignore" });
+  cleanup.push(() => stop(child));
+  const deadline = Date.now() + WAIT_MS;
+  while (Date.now() < deadline) {
+    const answered = await new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => socket.write("PING\r\n"));
+      socket.on("data", (data) => { socket.destroy(); resolve(data.toString().startsWith("+PONG")); });
+      socket.on("error", () => resolve(false));
+    });
+    if (answered) return `redis://127.0.0.1:${port}`;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`redis-server did not answer on ${port}`);
+}
+
+// The count of open /chat connections an instance's /metrics reports.
+function openChats(port) {
+  return new Promise((resolve, reject) => {
+    require("http").get({ host: "127.0.0.1", port, path: "/metrics" }, (response) => {
+      let body = "";
+      response.on("data", (chunk) => { body += chunk; });
+      response.on("end", () => {
+        const found = /^wsecho_open_connections\{route="\/chat"\} (\d+)$/m.exec(body);
+        resolve(found ? Number(found[1]) : NaN);
+      });
+    }).on("error", reject);
+  });
+}
+
 function stop(child) {
   if (child && child.exitCode === null) child.kill("SIGTERM");
 }
@@ -309,16 +360,7 @@ const tests = [
     async run(browser, cleanup) {
       // deploy/nginx.conf with real nginx in front of two instances (tests/nginx/check.py
       // --serve): the page over https, its WebSocket over wss on the page's own host and port.
-      const stack = spawn("python3", [path.join(ROOT, "tests", "nginx", "check.py"), "--serve", WSECHO],
-        { stdio: ["pipe", "pipe", "inherit"] });
-      cleanup.push(() => stack.stdin.end());
-      const url = await withTimeout(new Promise((resolve, reject) => {
-        stack.on("exit", (code) => reject(new Error(`the nginx stack exited (${code})`)));
-        readline.createInterface({ input: stack.stdout }).on("line", (line) => {
-          const found = /^nginx: (https:\/\/\S+)/.exec(line);
-          if (found) resolve(found[1]);
-        });
-      }), WAIT_MS, "nginx stack");
+      const { url } = await startNginxStack(WSECHO, [], cleanup);
       // The certificate is the test's own, made a moment ago.
       const page = await newPage(browser, { ignoreHTTPSErrors: true });
       await page.goto(url);
@@ -378,6 +420,29 @@ const tests = [
       check(!server.log.some((line) => / open 127\.0\.0\.1/.test(line)), "nothing may have opened");
       console.log(`  flash-bridge-wss: ${server.log.find(refused).replace(/^.*dropped: /, "")}`);
       return page;
+    },
+  },
+  {
+    name: "chat-across-instances",
+    async run(browser, cleanup) {
+      // Two instances sharing the chat room through Redis, behind nginx, which sends the two
+      // pages' WebSockets to different instances (round robin): they chat all the same.
+      const redis = await startRedis(cleanup);
+      const { url, instances } = await startNginxStack(WSECHO_TLS, ["--redis", redis], cleanup);
+      const ann = await newPage(browser, { ignoreHTTPSErrors: true });
+      const bob = await newPage(browser, { ignoreHTTPSErrors: true });
+      await joinChat(ann, `${url}chat.html`, "ann");
+      await joinChat(bob, `${url}chat.html`, "bob");
+      const open = await Promise.all(instances.map(openChats));
+      check(open.join(",") === "1,1", `one page on each instance, not ${open.join(",")}`);
+      await bob.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+      const names = await memberNames(bob);
+      check(names.sort().join("|") === "ann|bob", `bob sees the members ${names.join("|")}`);
+      await say(ann, "hello from one instance");
+      await hears(bob, "ann", "hello from one instance");
+      await say(bob, "and back from the other");
+      await hears(ann, "bob", "and back from the other");
+      return bob;
     },
   },
   {

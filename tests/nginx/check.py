@@ -8,8 +8,11 @@ on free loopback ports, in front of two wsecho instances, with a certificate mad
 - one instance stopped: its clients get 1001, the other's keep echoing, new clients reach it.
 
   python3 check.py BINARY            (standard library only)
-  python3 check.py --serve BINARY    the same stack, kept up until stdin closes, its page URL
-                                     printed (tests/browser/run.js opens it in Chromium)
+  python3 check.py --serve BINARY [--redis URL]
+                                     the same stack (its instances sharing the chat room
+                                     through Redis at URL), kept up until stdin closes; its
+                                     page URL and the instances' own page ports printed
+                                     (tests/browser/run.js opens it in Chromium)
 """
 
 import http.client
@@ -52,10 +55,11 @@ def wait_for_port(port):
 
 
 class Wsecho:
-    def __init__(self, binary, http_port, ws_port):
+    def __init__(self, binary, http_port, ws_port, extra=()):
+        self.http_port = http_port
         self.process = subprocess.Popen(
             [binary, "--http", f"127.0.0.1:{http_port}", "--ws", f"127.0.0.1:{ws_port}",
-             "--policy-port", "0", "--trusted-proxy", "127.0.0.1"],
+             "--policy-port", "0", "--trusted-proxy", "127.0.0.1", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, env={"RUST_LOG": "info"})
         self.log = []
@@ -82,8 +86,8 @@ def wss(context, port, origin):
 class Stack:
     """nginx with deploy/nginx.conf on a free port, in front of two wsecho instances."""
 
-    def __init__(self, binary):
-        self.work, self.port, self.first, self.second, self.proxy = start_stack(binary)
+    def __init__(self, binary, extra=()):
+        self.work, self.port, self.first, self.second, self.proxy = start_stack(binary, extra)
 
     def stop(self):
         self.proxy.terminate()
@@ -98,7 +102,7 @@ class Stack:
         return errors
 
 
-def start_stack(binary):
+def start_stack(binary, extra=()):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     for tool in (nginx, "openssl"):
         if not shutil.which(tool):
@@ -129,7 +133,7 @@ def start_stack(binary):
         f"events {{ worker_connections 256; }}\n"
         f"http {{\n    access_log off;\n{temp}    include {work}/wsecho.conf;\n}}\n")
 
-    first, second = Wsecho(binary, *a), Wsecho(binary, *b)
+    first, second = Wsecho(binary, *a, extra), Wsecho(binary, *b, extra)
     proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-p", str(work),
                               "-e", str(work / "error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -137,8 +141,10 @@ def start_stack(binary):
     return work, port, first, second, proxy
 
 
-def serve(binary):
-    stack = Stack(binary)
+def serve(binary, extra):
+    stack = Stack(binary, extra)
+    instances = " ".join(str(i.http_port) for i in (stack.first, stack.second))
+    print(f"instances: {instances}", flush=True)
     print(f"nginx: https://localhost:{stack.port}/", flush=True)
     sys.stdin.read()
     stack.stop()
@@ -147,7 +153,7 @@ def serve(binary):
 
 def main():
     if sys.argv[1] == "--serve":
-        return serve(sys.argv[2])
+        return serve(sys.argv[2], sys.argv[3:])
     stack = Stack(sys.argv[1])
     work, port, first, second = stack.work, stack.port, stack.first, stack.second
     failures = []
