@@ -8,7 +8,9 @@ Prints medians with min-max over the rounds and ratios, checks the targets, and 
 BENCHMARKS.md with the machine, the date and the command.
 
 The fanout mode runs each server's chat room instead of its echo (wsecho's own /chat, and a
-peer written for each other server speaking the same protocol: peers/*_chat.*).
+peer written for each other server speaking the same protocol: peers/*_chat.*), and, as
+`wsecho-redis`, wsecho's chat room shared through Redis (the `redis` build with `--redis`, one
+instance, a redis-server started for the run): what the cross-instance path costs.
 
 Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
                                   [--modes m,...] [--no-write]
@@ -33,6 +35,10 @@ BUILD = ROOT / "target" / "bench"
 VENV = BENCH / ".venv"
 WSLOAD = ROOT / "target" / "release" / "wsload"
 WSECHO = ROOT / "target" / "release" / "wsecho"
+# Every feature, for wsecho-redis (built into its own folder, as make test does).
+WSECHO_FULL = ROOT / "target" / "full" / "release" / "wsecho"
+# The redis-server wsecho-redis uses, started by main() (its URL).
+REDIS = {}
 TOKIO = ROOT / "target" / "bench-peers" / "release" / "tokio-echo"
 # The cap must admit the idle mode's 2000 connections and the 10,000-connection check;
 # everything else is wsecho's default.
@@ -59,6 +65,8 @@ CHAT_SERVERS = {
     "websockets": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "websockets_chat.py"), str(port)],
     "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_chat.js"), str(port)],
 }
+CHAT_SERVERS["wsecho-redis"] = lambda port: [str(WSECHO_FULL), *SERVERS["wsecho"](port)[1:],
+                                             "--redis", REDIS["url"]]
 FANOUT = ("fanout", ["fanout", "--connections", "1000"], ["deliveries_per_s", "p50_us", "p99_us", "max_us"])
 
 # Why a target can be missed, and what would close it: printed for the targets a run misses.
@@ -106,6 +114,10 @@ MISS_NOTES = {
         "thread, one non-blocking send each; the last member of 1000 hears it after all the "
         "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
+    "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
+        "once; the load client, Redis and wsecho share two cores.",
+    "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "
+        "published; the cost is the publishing thread's share of the two cores.",
 }
 
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
@@ -128,6 +140,8 @@ def sh(command, **kwargs):
 def install():
     """Build and install every server and the load client (idempotent)."""
     sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--quiet", "--bins", "--all-features", "--target-dir",
+        str(ROOT / "target" / "full")], cwd=ROOT)
     BUILD.mkdir(parents=True, exist_ok=True)
     tcp_echo = BUILD / "tcp_echo"
     source = BENCH / "peers" / "tcp_echo.rs"
@@ -232,7 +246,7 @@ def measure(servers, rounds, seconds, modes):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
         for name in order:
             print(f"bench: round {round_number + 1}/{rounds}: {name}", flush=True)
-            if echo_modes:
+            if echo_modes and name in SERVERS:
                 run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
             if fanout and name in CHAT_SERVERS:
                 run_modes(name, fanout, CHAT_SERVERS, "/chat", results, seconds)
@@ -369,6 +383,8 @@ def report(results, checks, servers, rounds, seconds, command):
         ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
         ("fanout deliveries/s >= best peer", ratio(get(w, "fanout", "deliveries_per_s"), best_fanout), ">=", 1.0),
         ("fanout p99 <= best peer's p99", ratio(get(w, "fanout", "p99_us"), best_fanout_p99), "<=", 1.0),
+        ("fanout through redis >= 0.8x wsecho's deliveries/s", ratio(get("wsecho-redis", "fanout", "deliveries_per_s"), get(w, "fanout", "deliveries_per_s")), ">=", 0.8),
+        ("fanout through redis adds <= 1 ms to p99", (get("wsecho-redis", "fanout", "p99_us") - get(w, "fanout", "p99_us")) / 1000, "<=", 1.0),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
@@ -419,7 +435,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis"]))
     parser.add_argument("--modes", default=",".join(m for m, _, _ in MODES + [FANOUT]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
@@ -432,10 +448,17 @@ def main():
         baseline = str(Path(options.baseline).resolve())
         SERVERS["wsecho-baseline"] = lambda port: [baseline, *SERVERS["wsecho"](port)[1:]]
         servers.append("wsecho-baseline")
-    unknown = set(servers) - set(SERVERS)
+    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
+    redis = None
+    if "wsecho-redis" in servers:
+        port = free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        REDIS["url"] = f"redis://127.0.0.1:{port}"
+        wait_listening(port, redis)
     spinners = busy_loops()
     try:
         results = measure(servers, options.rounds, options.seconds, options.modes.split(","))
@@ -443,6 +466,8 @@ def main():
     finally:
         for spinner in spinners:
             spinner.kill()
+        if redis:
+            stop(redis)
     command = "make bench" if len(sys.argv) == 1 else "python3 tests/bench/run.py " + " ".join(sys.argv[1:])
     text = report(results, checks, servers, options.rounds, options.seconds, command)
     print(text)
