@@ -131,15 +131,16 @@ impl Chat {
         let elsewhere = self.elsewhere();
         let mut names = self.names();
         let name = unique_name(wanted, names.values().chain(&elsewhere));
-        if !self.room.join(me) {
+        names.insert(me.id(), name.clone());
+        let greeting = welcome(&name, names.values().chain(&elsewhere));
+        // The welcome comes first: no one else's message may reach the newcomer before it.
+        if !self.room.join_with(me, Message::text(greeting)) {
+            names.remove(&me.id());
             return None; // its connection has just ended
         }
-        names.insert(me.id(), name.clone());
         if let Some(cluster) = &self.cluster {
             cluster.joined(ROOM, me.id(), &name);
         }
-        let everyone = names.values().chain(&elsewhere);
-        let _ = me.send(Message::text(welcome(&name, everyone)));
         let joined = format!(
             r#"{{"type":"joined","name":{},"count":{}}}"#,
             quoted(&name),

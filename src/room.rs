@@ -89,6 +89,19 @@ impl Room {
         true
     }
 
+    /// Join, with `greeting` sent to `member` first: nothing broadcast to the room reaches it
+    /// before its greeting. False when its connection has already ended.
+    pub fn join_with(&self, member: &Sender, greeting: impl Into<Message>) -> bool {
+        let mut members = self.members.lock();
+        if !member.outbox().joined(self.membership()) {
+            return false;
+        }
+        // Under the members' lock, which every broadcast takes to reach them.
+        let _ = member.send(greeting);
+        members.insert(member.id(), member.clone());
+        true
+    }
+
     /// Remove the connection behind `member`.
     pub fn leave(&self, member: &Sender) {
         self.members.lock().remove(&member.id());
