@@ -10,7 +10,7 @@ run: assets
 
 ## test: every check: formatting, lints, the Rust tests, the page in a real browser, Autobahn
 test: lint assets
-	$(CARGO) test
+	$(CARGO) test --workspace
 	$(CARGO) test --all-features --target-dir $(FULL_TARGET) --test tls --test cluster
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
@@ -22,8 +22,8 @@ test: lint assets
 FULL_TARGET := target/full
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --all-features --target-dir $(FULL_TARGET) -- -D warnings
 
 build:
@@ -106,7 +106,7 @@ $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 # --- Benchmarks (tests/bench/run.py; not part of `make test`) ---------------------------------
 # wsecho against a raw TCP thread-per-connection echo (the floor), tokio-tungstenite, gevent +
 # gevent-websocket, Python websockets and Node ws, all installed from the registries by the
-# runner; load from target/release/wsload. Writes BENCHMARKS.md. About 15 minutes.
+# runner; load from target/release/wsload (tests/bench/wsload, a workspace member). Writes BENCHMARKS.md. About 15 minutes.
 
 ## bench: measure wsecho against the floor and its peers; writes BENCHMARKS.md
 bench:

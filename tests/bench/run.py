@@ -139,7 +139,7 @@ def sh(command, **kwargs):
 
 def install():
     """Build and install every server and the load client (idempotent)."""
-    sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--quiet", "--workspace", "--bins"], cwd=ROOT)
     sh(["cargo", "build", "--release", "--quiet", "--bins", "--all-features", "--target-dir",
         str(ROOT / "target" / "full")], cwd=ROOT)
     BUILD.mkdir(parents=True, exist_ok=True)

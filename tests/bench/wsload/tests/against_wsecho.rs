@@ -1,9 +1,8 @@
 //! The bench's load client (`wsload`) against wsecho, each mode for about a second, so that
 //! `make bench` cannot rot unnoticed. Figures are not judged here (the machine is shared and
-//! noisy): only that each mode runs and reports what it should.
-mod common;
+//! noisy): only that each mode runs and reports what it should. wsecho runs in this test's
+//! own process (its pid is the server's, for the CPU, memory and thread figures).
 
-use common::*;
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -29,8 +28,17 @@ fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f6
 
 #[test]
 fn every_mode_runs_against_wsecho_and_reports_its_figures() {
-    let server = spawn_binary(env!("CARGO_BIN_EXE_wsecho"));
-    let (pid, url) = (server.child.id(), format!("ws://{}/echo", server.ws));
+    let server = wsecho::Server::start(wsecho::Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        ws: "127.0.0.1:0".parse().unwrap(),
+        policy_port: None,
+        // Every client comes from 127.0.0.1.
+        max_per_address: usize::MAX,
+        ..wsecho::Config::default()
+    })
+    .expect("wsecho starts");
+    let ws = server.ws_addr();
+    let (pid, url) = (std::process::id(), format!("ws://{ws}/echo"));
 
     // First, while the server is quiet: each held connection is one server thread.
     let idle = wsload("idle", &url, pid, &["--connections", "100"]);
@@ -59,7 +67,7 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     assert!(handshake["handshakes"] > 10.0 && handshake["per_s"] > 0.0);
 
     // The chat room: every say reaches every one of the 20 members.
-    let chat = format!("ws://{}/chat", server.ws);
+    let chat = format!("ws://{ws}/chat");
     let fanout = wsload("fanout", &chat, pid, &["--connections", "20"]);
     assert!(
         fanout["said"] >= 50.0,
@@ -68,4 +76,5 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     assert_eq!(fanout["expected"], fanout["said"] * 20.0, "{fanout:?}");
     assert_eq!(fanout["delivered"], fanout["expected"], "{fanout:?}");
     assert!(fanout["max_us"] >= fanout["p99_us"] && fanout["p99_us"] >= fanout["p50_us"]);
+    server.shutdown();
 }
