@@ -17,6 +17,7 @@ Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
 """
 
 import argparse
+import instructions
 import datetime
 import os
 import platform
@@ -35,6 +36,8 @@ BUILD = ROOT / "target" / "bench"
 VENV = BENCH / ".venv"
 WSLOAD = ROOT / "target" / "release" / "wsload"
 WSECHO = ROOT / "target" / "release" / "wsecho"
+# wsecho with symbols (the release profile, not stripped), for the instruction profile.
+WSECHO_SYMBOLS = ROOT / "target" / "profile" / "release" / "wsecho"
 # Every feature, for wsecho-redis (built into its own folder, as make test does).
 WSECHO_FULL = ROOT / "target" / "full" / "release" / "wsecho"
 # The redis-server wsecho-redis uses, started by main() (its URL).
@@ -114,6 +117,11 @@ MISS_NOTES = {
         "thread, one non-blocking send each; the last member of 1000 hears it after all the "
         "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
+    "instructions per echo <= 1200": "see the profile above: tungstenite's read path (frame "
+        "header parsing through io::Read on a cursor, the message's UTF-8 check, its read "
+        "buffer zero-filled at every read) is about two thirds of it, and wsecho does not fork "
+        "or copy tungstenite. Closing it: read small whole frames in src/inbound.rs, which "
+        "already parses every header, and hand tungstenite only what needs its state machine.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
         "once; the load client, Redis and wsecho share two cores.",
     "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "
@@ -142,6 +150,9 @@ def install():
     sh(["cargo", "build", "--release", "--quiet", "--workspace", "--bins"], cwd=ROOT)
     sh(["cargo", "build", "--release", "--quiet", "--bins", "--all-features", "--target-dir",
         str(ROOT / "target" / "full")], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--quiet", "--bin", "wsecho", "--target-dir",
+        str(ROOT / "target" / "profile")], cwd=ROOT,
+       env={**os.environ, "CARGO_PROFILE_RELEASE_STRIP": "false", "CARGO_PROFILE_RELEASE_DEBUG": "1"})
     BUILD.mkdir(parents=True, exist_ok=True)
     tcp_echo = BUILD / "tcp_echo"
     source = BENCH / "peers" / "tcp_echo.rs"
@@ -253,6 +264,28 @@ def measure(servers, rounds, seconds, modes):
     return results
 
 
+def count_instructions(servers):
+    """Instructions per 32-byte echo (callgrind) of wsecho, the floor and tokio-tungstenite;
+    for wsecho (a build with symbols), also per function. Outside the rounds: counts do not
+    vary with the machine's load."""
+    counts, profile = {}, []
+    commands = {"wsecho": lambda port: [str(WSECHO_SYMBOLS), *SERVERS["wsecho"](port)[1:]],
+                "raw-tcp": SERVERS["raw-tcp"], "tokio-tungstenite": SERVERS["tokio-tungstenite"]}
+    for name, command in commands.items():
+        if name not in servers:
+            continue
+        print(f"bench: instructions: {name} under callgrind", flush=True)
+        try:
+            counts[name], functions = instructions.per_echo(command, free_port, name == "wsecho")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            print(f"bench:   instructions: {name}: failed: {error}", flush=True)
+            continue
+        if name == "wsecho":
+            profile = functions
+        print(f"bench:   instructions: {name}: {counts[name]:.0f} per echo", flush=True)
+    return counts, profile
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -310,7 +343,7 @@ def extra_checks():
     return checks
 
 
-def report(results, checks, servers, rounds, seconds, command):
+def report(results, checks, servers, rounds, seconds, command, counted=({}, [])):
     floor, rust_peer = "raw-tcp", "tokio-tungstenite"
     m = {s: {mode: {f: median(v) for f, v in fields.items()} for mode, fields in modes.items()}
          for s, modes in results.items()}
@@ -356,6 +389,30 @@ def report(results, checks, servers, rounds, seconds, command):
                                             [("deliveries_per_s", 0), ("p50_us", 0), ("p99_us", 0), ("max_us", 0)]) + " |")
         out("")
 
+    counts, profile = counted
+    if counts:
+        out("## Instructions per echo\n")
+        out(f"User-space instructions per 32-byte echo, counted by `valgrind --tool=callgrind` "
+            f"(every thread of the server): {instructions.BIG} and {instructions.SMALL} round "
+            "trips, one at a time, the difference of the two totals divided by the difference "
+            "of the counts (start-up and shutdown cancel out). A count, not a time: the same "
+            "build and inputs give the same figure on a busy machine.\n")
+        out("| server | instructions per echo | vs the floor |")
+        out("|---|---:|---:|")
+        for name, count in counts.items():
+            floor_count = counts.get("raw-tcp", float("nan"))
+            out(f"| {name} | {count:.0f} | {count / floor_count:.1f}x |")
+        out("")
+    if profile:
+        shown = [f for f in profile if f[1] >= 10][:20]
+        out("Where wsecho's go (self cost per echo by function, from a build with symbols: "
+            "`target/profile/release/wsecho`; functions under 10 left out):\n")
+        out("| instructions | function |")
+        out("|---:|---|")
+        for name, count in shown:
+            out(f"| {count:.0f} | `{name}` |")
+        out("")
+
     def get(server, mode, field):
         return m.get(server, {}).get(mode, {}).get(field, float("nan"))
 
@@ -383,13 +440,16 @@ def report(results, checks, servers, rounds, seconds, command):
         ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
         ("fanout deliveries/s >= best peer", ratio(get(w, "fanout", "deliveries_per_s"), best_fanout), ">=", 1.0),
         ("fanout p99 <= best peer's p99", ratio(get(w, "fanout", "p99_us"), best_fanout_p99), "<=", 1.0),
+        ("instructions per echo <= 1200", counts.get("wsecho", float("nan")), "<=", 1200),
         ("fanout through redis >= 0.8x wsecho's deliveries/s", ratio(get("wsecho-redis", "fanout", "deliveries_per_s"), get(w, "fanout", "deliveries_per_s")), ">=", 0.8),
         ("fanout through redis adds <= 1 ms to p99", (get("wsecho-redis", "fanout", "p99_us") - get(w, "fanout", "p99_us")) / 1000, "<=", 1.0),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
                "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
-               "fanout": "fanout"}
+               "fanout": "fanout", "instructions": "instructions"}
+    if counts:
+        ran = ran | {"instructions"}
     targets = [t for t in targets if mode_of.get(t[0].split()[0], "idle") in ran or
                (t[0].split()[0] not in mode_of and checks)]
     out("## Targets\n")
@@ -436,7 +496,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis"]))
-    parser.add_argument("--modes", default=",".join(m for m, _, _ in MODES + [FANOUT]),
+    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT]), "instructions"]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
     parser.add_argument("--baseline", metavar="BINARY",
@@ -462,6 +522,7 @@ def main():
     spinners = busy_loops()
     try:
         results = measure(servers, options.rounds, options.seconds, options.modes.split(","))
+        counted = count_instructions(servers) if "instructions" in options.modes.split(",") else ({}, [])
         checks = extra_checks() if "wsecho" in servers and "idle" in options.modes.split(",") else {}
     finally:
         for spinner in spinners:
@@ -469,7 +530,7 @@ def main():
         if redis:
             stop(redis)
     command = "make bench" if len(sys.argv) == 1 else "python3 tests/bench/run.py " + " ".join(sys.argv[1:])
-    text = report(results, checks, servers, options.rounds, options.seconds, command)
+    text = report(results, checks, servers, options.rounds, options.seconds, command, counted)
     print(text)
     if not options.no_write:
         (ROOT / "BENCHMARKS.md").write_text(text + "\n")

@@ -1,0 +1,115 @@
+"""User-space instructions per echo, counted by valgrind's callgrind: a figure the noise of a
+shared machine cannot move (the same binary and inputs give the same count).
+
+The server runs under callgrind while one client sends a fixed number of 32-byte masked text
+frames, one at a time, each answered before the next; it is run twice (SMALL and BIG round
+trips) and the difference of the totals, divided by BIG - SMALL, is the cost of one echo with
+start-up and shutdown taken out. Every thread of the server is counted (an async runtime's
+too). With a build that has symbols, `callgrind_annotate` splits the same difference by
+function: the profile of where an echo's instructions go. Standard library only.
+"""
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+SMALL, BIG = 1000, 3000
+MESSAGE = b"x" * 32
+UPGRADE = (b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+KEY = b"\x01\x02\x03\x04"
+FRAME = bytes([0x81, 0x80 | len(MESSAGE)]) + KEY + bytes(
+    b ^ KEY[i % 4] for i, b in enumerate(MESSAGE))
+
+
+def read_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise RuntimeError("the server closed the connection")
+        data += chunk
+    return data
+
+
+def read_frame(sock):
+    """One frame, masked (the raw floor echoes ours back as they are) or not."""
+    first, second = read_exact(sock, 2)
+    length = second & 0x7F
+    if length == 126:
+        length = struct.unpack(">H", read_exact(sock, 2))[0]
+    elif length == 127:
+        length = struct.unpack(">Q", read_exact(sock, 8))[0]
+    return read_exact(sock, length + (4 if second & 0x80 else 0))
+
+
+def total(command, port, echoes, by_function=False):
+    """The server's whole instruction count for a run with `echoes` round trips; with
+    `by_function`, also {function: instructions} (callgrind_annotate's self cost)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "callgrind.out")
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "warn"})
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the server did not listen under valgrind")
+                    time.sleep(0.1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(UPGRADE)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += read_exact(sock, 1)
+            for _ in range(echoes):
+                sock.sendall(FRAME)
+                read_frame(sock)
+            sock.close()
+            time.sleep(0.5)
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        functions = {}
+        if by_function:
+            annotated = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", out],
+                                       capture_output=True, text=True, check=True).stdout
+            for line in annotated.splitlines():
+                found = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(\S.*?)(?: \[.*\])?$", line)
+                if found and "PROGRAM TOTALS" not in line:
+                    name = found.group(2).split(":", 1)[-1]
+                    functions[name] = functions.get(name, 0) + int(found.group(1).replace(",", ""))
+        with open(out) as data:
+            for line in data:
+                found = re.match(r"(?:totals|summary): (\d+)", line)
+                if found:
+                    return int(found.group(1)), functions
+    raise RuntimeError("callgrind wrote no total")
+
+
+def per_echo(command_for_port, free_port, by_function=False):
+    """Instructions per 32-byte echo of the server `command_for_port(port)` starts; and with
+    `by_function`, the same per function, biggest first."""
+    runs = []
+    for echoes in (SMALL, BIG):
+        port = free_port()
+        runs.append(total(command_for_port(port), port, echoes, by_function))
+    (small, small_functions), (big, big_functions) = runs
+    functions = sorted(((name, (count - small_functions.get(name, 0)) / (BIG - SMALL))
+                        for name, count in big_functions.items()), key=lambda f: -f[1])
+    return (big - small) / (BIG - SMALL), functions
