@@ -18,6 +18,7 @@ Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
 
 import argparse
 import instructions
+import json
 import datetime
 import os
 import platform
@@ -33,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "tests" / "bench"
 BUILD = ROOT / "target" / "bench"
+CHARTS = BENCH / "charts"
 VENV = BENCH / ".venv"
 WSLOAD = ROOT / "target" / "release" / "wsload"
 WSECHO = ROOT / "target" / "release" / "wsecho"
@@ -343,7 +345,20 @@ def extra_checks():
     return checks
 
 
-def report(results, checks, servers, rounds, seconds, command, counted=({}, [])):
+def draw_charts(results):
+    """The charts, one PNG per mode, in tests/bench/charts/ (charts.py, in the bench's venv)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    figures = BUILD / "results.json"
+    figures.write_text(json.dumps(results))
+    drawn = subprocess.run([str(VENV / "bin" / "python"), str(BENCH / "charts.py"), str(figures),
+                            str(CHARTS)], capture_output=True, text=True)
+    if drawn.returncode != 0:
+        print(f"bench: charts not drawn: {drawn.stderr.strip()}", flush=True)
+        return []
+    return [Path(line) for line in drawn.stdout.split()]
+
+
+def report(results, checks, servers, rounds, seconds, command, counted=({}, []), charts=()):
     floor, rust_peer = "raw-tcp", "tokio-tungstenite"
     m = {s: {mode: {f: median(v) for f, v in fields.items()} for mode, fields in modes.items()}
          for s, modes in results.items()}
@@ -359,6 +374,13 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []))
         "throughout. wsecho runs with default settings except `--max-connections "
         f"{WSECHO_CAP} --max-per-address {2 * WSECHO_CAP}` (the idle mode holds 2000 connections "
         "from one address; the default caps are 1024, and 64 per address).\n")
+    if charts:
+        out("## Charts\n")
+        out("wsecho in blue; each bar is the median of the rounds, its whisker the spread (min "
+            "to max). The tables below have the figures.\n")
+        for chart in charts:
+            out(f"![{chart.stem}]({chart.relative_to(ROOT)})\n")
+        out("## Figures\n")
     out("| server | rtt p50 µs | rtt p99 µs | conc100 msg/s | conc100 p99 µs | conc1000 msg/s "
         "| conc1000 p99 µs | paced p50 µs | paced p99 µs | paced max µs | stream MB/s "
         "| handshakes/s | idle KiB/conn | threads/conn |")
@@ -530,7 +552,9 @@ def main():
         if redis:
             stop(redis)
     command = "make bench" if len(sys.argv) == 1 else "python3 tests/bench/run.py " + " ".join(sys.argv[1:])
-    text = report(results, checks, servers, options.rounds, options.seconds, command, counted)
+    charts = [] if options.no_write else draw_charts(results)
+    text = report(results, checks, servers, options.rounds, options.seconds, command, counted,
+                  charts)
     print(text)
     if not options.no_write:
         (ROOT / "BENCHMARKS.md").write_text(text + "\n")
