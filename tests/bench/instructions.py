@@ -95,11 +95,13 @@ def total(command, port, echoes, by_function=False):
                     name = found.group(2).split(":", 1)[-1]
                     functions[name] = functions.get(name, 0) + int(found.group(1).replace(",", ""))
         with open(out) as data:
-            for line in data:
-                found = re.match(r"(?:totals|summary): (\d+)", line)
-                if found:
-                    return int(found.group(1)), functions
-    raise RuntimeError("callgrind wrote no total")
+            lines = data.read().splitlines()
+        for line in lines:
+            found = re.match(r"(?:totals|summary): (\d+)", line)
+            if found:
+                return int(found.group(1)), functions
+    raise RuntimeError(f"callgrind wrote no total (exit {server.returncode}; the file ends "
+                       f"{lines[-3:]})")
 
 
 def per_echo(command_for_port, free_port, by_function=False):
@@ -107,8 +109,16 @@ def per_echo(command_for_port, free_port, by_function=False):
     `by_function`, the same per function, biggest first."""
     runs = []
     for echoes in (SMALL, BIG):
-        port = free_port()
-        runs.append(total(command_for_port(port), port, echoes, by_function))
+        # Once more if valgrind fails: a count, unlike a time, is the same when it works.
+        for attempt in (1, 2):
+            port = free_port()
+            try:
+                runs.append(total(command_for_port(port), port, echoes, by_function))
+                break
+            except RuntimeError as error:
+                if attempt == 2:
+                    raise
+                print(f"bench:   instructions: trying again after: {error}", flush=True)
     (small, small_functions), (big, big_functions) = runs
     functions = sorted(((name, (count - small_functions.get(name, 0)) / (BIG - SMALL))
                         for name, count in big_functions.items()), key=lambda f: -f[1])

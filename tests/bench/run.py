@@ -534,6 +534,8 @@ def main():
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
+    # First, on a quiet machine: counts do not depend on the load, but valgrind is slow.
+    counted = count_instructions(servers) if "instructions" in options.modes.split(",") else ({}, [])
     redis = None
     if "wsecho-redis" in servers:
         port = free_port()
@@ -544,7 +546,6 @@ def main():
     spinners = busy_loops()
     try:
         results = measure(servers, options.rounds, options.seconds, options.modes.split(","))
-        counted = count_instructions(servers) if "instructions" in options.modes.split(",") else ({}, [])
         checks = extra_checks() if "wsecho" in servers and "idle" in options.modes.split(",") else {}
     finally:
         for spinner in spinners:
