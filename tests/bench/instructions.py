@@ -79,7 +79,9 @@ def total(command, port, echoes, by_function=False):
             sock.close()
             time.sleep(0.5)
         finally:
-            server.send_signal(signal.SIGINT)
+            # SIGTERM: a background job (nohup make bench &) starts with SIGINT ignored, and
+            # a server without a handler of its own would never hear it.
+            server.send_signal(signal.SIGTERM)
             try:
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
