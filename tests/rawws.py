@@ -43,7 +43,8 @@ def read_head(sock):
 
 
 def read_frame(sock):
-    """The next server frame: (opcode, payload)."""
+    """The next frame: (opcode, payload). A server's is never masked; a masked one (a raw TCP
+    echo sending ours back) is unmasked."""
     def exactly(n):
         data = b""
         while len(data) < n:
@@ -59,4 +60,8 @@ def read_frame(sock):
         n = struct.unpack(">H", exactly(2))[0]
     elif n == 127:
         n = struct.unpack(">Q", exactly(8))[0]
-    return head[0] & 0x0F, exactly(n)
+    if not head[1] & 0x80:
+        return head[0] & 0x0F, exactly(n)
+    key = exactly(4)
+    payload = exactly(n)
+    return head[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))

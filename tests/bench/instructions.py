@@ -13,40 +13,17 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rawws  # noqa: E402  (tests/rawws.py)
 
 SMALL, BIG = 1000, 3000
-MESSAGE = b"x" * 32
-UPGRADE = (b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           b"Sec-WebSocket-Version: 13\r\n\r\n")
-KEY = b"\x01\x02\x03\x04"
-FRAME = bytes([0x81, 0x80 | len(MESSAGE)]) + KEY + bytes(
-    b ^ KEY[i % 4] for i, b in enumerate(MESSAGE))
-
-
-def read_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise RuntimeError("the server closed the connection")
-        data += chunk
-    return data
-
-
-def read_frame(sock):
-    """One frame, masked (the raw floor echoes ours back as they are) or not."""
-    first, second = read_exact(sock, 2)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack(">H", read_exact(sock, 2))[0]
-    elif length == 127:
-        length = struct.unpack(">Q", read_exact(sock, 8))[0]
-    return read_exact(sock, length + (4 if second & 0x80 else 0))
+FRAME = rawws.frame(0x1, b"x" * 32)
 
 
 def total(command, port, echoes, by_function=False):
@@ -69,13 +46,11 @@ def total(command, port, echoes, by_function=False):
                         raise RuntimeError("the server did not listen under valgrind")
                     time.sleep(0.1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(UPGRADE)
-            head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                head += read_exact(sock, 1)
+            sock.sendall(rawws.upgrade_request())
+            rawws.read_head(sock)
             for _ in range(echoes):
                 sock.sendall(FRAME)
-                read_frame(sock)
+                rawws.read_frame(sock)
             sock.close()
             time.sleep(0.5)
         finally:
