@@ -337,22 +337,14 @@ impl Cluster {
                 let Some(connection) = connection else {
                     return Ok(());
                 };
-                let key = members_key(&room, &self.instance);
-                redis::pipe()
-                    .cmd("HSET")
-                    .arg(&key)
+                let mut pipe = redis::pipe();
+                pipe.cmd("HSET")
+                    .arg(members_key(&room, &self.instance))
                     .arg(id)
                     .arg(name)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(MEMBERS_TTL.as_millis() as u64)
-                    .ignore()
-                    .cmd("SADD")
-                    .arg(instances_key(&room))
-                    .arg(&self.instance)
-                    .ignore()
-                    .query(connection)
+                    .ignore();
+                self.keep_alive(&mut pipe, &room);
+                pipe.query(connection)
             }
             Job::Left { room, id } => {
                 if let Some(members) = mirror.get_mut(&room) {
@@ -370,24 +362,39 @@ impl Cluster {
         }
     }
 
-    /// Keep this instance's memberships alive.
+    /// Keep this instance's membership of `room` (and its place among the instances) alive for
+    /// another `MEMBERS_TTL`.
+    fn keep_alive(&self, pipe: &mut redis::Pipeline, room: &str) {
+        pipe.cmd("PEXPIRE")
+            .arg(members_key(room, &self.instance))
+            .arg(MEMBERS_TTL.as_millis() as u64)
+            .ignore()
+            .cmd("SADD")
+            .arg(instances_key(room))
+            .arg(&self.instance)
+            .ignore();
+    }
+
+    /// Keep every membership of this instance alive; also proves Redis is there when no room
+    /// has anyone.
     fn heartbeat(
         &self,
         connection: &mut Connection,
         mirror: &HashMap<String, BTreeMap<u64, String>>,
     ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
+        self.beat(redis::pipe(), connection, mirror)
+    }
+
+    /// `pipe`, then a heartbeat, in one round trip.
+    fn beat(
+        &self,
+        mut pipe: redis::Pipeline,
+        connection: &mut Connection,
+        mirror: &HashMap<String, BTreeMap<u64, String>>,
+    ) -> redis::RedisResult<()> {
         for room in mirror.keys() {
-            pipe.cmd("PEXPIRE")
-                .arg(members_key(room, &self.instance))
-                .arg(MEMBERS_TTL.as_millis() as u64)
-                .ignore()
-                .cmd("SADD")
-                .arg(instances_key(room))
-                .arg(&self.instance)
-                .ignore();
+            self.keep_alive(&mut pipe, room);
         }
-        // Also proves Redis is there when no room has anyone.
         pipe.cmd("PING").ignore().query(connection)
     }
 
@@ -410,8 +417,7 @@ impl Cluster {
             }
             pipe.ignore();
         }
-        pipe.query::<()>(connection)?;
-        self.heartbeat(connection, mirror)
+        self.beat(pipe, connection, mirror)
     }
 
     /// Stopping cleanly: this instance's members leave every list at once.
