@@ -3,8 +3,7 @@ mod common;
 
 use common::*;
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -16,28 +15,6 @@ fn wsecho() -> Command {
 
 fn spawn_server() -> Running {
     spawn_binary(env!("CARGO_BIN_EXE_wsecho"))
-}
-
-/// Run a command that must finish by itself, bounded by PATIENCE.
-fn run(command: &mut Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(&mut child);
-    child.wait_with_output().unwrap()
-}
-
-fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("wsecho did not exit within 10 s");
 }
 
 fn signal(child: &Child, signal: libc::c_int) {
