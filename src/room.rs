@@ -81,23 +81,24 @@ impl Room {
     /// Add the connection behind `member`; joining twice is joining once. False when its
     /// connection has already ended.
     pub fn join(&self, member: &Sender) -> bool {
-        let mut members = self.members.lock();
-        if !member.outbox().joined(self.membership()) {
-            return false;
-        }
-        members.insert(member.id(), member.clone());
-        true
+        self.enter(member, None)
     }
 
     /// Join, with `greeting` sent to `member` first: nothing broadcast to the room reaches it
     /// before its greeting. False when its connection has already ended.
     pub fn join_with(&self, member: &Sender, greeting: impl Into<Message>) -> bool {
+        self.enter(member, Some(greeting.into()))
+    }
+
+    fn enter(&self, member: &Sender, greeting: Option<Message>) -> bool {
         let mut members = self.members.lock();
         if !member.outbox().joined(self.membership()) {
             return false;
         }
         // Under the members' lock, which every broadcast takes to reach them.
-        let _ = member.send(greeting);
+        if let Some(greeting) = greeting {
+            let _ = member.send(greeting);
+        }
         members.insert(member.id(), member.clone());
         true
     }
