@@ -6,7 +6,7 @@
 //! message (1009), close 1013 for a message the memory budget has no room for, close 1001 when
 //! the server shuts down, and counts of what went each way.
 
-use crate::inbound::{OverBudget, over_budget};
+use crate::inbound::{OverBudget, leaves_tungstenite_idle, over_budget};
 use crate::metrics::Metrics;
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
@@ -99,6 +99,11 @@ pub struct Connection {
     ending: Ending,
     /// The client stopped reading and was given up on: no lingering for it at the end.
     given_up: bool,
+    /// tungstenite holds no bytes of a frame (it has read nothing yet, or its last read
+    /// returned a message): the next small message may be read past it.
+    tungstenite_idle: bool,
+    /// Everything written through tungstenite has gone out: `send_direct` need not flush it.
+    tungstenite_flushed: bool,
 }
 
 impl Connection {
@@ -130,6 +135,8 @@ impl Connection {
             metrics,
             ending: Ending::Open,
             given_up: false,
+            tungstenite_idle: true,
+            tungstenite_flushed: true,
         })
     }
 
@@ -147,7 +154,7 @@ impl Connection {
                 self.close(CloseCode::Away, "server shutting down")?;
                 return Ok(None);
             }
-            match self.ws.read() {
+            match self.read() {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     self.ws.get_mut().inbound().delivered(message.len());
                     self.ping_outstanding = false;
@@ -161,8 +168,13 @@ impl Connection {
                     self.ending = Ending::ClosedByClient(code);
                     return self.finish_close_handshake();
                 }
-                // Pings are answered by tungstenite on the next read; pongs just prove life.
-                Ok(_) => self.ping_outstanding = false,
+                Ok(message) => {
+                    // Pongs just prove life; pings are answered.
+                    self.ping_outstanding = false;
+                    if matches!(message, Message::Ping(_)) {
+                        self.send_pong()?;
+                    }
+                }
                 Err(Error::Io(error)) if is_timeout(&error) => self.keepalive_tick()?,
                 Err(Error::Io(error)) if over_budget(&error).is_some() => {
                     return self.refuse(&error).map(|()| None);
@@ -176,6 +188,44 @@ impl Connection {
         }
     }
 
+    /// The next message or control frame: small whole messages straight from the socket while
+    /// tungstenite has nothing under way (see `Inbound::read_direct`), the rest from tungstenite.
+    fn read(&mut self) -> Result<Message, Error> {
+        if self.tungstenite_idle {
+            match self.ws.get_mut().read_direct() {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                // A timeout, say: tungstenite still holds nothing.
+                Err(error) => return Err(Error::Io(error)),
+            }
+        }
+        let read = self.ws.read();
+        self.tungstenite_idle = leaves_tungstenite_idle(&read);
+        read
+    }
+
+    /// tungstenite has queued the Pong for a Ping it read: send it now, so that `send_direct`
+    /// need not flush before every message. A client that cannot take it within the write
+    /// timeout has stopped reading: the connection is dropped.
+    fn send_pong(&mut self) -> Result<(), Error> {
+        self.tungstenite_flushed = false;
+        if let Err(error) = self.ws.flush() {
+            self.ending = Ending::Dropped(format!("could not send a pong: {error}"));
+            return Err(error);
+        }
+        self.tungstenite_flushed = true;
+        Ok(())
+    }
+
+    /// Send a message through tungstenite (control frames, or a data message once closing),
+    /// flushed.
+    fn send_through_tungstenite(&mut self, message: Message) -> Result<(), Error> {
+        self.tungstenite_flushed = false;
+        self.ws.send(message)?;
+        self.tungstenite_flushed = true;
+        Ok(())
+    }
+
     /// Send one message, whole, and flush it.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         let len = message.len();
@@ -187,7 +237,7 @@ impl Connection {
             Message::Binary(data) if direct => {
                 self.send_direct(Frame::message(data, OpCode::Data(Data::Binary), true))?
             }
-            message => self.ws.send(message)?,
+            message => self.send_through_tungstenite(message)?,
         }
         self.traffic.messages_out += 1;
         self.traffic.bytes_out += len as u64;
@@ -200,7 +250,10 @@ impl Connection {
     /// whole life) and take three times the instructions for a small one.
     fn send_direct(&mut self, frame: Frame) -> Result<(), Error> {
         // Whatever tungstenite has buffered goes first: frames never interleave.
-        self.ws.flush()?;
+        if !self.tungstenite_flushed {
+            self.ws.flush()?;
+            self.tungstenite_flushed = true;
+        }
         let len = frame.payload().len();
         let socket = self.ws.get_mut();
         if !socket.inbound().hold_for_writing(len) {
@@ -249,6 +302,7 @@ impl Connection {
             reason: reason.into(),
         };
         if self.ws.can_write() {
+            self.tungstenite_flushed = false;
             return self.ws.close(Some(frame));
         }
         // tungstenite has already seen the socket end (our own shutdown wake-up reads EOF),
@@ -401,7 +455,7 @@ impl Connection {
             return self.send_close(CloseCode::Error, "keepalive timeout: no answer to ping");
         }
         self.ping_outstanding = true;
-        self.ws.send(Message::Ping(Default::default()))
+        self.send_through_tungstenite(Message::Ping(Default::default()))
     }
 
     /// After the client's close: send the queued reply and see the handshake through.

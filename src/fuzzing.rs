@@ -5,7 +5,7 @@
 use crate::budget::{Budget, Holding};
 use crate::handshake::{self, Opening};
 use crate::http::{self, MAX_HEAD_LEN, Refusal};
-use crate::inbound::{Header, Inbound, Source};
+use crate::inbound::{Header, Inbound, Source, leaves_tungstenite_idle};
 use crate::page;
 use crate::routes::{Refused, Route, Routes};
 use std::io::{self, Read, Write};
@@ -118,16 +118,16 @@ pub fn frames(bytes: &[u8]) {
         sizes = vec![1];
     }
     let max = 1 << 20;
-    let direct = replay(Replay::new(stream, vec![usize::MAX]), max);
+    let alone = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
     let inbound = Inbound::new(Holding::new(&budget), max);
-    let through = replay(Layered::new(inbound, Replay::new(stream, sizes)), max);
-    assert_eq!(direct.0, through.0, "different messages through Inbound");
+    let through = replay_as_connection(Layered::new(inbound, Replay::new(stream, sizes)), max);
+    assert_eq!(alone.0, through.0, "different messages through Inbound");
     // A frame cut into pieces may show its fault (invalid UTF-8, a wrong opcode) before its
     // end has arrived: where the bytes stop mid-frame, tungstenite alone sees only the end.
-    let found_sooner = direct.1 == STREAM_ENDED && ends_mid_frame(stream);
+    let found_sooner = alone.1 == STREAM_ENDED && ends_mid_frame(stream);
     if !found_sooner {
-        assert_eq!(direct.1, through.1, "a different failure through Inbound");
+        assert_eq!(alone.1, through.1, "a different failure through Inbound");
     }
 }
 
@@ -170,11 +170,7 @@ fn page_root() -> PathBuf {
 
 /// Messages tungstenite reads from `stream` until it fails, and what kind of failure.
 fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let mut ws = server_side(stream, max);
     let mut messages = Vec::new();
     // Bounded: every message takes at least two bytes of the input, and a read that times
     // out is followed by one that does not.
@@ -185,6 +181,46 @@ fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
             Err(error) => return (messages, kind(&error)),
         }
     }
+}
+
+/// The same, read as `Connection` reads: small whole messages past tungstenite
+/// (`Inbound::read_direct`) whenever its last read returned a message. Also how many came
+/// that way.
+pub(crate) fn replay_as_connection(layered: Layered, max: usize) -> (Vec<Message>, String, usize) {
+    let mut ws = server_side(layered, max);
+    let mut messages = Vec::new();
+    let mut tungstenite_idle = true;
+    // Bounded as `replay` is: a direct read takes a whole frame or leaves the turn to
+    // tungstenite.
+    let failure = loop {
+        if tungstenite_idle {
+            match ws.get_mut().read_direct() {
+                Ok(Some(message)) => {
+                    messages.push(message);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => break kind(&Error::Io(error)),
+            }
+        }
+        let read = ws.read();
+        tungstenite_idle = leaves_tungstenite_idle(&read);
+        match read {
+            Ok(message) => messages.push(message),
+            Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => break kind(&error),
+        }
+    };
+    (messages, failure, ws.get_ref().direct)
+}
+
+fn server_side<S: Read + Write>(stream: S, max: usize) -> WebSocket<S> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    WebSocket::from_raw_socket(stream, Role::Server, Some(config))
 }
 
 /// A failure's kind: where the same fault is found, cut or not, its details may differ (an
@@ -265,6 +301,8 @@ pub(crate) struct Layered<'a> {
     replay: Replay<'a>,
     /// Every byte tungstenite was handed, in order.
     pub(crate) handed: Vec<u8>,
+    /// Messages read past tungstenite.
+    pub(crate) direct: usize,
 }
 
 impl<'a> Layered<'a> {
@@ -273,7 +311,17 @@ impl<'a> Layered<'a> {
             inbound,
             replay,
             handed: Vec::new(),
+            direct: 0,
         }
+    }
+}
+
+impl Layered<'_> {
+    /// `Inbound::read_direct` over the replay, as `Socket::read_direct` does; counted.
+    pub(crate) fn read_direct(&mut self) -> io::Result<Option<Message>> {
+        let message = self.inbound.read_direct(&mut self.replay)?;
+        self.direct += usize::from(message.is_some());
+        Ok(message)
     }
 }
 

@@ -12,16 +12,25 @@
 //! Only well-formed data frames within `--max-message-size` are counted or cut. Anything else
 //! (control frames, reserved bits or opcodes, unmasked frames, frames over the limit) passes
 //! through untouched, for tungstenite to answer as the protocol says.
+//!
+//! Small messages skip tungstenite: between messages, `read_direct` reads the next frame
+//! itself, and when it is a whole small data frame (valid UTF-8 if text) makes it the message
+//! there and then, at a third of tungstenite's cost. Anything else is put back for tungstenite.
+//! To make "between messages" knowable, tungstenite is handed one frame at most per read.
 
 use crate::budget::{Budget, Holding};
 use std::fmt;
 use std::io;
+use tungstenite::Message;
 
 /// The biggest frame tungstenite is handed.
 pub const PIECE: usize = 16 * 1024;
 
 /// The longest frame header: 2 bytes, 8 of extended length, 4 of mask key.
 const MAX_HEADER: usize = 14;
+
+/// The most `read_direct` reads: a message must arrive whole within it to be read that way.
+const DIRECT_READ: usize = 512;
 
 /// Where the client's raw bytes come from, able to take back the end of what it gave last.
 pub trait Source {
@@ -144,6 +153,28 @@ impl Header {
     }
 }
 
+/// Whether tungstenite, after this read, holds no bytes of a frame, so `read_direct` may read
+/// the next message: it returned a message, and not the close (which ends the reading).
+pub(crate) fn leaves_tungstenite_idle(read: &tungstenite::Result<Message>) -> bool {
+    matches!(
+        read,
+        Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_))
+    )
+}
+
+/// XOR `payload` with the client's mask `key` (the payload starts at offset 0), a word at a time.
+fn unmask(payload: &mut [u8], key: [u8; 4]) {
+    let word = u32::from_ne_bytes(key);
+    let mut words = payload.chunks_exact_mut(4);
+    for chunk in &mut words {
+        let masked = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        chunk.copy_from_slice(&(masked ^ word).to_ne_bytes());
+    }
+    for (byte, key) in words.into_remainder().iter_mut().zip(key) {
+        *byte ^= key;
+    }
+}
+
 /// The rest of a big frame being handed over in pieces.
 struct Cut {
     /// Payload bytes of the current piece still to hand over.
@@ -170,6 +201,8 @@ pub struct Inbound {
     header_len: usize,
     /// Payload bytes of the message under way (data frames since the last final one).
     message: u64,
+    /// A data frame without FIN has been handed over: its message is not finished.
+    unfinished: bool,
     /// Bytes of messages handed to the application and still held for it: the application
     /// may be echoing them (see `hold_for_writing`).
     handed_over: usize,
@@ -190,6 +223,7 @@ impl Inbound {
             header_at: 0,
             header_len: 0,
             message: 0,
+            unfinished: false,
             handed_over: 0,
             refusal: None,
             stopped: false,
@@ -256,68 +290,123 @@ impl Inbound {
         }
     }
 
-    /// Hand over what the source gives, minding the frame headers in it.
+    /// The next message read straight from the source, past tungstenite, if it is a small one
+    /// that arrives whole: tungstenite would take three times the instructions for it.
+    /// `None`, with every byte put back for tungstenite, for anything else: a control frame, a
+    /// fragment, invalid UTF-8, a frame not yet whole, whatever breaks the protocol.
+    ///
+    /// Only while tungstenite holds no bytes of a frame: before its first read, and after a
+    /// read that returned a message (`pass` hands it one frame at most, so it has then used
+    /// every byte it was handed). Between the fragments of a message it answers `None`.
+    pub fn read_direct(&mut self, source: &mut impl Source) -> io::Result<Option<Message>> {
+        let between_messages = self.skip == 0
+            && self.cut.is_none()
+            && self.header_at == self.header_len
+            && !self.unfinished
+            && !self.stopped
+            && self.refusal.is_none();
+        if !between_messages {
+            return Ok(None);
+        }
+        let mut buf = [0u8; DIRECT_READ];
+        let end = source.read(&mut buf)?;
+        let read = &buf[..end];
+        let message = Header::parse(read).and_then(|header| self.whole_message(&header, read));
+        match message {
+            Some((message, frame)) => {
+                source.unread(&read[frame..]);
+                Ok(Some(message))
+            }
+            None => {
+                source.unread(read);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The message in the frame at the start of `read`, and the frame's size, if it is one
+    /// `read_direct` may take (held against the budget); nothing changes otherwise.
+    fn whole_message(&mut self, header: &Header, read: &[u8]) -> Option<(Message, usize)> {
+        let key = header.mask?;
+        let frame = header.size + usize::try_from(header.payload).ok()?;
+        let wanted = header.fin
+            && header.rsv == 0
+            && matches!(header.opcode, 1 | 2)
+            && frame <= read.len()
+            && header.payload <= self.max_message_size as u64;
+        if !wanted {
+            return None;
+        }
+        let mut payload = read[header.size..frame].to_vec();
+        unmask(&mut payload, key);
+        let message = match header.opcode {
+            1 => Message::text(String::from_utf8(payload).ok()?),
+            _ => Message::binary(payload),
+        };
+        // Counted only now that it is taken: a refusal is then reported by the next `read`.
+        self.admit(header).then_some((message, frame))
+    }
+
+    /// Hand over what the source gives, up to the end of one frame at most: so tungstenite never
+    /// holds bytes past the frame it is reading, and once it has returned a message it holds
+    /// none (see `read_direct`).
     fn pass(&mut self, source: &mut impl Source, buf: &mut [u8]) -> io::Result<usize> {
         let mut end = source.read(buf)?;
-        let mut at = 0;
-        loop {
-            let skipped = self.skip.min((end - at) as u64);
-            self.skip -= skipped;
-            at += skipped as usize;
-            if at == end {
+        if self.skip > 0 || end == 0 {
+            // The rest of a frame under way.
+            let n = self.skip.min(end as u64) as usize;
+            self.skip -= n as u64;
+            if n < end {
+                source.unread(&buf[n..end]);
+            }
+            return Ok(n);
+        }
+        let header = loop {
+            if let Some(header) = Header::parse(&buf[..end]) {
+                break header;
+            }
+            // Only part of a header so far: wait for the rest behind it.
+            let more = match buf.get_mut(end..) {
+                Some(room) if !room.is_empty() => match source.read(room) {
+                    Ok(more) => more,
+                    Err(error) => {
+                        // A timeout, say: the caller drops `buf`, so keep its bytes.
+                        source.unread(&buf[..end]);
+                        return Err(error);
+                    }
+                },
+                _ => 0,
+            };
+            if more == 0 {
+                // The stream ended (or the caller's buffer is tiny): stop minding frames.
+                self.stopped = true;
                 return Ok(end);
             }
-            let Some(header) = Header::parse(&buf[at..end]) else {
-                if at > 0 {
-                    // Hand over the whole frames before it; the header comes whole next time.
-                    source.unread(&buf[at..end]);
-                    return Ok(at);
-                }
-                // Only part of a header so far: wait for the rest behind it.
-                let more = match buf.get_mut(end..) {
-                    Some(room) if !room.is_empty() => match source.read(room) {
-                        Ok(more) => more,
-                        Err(error) => {
-                            // A timeout, say: the caller drops `buf`, so keep its bytes.
-                            source.unread(&buf[..end]);
-                            return Err(error);
-                        }
-                    },
-                    _ => 0,
-                };
-                if more == 0 {
-                    // The stream ended (or the caller's buffer is tiny): stop minding frames.
-                    self.stopped = true;
-                    return Ok(end);
-                }
-                end += more;
-                continue;
-            };
-            if !self.admit(&header) {
-                source.unread(&buf[at..end]);
-                if at > 0 {
-                    return Ok(at);
-                }
-                return self.read(source, buf);
-            }
-            if self.cuttable(&header) {
-                source.unread(&buf[at + header.size..end]);
-                self.cut = Some(Cut {
-                    piece: 0,
-                    rest: header.payload,
-                    fin: header.fin,
-                    mask: header.mask,
-                    offset: 0,
-                });
-                self.next_piece_as(header.opcode);
-                if at > 0 {
-                    return Ok(at);
-                }
-                return self.read(source, buf);
-            }
-            at += header.size;
-            self.skip = header.payload;
+            end += more;
+        };
+        if !self.admit(&header) {
+            source.unread(&buf[..end]);
+            return self.read(source, buf);
         }
+        if self.cuttable(&header) {
+            source.unread(&buf[header.size..end]);
+            self.cut = Some(Cut {
+                piece: 0,
+                rest: header.payload,
+                fin: header.fin,
+                mask: header.mask,
+                offset: 0,
+            });
+            self.next_piece_as(header.opcode);
+            return self.read(source, buf);
+        }
+        let frame = (header.size as u64).saturating_add(header.payload);
+        if frame < end as u64 {
+            source.unread(&buf[frame as usize..end]);
+            end = frame as usize;
+        }
+        self.skip = frame - end as u64;
+        Ok(end)
     }
 
     /// Count a data frame's payload against the budget; false (with the refusal set) if it
@@ -330,6 +419,7 @@ impl Inbound {
             0 => self.message.saturating_add(header.payload),
             _ => header.payload,
         };
+        self.unfinished = !header.fin;
         // Past the limit tungstenite refuses the message before holding it: nothing to count.
         if self.message > self.max_message_size as u64 {
             return true;
@@ -540,5 +630,114 @@ mod tests {
         unmasked.truncate(2);
         let mut ws = server(&unmasked, &[usize::MAX], 1 << 30, 1 << 20);
         assert!(matches!(ws.read(), Err(Error::Protocol(_))));
+    }
+
+    /// Read as `Connection` does (see `fuzzing::replay_as_connection`): the messages, how the
+    /// reading ended, and how many messages came past tungstenite.
+    fn read_as_connection(
+        bytes: &[u8],
+        sizes: &[usize],
+        budget: usize,
+        max: usize,
+    ) -> (Vec<Message>, String, usize) {
+        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max);
+        let layered = Layered::new(inbound, Replay::new(bytes, sizes.to_vec()));
+        crate::fuzzing::replay_as_connection(layered, max)
+    }
+
+    const ENDED: &str = "WebSocket protocol error: Connection reset without closing handshake";
+
+    #[test]
+    fn small_messages_skip_tungstenite_and_the_rest_reach_it_in_order() {
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 249) as u8).collect();
+        let mut bytes = frame(1, true, "héllo ✓".as_bytes(), [1, 2, 3, 4]);
+        bytes.extend(frame(2, true, &[0, 1, 2, 3, 4, 5, 6], [9, 9, 9, 9]));
+        bytes.extend(frame(9, true, b"ping", [3, 1, 4, 1]));
+        bytes.extend(frame(1, true, b"after the ping", [5, 9, 2, 6]));
+        // Fragments, with a ping and a would-be message between them: only tungstenite may
+        // read those (a data frame there is a protocol error it must see).
+        bytes.extend(frame(1, false, b"frag", [1, 1, 2, 2]));
+        bytes.extend(frame(10, true, b"pong", [7, 7, 7, 7]));
+        bytes.extend(frame(0, true, b"ments", [2, 2, 1, 1]));
+        bytes.extend(frame(2, true, &big, [4, 3, 2, 1]));
+        bytes.extend(frame(1, true, b"last", [8, 8, 8, 8]));
+        let expected = vec![
+            Message::text("héllo ✓"),
+            Message::binary(vec![0, 1, 2, 3, 4, 5, 6]),
+            Message::Ping("ping".into()),
+            Message::text("after the ping"),
+            Message::Pong("pong".into()),
+            Message::text("fragments"),
+            Message::binary(big.clone()),
+            Message::text("last"),
+        ];
+        // All there at once, as when a client sends faster than it is read: every small one
+        // goes direct.
+        let (messages, ended, direct) = read_as_connection(&bytes, &[usize::MAX], 1 << 30, 1 << 20);
+        assert_eq!((messages, ended.as_str()), (expected.clone(), ENDED));
+        assert_eq!(direct, 4, "héllo, the 7 bytes, after the ping, last");
+        // Whatever the reads, the same messages in the same order.
+        for sizes in [
+            &[usize::MAX][..],
+            &[1, 7, 1024, 3, 65_536, 14],
+            &[13, 0, 2],
+            &[600],
+        ] {
+            let (messages, ended, _) = read_as_connection(&bytes, sizes, 1 << 30, 1 << 20);
+            assert_eq!(
+                (messages, ended.as_str()),
+                (expected.clone(), ENDED),
+                "{sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_a_direct_read_must_refuse_it_leaves_to_tungstenite() {
+        // Invalid UTF-8 in a small text: tungstenite's error, so the close is 1007.
+        let mut bytes = frame(1, true, b"fine", [1, 2, 3, 4]);
+        bytes.extend(frame(1, true, &[b'a', 0xff, b'b'], [1, 2, 3, 4]));
+        let (messages, ended, direct) = read_as_connection(&bytes, &[usize::MAX], 1 << 30, 1000);
+        assert_eq!(
+            (messages, ended.as_str(), direct),
+            (vec![Message::text("fine")], "utf-8", 1)
+        );
+        // Over --max-message-size, however small: 1009.
+        let bytes = frame(2, true, &[7; 100], [1, 2, 3, 4]);
+        let (messages, ended, _) = read_as_connection(&bytes, &[usize::MAX], 1 << 30, 99);
+        assert_eq!((messages.len(), ended.as_str()), (0, "capacity"));
+        // RSV1 without an extension: 1002.
+        let mut bytes = frame(1, true, b"squeezed?", [1, 2, 3, 4]);
+        bytes[0] |= 0x40;
+        let (messages, ended, _) = read_as_connection(&bytes, &[usize::MAX], 1 << 30, 1000);
+        assert!(messages.is_empty());
+        assert!(ended.contains("Reserved bits are non-zero"), "{ended}");
+        // No room in the memory budget (none of these is ever delivered, so all are held):
+        // refused, and nothing stays held.
+        let bytes = frame(2, true, &[7; 300], [1, 2, 3, 4]).repeat(20);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1000)), 1000);
+        let budget = Arc::clone(inbound.holding().budget());
+        let layered = Layered::new(inbound, Replay::new(&bytes, vec![usize::MAX]));
+        let (messages, ended, direct) = crate::fuzzing::replay_as_connection(layered, 1000);
+        let fit = (crate::budget::ALLOWANCE + 1000) / 300;
+        assert_eq!(
+            (messages.len(), direct, ended.as_str()),
+            (fit, fit, "io Other")
+        );
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn a_direct_message_is_held_against_the_budget_until_delivered() {
+        let bytes = frame(2, true, &[7; 300], [1, 2, 3, 4]);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 20)), 1000);
+        let mut layered = Layered::new(inbound, Replay::new(&bytes, vec![usize::MAX]));
+        let message = layered.read_direct().unwrap().expect("read directly");
+        assert_eq!(message, Message::binary(vec![7; 300]));
+        let budget = Arc::clone(layered.inbound.holding().budget());
+        assert_eq!(budget.in_use(), 300 - crate::budget::ALLOWANCE.min(300));
+        layered.inbound.delivered(message.len());
+        layered.inbound.release_delivered();
+        assert_eq!(budget.in_use(), 0);
     }
 }

@@ -85,6 +85,12 @@ impl Socket {
         self.inbound.holding().budget()
     }
 
+    /// The next message if it is small and whole, read past tungstenite; see
+    /// `Inbound::read_direct` for when that may be asked.
+    pub fn read_direct(&mut self) -> io::Result<Option<tungstenite::Message>> {
+        self.inbound.read_direct(&mut self.raw)
+    }
+
     /// The budget's account of this connection's messages (see `inbound.rs`).
     pub fn inbound(&mut self) -> &mut Inbound {
         &mut self.inbound

@@ -158,3 +158,32 @@ fn the_first_subprotocol_the_client_offers_that_the_route_speaks_is_chosen() {
     assert!(!answer.contains("Sec-WebSocket-Protocol"), "{answer}");
     server.shutdown();
 }
+
+#[test]
+fn a_handler_that_never_sends_still_answers_every_ping_at_once() {
+    let heard = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&heard);
+    let listen = move |client: &mut Connection| {
+        while client.receive()?.is_some() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    };
+    let server = Server::start_with(config(), Routes::new().route("/listen", listen))
+        .expect("server starts");
+    let mut client = connect_to(server.ws_addr(), "/listen").expect("upgrade");
+    for round in 0..3u8 {
+        // A small message right behind the ping: the pong must not wait for the next read.
+        client.write(Message::Ping(vec![round].into())).unwrap();
+        client.write(Message::text("small")).unwrap();
+        client.flush().unwrap();
+        assert_eq!(
+            client
+                .read()
+                .expect("the pong, before the client's read timeout"),
+            Message::Pong(vec![round].into())
+        );
+    }
+    assert!(eventually(|| heard.load(Ordering::SeqCst) == 3));
+    server.shutdown();
+}
