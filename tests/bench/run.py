@@ -119,11 +119,9 @@ MISS_NOTES = {
         "thread, one non-blocking send each; the last member of 1000 hears it after all the "
         "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
-    "instructions per echo <= 1200": "see the profile above: tungstenite's read path (frame "
-        "header parsing through io::Read on a cursor, the message's UTF-8 check, its read "
-        "buffer zero-filled at every read) is about two thirds of it, and wsecho does not fork "
-        "or copy tungstenite. Closing it: read small whole frames in src/inbound.rs, which "
-        "already parses every header, and hand tungstenite only what needs its state machine.",
+    "instructions per echo <= 1200": "see the profile above: small whole messages are read by "
+        "src/inbound.rs past tungstenite (read_direct); what is left is the two system calls' "
+        "wrappers, one allocation for the message, its UTF-8 check and the budget's accounting.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
         "once; the load client, Redis and wsecho share two cores.",
     "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "
