@@ -89,13 +89,13 @@ $(BROWSER)/.venv/bin/websockify: $(BROWSER)/requirements.txt
 CONFORMANCE := tests/conformance
 
 ## conformance: Autobahn cases 1.x-13.x against wsecho, over ws:// and (the tls build) over
-## wss://; fails unless every 1.x-10.x case passes both ways
+## wss://, then Python websockets compressing; fails unless every case passes both ways
 conformance: $(CONFORMANCE)/.venv/bin/kosoku
 	$(CARGO) build --release --quiet
-	timeout 1200 python3 $(CONFORMANCE)/run.py target/release/wsecho \
+	timeout 1200 $(CONFORMANCE)/.venv/bin/python $(CONFORMANCE)/run.py target/release/wsecho \
 	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance
 	$(CARGO) build --release --quiet --all-features --target-dir $(FULL_TARGET)
-	timeout 1200 python3 $(CONFORMANCE)/run.py $(FULL_TARGET)/release/wsecho \
+	timeout 1200 $(CONFORMANCE)/.venv/bin/python $(CONFORMANCE)/run.py $(FULL_TARGET)/release/wsecho \
 	    $(CONFORMANCE)/.venv/bin/kosoku tests/artifacts/conformance-wss --tls
 
 $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt

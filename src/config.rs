@@ -26,8 +26,12 @@ pub struct Config {
     pub policy_domain: String,
     /// The folder the page is served from; `None`: the page built into the binary.
     pub www: Option<PathBuf>,
-    /// Largest message (and frame) accepted; larger ones get close 1009.
+    /// Largest message (and frame) accepted; larger ones get close 1009. A compressed
+    /// message counts at its inflated size.
     pub max_message_size: usize,
+    /// Accept permessage-deflate when a client offers it: its messages may then come
+    /// compressed (replies go out plain). `--no-deflate` turns it off.
+    pub deflate: bool,
     /// Most bytes queued for one client by `Sender`s (pushes and broadcasts it has not read
     /// yet); a send past it closes the client with 1008.
     pub max_queue: usize,
@@ -82,6 +86,7 @@ impl Default for Config {
             policy_domain: "*".to_string(),
             www: None,
             max_message_size: 16 << 20,
+            deflate: true,
             max_queue: 1 << 20,
             memory_budget: 256 << 20,
             max_connections: 1024,

@@ -2,10 +2,11 @@
 //!
 //! Underneath, it keeps the connection honest so the application does not have to: a Ping
 //! after `ping_interval` of silence, close 1011 when a second interval passes with nothing
-//! heard, the right close code for a protocol fault (1002), invalid UTF-8 (1007) or an oversized
-//! message (1009), close 1013 for a message the memory budget has no room for, close 1001 when
+//! heard, the right close code for a protocol fault (1002), invalid UTF-8 or compressed data
+//! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no room for, close 1001 when
 //! the server shuts down, and counts of what went each way.
 
+use crate::deflate::{Stored, bad_deflate};
 use crate::inbound::{OverBudget, leaves_tungstenite_idle, over_budget};
 use crate::metrics::Metrics;
 use crate::outbox::{Interruption, Outbox, Sender};
@@ -14,7 +15,7 @@ use crate::socket::Socket;
 use crate::socket::{discard_until, is_timeout, set_timeout_until};
 use log::warn;
 use std::fmt;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,6 +180,10 @@ impl Connection {
                 Err(Error::Io(error)) if over_budget(&error).is_some() => {
                     return self.refuse(&error).map(|()| None);
                 }
+                Err(Error::Io(error)) if bad_deflate(&error).is_some() => {
+                    self.send_close(CloseCode::Invalid, "invalid compressed data")?;
+                    return Ok(None);
+                }
                 Err(Error::Io(error)) => match self.take_interruption(&error) {
                     Some(interruption) => return self.interrupted(interruption),
                     None => return self.fail(Error::Io(error)),
@@ -261,11 +266,25 @@ impl Connection {
             self.refuse(&error)?;
             return Err(Error::Io(error));
         }
+        // With permessage-deflate agreed, in stored blocks (see `deflate.rs`).
+        let stored = socket.inbound().deflate().then(|| Stored::new(len));
+        let mut frame_header = frame.header().clone();
+        frame_header.rsv1 = stored.is_some();
+        let wire_len = stored.as_ref().map_or(len, |stored| stored.wire_len(len));
         let mut header = [0u8; 14];
         let mut rest = &mut header[..];
-        frame.header().format(len as u64, &mut rest)?;
+        frame_header.format(wire_len as u64, &mut rest)?;
         let header_len = 14 - rest.len();
-        let written = socket.write_both(&header[..header_len], frame.payload());
+        let header = &header[..header_len];
+        let written = match &stored {
+            None => socket.write_both(header, frame.payload()),
+            Some(stored) => {
+                let body = stored.slices(frame.payload()).map(IoSlice::new);
+                let mut slices: Vec<IoSlice> =
+                    std::iter::once(IoSlice::new(header)).chain(body).collect();
+                socket.write_slices(&mut slices)
+            }
+        };
         socket.inbound().written(len);
         Ok(written?)
     }

@@ -69,7 +69,7 @@ pub fn upgrade(bytes: &[u8]) {
     let peer: SocketAddr = ([127, 0, 0, 1], 40_000).into();
     let origins = ["http://allowed.test".to_string()];
     let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
-    match handshake::check_upgrade(&request, peer, &routes, &origins, &hosts) {
+    match handshake::check_upgrade(&request, peer, &routes, &origins, &hosts, true) {
         Ok(upgrade) => {
             let reply = handshake::switching_protocols(&upgrade);
             let head = reply
@@ -120,7 +120,7 @@ pub fn frames(bytes: &[u8]) {
     let max = 1 << 20;
     let alone = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
-    let inbound = Inbound::new(Holding::new(&budget), max);
+    let inbound = Inbound::new(Holding::new(&budget), max, false);
     let through = replay_as_connection(Layered::new(inbound, Replay::new(stream, sizes)), max);
     assert_eq!(alone.0, through.0, "different messages through Inbound");
     // A frame cut into pieces may show its fault (invalid UTF-8, a wrong opcode) before its

@@ -6,6 +6,7 @@
 //! that the policy request, a plain HTTP request (426), a wrong path (404) and a refused Origin
 //! (403) all get a clear answer; tungstenite then runs the WebSocket protocol on the same socket.
 
+use crate::deflate;
 use crate::http::{self, HeadError, Refusal, Request, host_of};
 use crate::policy;
 use crate::routes::{Route, Routes, UpgradeRequest};
@@ -92,17 +93,21 @@ pub struct Upgrade {
     pub origin: Option<String>,
     /// web-socket-js's Flash bridge sends an Origin but no User-Agent; browsers send both.
     pub looks_like_flash: bool,
+    /// Our `Sec-WebSocket-Extensions` answer when permessage-deflate is agreed.
+    pub deflate: Option<String>,
 }
 
 /// Decide whether `request` may become a WebSocket, and on which route. `allowed_origins`
 /// widens the default Origin rule (no Origin, or an Origin on the host the client connected
-/// to); then the route judges the request and picks its subprotocol.
+/// to); then the route judges the request and picks its subprotocol. With `deflate`, the
+/// client's first permessage-deflate offer we can honour is accepted.
 pub fn check_upgrade(
     request: &Request,
     peer: SocketAddr,
     routes: &Routes,
     allowed_origins: &[String],
     allowed_hosts: &[String],
+    deflate: bool,
 ) -> Result<Upgrade, Refusal> {
     http::check_host(request, allowed_hosts)?;
     let Some(route) = routes.find(request.path()) else {
@@ -167,6 +172,14 @@ pub fn check_upgrade(
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         looks_like_flash: origin.is_some() && request.header("User-Agent").is_none(),
         origin,
+        deflate: deflate
+            .then(|| {
+                let offers = request
+                    .fields()
+                    .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"));
+                deflate::negotiate(offers.map(|(_, value)| value))
+            })
+            .flatten(),
     })
 }
 
@@ -175,9 +188,12 @@ pub fn switching_protocols(upgrade: &Upgrade) -> String {
     let protocol = upgrade.protocol.as_ref().map_or(String::new(), |name| {
         format!("Sec-WebSocket-Protocol: {name}\r\n")
     });
+    let extensions = upgrade.deflate.as_ref().map_or(String::new(), |answer| {
+        format!("Sec-WebSocket-Extensions: {answer}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}{extensions}\r\n",
         upgrade.accept_key
     )
 }

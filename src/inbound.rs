@@ -17,8 +17,17 @@
 //! itself, and when it is a whole small data frame (valid UTF-8 if text) makes it the message
 //! there and then, at a third of tungstenite's cost. Anything else is put back for tungstenite.
 //! To make "between messages" knowable, tungstenite is handed one frame at most per read.
+//!
+//! Compressed messages (permessage-deflate, once negotiated) are inflated here too: tungstenite
+//! knows no extensions and refuses RSV1. A message whose first frame has RSV1 is read frame by
+//! frame, unmasked, inflated (with the `00 00 ff ff` the sender took off put back at its end)
+//! and handed over as plain fragments of at most `PIECE`, masked with a zero key. tungstenite
+//! still checks their UTF-8 and the size limit as they come, so a zip bomb stops at the limit,
+//! and answers control frames between them. RSV1 anywhere else passes untouched, for
+//! tungstenite to refuse (1002); data that does not inflate fails the read with `BadDeflate`.
 
 use crate::budget::{Budget, Holding};
+use crate::deflate::{self, INFLATING_BYTES, Inflater, TAIL};
 use std::fmt;
 use std::io;
 use tungstenite::Message;
@@ -175,6 +184,158 @@ fn unmask(payload: &mut [u8], key: [u8; 4]) {
     }
 }
 
+/// How much of a compressed frame is read from the source at a time.
+const COMPRESSED_READ: usize = 8 * 1024;
+
+/// A compressed message on its way: its frames' payloads inflated into `output`, one fragment
+/// at a time, each handed over behind a header of its own.
+struct Inflating {
+    inflater: Inflater,
+    /// The opcode of the message's first fragment until that is handed over, then 0.
+    opcode: u8,
+    /// Compressed bytes of the current frame still to read from the source.
+    frame_rest: u64,
+    /// The current frame's mask key, turned to the next byte to read.
+    mask: [u8; 4],
+    /// The current frame is the message's last.
+    last_frame: bool,
+    /// `TAIL` has been put after the last frame's bytes.
+    tail_added: bool,
+    /// Compressed bytes read and unmasked; from `input_at` on, not yet inflated.
+    input: Vec<u8>,
+    input_at: usize,
+    /// The fragment being filled, then handed over from `output_at` on.
+    output: Vec<u8>,
+    output_at: usize,
+    /// `output` is a whole fragment, its header set: being handed over.
+    handing: bool,
+    /// The fragment in `output` is the message's last.
+    finished: bool,
+}
+
+/// What `Inflating::fill` came to.
+enum Filled {
+    /// A fragment is ready in `output`.
+    Fragment,
+    /// The current frame is all inflated and gave nothing to hand over yet: the message goes on
+    /// in the client's next frame.
+    Nothing,
+    /// The stream ended in the middle of a frame.
+    Ended,
+}
+
+impl Inflating {
+    /// `None` if no inflater could be had.
+    fn new(opcode: u8, payload: u64, mask: [u8; 4], fin: bool) -> Option<Box<Inflating>> {
+        Some(Box::new(Inflating {
+            inflater: Inflater::take()?,
+            opcode,
+            frame_rest: payload,
+            mask,
+            last_frame: fin,
+            tail_added: false,
+            input: Vec::new(),
+            input_at: 0,
+            output: Vec::with_capacity(PIECE),
+            output_at: 0,
+            handing: false,
+            finished: false,
+        }))
+    }
+
+    /// The message's next frame (a continuation) begins.
+    fn next_frame(&mut self, payload: u64, mask: [u8; 4], fin: bool) {
+        self.frame_rest = payload;
+        self.mask = mask;
+        self.last_frame = fin;
+    }
+
+    /// Done with the current frame, nothing on hand: the next one comes from the client.
+    fn wants_frame(&self) -> bool {
+        !self.handing
+            && !self.last_frame
+            && self.frame_rest == 0
+            && self.input_at == self.input.len()
+            && self.output.is_empty()
+    }
+
+    /// Fill `output` with the next fragment (at most `PIECE`), reading the current frame as
+    /// needed. A read that fails (a timeout) leaves everything in place to go on from.
+    fn fill(&mut self, source: &mut impl Source) -> io::Result<Filled> {
+        loop {
+            if self.output.len() >= PIECE {
+                return Ok(Filled::Fragment);
+            }
+            if self.input_at < self.input.len() {
+                let room = self.output.len();
+                let used = self
+                    .inflater
+                    .inflate(&self.input[self.input_at..], &mut self.output)
+                    .map_err(io::Error::other)?;
+                if used == 0 && self.output.len() == room {
+                    // Cannot happen with input and room on hand; never spin if it does.
+                    let stuck = deflate::BadDeflate::stuck();
+                    return Err(io::Error::other(stuck));
+                }
+                self.input_at += used;
+                continue;
+            }
+            if self.frame_rest > 0 {
+                if !self.read_input(source)? {
+                    return Ok(Filled::Ended);
+                }
+                continue;
+            }
+            if !self.last_frame {
+                // The first fragment goes over even empty: tungstenite must know a message
+                // has begun, to refuse a new one before its end.
+                let first = self.opcode != 0;
+                return Ok(if first || !self.output.is_empty() {
+                    Filled::Fragment
+                } else {
+                    Filled::Nothing
+                });
+            }
+            if !self.tail_added {
+                self.tail_added = true;
+                self.input.clear();
+                self.input.extend_from_slice(&TAIL);
+                self.input_at = 0;
+                continue;
+            }
+            // All the input is in: what the inflater still holds comes out, then the end.
+            let before = self.output.len();
+            self.inflater
+                .inflate(&[], &mut self.output)
+                .map_err(io::Error::other)?;
+            if self.output.len() == before {
+                self.finished = true;
+                return Ok(Filled::Fragment);
+            }
+        }
+    }
+
+    /// Read the next compressed bytes of the current frame, unmasked; false at the stream's end.
+    fn read_input(&mut self, source: &mut impl Source) -> io::Result<bool> {
+        let want = self.frame_rest.min(COMPRESSED_READ as u64) as usize;
+        self.input.clear();
+        self.input.resize(want, 0);
+        self.input_at = 0;
+        let n = match source.read(&mut self.input) {
+            Ok(n) => n,
+            Err(error) => {
+                self.input.clear();
+                return Err(error);
+            }
+        };
+        self.input.truncate(n);
+        unmask(&mut self.input, self.mask);
+        self.mask.rotate_left(n % 4);
+        self.frame_rest -= n as u64;
+        Ok(n > 0)
+    }
+}
+
 /// The rest of a big frame being handed over in pieces.
 struct Cut {
     /// Payload bytes of the current piece still to hand over.
@@ -192,6 +353,9 @@ struct Cut {
 pub struct Inbound {
     max_message_size: usize,
     holding: Holding,
+    /// permessage-deflate was negotiated: messages may come compressed.
+    deflate: bool,
+    inflating: Option<Box<Inflating>>,
     /// Payload bytes of the current frame (passed through whole) still to come.
     skip: u64,
     cut: Option<Cut>,
@@ -213,10 +377,13 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(holding: Holding, max_message_size: usize) -> Inbound {
+    /// `deflate`: permessage-deflate was negotiated at the upgrade.
+    pub fn new(holding: Holding, max_message_size: usize, deflate: bool) -> Inbound {
         Inbound {
             max_message_size,
             holding,
+            deflate,
+            inflating: None,
             skip: 0,
             cut: None,
             header: [0; MAX_HEADER],
@@ -232,6 +399,11 @@ impl Inbound {
 
     pub fn holding(&self) -> &Holding {
         &self.holding
+    }
+
+    /// permessage-deflate was agreed at the upgrade.
+    pub fn deflate(&self) -> bool {
+        self.deflate
     }
 
     /// The application has been handed a message of `bytes`: held until `release_delivered`.
@@ -274,7 +446,15 @@ impl Inbound {
             let n = buf.len().min(self.header_len - self.header_at);
             buf[..n].copy_from_slice(&self.header[self.header_at..self.header_at + n]);
             self.header_at += n;
+            self.after_handing();
             return Ok(n);
+        }
+        if self
+            .inflating
+            .as_ref()
+            .is_some_and(|inflating| !inflating.wants_frame())
+        {
+            return self.inflate(source, buf);
         }
         match &mut self.cut {
             Some(cut) => {
@@ -301,6 +481,7 @@ impl Inbound {
     pub fn read_direct(&mut self, source: &mut impl Source) -> io::Result<Option<Message>> {
         let between_messages = self.skip == 0
             && self.cut.is_none()
+            && self.inflating.is_none()
             && self.header_at == self.header_len
             && !self.unfinished
             && !self.stopped
@@ -384,6 +565,10 @@ impl Inbound {
             }
             end += more;
         };
+        if self.takes_compressed(&header) {
+            source.unread(&buf[header.size..end]);
+            return self.read(source, buf);
+        }
         if !self.admit(&header) {
             source.unread(&buf[..end]);
             return self.read(source, buf);
@@ -407,6 +592,131 @@ impl Inbound {
         }
         self.skip = frame - end as u64;
         Ok(end)
+    }
+
+    /// If `header` begins a compressed message, or goes on with the one under way, set up its
+    /// inflating (true); a frame inflating does not take passes untouched (false).
+    fn takes_compressed(&mut self, header: &Header) -> bool {
+        let Some(mask) = header.mask else {
+            return false;
+        };
+        if let Some(inflating) = &mut self.inflating {
+            // RSV1 belongs on the first frame only; tungstenite refuses it anywhere else.
+            if header.opcode != 0 || header.rsv != 0 {
+                return false;
+            }
+            inflating.next_frame(header.payload, mask, header.fin);
+            return true;
+        }
+        let begins = self.deflate
+            && header.rsv == 0x40
+            && matches!(header.opcode, 1 | 2)
+            && !self.unfinished;
+        if !begins {
+            return false;
+        }
+        let room = self.holding.grow(INFLATING_BYTES);
+        let inflating = room
+            .then(|| Inflating::new(header.opcode, header.payload, mask, header.fin))
+            .flatten();
+        let Some(inflating) = inflating else {
+            if room {
+                // No inflater to be had (the server is out of threads): the room goes back.
+                self.holding.shrink(INFLATING_BYTES);
+            }
+            // Refused by the next read, before the frame's bytes are handed over: 1013.
+            self.refusal = Some(OverBudget::now(header.payload, self.holding.budget()));
+            return true;
+        };
+        self.message = 0;
+        self.unfinished = true;
+        self.inflating = Some(inflating);
+        true
+    }
+
+    /// Hand over the compressed message under way: the rest of the fragment being handed over,
+    /// or the next one, inflated from the client's frames.
+    fn inflate(&mut self, source: &mut impl Source, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(inflating) = self.inflating.as_deref_mut() else {
+            return self.pass(source, buf);
+        };
+        if inflating.handing {
+            let rest = &inflating.output[inflating.output_at..];
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            inflating.output_at += n;
+            self.after_handing();
+            return Ok(n);
+        }
+        match inflating.fill(source) {
+            Ok(Filled::Fragment) => {
+                self.set_fragment();
+                self.read(source, buf)
+            }
+            Ok(Filled::Nothing) => self.read(source, buf),
+            Ok(Filled::Ended) => {
+                // tungstenite sees the stream end mid-frame, as it would have.
+                self.stopped = true;
+                Ok(0)
+            }
+            Err(error) => {
+                if deflate::bad_deflate(&error).is_some() {
+                    self.stopped = true;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The fragment in `output` is ready: count it against the budget and set its header.
+    fn set_fragment(&mut self) {
+        let Some(inflating) = self.inflating.as_deref_mut() else {
+            return;
+        };
+        let len = inflating.output.len();
+        self.message = self.message.saturating_add(len as u64);
+        // Past the limit tungstenite refuses the message on seeing this: nothing to count.
+        if self.message <= self.max_message_size as u64 && !self.holding.grow(len) {
+            self.refusal = Some(OverBudget::now(self.message, self.holding.budget()));
+            return;
+        }
+        let header = Header {
+            size: 0,
+            payload: len as u64,
+            fin: inflating.finished,
+            rsv: 0,
+            opcode: inflating.opcode,
+            // A client's frame must be masked: a zero key leaves the bytes as they are.
+            mask: Some([0; 4]),
+        };
+        inflating.opcode = 0;
+        inflating.handing = true;
+        inflating.output_at = 0;
+        self.header_len = header.write(&mut self.header);
+        self.header_at = 0;
+    }
+
+    /// After handing bytes over: once a fragment is all handed, make room for the next; once
+    /// the last one is, the message is done and its inflater goes back to the pool.
+    fn after_handing(&mut self) {
+        if self.header_at < self.header_len {
+            return;
+        }
+        let Some(inflating) = self.inflating.as_deref_mut() else {
+            return;
+        };
+        if !inflating.handing || inflating.output_at < inflating.output.len() {
+            return;
+        }
+        if inflating.finished {
+            self.inflating = None;
+            self.unfinished = false;
+            self.holding.shrink(INFLATING_BYTES);
+            return;
+        }
+        inflating.handing = false;
+        inflating.output.clear();
+        inflating.output_at = 0;
     }
 
     /// Count a data frame's payload against the budget; false (with the refusal set) if it
@@ -502,7 +812,16 @@ mod tests {
         budget: usize,
         max: usize,
     ) -> WebSocket<Layered<'a>> {
-        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max);
+        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max, false);
+        server_over(inbound, bytes, sizes, max)
+    }
+
+    fn server_over<'a>(
+        inbound: Inbound,
+        bytes: &'a [u8],
+        sizes: &[usize],
+        max: usize,
+    ) -> WebSocket<Layered<'a>> {
         let wire = Layered::new(inbound, Replay::new(bytes, sizes.to_vec()));
         let config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(1024)
@@ -640,7 +959,18 @@ mod tests {
         budget: usize,
         max: usize,
     ) -> (Vec<Message>, String, usize) {
-        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max);
+        read_deflated(bytes, sizes, budget, max, false)
+    }
+
+    /// The same, with permessage-deflate agreed or not.
+    fn read_deflated(
+        bytes: &[u8],
+        sizes: &[usize],
+        budget: usize,
+        max: usize,
+        deflate: bool,
+    ) -> (Vec<Message>, String, usize) {
+        let inbound = Inbound::new(Holding::new(&Budget::new(budget)), max, deflate);
         let layered = Layered::new(inbound, Replay::new(bytes, sizes.to_vec()));
         crate::fuzzing::replay_as_connection(layered, max)
     }
@@ -715,7 +1045,7 @@ mod tests {
         // No room in the memory budget (none of these is ever delivered, so all are held):
         // refused, and nothing stays held.
         let bytes = frame(2, true, &[7; 300], [1, 2, 3, 4]).repeat(20);
-        let inbound = Inbound::new(Holding::new(&Budget::new(1000)), 1000);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1000)), 1000, false);
         let budget = Arc::clone(inbound.holding().budget());
         let layered = Layered::new(inbound, Replay::new(&bytes, vec![usize::MAX]));
         let (messages, ended, direct) = crate::fuzzing::replay_as_connection(layered, 1000);
@@ -730,7 +1060,7 @@ mod tests {
     #[test]
     fn a_direct_message_is_held_against_the_budget_until_delivered() {
         let bytes = frame(2, true, &[7; 300], [1, 2, 3, 4]);
-        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 20)), 1000);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 20)), 1000, false);
         let mut layered = Layered::new(inbound, Replay::new(&bytes, vec![usize::MAX]));
         let message = layered.read_direct().unwrap().expect("read directly");
         assert_eq!(message, Message::binary(vec![7; 300]));
@@ -739,5 +1069,185 @@ mod tests {
         layered.inbound.delivered(message.len());
         layered.inbound.release_delivered();
         assert_eq!(budget.in_use(), 0);
+    }
+
+    /// `payload` compressed as a permessage-deflate client sends it: raw deflate, flushed,
+    /// without the `00 00 ff ff` the flush ends with.
+    fn compress(payload: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+        encoder.write_all(payload).unwrap();
+        encoder.flush().unwrap();
+        let mut out = encoder.get_ref().clone();
+        assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        out
+    }
+
+    /// A masked frame with RSV1: the first (or only) frame of a compressed message.
+    fn compressed(opcode: u8, fin: bool, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+        let mut bytes = frame(opcode, fin, payload, key);
+        bytes[0] |= 0x40;
+        bytes
+    }
+
+    #[test]
+    fn compressed_messages_inflate_whatever_the_reads_with_pings_between_fragments() {
+        let text = "héllo wörld ✓ ".repeat(3_000);
+        let squeezed = compress(text.as_bytes());
+        let third = squeezed.len() / 3;
+        let binary: Vec<u8> = (0..200_000u32).map(|i| (i / 7 % 251) as u8).collect();
+        let mut bytes = compressed(1, false, &squeezed[..third], [1, 2, 3, 4]);
+        bytes.extend(frame(9, true, b"between", [5, 5, 5, 5]));
+        bytes.extend(frame(0, false, &squeezed[third..2 * third], [6, 7, 8, 9]));
+        bytes.extend(frame(0, true, &squeezed[2 * third..], [9, 8, 7, 6]));
+        bytes.extend(compressed(
+            2,
+            true,
+            &compress(&binary),
+            [0xa0, 0x0b, 0xc0, 0x0d],
+        ));
+        bytes.extend(frame(1, true, b"plain, uncompressed", [1, 1, 1, 1]));
+        bytes.extend(compressed(1, true, &compress(b"small"), [2, 4, 6, 8]));
+        bytes.extend(compressed(2, true, &compress(b""), [3, 3, 3, 3]));
+        // A final deflate block ends the data; the tail put after it is ignored.
+        bytes.extend(compressed(
+            1,
+            true,
+            &[0x01, 0x02, 0x00, 0xfd, 0xff, b'o', b'k'],
+            [0; 4],
+        ));
+        let expected = vec![
+            Message::Ping("between".into()),
+            Message::text(text.clone()),
+            Message::binary(binary.clone()),
+            Message::text("plain, uncompressed"),
+            Message::text("small"),
+            Message::binary(Vec::new()),
+            Message::text("ok"),
+        ];
+        for sizes in [
+            &[usize::MAX][..],
+            &[1, 7, 1024, 3, 65_536, 14],
+            &[13, 0, 2],
+            &[600, 0],
+        ] {
+            let (messages, ended, _) = read_deflated(&bytes, sizes, 1 << 30, 1 << 20, true);
+            assert_eq!(
+                (messages, ended.as_str()),
+                (expected.clone(), ENDED),
+                "{sizes:?}"
+            );
+        }
+        // No fragment tungstenite is handed is bigger than a piece.
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 30)), 1 << 20, true);
+        let mut ws = server_over(inbound, &bytes, &[usize::MAX], 1 << 20);
+        while ws.read().is_ok() {}
+        let headers = frames_handed(&ws.get_ref().handed);
+        assert!(
+            headers
+                .iter()
+                .all(|h| h.payload <= PIECE as u64 && h.rsv == 0)
+        );
+        assert!(headers.len() > 10, "the big messages came in pieces");
+    }
+
+    #[test]
+    fn rsv1_anywhere_else_is_a_protocol_error() {
+        let squeezed = compress(b"hello");
+        // Not agreed at the upgrade.
+        let bytes = compressed(1, true, &squeezed, [1, 2, 3, 4]);
+        let (messages, ended, _) = read_deflated(&bytes, &[usize::MAX], 1 << 30, 1000, false);
+        assert!(messages.is_empty());
+        assert!(ended.contains("Reserved bits are non-zero"), "{ended}");
+        // On a continuation frame.
+        let mut bytes = compressed(1, false, &squeezed[..2], [1, 2, 3, 4]);
+        bytes.extend(compressed(0, true, &squeezed[2..], [1, 2, 3, 4]));
+        let (messages, ended, _) = read_deflated(&bytes, &[usize::MAX], 1 << 30, 1000, true);
+        assert!(messages.is_empty());
+        assert!(ended.contains("Reserved bits are non-zero"), "{ended}");
+        // A new message before the compressed one has ended.
+        let mut bytes = compressed(1, false, &squeezed, [1, 2, 3, 4]);
+        bytes.extend(frame(1, true, b"too soon", [1, 2, 3, 4]));
+        let (messages, ended, _) = read_deflated(&bytes, &[usize::MAX], 1 << 30, 1000, true);
+        assert!(messages.is_empty());
+        assert!(
+            ended.contains("While waiting for more fragments"),
+            "{ended}"
+        );
+    }
+
+    #[test]
+    fn data_that_does_not_inflate_fails_the_read_with_bad_deflate() {
+        let mut bytes = compressed(1, true, &compress(b"fine"), [1, 2, 3, 4]);
+        bytes.extend(compressed(2, true, &[0xff, 0xff, 0xff, 0xff], [1, 2, 3, 4]));
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 30)), 1000, true);
+        let mut ws = server_over(inbound, &bytes, &[usize::MAX], 1000);
+        assert_eq!(ws.read().unwrap(), Message::text("fine"));
+        let Err(Error::Io(error)) = ws.read() else {
+            panic!("corrupt data was read")
+        };
+        assert!(deflate::bad_deflate(&error).is_some(), "{error}");
+    }
+
+    #[test]
+    fn a_small_message_inflating_past_the_limit_stops_there_in_bounded_memory() {
+        let max = 1 << 20;
+        let bomb = compress(&vec![0; 8 << 20]);
+        assert!(bomb.len() < 20_000, "{}", bomb.len());
+        let bytes = compressed(2, true, &bomb, [1, 2, 3, 4]);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 30)), max, true);
+        let mut ws = server_over(inbound, &bytes, &[usize::MAX], max);
+        assert!(matches!(ws.read(), Err(Error::Capacity(_))));
+        let handed = ws.get_ref().handed.len();
+        assert!(handed <= max + 2 * PIECE, "{handed} bytes inflated");
+        let held = ws.get_ref().inbound.holding().budget().in_use();
+        assert!(held <= max + INFLATING_BYTES, "{held} bytes held");
+    }
+
+    #[test]
+    fn a_compressed_message_is_held_against_the_budget_and_given_back() {
+        let text = "abc".repeat(10_000);
+        let bytes = compressed(1, true, &compress(text.as_bytes()), [1, 2, 3, 4]);
+        let inbound = Inbound::new(Holding::new(&Budget::new(1 << 20)), 1 << 20, true);
+        let budget = Arc::clone(inbound.holding().budget());
+        let mut ws = server_over(inbound, &bytes, &[usize::MAX], 1 << 20);
+        let message = ws.read().unwrap();
+        assert_eq!(message, Message::text(text));
+        // The message is held (less the connection's own allowance); the inflater is not.
+        assert_eq!(budget.in_use(), 30_000 - crate::budget::ALLOWANCE);
+        ws.get_mut().inbound.delivered(message.len());
+        ws.get_mut().inbound.release_delivered();
+        assert_eq!(budget.in_use(), 0);
+        // A budget with no room for an inflater refuses the message: 1013.
+        let inbound = Inbound::new(Holding::new(&Budget::new(1000)), 1 << 20, true);
+        let mut ws = server_over(inbound, &bytes, &[usize::MAX], 1 << 20);
+        let Err(Error::Io(error)) = ws.read() else {
+            panic!("read without room for it")
+        };
+        assert!(over_budget(&error).is_some(), "{error}");
+    }
+
+    #[test]
+    fn many_connections_inflate_at_once() {
+        let text = "many at once ".repeat(2_000);
+        let mut bytes = Vec::new();
+        for _ in 0..20 {
+            bytes.extend(compressed(
+                1,
+                true,
+                &compress(text.as_bytes()),
+                [7, 1, 7, 1],
+            ));
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    let (messages, _, _) = read_deflated(&bytes, &[4096], 1 << 30, 1 << 20, true);
+                    assert_eq!(messages, vec![Message::text(text.clone()); 20]);
+                });
+            }
+        });
+        assert!(deflate::pooled() <= 8, "the pool keeps a few, not all");
     }
 }

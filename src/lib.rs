@@ -18,6 +18,7 @@ mod cluster;
 mod cluster;
 mod config;
 mod connection;
+mod deflate;
 mod echo;
 mod embedded;
 mod escape;

@@ -50,6 +50,8 @@ Options:
   --trusted-proxy ADDR      a reverse proxy at ADDR names the client in X-Forwarded-For:
                             its address counts for --max-per-address and the logs
                             (repeatable)                   [default: none]
+  --no-deflate              decline permessage-deflate: clients send uncompressed
+                                                           [default: accepted]
   --tls-cert FILE           serve https:// and wss:// (both ports) with this PEM
                             certificate chain; needs --tls-key, and a build with
                             `--features tls`               [default: plain]
@@ -204,6 +206,7 @@ fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> {
             Long("tls-cert") => tls_cert = Some(value::<PathBuf>(&mut parser, "--tls-cert")?),
             Long("tls-key") => tls_key = Some(value::<PathBuf>(&mut parser, "--tls-key")?),
             Long("redis") => config.redis = Some(value(&mut parser, "--redis")?),
+            Long("no-deflate") => config.deflate = false,
             Short('h') | Long("help") => {
                 print!("{}", help());
                 return Ok(None);

@@ -46,12 +46,13 @@ struct Raw {
 
 impl Socket {
     /// A socket just upgraded: `early` is what the client sent after its request head; message
-    /// bytes are held against `holding`'s budget.
+    /// bytes are held against `holding`'s budget; `deflate`: permessage-deflate was agreed.
     pub fn new(
         stream: Arc<Stream>,
         early: Vec<u8>,
         holding: Holding,
         max_message_size: usize,
+        deflate: bool,
     ) -> Socket {
         Socket {
             raw: Raw {
@@ -62,7 +63,7 @@ impl Socket {
                 streaming: false,
                 last_from_spill: 0,
             },
-            inbound: Inbound::new(holding, max_message_size),
+            inbound: Inbound::new(holding, max_message_size, deflate),
         }
     }
 
@@ -246,8 +247,12 @@ impl Write for Socket {
 impl Socket {
     /// Write `head` then `body`, whole, in one system call when the socket takes it all.
     pub fn write_both(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
-        let mut slices = [IoSlice::new(head), IoSlice::new(body)];
-        let mut left = &mut slices[..];
+        self.write_slices(&mut [IoSlice::new(head), IoSlice::new(body)])
+    }
+
+    /// Write every slice, whole and in order, in one system call when the socket takes it all.
+    pub fn write_slices(&mut self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut left = slices;
         while !left.is_empty() {
             match self.write_vectored(left) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

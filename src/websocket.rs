@@ -236,6 +236,7 @@ fn open(
         &shared.routes,
         &config.allowed_origins,
         &config.allowed_hosts,
+        config.deflate,
     ) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
@@ -264,7 +265,8 @@ fn open(
     let request_path = request.path().to_string();
     drop(request);
     let holding = Holding::new(shared.metrics.budget());
-    let socket = Socket::new(stream, early, holding, config.max_message_size);
+    let deflate = upgrade.deflate.is_some();
+    let socket = Socket::new(stream, early, holding, config.max_message_size, deflate);
     let ws = WebSocket::from_raw_socket(socket, Role::Server, Some(ws_config));
     let about = About {
         id,

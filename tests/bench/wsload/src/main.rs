@@ -24,6 +24,9 @@ Modes:
   conc       --connections ping-pong as fast as they can: messages/s, p50/p99
   paced      --connections each sending 10 messages/s (open loop): p50/p99/max
   stream     one connection, 64 KiB binary messages, 16 in flight: MB/s
+  deflate    as stream, but permessage-deflate is offered and each message is 64 KiB of
+             compressible text sent compressed: MB/s (uncompressed), and the server's CPU
+             seconds per MB (with --pid); fails if the server does not agree to compress
   idle       --connections held open after one echo each: server RSS and threads per
              connection (needs --pid)
   handshake  connect, upgrade, close, one after another: handshakes/s
@@ -124,6 +127,7 @@ fn run(options: &Options) -> Result<String, String> {
         "conc" => conc(options, duration),
         "paced" => paced(options, duration),
         "stream" => stream(options, duration),
+        "deflate" => deflate(options, duration),
         "idle" => idle(options),
         "handshake" => handshake(options, duration),
         "fanout" => fanout(options, duration),
@@ -137,6 +141,11 @@ fn run(options: &Options) -> Result<String, String> {
 
 /// Connect and upgrade; the socket is left blocking, with TCP_NODELAY.
 fn open(options: &Options) -> io::Result<TcpStream> {
+    Ok(open_with_head(options)?.0)
+}
+
+/// As `open`, with the head of the server's 101 answer.
+fn open_with_head(options: &Options) -> io::Result<(TcpStream, String)> {
     let mut stream = TcpStream::connect(options.addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -158,7 +167,7 @@ fn open(options: &Options) -> io::Result<TcpStream> {
             .to_string();
         return Err(io::Error::other(format!("upgrade refused: {line}")));
     }
-    Ok(stream)
+    Ok((stream, String::from_utf8_lossy(&head).into_owned()))
 }
 
 /// A client frame (FIN set) with a zero mask key.
@@ -386,9 +395,99 @@ fn paced(options: &Options, duration: Duration) -> io::Result<String> {
 
 fn stream(options: &Options, duration: Duration) -> io::Result<String> {
     let stream = open(options)?;
+    let message = frame(0x2, &vec![0xa5; STREAM_MESSAGE]);
+    let (echoed, secs) = stream_through(stream, &message, duration)?;
+    let megabytes = (echoed * STREAM_MESSAGE as u64) as f64 / 1e6;
+    Ok(format!(
+        "messages={echoed} mb_per_s={:.1}",
+        megabytes / secs
+    ))
+}
+
+/// What the deflate mode offers, as browsers do.
+const DEFLATE_OFFER: &str =
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
+fn deflate(options: &Options, duration: Duration) -> io::Result<String> {
+    let request = String::from_utf8_lossy(&options.request).replacen(
+        "\r\n\r\n",
+        &format!("\r\n{DEFLATE_OFFER}\r\n"),
+        1,
+    );
+    let offering = Options {
+        request: request.into_bytes(),
+        mode: options.mode.clone(),
+        ..*options
+    };
+    let (stream, head) = open_with_head(&offering)?;
+    if !head
+        .to_ascii_lowercase()
+        .contains("sec-websocket-extensions: permessage-deflate")
+    {
+        return Err(io::Error::other(
+            "the server did not agree to permessage-deflate",
+        ));
+    }
+    let text = compressible_text(STREAM_MESSAGE);
+    let squeezed = compressed(text.as_bytes())?;
+    let mut message = frame(0x1, &squeezed);
+    message[0] |= 0x40; // RSV1: this message is compressed
+    let cpu_before = options.pid.and_then(process_cpu_seconds);
+    let (echoed, secs) = stream_through(stream, &message, duration)?;
+    let megabytes = (echoed * STREAM_MESSAGE as u64) as f64 / 1e6;
+    let cpu_per_mb = match (options.pid.and_then(process_cpu_seconds), cpu_before) {
+        (Some(after), Some(before)) if megabytes > 0.0 => {
+            format!(
+                " server_cpu_ms_per_mb={:.2}",
+                (after - before) * 1000.0 / megabytes
+            )
+        }
+        _ => String::new(),
+    };
+    Ok(format!(
+        "messages={echoed} mb_per_s={:.1} compressed_bytes={}{cpu_per_mb}",
+        megabytes / secs,
+        squeezed.len()
+    ))
+}
+
+/// `len` bytes of text that compresses like chat or JSON traffic does (about 8 to 1).
+fn compressible_text(len: usize) -> String {
+    let mut text = String::with_capacity(len + 100);
+    let mut id = 0u32;
+    while text.len() < len {
+        id += 1;
+        text += &format!(
+            "{{\"id\":{id},\"user\":\"user-{}\",\"text\":\"message {id} from the load client\"}}\n",
+            id % 97
+        );
+    }
+    text.truncate(len);
+    text
+}
+
+/// `payload` as a permessage-deflate sender sends it: raw deflate, flushed, without the
+/// `00 00 ff ff` the flush ends with.
+fn compressed(payload: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(payload)?;
+    encoder.flush()?;
+    let mut out = encoder.finish()?;
+    // finish() adds a final empty block after the flush's 00 00 ff ff: cut back to the flush.
+    let end = out
+        .windows(4)
+        .rposition(|w| w == [0x00, 0x00, 0xff, 0xff])
+        .ok_or_else(|| io::Error::other("no sync flush marker"))?;
+    out.truncate(end);
+    Ok(out)
+}
+
+/// Send `message` over and over, `STREAM_IN_FLIGHT` at a time, counting echoes (any data
+/// frame) for `duration`: (echoes, seconds).
+fn stream_through(stream: TcpStream, message: &[u8], duration: Duration) -> io::Result<(u64, f64)> {
     let mut reader = stream.try_clone()?;
     let mut writer = stream;
-    let message = frame(0x2, &vec![0xa5; STREAM_MESSAGE]);
     // Tokens bound what is in flight: the writer takes one per message, the reader returns one
     // per echo.
     let (token_back, tokens) = crossbeam_channel::bounded::<()>(STREAM_IN_FLIGHT);
@@ -411,18 +510,13 @@ fn stream(options: &Options, duration: Duration) -> io::Result<String> {
     });
     while Instant::now() < end {
         if tokens.recv_timeout(Duration::from_millis(100)).is_ok() {
-            writer.write_all(&message)?;
+            writer.write_all(message)?;
         }
     }
     let echoed = reading
         .join()
         .map_err(|_| io::Error::other("reader panicked"))??;
-    let secs = start.elapsed().as_secs_f64();
-    let megabytes = (echoed * STREAM_MESSAGE as u64) as f64 / 1e6;
-    Ok(format!(
-        "messages={echoed} mb_per_s={:.1}",
-        megabytes / secs
-    ))
+    Ok((echoed, start.elapsed().as_secs_f64()))
 }
 
 fn idle(options: &Options) -> io::Result<String> {
