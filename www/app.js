@@ -95,7 +95,9 @@
       opened = true;
       setStatus("Connected to " + url + " via " + transport.name() +
         (retrying ? " (reconnected)." : "."), "open");
-      log("info", (retrying ? "reconnected via " : "connected via ") + transport.name());
+      // What the server agreed to, such as compression (permessage-deflate), if anything.
+      var extensions = socket.extensions ? " (" + socket.extensions + ")" : "";
+      log("info", (retrying ? "reconnected via " : "connected via ") + transport.name() + extensions);
       retry.succeeded();
       messageInput.focus();
     };

@@ -276,9 +276,15 @@ const tests = [
       cleanup.push(() => stop(server.child));
       const page = await newPage(browser);
       await page.goto(server.pageUrl);
-      await converse(page, "native WebSocket", ["hello", "wsecho ünïcode ✓"]);
+      // Chromium compresses what it sends once permessage-deflate is agreed: a long, very
+      // compressible message comes back whole all the same.
+      const long = "compress me, ".repeat(800);
+      await converse(page, "native WebSocket", ["hello", "wsecho ünïcode ✓", long]);
       const note = await text(page, "#flash-note");
       check(note.includes("Native WebSocket in use"), `note: ${note}`);
+      const log = await text(page, "#log");
+      check(/connected via native WebSocket \(permessage-deflate; client_no_context_takeover\)/.test(log),
+        `the page should show the compression agreed: ${log.slice(0, 200)}`);
       return page;
     },
   },
