@@ -7,7 +7,7 @@
 //! the server shuts down, and counts of what went each way.
 
 use crate::deflate::{Stored, bad_deflate};
-use crate::inbound::{OverBudget, leaves_tungstenite_idle, over_budget};
+use crate::inbound::{Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget};
 use crate::metrics::Metrics;
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Error, Message, WebSocket};
 
@@ -236,12 +236,8 @@ impl Connection {
         let len = message.len();
         let direct = self.ws.can_write();
         match message {
-            Message::Text(text) if direct => {
-                self.send_direct(Frame::message(text, OpCode::Data(Data::Text), true))?
-            }
-            Message::Binary(data) if direct => {
-                self.send_direct(Frame::message(data, OpCode::Data(Data::Binary), true))?
-            }
+            Message::Text(text) if direct => self.send_direct(TEXT, text.as_bytes())?,
+            Message::Binary(data) if direct => self.send_direct(BINARY, &data)?,
             message => self.send_through_tungstenite(message)?,
         }
         self.traffic.messages_out += 1;
@@ -253,40 +249,25 @@ impl Connection {
     /// message, held against the memory budget while it goes out. tungstenite would copy it
     /// into its write buffer (which then keeps the size of the biggest for the connection's
     /// whole life) and take three times the instructions for a small one.
-    fn send_direct(&mut self, frame: Frame) -> Result<(), Error> {
+    fn send_direct(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
         // Whatever tungstenite has buffered goes first: frames never interleave.
         if !self.tungstenite_flushed {
             self.ws.flush()?;
             self.tungstenite_flushed = true;
         }
-        let len = frame.payload().len();
+        let len = payload.len();
         let socket = self.ws.get_mut();
         if !socket.inbound().hold_for_writing(len) {
             let error = std::io::Error::other(OverBudget::now(len as u64, socket.budget()));
             self.refuse(&error)?;
             return Err(Error::Io(error));
         }
-        // With permessage-deflate agreed, in stored blocks (see `deflate.rs`).
-        let stored = socket.inbound().deflate().then(|| Stored::new(len));
-        let mut frame_header = frame.header().clone();
-        frame_header.rsv1 = stored.is_some();
-        let wire_len = stored.as_ref().map_or(len, |stored| stored.wire_len(len));
-        let mut header = [0u8; 14];
-        let mut rest = &mut header[..];
-        frame_header.format(wire_len as u64, &mut rest)?;
-        let header_len = 14 - rest.len();
-        let header = &header[..header_len];
-        let written = match &stored {
-            None => socket.write_both(header, frame.payload()),
-            Some(stored) => {
-                let body = stored.slices(frame.payload()).map(IoSlice::new);
-                let mut slices: Vec<IoSlice> =
-                    std::iter::once(IoSlice::new(header)).chain(body).collect();
-                socket.write_slices(&mut slices)
-            }
+        let written = match socket.inbound().deflate() {
+            false => write_frame(socket, opcode, payload),
+            true => write_stored(socket, opcode, payload),
         };
         socket.inbound().written(len);
-        Ok(written?)
+        written
     }
 
     /// A handle that sends to this client from any thread, never waiting for it (see
@@ -510,4 +491,29 @@ impl Connection {
         self.send_close(code, &reason)?;
         Ok(None)
     }
+}
+
+/// Opcodes of the data frames `send_direct` writes.
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+
+/// A frame as it is: header and payload in one `writev`.
+fn write_frame(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Error> {
+    let mut head = [0u8; MAX_HEADER];
+    let head_len = Header::reply(opcode, false, payload.len() as u64).write(&mut head);
+    Ok(socket.write_both(&head[..head_len], payload)?)
+}
+
+/// With permessage-deflate agreed: RSV1 set, and the payload in stored blocks (see
+/// `deflate.rs`), all in one `writev`.
+fn write_stored(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Error> {
+    let stored = Stored::new(payload.len());
+    let mut head = [0u8; MAX_HEADER];
+    let wire_len = stored.wire_len(payload.len()) as u64;
+    let head_len = Header::reply(opcode, true, wire_len).write(&mut head);
+    let blocks = stored.slices(payload).map(IoSlice::new);
+    let mut slices: Vec<IoSlice> = std::iter::once(IoSlice::new(&head[..head_len]))
+        .chain(blocks)
+        .collect();
+    Ok(socket.write_slices(&mut slices)?)
 }

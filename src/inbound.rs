@@ -36,7 +36,7 @@ use tungstenite::Message;
 pub const PIECE: usize = 16 * 1024;
 
 /// The longest frame header: 2 bytes, 8 of extended length, 4 of mask key.
-const MAX_HEADER: usize = 14;
+pub const MAX_HEADER: usize = 14;
 
 /// The most `read_direct` reads: a message must arrive whole within it to be read that way.
 const DIRECT_READ: usize = 512;
@@ -86,7 +86,7 @@ pub fn over_budget(error: &io::Error) -> Option<&OverBudget> {
     error.get_ref()?.downcast_ref::<OverBudget>()
 }
 
-/// A frame header as the client sent it.
+/// A frame header as the client sent it (or as the server sends one: `reply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     /// Bytes of the header itself.
@@ -134,8 +134,20 @@ impl Header {
         self.opcode <= 2
     }
 
+    /// The header of a whole message the server sends: FIN, no mask, RSV1 when `compressed`.
+    pub fn reply(opcode: u8, compressed: bool, payload: u64) -> Header {
+        Header {
+            size: 0,
+            payload,
+            fin: true,
+            rsv: if compressed { 0x40 } else { 0 },
+            opcode,
+            mask: None,
+        }
+    }
+
     /// Encode into `out`, with the shortest length form; returns the length used.
-    fn write(&self, out: &mut [u8; MAX_HEADER]) -> usize {
+    pub fn write(&self, out: &mut [u8; MAX_HEADER]) -> usize {
         out[0] = u8::from(self.fin) << 7 | self.rsv | self.opcode;
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         let mut at = match self.payload {

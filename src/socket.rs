@@ -251,6 +251,7 @@ impl Socket {
     }
 
     /// Write every slice, whole and in order, in one system call when the socket takes it all.
+    #[inline]
     pub fn write_slices(&mut self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut left = slices;
         while !left.is_empty() {
