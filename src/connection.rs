@@ -200,8 +200,9 @@ impl Connection {
             match self.ws.get_mut().read_direct() {
                 Ok(Some(message)) => return Ok(message),
                 Ok(None) => {}
-                // A timeout, say: tungstenite still holds nothing.
-                Err(error) => return Err(Error::Io(error)),
+                // A timeout, say (tungstenite still holds nothing), or a fault in a message
+                // read past it.
+                Err(error) => return Err(error),
             }
         }
         let read = self.ws.read();

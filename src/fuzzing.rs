@@ -200,8 +200,8 @@ pub(crate) fn replay_as_connection(layered: Layered, max: usize) -> (Vec<Message
                     continue;
                 }
                 Ok(None) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => break kind(&Error::Io(error)),
+                Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => break kind(&error),
             }
         }
         let read = ws.read();
@@ -318,7 +318,7 @@ impl<'a> Layered<'a> {
 
 impl Layered<'_> {
     /// `Inbound::read_direct` over the replay, as `Socket::read_direct` does; counted.
-    pub(crate) fn read_direct(&mut self) -> io::Result<Option<Message>> {
+    pub(crate) fn read_direct(&mut self) -> tungstenite::Result<Option<Message>> {
         let message = self.inbound.read_direct(&mut self.replay)?;
         self.direct += usize::from(message.is_some());
         Ok(message)

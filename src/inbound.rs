@@ -31,6 +31,7 @@ use crate::deflate::{self, INFLATING_BYTES, Inflater, TAIL};
 use std::fmt;
 use std::io;
 use tungstenite::Message;
+use tungstenite::error::ProtocolError;
 
 /// The biggest frame tungstenite is handed.
 pub const PIECE: usize = 16 * 1024;
@@ -183,17 +184,30 @@ pub(crate) fn leaves_tungstenite_idle(read: &tungstenite::Result<Message>) -> bo
     )
 }
 
-/// XOR `payload` with the client's mask `key` (the payload starts at offset 0), a word at a time.
+/// XOR `payload` with the client's mask `key` (the payload starts at offset 0), eight bytes
+/// at a time.
 fn unmask(payload: &mut [u8], key: [u8; 4]) {
-    let word = u32::from_ne_bytes(key);
-    let mut words = payload.chunks_exact_mut(4);
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut words = payload.chunks_exact_mut(8);
     for chunk in &mut words {
-        let masked = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        chunk.copy_from_slice(&(masked ^ word).to_ne_bytes());
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
-    for (byte, key) in words.into_remainder().iter_mut().zip(key) {
+    for (byte, key) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
         *byte ^= key;
     }
+}
+
+/// A one-frame message being read straight into its bytes, masked until whole.
+struct Partial {
+    opcode: u8,
+    key: [u8; 4],
+    /// The payload, `filled` bytes of it read so far.
+    bytes: Vec<u8>,
+    filled: usize,
 }
 
 /// How much of a compressed frame is read from the source at a time.
@@ -368,6 +382,8 @@ pub struct Inbound {
     /// permessage-deflate was negotiated: messages may come compressed.
     deflate: bool,
     inflating: Option<Box<Inflating>>,
+    /// A one-frame message being read by `read_direct`.
+    partial: Option<Partial>,
     /// Payload bytes of the current frame (passed through whole) still to come.
     skip: u64,
     cut: Option<Cut>,
@@ -396,6 +412,7 @@ impl Inbound {
             holding,
             deflate,
             inflating: None,
+            partial: None,
             skip: 0,
             cut: None,
             header: [0; MAX_HEADER],
@@ -482,15 +499,24 @@ impl Inbound {
         }
     }
 
-    /// The next message read straight from the source, past tungstenite, if it is a small one
-    /// that arrives whole: tungstenite would take three times the instructions for it.
+    /// The next message read straight from the source, past tungstenite, if it comes in one
+    /// frame: tungstenite would take three times the instructions for a small one, and copy a
+    /// big one three times more. A small one (valid UTF-8 if text) arrives whole in one read;
+    /// a bigger one is read on straight into its message (`Partial`), across read timeouts,
+    /// and fails the read with tungstenite's own error if it is not UTF-8 or the stream ends.
     /// `None`, with every byte put back for tungstenite, for anything else: a control frame, a
-    /// fragment, invalid UTF-8, a frame not yet whole, whatever breaks the protocol.
+    /// fragment, a small message that is not UTF-8, whatever breaks the protocol.
     ///
     /// Only while tungstenite holds no bytes of a frame: before its first read, and after a
     /// read that returned a message (`pass` hands it one frame at most, so it has then used
     /// every byte it was handed). Between the fragments of a message it answers `None`.
-    pub fn read_direct(&mut self, source: &mut impl Source) -> io::Result<Option<Message>> {
+    pub fn read_direct(
+        &mut self,
+        source: &mut impl Source,
+    ) -> Result<Option<Message>, tungstenite::Error> {
+        if self.partial.is_some() {
+            return self.read_partial(source);
+        }
         let between_messages = self.skip == 0
             && self.cut.is_none()
             && self.inflating.is_none()
@@ -504,16 +530,87 @@ impl Inbound {
         let mut buf = [0u8; DIRECT_READ];
         let end = source.read(&mut buf)?;
         let read = &buf[..end];
-        let message = Header::parse(read).and_then(|header| self.whole_message(&header, read));
-        match message {
-            Some((message, frame)) => {
-                source.unread(&read[frame..]);
-                Ok(Some(message))
+        let Some(header) = Header::parse(read) else {
+            source.unread(read);
+            return Ok(None);
+        };
+        if let Some((message, frame)) = self.whole_message(&header, read) {
+            source.unread(&read[frame..]);
+            return Ok(Some(message));
+        }
+        if self.begin_partial(&header, read) {
+            return self.read_partial(source);
+        }
+        source.unread(read);
+        Ok(None)
+    }
+
+    /// If `header` begins a one-frame message that `read` holds only the start of, set it up
+    /// to be read straight into its message (held against the budget).
+    fn begin_partial(&mut self, header: &Header, read: &[u8]) -> bool {
+        let Some(key) = header.mask else {
+            return false;
+        };
+        let wanted = header.fin
+            && header.rsv == 0
+            && matches!(header.opcode, 1 | 2)
+            && header.size as u64 + header.payload > read.len() as u64
+            && header.payload <= self.max_message_size as u64;
+        if !wanted || !self.admit(header) {
+            // A refusal is reported by the next read, tungstenite's.
+            return false;
+        }
+        // Zeroed once: the source reads into initialised bytes.
+        let mut bytes = vec![0; header.payload as usize];
+        let start = &read[header.size..];
+        bytes[..start.len()].copy_from_slice(start);
+        self.partial = Some(Partial {
+            opcode: header.opcode,
+            key,
+            filled: start.len(),
+            bytes,
+        });
+        true
+    }
+
+    /// Read on into the message under way; once it is whole, it is the message.
+    fn read_partial(
+        &mut self,
+        source: &mut impl Source,
+    ) -> Result<Option<Message>, tungstenite::Error> {
+        let Some(partial) = self.partial.as_mut() else {
+            return Ok(None);
+        };
+        while partial.filled < partial.bytes.len() {
+            match source.read(&mut partial.bytes[partial.filled..])? {
+                0 => {
+                    // As tungstenite says of a stream that ends mid-frame.
+                    self.partial = None;
+                    self.stopped = true;
+                    return Err(ProtocolError::ResetWithoutClosingHandshake.into());
+                }
+                n => partial.filled += n,
             }
-            None => {
-                source.unread(read);
-                Ok(None)
-            }
+        }
+        let Some(Partial {
+            opcode,
+            key,
+            mut bytes,
+            ..
+        }) = self.partial.take()
+        else {
+            return Ok(None);
+        };
+        unmask(&mut bytes, key);
+        match opcode {
+            1 => match String::from_utf8(bytes) {
+                Ok(text) => Ok(Some(Message::text(text))),
+                Err(error) => {
+                    self.stopped = true;
+                    Err(tungstenite::Error::Utf8(error.to_string()))
+                }
+            },
+            _ => Ok(Some(Message::binary(bytes))),
         }
     }
 
@@ -990,7 +1087,7 @@ mod tests {
     const ENDED: &str = "WebSocket protocol error: Connection reset without closing handshake";
 
     #[test]
-    fn small_messages_skip_tungstenite_and_the_rest_reach_it_in_order() {
+    fn one_frame_messages_skip_tungstenite_and_the_rest_reach_it_in_order() {
         let big: Vec<u8> = (0..40_000u32).map(|i| (i % 249) as u8).collect();
         let mut bytes = frame(1, true, "héllo ✓".as_bytes(), [1, 2, 3, 4]);
         bytes.extend(frame(2, true, &[0, 1, 2, 3, 4, 5, 6], [9, 9, 9, 9]));
@@ -1013,11 +1110,14 @@ mod tests {
             Message::binary(big.clone()),
             Message::text("last"),
         ];
-        // All there at once, as when a client sends faster than it is read: every small one
-        // goes direct.
+        // All there at once, as when a client sends faster than it is read: every one-frame
+        // message goes direct.
         let (messages, ended, direct) = read_as_connection(&bytes, &[usize::MAX], 1 << 30, 1 << 20);
         assert_eq!((messages, ended.as_str()), (expected.clone(), ENDED));
-        assert_eq!(direct, 4, "héllo, the 7 bytes, after the ping, last");
+        assert_eq!(
+            direct, 5,
+            "héllo, the 7 bytes, after the ping, the 40,000, last"
+        );
         // Whatever the reads, the same messages in the same order.
         for sizes in [
             &[usize::MAX][..],
@@ -1032,6 +1132,27 @@ mod tests {
                 "{sizes:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_big_one_frame_message_read_past_tungstenite_fails_as_tungstenite_would() {
+        let text = "ünïcode ✓ ".repeat(5_000);
+        let mut bytes = frame(1, true, text.as_bytes(), [1, 2, 3, 4]);
+        let mut broken = text.clone().into_bytes();
+        broken[30_000] = 0xff;
+        bytes.extend(frame(1, true, &broken, [4, 3, 2, 1]));
+        for sizes in [&[usize::MAX][..], &[700, 0, 9000, 0], &[1]] {
+            let (messages, ended, direct) = read_as_connection(&bytes, sizes, 1 << 30, 1 << 20);
+            assert_eq!(
+                (messages, ended.as_str()),
+                (vec![Message::text(text.clone())], "utf-8")
+            );
+            assert!(direct >= 1 || sizes == [1], "{sizes:?}");
+        }
+        // The stream ends in the middle of one.
+        let cut = &bytes[..bytes.len() - 10];
+        let (messages, ended, _) = read_as_connection(cut, &[4096], 1 << 30, 1 << 20);
+        assert_eq!((messages.len(), ended.as_str()), (1, ENDED));
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Socket {
 
     /// The next message if it is small and whole, read past tungstenite; see
     /// `Inbound::read_direct` for when that may be asked.
-    pub fn read_direct(&mut self) -> io::Result<Option<tungstenite::Message>> {
+    pub fn read_direct(&mut self) -> tungstenite::Result<Option<tungstenite::Message>> {
         self.inbound.read_direct(&mut self.raw)
     }
 

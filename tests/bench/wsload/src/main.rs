@@ -404,9 +404,9 @@ fn stream(options: &Options, duration: Duration) -> io::Result<String> {
     ))
 }
 
-/// What the deflate mode offers, as browsers do.
-const DEFLATE_OFFER: &str =
-    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+/// What the deflate mode offers. Without `client_max_window_bits` (which browsers add), no
+/// server may ask for a smaller window than the 15 bits this client's compressor uses.
+const DEFLATE_OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
 
 fn deflate(options: &Options, duration: Duration) -> io::Result<String> {
     let request = String::from_utf8_lossy(&options.request).replacen(

@@ -63,6 +63,18 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     let stream = wsload("stream", &url, pid, &[]);
     assert!(stream["messages"] > 16.0 && stream["mb_per_s"] > 0.0);
 
+    // Compressed 64 KiB messages: wsecho agrees to permessage-deflate and echoes them.
+    let deflate = wsload("deflate", &url, pid, &[]);
+    assert!(
+        deflate["messages"] > 16.0 && deflate["mb_per_s"] > 0.0,
+        "{deflate:?}"
+    );
+    assert!(
+        deflate["compressed_bytes"] < 16_000.0,
+        "about 10 to 1: {deflate:?}"
+    );
+    assert!(deflate["server_cpu_ms_per_mb"] > 0.0, "{deflate:?}");
+
     let handshake = wsload("handshake", &url, pid, &[]);
     assert!(handshake["handshakes"] > 10.0 && handshake["per_s"] > 0.0);
 
