@@ -137,7 +137,7 @@ nginx-test:
 # build them. Each target runs FUZZ_SECONDS from the kept inputs; a crash or hang stops the run
 # and leaves its input in fuzz/artifacts/TARGET/: fix it, then copy the input into
 # fuzz/regressions/TARGET/ so that `cargo test` replays it for good.
-FUZZ_TARGETS := opening upgrade page_path frames
+FUZZ_TARGETS := opening upgrade page_path frames inflated_frames
 FUZZ_SECONDS ?= 120
 
 ## fuzz: run each fuzz target for FUZZ_SECONDS (default 120)

@@ -131,6 +131,31 @@ pub fn frames(bytes: &[u8]) {
     }
 }
 
+/// Raw client bytes after an upgrade that agreed permessage-deflate, read in pieces as in
+/// `frames`, as `Connection` reads them: whatever comes, compressed or not, the reading ends
+/// (with messages, then a failure) without a panic or a hang, no message is bigger than the
+/// limit, however small its compressed form, and nothing stays held against the memory budget
+/// once the connection is gone.
+pub fn inflated_frames(bytes: &[u8]) {
+    let Some((sizes, stream)) = bytes.split_at_checked(4) else {
+        return;
+    };
+    let mut sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) * 7).collect();
+    if sizes.iter().all(|&size| size == 0) {
+        sizes = vec![1];
+    }
+    // Small, so that a bomb reaches it soon.
+    let max = 1 << 16;
+    let budget = Budget::new(usize::MAX);
+    let inbound = Inbound::new(Holding::new(&budget), max, true);
+    let (messages, _, _) =
+        replay_as_connection(Layered::new(inbound, Replay::new(stream, sizes)), max);
+    for message in &messages {
+        assert!(message.len() <= max, "a message of {} bytes", message.len());
+    }
+    assert_eq!(budget.in_use(), 0, "held after the connection is gone");
+}
+
 /// Whether the last frame in `stream` is cut short.
 fn ends_mid_frame(mut stream: &[u8]) -> bool {
     while !stream.is_empty() {

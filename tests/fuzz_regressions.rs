@@ -38,3 +38,8 @@ fn page_paths() {
 fn frames() {
     replay("frames", wsecho::fuzzing::frames);
 }
+
+#[test]
+fn inflated_frames() {
+    replay("inflated_frames", wsecho::fuzzing::inflated_frames);
+}
