@@ -3,8 +3,8 @@
 //! Underneath, it keeps the connection honest so the application does not have to: a Ping
 //! after `ping_interval` of silence, close 1011 when a second interval passes with nothing
 //! heard, the right close code for a protocol fault (1002), invalid UTF-8 or compressed data
-//! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no room for, close 1001 when
-//! the server shuts down, and counts of what went each way.
+//! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no
+//! room for, close 1001 when the server shuts down, and counts of what went each way.
 
 use crate::deflate::{Stored, bad_deflate};
 use crate::inbound::{Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget};
@@ -101,7 +101,7 @@ pub struct Connection {
     /// The client stopped reading and was given up on: no lingering for it at the end.
     given_up: bool,
     /// tungstenite holds no bytes of a frame (it has read nothing yet, or its last read
-    /// returned a message): the next small message may be read past it.
+    /// returned a message): the next one-frame message may be read past it.
     tungstenite_idle: bool,
     /// Everything written through tungstenite has gone out: `send_direct` need not flush it.
     tungstenite_flushed: bool,
@@ -193,7 +193,7 @@ impl Connection {
         }
     }
 
-    /// The next message or control frame: small whole messages straight from the socket while
+    /// The next message or control frame: one-frame messages straight from the socket while
     /// tungstenite has nothing under way (see `Inbound::read_direct`), the rest from tungstenite.
     fn read(&mut self) -> Result<Message, Error> {
         if self.tungstenite_idle {

@@ -110,13 +110,9 @@ pub fn page_path(bytes: &[u8]) {
 /// bytes (a 0 is a read that times out): tungstenite must see through `Inbound` exactly what
 /// it sees without it (the same messages, then the same kind of failure).
 pub fn frames(bytes: &[u8]) {
-    let Some((sizes, stream)) = bytes.split_at_checked(4) else {
+    let Some((sizes, stream)) = read_sizes(bytes) else {
         return;
     };
-    let mut sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) * 7).collect();
-    if sizes.iter().all(|&size| size == 0) {
-        sizes = vec![1];
-    }
     let max = 1 << 20;
     let alone = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
@@ -137,13 +133,9 @@ pub fn frames(bytes: &[u8]) {
 /// limit, however small its compressed form, and nothing stays held against the memory budget
 /// once the connection is gone.
 pub fn inflated_frames(bytes: &[u8]) {
-    let Some((sizes, stream)) = bytes.split_at_checked(4) else {
+    let Some((sizes, stream)) = read_sizes(bytes) else {
         return;
     };
-    let mut sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) * 7).collect();
-    if sizes.iter().all(|&size| size == 0) {
-        sizes = vec![1];
-    }
     // Small, so that a bomb reaches it soon.
     let max = 1 << 16;
     let budget = Budget::new(usize::MAX);
@@ -154,6 +146,17 @@ pub fn inflated_frames(bytes: &[u8]) {
         assert!(message.len() <= max, "a message of {} bytes", message.len());
     }
     assert_eq!(budget.in_use(), 0, "held after the connection is gone");
+}
+
+/// The read sizes the first four bytes give (7 times each; a 0 is a read that times out, and
+/// four of them read a byte at a time), and the stream after them.
+fn read_sizes(bytes: &[u8]) -> Option<(Vec<usize>, &[u8])> {
+    let (sizes, stream) = bytes.split_at_checked(4)?;
+    let mut sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) * 7).collect();
+    if sizes.iter().all(|&size| size == 0) {
+        sizes = vec![1];
+    }
+    Some((sizes, stream))
 }
 
 /// Whether the last frame in `stream` is cut short.

@@ -13,9 +13,10 @@
 //! (control frames, reserved bits or opcodes, unmasked frames, frames over the limit) passes
 //! through untouched, for tungstenite to answer as the protocol says.
 //!
-//! Small messages skip tungstenite: between messages, `read_direct` reads the next frame
-//! itself, and when it is a whole small data frame (valid UTF-8 if text) makes it the message
-//! there and then, at a third of tungstenite's cost. Anything else is put back for tungstenite.
+//! Messages that come in one frame (nearly all do) skip tungstenite: between messages,
+//! `read_direct` reads the next frame itself, and when it is a whole data frame makes it the
+//! message there and then: a small one from the read at hand (valid UTF-8 if text), a bigger one
+//! read on straight into its own buffer. Anything else is put back for tungstenite.
 //! To make "between messages" knowable, tungstenite is handed one frame at most per read.
 //!
 //! Compressed messages (permessage-deflate, once negotiated) are inflated here too: tungstenite

@@ -86,7 +86,7 @@ impl Socket {
         self.inbound.holding().budget()
     }
 
-    /// The next message if it is small and whole, read past tungstenite; see
+    /// The next message if it comes in one frame, read past tungstenite; see
     /// `Inbound::read_direct` for when that may be asked.
     pub fn read_direct(&mut self) -> tungstenite::Result<Option<tungstenite::Message>> {
         self.inbound.read_direct(&mut self.raw)

@@ -68,22 +68,6 @@ fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     (head[0] & 0x0f, payload)
 }
 
-/// Upgrade a raw socket to /echo with `extra` header lines; the 101's head.
-fn upgrade(stream: &mut TcpStream, extra: &str) -> String {
-    stream
-        .write_all(upgrade_request("/echo", extra).as_bytes())
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("the upgrade's answer");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
-    head
-}
-
 /// The close code the server's last frame carries, once it hangs up.
 fn close_code(stream: &mut TcpStream) -> u16 {
     let frames = parse_server_frames(&read_to_close(stream));
@@ -96,7 +80,7 @@ fn close_code(stream: &mut TcpStream) -> u16 {
 fn an_offer_is_agreed_to_and_compressed_messages_come_back_whole() {
     let server = start(config());
     let mut stream = tcp(server.ws_addr());
-    let head = upgrade(&mut stream, OFFER);
+    let head = upgrade_with(&mut stream, OFFER);
     assert!(head.contains(AGREED), "{head}");
     let text = "compressible text, over and over; ".repeat(5_000);
     let binary: Vec<u8> = (0..300_000u32).map(|i| (i / 3 % 256) as u8).collect();
@@ -123,7 +107,7 @@ fn an_offer_is_agreed_to_and_compressed_messages_come_back_whole() {
 fn without_an_offer_or_with_no_deflate_nothing_is_agreed_and_rsv1_is_refused() {
     let server = start(config());
     let mut stream = tcp(server.ws_addr());
-    let head = upgrade(&mut stream, "");
+    let head = upgrade_with(&mut stream, "");
     assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
     server.shutdown();
 
@@ -132,7 +116,7 @@ fn without_an_offer_or_with_no_deflate_nothing_is_agreed_and_rsv1_is_refused() {
         ..config()
     });
     let mut stream = tcp(server.ws_addr());
-    let head = upgrade(&mut stream, OFFER);
+    let head = upgrade_with(&mut stream, OFFER);
     assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
     stream.write_all(&compressed_frame(0x1, b"hello")).unwrap();
     assert_eq!(close_code(&mut stream), 1002);
@@ -146,10 +130,10 @@ fn data_that_does_not_inflate_gets_1007_and_a_bomb_1009_and_others_carry_on() {
         ..config()
     });
     let mut bystander = tcp(server.ws_addr());
-    upgrade(&mut bystander, OFFER);
+    upgrade_with(&mut bystander, OFFER);
 
     let mut corrupt = tcp(server.ws_addr());
-    upgrade(&mut corrupt, OFFER);
+    upgrade_with(&mut corrupt, OFFER);
     let mut frame = client_frame(0x2, &[0xff, 0xff, 0xff, 0xff]);
     frame[0] |= 0x40;
     corrupt.write_all(&frame).unwrap();
@@ -157,7 +141,7 @@ fn data_that_does_not_inflate_gets_1007_and_a_bomb_1009_and_others_carry_on() {
 
     // 4 MiB of zeros in a few KB: stopped at the 1 MiB limit.
     let mut bomber = tcp(server.ws_addr());
-    upgrade(&mut bomber, OFFER);
+    upgrade_with(&mut bomber, OFFER);
     bomber
         .write_all(&compressed_frame(0x2, &vec![0; 4 << 20]))
         .unwrap();

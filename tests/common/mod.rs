@@ -293,8 +293,14 @@ pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
 
 /// Upgrade a raw socket to /echo, and return it past the 101 answer.
 pub fn upgraded(mut stream: TcpStream) -> TcpStream {
+    upgrade_with(&mut stream, "");
     stream
-        .write_all(upgrade_request("/echo", "").as_bytes())
+}
+
+/// Upgrade a raw socket to /echo with `extra` header lines; the 101's head, read up to its end.
+pub fn upgrade_with(stream: &mut TcpStream, extra: &str) -> String {
+    stream
+        .write_all(upgrade_request("/echo", extra).as_bytes())
         .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -302,8 +308,9 @@ pub fn upgraded(mut stream: TcpStream) -> TcpStream {
         stream.read_exact(&mut byte).expect("upgrade answer");
         head.push(byte[0]);
     }
-    assert_eq!(status_of(&head), 101);
-    stream
+    let head = String::from_utf8(head).expect("a 101 head is text");
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    head
 }
 
 /// Send `request` to the WebSocket port; return the answer: the head alone for a 101 (the
