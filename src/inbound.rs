@@ -202,6 +202,20 @@ fn unmask(payload: &mut [u8], key: [u8; 4]) {
     }
 }
 
+/// A data frame's payload, unmasked, as the message it is (text must be UTF-8).
+#[inline]
+fn into_message(
+    opcode: u8,
+    mut payload: Vec<u8>,
+    key: [u8; 4],
+) -> Result<Message, std::string::FromUtf8Error> {
+    unmask(&mut payload, key);
+    Ok(match opcode {
+        1 => Message::text(String::from_utf8(payload)?),
+        _ => Message::binary(payload),
+    })
+}
+
 /// A one-frame message being read straight into its bytes, masked until whole.
 struct Partial {
     opcode: u8,
@@ -546,19 +560,37 @@ impl Inbound {
         Ok(None)
     }
 
-    /// If `header` begins a one-frame message that `read` holds only the start of, set it up
-    /// to be read straight into its message (held against the budget).
-    fn begin_partial(&mut self, header: &Header, read: &[u8]) -> bool {
-        let Some(key) = header.mask else {
-            return false;
-        };
+    /// The mask key of a frame that is a whole message `read_direct` may read: a masked data
+    /// frame with FIN, no reserved bits, within `--max-message-size`.
+    fn one_frame_key(&self, header: &Header) -> Option<[u8; 4]> {
         let wanted = header.fin
             && header.rsv == 0
             && matches!(header.opcode, 1 | 2)
-            && header.size as u64 + header.payload > read.len() as u64
             && header.payload <= self.max_message_size as u64;
-        if !wanted || !self.admit(header) {
-            // A refusal is reported by the next read, tungstenite's.
+        header.mask.filter(|_| wanted)
+    }
+
+    /// The message in the frame at the start of `read`, and the frame's size, if it is one
+    /// `read_direct` may take (held against the budget); nothing changes otherwise.
+    fn whole_message(&mut self, header: &Header, read: &[u8]) -> Option<(Message, usize)> {
+        let key = self.one_frame_key(header)?;
+        let frame = header.size + usize::try_from(header.payload).ok()?;
+        let payload = read.get(header.size..frame)?;
+        let message = into_message(header.opcode, payload.to_vec(), key).ok()?;
+        // Counted only now that it is taken: a refusal is then reported by the next `read`.
+        self.admit(header).then_some((message, frame))
+    }
+
+    /// If `header` begins a one-frame message that `read` holds only the start of, set it up
+    /// to be read on straight into its own buffer (held against the budget).
+    fn begin_partial(&mut self, header: &Header, read: &[u8]) -> bool {
+        let Some(key) = self.one_frame_key(header) else {
+            return false;
+        };
+        let whole = header.size as u64 + header.payload <= read.len() as u64;
+        if whole || !self.admit(header) {
+            // Whole, it was not taken (text, not UTF-8); a refusal is reported by the next
+            // read, tungstenite's.
             return false;
         }
         // Zeroed once: the source reads into initialised bytes.
@@ -594,48 +626,15 @@ impl Inbound {
             }
         }
         let Some(Partial {
-            opcode,
-            key,
-            mut bytes,
-            ..
+            opcode, key, bytes, ..
         }) = self.partial.take()
         else {
             return Ok(None);
         };
-        unmask(&mut bytes, key);
-        match opcode {
-            1 => match String::from_utf8(bytes) {
-                Ok(text) => Ok(Some(Message::text(text))),
-                Err(error) => {
-                    self.stopped = true;
-                    Err(tungstenite::Error::Utf8(error.to_string()))
-                }
-            },
-            _ => Ok(Some(Message::binary(bytes))),
-        }
-    }
-
-    /// The message in the frame at the start of `read`, and the frame's size, if it is one
-    /// `read_direct` may take (held against the budget); nothing changes otherwise.
-    fn whole_message(&mut self, header: &Header, read: &[u8]) -> Option<(Message, usize)> {
-        let key = header.mask?;
-        let frame = header.size + usize::try_from(header.payload).ok()?;
-        let wanted = header.fin
-            && header.rsv == 0
-            && matches!(header.opcode, 1 | 2)
-            && frame <= read.len()
-            && header.payload <= self.max_message_size as u64;
-        if !wanted {
-            return None;
-        }
-        let mut payload = read[header.size..frame].to_vec();
-        unmask(&mut payload, key);
-        let message = match header.opcode {
-            1 => Message::text(String::from_utf8(payload).ok()?),
-            _ => Message::binary(payload),
-        };
-        // Counted only now that it is taken: a refusal is then reported by the next `read`.
-        self.admit(header).then_some((message, frame))
+        into_message(opcode, bytes, key).map(Some).map_err(|error| {
+            self.stopped = true;
+            tungstenite::Error::Utf8(error.to_string())
+        })
     }
 
     /// Hand over what the source gives, up to the end of one frame at most: so tungstenite never
