@@ -189,34 +189,6 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The opcode and whole length (header + payload) of the frame at the start of `buf`.
-/// Masked frames are accepted too: the raw TCP floor echoes our own frames back verbatim.
-fn next_frame(buf: &[u8]) -> Option<(u8, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, header) = match b1 & 0x7f {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
-    Some((b0 & 0x0f, header + mask + len))
-}
-
-/// The payload length of the (whole, unmasked) frame at the start of `buf`.
-fn payload_len(buf: &[u8]) -> usize {
-    match buf[1] & 0x7f {
-        126 => u16::from_be_bytes([buf[2], buf[3]]) as usize,
-        127 => u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])) as usize,
-        n => n as usize,
-    }
-}
-
 /// Bytes read but not yet consumed as frames.
 #[derive(Default)]
 struct Inbox {
@@ -254,7 +226,8 @@ impl Inbox {
         self.buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
         let mut messages = 0;
-        while let Some((opcode, len)) = next_frame(&self.buf[consumed..]) {
+        while let Some((opcode, header, payload)) = frame_head(&self.buf[consumed..]) {
+            let len = header + payload as usize;
             if self.buf.len() - consumed < len {
                 break;
             }
@@ -263,7 +236,6 @@ impl Inbox {
             }
             if opcode == 0x1 || opcode == 0x2 {
                 messages += 1;
-                let header = len - payload_len(&self.buf[consumed..]);
                 on_message(&self.buf[consumed + header..consumed + len]);
             }
             consumed += len;
@@ -336,7 +308,8 @@ impl Counter {
 }
 
 /// The opcode, header size and payload length of the frame whose header starts `buf`, once
-/// its length bytes are there.
+/// its length bytes are there. Masked frames are read too (their header counts the key): the
+/// raw TCP floor echoes our own frames back verbatim.
 fn frame_head(buf: &[u8]) -> Option<(u8, usize, u64)> {
     let (&b0, &b1) = (buf.first()?, buf.get(1)?);
     let (payload, size) = match b1 & 0x7f {
