@@ -26,6 +26,19 @@ SMALL, BIG = 1000, 3000
 FRAME = rawws.frame(0x1, b"x" * 32)
 
 
+def stop(process, patience=10):
+    """Ask `process` to stop, and kill it if it has not after `patience` seconds. SIGTERM: a
+    background job (nohup make bench &) starts with SIGINT ignored, and a server without a
+    handler of its own would never hear it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=patience)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def total(command, port, echoes, by_function=False):
     """The server's whole instruction count for a run with `echoes` round trips; with
     `by_function`, also {function: instructions} (callgrind_annotate's self cost)."""
@@ -54,14 +67,7 @@ def total(command, port, echoes, by_function=False):
             sock.close()
             time.sleep(0.5)
         finally:
-            # SIGTERM: a background job (nohup make bench &) starts with SIGINT ignored, and
-            # a server without a handler of its own would never hear it.
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, patience=60)  # valgrind takes its time to write its counts
         functions = {}
         if by_function:
             annotated = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", out],

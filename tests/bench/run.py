@@ -18,12 +18,12 @@ Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
 
 import argparse
 import instructions
+from instructions import stop
 import json
 import datetime
 import os
 import platform
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -209,16 +209,6 @@ def start(name, servers=SERVERS):
         stop(process)
         raise
     return process, port
-
-
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def wsload(args, port, pid, seconds, path="/echo"):
