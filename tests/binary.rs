@@ -230,16 +230,10 @@ fn sighup_without_tls_is_logged_and_the_server_carries_on() {
 #[cfg(not(feature = "tls"))]
 #[test]
 fn tls_flags_on_a_build_without_tls_say_how_to_get_it_and_exit_2() {
-    let output = run(wsecho()
-        .args(["--ws", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args([
-            "--policy-port",
-            "0",
-            "--tls-cert",
-            "cert.pem",
-            "--tls-key",
-            "key.pem",
-        ]));
+    let output =
+        run(wsecho()
+            .args(FREE_PORTS)
+            .args(["--tls-cert", "cert.pem", "--tls-key", "key.pem"]));
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

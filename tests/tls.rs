@@ -367,15 +367,7 @@ fn binary() -> Command {
 
 /// Run the binary to its end (bounded); its exit code and its log.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let ports = [
-        "--http",
-        "127.0.0.1:0",
-        "--ws",
-        "127.0.0.1:0",
-        "--policy-port",
-        "0",
-    ];
-    let output = common::run(binary().args(ports).args(args));
+    let output = common::run(binary().args(common::FREE_PORTS).args(args));
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
     (output.status.code(), log)
 }

@@ -379,21 +379,23 @@ pub fn spawn_binary_with(binary: &str, options: &[&str]) -> Running {
     spawn_command(command, options)
 }
 
+/// The binary's flags for free loopback ports, with no policy listener.
+pub const FREE_PORTS: [&str; 6] = [
+    "--http",
+    "127.0.0.1:0",
+    "--ws",
+    "127.0.0.1:0",
+    "--policy-port",
+    "0",
+];
+
 /// `command` (a `wsecho` binary) on free loopback ports with no policy listener, its
 /// per-address cap lifted, and `options`; waits for its log to name its addresses.
 pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
     let mut child = command
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--policy-port",
-            "0",
-            // Every test client comes from 127.0.0.1.
-            "--max-per-address",
-            "100000",
-        ])
+        .args(FREE_PORTS)
+        // Every test client comes from 127.0.0.1.
+        .args(["--max-per-address", "100000"])
         .args(options)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
