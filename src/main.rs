@@ -2,6 +2,7 @@
 //! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
 //! `wsecho ping URL` measures round trips to any echo endpoint, with ping(8)'s exit codes.
 
+use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -119,6 +120,16 @@ fn main() -> ExitCode {
         log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
     }
 
+    // Caught from before the server says where it listens: a signal sent as soon as it does
+    // waits for its handler instead of killing the process (SIGHUP's default) mid-start.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (stops, hangups) = match (Signals::new([SIGINT, SIGTERM]), Signals::new([SIGHUP])) {
+        (Ok(stops), Ok(hangups)) => (stops, hangups),
+        (Err(error), _) | (_, Err(error)) => {
+            log::error!("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {error}");
+            return ExitCode::from(1);
+        }
+    };
     let server = match Server::start(config) {
         Ok(server) => server,
         // A certificate, key or Redis URL that cannot be used is a mistake on the command line.
@@ -131,12 +142,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(error) = stop_on_signals(server.trigger()) {
-        log::error!("cannot install the SIGINT/SIGTERM handler: {error}");
+    if let Err(error) = stop_on_signals(stops, server.trigger()) {
+        log::error!("cannot start the SIGINT/SIGTERM thread: {error}");
         return ExitCode::from(1);
     }
-    if let Err(error) = reload_on_sighup(server.tls_reloader()) {
-        log::error!("cannot install the SIGHUP handler: {error}");
+    if let Err(error) = reload_on_sighup(hangups, server.tls_reloader()) {
+        log::error!("cannot start the SIGHUP thread: {error}");
         return ExitCode::from(1);
     }
     let summary = server.wait();
@@ -346,9 +357,7 @@ fn parse_ping_args(
 }
 
 /// SIGINT and SIGTERM begin a graceful shutdown; a second one exits at once.
-fn stop_on_signals(trigger: wsecho::Trigger) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+fn stop_on_signals(mut signals: Signals, trigger: wsecho::Trigger) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -366,8 +375,10 @@ fn stop_on_signals(trigger: wsecho::Trigger) -> std::io::Result<()> {
 }
 
 /// SIGHUP reloads the TLS certificate and key; a bad new pair is logged and the old one kept.
-fn reload_on_sighup(reloader: Option<wsecho::TlsReloader>) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+fn reload_on_sighup(
+    mut signals: Signals,
+    reloader: Option<wsecho::TlsReloader>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
