@@ -1,5 +1,5 @@
 //! The accept loop every listener runs until shutdown, the answer to a connection its registry
-//! does not admit, and the way shutdown wakes the loop.
+//! does not admit or the host has no thread for, and the way shutdown wakes the loop.
 
 use crate::http::Refusal;
 use crate::metrics::Metrics;
@@ -7,21 +7,29 @@ use crate::registry::NotAdmitted;
 use crate::shutdown::ShutdownSignal;
 use crate::stream::Stream;
 use log::{info, warn};
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Accept until shutdown, handing each connection to `admit`. `cap_flag` names the option
 /// that bounds this listener's connections, for the warning when accepting fails.
+///
+/// When the process is out of descriptors, the clients waiting in the listen queue would get
+/// no answer at all until some connection closed: one descriptor is kept in reserve for them,
+/// let go to accept a waiting client, refuse it (503), and taken back.
 pub fn accept_loop(
     listener: TcpListener,
     shutdown: &ShutdownSignal,
+    metrics: &Metrics,
     cap_flag: &str,
     mut admit: impl FnMut(TcpStream, SocketAddr),
 ) {
+    let mut reserve = Reserve::take();
     // Failures come in runs (out of descriptors until connections close): one line per run.
-    let mut failing = false;
+    let (mut failing, mut refused) = (false, 0u64);
     loop {
         let accepted = listener.accept();
         if shutdown.is_triggered() {
@@ -30,22 +38,69 @@ pub fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 if failing {
-                    info!("accepting connections again");
-                    failing = false;
+                    info!(
+                        "accepting connections again ({refused} refused with 503 meanwhile \
+                         for want of descriptors)"
+                    );
+                    (failing, refused) = (false, 0);
                 }
+                reserve.retake();
                 admit(stream, peer)
             }
             Err(error) => {
+                let out_of_descriptors = matches!(
+                    error.raw_os_error(),
+                    Some(libc::EMFILE) | Some(libc::ENFILE)
+                );
                 if !failing {
                     warn!(
-                        "cannot accept connections: {error}; with 'too many open files', \
-                         raise `ulimit -n` or lower {cap_flag}"
+                        "cannot accept connections: {error}; {}",
+                        if out_of_descriptors {
+                            format!(
+                                "new clients get 503 until connections close; raise `ulimit -n` \
+                                 or lower {cap_flag} (see README, \"Sizing a host\")"
+                            )
+                        } else {
+                            "retrying".to_string()
+                        }
                     );
                     failing = true;
                 }
+                if out_of_descriptors && reserve.release() {
+                    if let Ok((stream, _peer)) = listener.accept() {
+                        metrics.refused("descriptors");
+                        let message = "server busy: out of descriptors, try again later";
+                        Refusal::new(503, message).send_without_blocking(&Stream::new(stream));
+                        refused += 1;
+                    }
+                    reserve.retake();
+                    continue;
+                }
                 // Give closing connections a moment to free what is missing.
                 thread::sleep(Duration::from_millis(50));
+                reserve.retake();
             }
+        }
+    }
+}
+
+/// A descriptor held so that one is free when all others are taken.
+struct Reserve(Option<File>);
+
+impl Reserve {
+    fn take() -> Reserve {
+        Reserve(File::open("/dev/null").ok())
+    }
+
+    /// Let the descriptor go; false if none was held.
+    fn release(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+
+    /// Hold one again, if none is held and one can be had.
+    fn retake(&mut self) {
+        if self.0.is_none() {
+            self.0 = File::open("/dev/null").ok();
         }
     }
 }
@@ -80,6 +135,55 @@ pub fn refuse(
         NotAdmitted::ShuttingDown => "server shutting down".to_string(),
     };
     Refusal::new(503, message).send_without_blocking(stream);
+}
+
+/// Answer (503) and log a connection that was admitted but for which the host had no thread
+/// (threads, PIDs or memory mappings used up): it alone is refused, and `log` keeps a flood of
+/// them to one line a second. `what` names the connection in the log.
+pub fn refuse_without_thread(
+    stream: &Stream,
+    peer: impl std::fmt::Display,
+    error: &io::Error,
+    metrics: &Metrics,
+    log: &Quiet,
+    what: &str,
+) {
+    metrics.refused("threads");
+    if let Some(more) = log.speak() {
+        warn!(
+            "refused {peer}{more}: the host has no thread for another {what} ({error}); \
+             the host's limits are lower than the caps: see README, \"Sizing a host\""
+        );
+    }
+    let message = "server busy: no thread for your connection, try again later";
+    Refusal::new(503, message).send_without_blocking(stream);
+}
+
+/// One log line per second at most for a kind of event that can come in floods; the line says
+/// how many were not logged since the last one.
+#[derive(Default)]
+pub struct Quiet {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Quiet {
+    /// Whether to log this event now: `Some` with the words to add to the line (how many were
+    /// kept quiet before it), or `None` to keep quiet.
+    pub fn speak(&self) -> Option<String> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, quieted) = &mut *state;
+        let now = Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+            *quieted += 1;
+            return None;
+        }
+        *last = Some(now);
+        let more = match std::mem::take(quieted) {
+            0 => String::new(),
+            n => format!(" (and {n} more since the last such line)"),
+        };
+        Some(more)
+    }
 }
 
 /// Connect to our own listener so its blocked `accept()` returns and sees the shutdown.

@@ -200,14 +200,14 @@ impl Inflater {
 /// made on a short-lived thread of its own: miniz_oxide builds its 43 KiB state on the stack
 /// before moving it to the heap, which would overflow a connection thread's small stack, or
 /// leave those pages resident with the thread for good.
+/// `None` when the host has no thread to spare (the connection is then refused with 1013).
 fn made_apart() -> Option<Decompress> {
-    std::thread::Builder::new()
-        .name("inflater".to_string())
-        .stack_size(INFLATER_STACK)
-        .spawn(|| Decompress::new(false))
-        .ok()?
-        .join()
-        .ok()
+    let (made, inflater) = crossbeam_channel::bounded(1);
+    let make = move |()| {
+        let _ = made.send(Decompress::new(false));
+    };
+    crate::threads::spawn(c"inflater", INFLATER_STACK, (), make).ok()?;
+    inflater.recv().ok()
 }
 
 /// Room for miniz_oxide's state on the stack while an inflater is made, in any build.

@@ -25,6 +25,7 @@ mod escape;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+mod host;
 mod http;
 mod inbound;
 mod metrics;

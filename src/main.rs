@@ -402,15 +402,25 @@ fn reload_on_sighup(
 /// One log line per panic, naming the thread (the connection) and where it happened.
 fn log_panics_as_one_line() {
     std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
         let location = info
             .location()
             .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
-        log::error!(
-            "thread '{}' panicked{location}",
-            thread.name().unwrap_or("?")
-        );
+        log::error!("thread '{}' panicked{location}", thread_name());
     }));
+}
+
+/// The name the kernel knows this thread by: connection threads are not started by std, which
+/// knows no name for them.
+fn thread_name() -> String {
+    let mut name = [0u8; 16];
+    // SAFETY: the buffer is as long as we say; the kernel writes a NUL-terminated name.
+    let found = unsafe {
+        libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), name.len())
+    };
+    let name = std::ffi::CStr::from_bytes_until_nul(&name)
+        .ok()
+        .filter(|_| found == 0);
+    name.map_or("?".into(), |name| name.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

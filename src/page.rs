@@ -12,7 +12,7 @@
 //! percent-encoded or not, absolute paths, symlinks that lead out), nor any name starting with
 //! `.` (`.env`, `.git`).
 
-use crate::accept;
+use crate::accept::{self, Quiet};
 use crate::embedded;
 use crate::escape::escape;
 use crate::http::{self, HeadError, Refusal, Request};
@@ -21,6 +21,7 @@ use crate::proxy::Client;
 use crate::registry::{Connections, Ticket};
 use crate::shutdown::ShutdownSignal;
 use crate::stream::Stream;
+use crate::threads;
 use crate::tls::Certificates;
 use log::{debug, warn};
 use std::fs::File;
@@ -28,7 +29,6 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Stack for page connection threads: they keep little on it.
@@ -56,6 +56,8 @@ pub struct Site {
     pub timeout: Duration,
     /// With TLS on, the page is served over https only.
     pub tls: Option<Arc<Certificates>>,
+    /// Refusals for want of a thread, logged once per burst.
+    pub no_thread_log: Quiet,
 }
 
 /// web-socket-js, fetched by `make assets` into the page folder (never committed).
@@ -77,6 +79,7 @@ pub fn accept_loop(listener: TcpListener, site: Arc<Site>) {
     accept::accept_loop(
         listener,
         &site.shutdown,
+        &site.metrics,
         "--max-page-connections",
         |stream, peer| admit(stream, peer, &site),
     );
@@ -102,15 +105,16 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
         }
     };
     let thread_site = Arc::clone(site);
-    let spawned = thread::Builder::new()
-        .name("page-conn".into())
-        .stack_size(PAGE_STACK)
-        .spawn(move || serve_connection(&stream, peer, &ticket, &thread_site));
-    if let Err(error) = spawned {
-        // The closure, the socket and the ticket are dropped: the client sees the close.
-        warn!(
-            "page: refused {peer}: cannot start a thread ({error}); lower --max-page-connections"
-        );
+    let serve = move |(stream, ticket): (Arc<Stream>, Ticket)| {
+        serve_connection(&stream, peer, &ticket, &thread_site)
+    };
+    if let Err((error, (stream, ticket))) =
+        threads::spawn(c"page-conn", PAGE_STACK, (stream, ticket), serve)
+    {
+        // Out of the count before the client hears it may try again.
+        drop(ticket);
+        let (metrics, log) = (&site.metrics, &site.no_thread_log);
+        accept::refuse_without_thread(&stream, peer, &error, metrics, log, "page connection");
     }
 }
 

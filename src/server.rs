@@ -7,6 +7,7 @@ use crate::chat;
 use crate::cluster::Cluster;
 use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::echo;
+use crate::host;
 use crate::metrics::Metrics;
 use crate::page::{self, Site};
 use crate::policy;
@@ -32,6 +33,8 @@ pub struct Server {
     ws_addr: SocketAddr,
     http_addr: SocketAddr,
     policy_addr: Option<SocketAddr>,
+    max_connections: usize,
+    max_page_connections: usize,
     trigger: Trigger,
     signal: ShutdownSignal,
     connections: Arc<Connections>,
@@ -154,7 +157,7 @@ impl Server {
 
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
     /// (`config.redis` is for the built-in chat room: `Server::start`.)
-    pub fn start_with(config: Config, routes: Routes) -> Result<Server, StartError> {
+    pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(files) => {
                 Some(Certificates::load(&files.cert, &files.key).map_err(StartError::Tls)?)
@@ -179,6 +182,7 @@ impl Server {
         };
         let http_listener = bind(config.http, "page", "--http")?;
         let http_addr = http_listener.local_addr()?;
+        fit_to_host(&mut config);
 
         let (trigger, signal) = shutdown::channel();
         let connections = Connections::new(
@@ -215,8 +219,10 @@ impl Server {
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::clone(&metrics),
             tls: tls.clone(),
+            no_thread_log: Default::default(),
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
+        let config_caps = (config.max_connections, config.max_page_connections);
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
         let (shared, handoff) = Shared::new(
             config,
@@ -282,6 +288,8 @@ impl Server {
             policy_addr,
             trigger,
             signal,
+            max_connections: config_caps.0,
+            max_page_connections: config_caps.1,
             connections,
             page_connections,
             threads,
@@ -308,6 +316,17 @@ impl Server {
     /// The dedicated policy listener, if one is running.
     pub fn policy_addr(&self) -> Option<SocketAddr> {
         self.policy_addr
+    }
+
+    /// The cap on WebSocket connections in force: the one configured, or lower if the host
+    /// cannot hold that many (see `host.rs`).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The cap on page connections in force.
+    pub fn max_page_connections(&self) -> usize {
+        self.max_page_connections
     }
 
     /// Open connections right now (WebSocket, and policy requests being answered).
@@ -380,6 +399,28 @@ fn bind(
         flag,
         source,
     })
+}
+
+/// Keep both ports' caps within what the host can hold (see `host.rs`), with one warning line
+/// when they must come down. The page keeps its cap unless that is over a quarter of the room.
+fn fit_to_host(config: &mut Config) {
+    let Some(limit) = host::tightest(host::limits(config.memory_budget)) else {
+        return;
+    };
+    let room = usize::try_from(limit.connections).unwrap_or(usize::MAX);
+    let (ws, page) = (config.max_connections, config.max_page_connections);
+    if ws.saturating_add(page) <= room {
+        return;
+    }
+    let fitted_page = page.min(room / 4).max(1);
+    let fitted_ws = room.saturating_sub(fitted_page).max(1);
+    warn!(
+        "--max-connections {ws} and --max-page-connections {page} are more than this host can \
+         hold: {limit}. Serving at most {fitted_ws} WebSocket and {fitted_page} page \
+         connections (see README, \"Sizing a host\")"
+    );
+    config.max_connections = fitted_ws;
+    config.max_page_connections = fitted_page;
 }
 
 /// The policy port is a convenience: failing to bind it is a warning, not an error.

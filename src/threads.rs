@@ -2,6 +2,10 @@
 //! connection ended waits a while for the next one, since starting a thread costs more than a
 //! whole handshake.
 //!
+//! Every thread the server starts while it runs (connections, page connections, inflaters)
+//! comes from `spawn`, which cannot take the process down when the host runs out: a thread
+//! that cannot be had is an error its caller turns into a refusal (see `spawn`).
+//!
 //! A finished thread counts itself idle *before* it lets go of its connection (the value its
 //! job returns, such as the registry ticket), so anyone who sees the connection gone also
 //! finds the thread ready: an admission that claims an idle thread (one decrement of the
@@ -9,10 +13,11 @@
 //! take itself back out of the count; if a job has claimed it meanwhile, it waits for that job.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::ffi::{CStr, c_void};
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::Duration;
 
 /// A thread whose connection ended waits this long for another before it exits.
@@ -23,7 +28,92 @@ const MAX_IDLE: usize = 64;
 
 /// Stack for connection threads: they keep little on it, and an idle connection should cost
 /// little more than a bare thread.
-const STACK: usize = 128 * 1024;
+pub const STACK: usize = 128 * 1024;
+
+/// Memory mappings one thread from `spawn` costs the process: its stack and the guard page
+/// below it (measured by `spawned_thread_costs_two_mappings`). A thread from
+/// `std::thread::spawn` costs two more, for the alternate signal stack and its guard.
+pub const MAPPINGS_PER_THREAD: usize = 2;
+
+/// Run `body(payload)` on a new thread of its own, named `name` (at most 15 bytes, as the
+/// kernel keeps it), with `stack` bytes of stack; the thread is never joined.
+///
+/// Unlike `std::thread::spawn`, this gives the payload back when the host has no thread to
+/// give (`pthread_create` fails: threads, PIDs or memory mappings used up), and does nothing
+/// inside the new thread that can fail: std maps an alternate signal stack in every thread it
+/// starts, and when that mapping is refused (at `vm.max_map_count`) the thread panics where no
+/// panic can unwind, and the whole process aborts. The cost of going without: a thread that
+/// overflows its stack dies by SIGSEGV instead of std's "has overflowed its stack" message;
+/// both end the process, and connection threads keep little on their stacks.
+pub fn spawn<T, F>(
+    name: &'static CStr,
+    stack: usize,
+    payload: T,
+    body: F,
+) -> Result<(), (io::Error, T)>
+where
+    T: Send + 'static,
+    F: FnOnce(T) + Send + 'static,
+{
+    let start = Box::into_raw(Box::new(Start {
+        name,
+        payload,
+        body,
+    }));
+    // SAFETY: the attribute is initialised before use and destroyed after; `start` is handed to
+    // exactly one thread, or taken back here when no thread was made.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut result = libc::pthread_attr_init(&mut attr);
+        if result == 0 {
+            let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).unwrap_or(4096);
+            let size = stack.max(libc::PTHREAD_STACK_MIN).next_multiple_of(page);
+            result = libc::pthread_attr_setstacksize(&mut attr, size);
+            if result == 0 {
+                result =
+                    libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+            }
+            if result == 0 {
+                let mut thread: libc::pthread_t = 0;
+                result = libc::pthread_create(
+                    &mut thread,
+                    &attr,
+                    run_started::<T, F>,
+                    start.cast::<c_void>(),
+                );
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+        if result == 0 {
+            return Ok(());
+        }
+        let start = Box::from_raw(start);
+        Err((io::Error::from_raw_os_error(result), start.payload))
+    }
+}
+
+/// What a thread from `spawn` runs.
+struct Start<T, F> {
+    name: &'static CStr,
+    payload: T,
+    body: F,
+}
+
+extern "C" fn run_started<T, F: FnOnce(T)>(start: *mut c_void) -> *mut c_void {
+    // SAFETY: `spawn` leaked this box for this thread alone.
+    let Start {
+        name,
+        payload,
+        body,
+    } = *unsafe { Box::from_raw(start.cast::<Start<T, F>>()) };
+    // SAFETY: a name of at most 15 bytes for this very thread; a longer one is refused (ERANGE)
+    // and does no harm.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+    // A panic may not unwind out of this function (it would abort): the panic hook has logged
+    // it; the thread just ends, letting go of what it held.
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || body(payload)));
+    std::ptr::null_mut()
+}
 
 /// Threads waiting for a job of type `J`.
 pub struct Pool<J> {
@@ -49,13 +139,13 @@ pub fn pool<J>() -> (Handoff<J>, Arc<Pool<J>>) {
 impl<J: Send + 'static> Pool<J> {
     /// Run `serve(job)` on an idle thread if one is waiting, else on a new one; that thread
     /// then serves whatever is handed over while it waits. What `serve` returns is dropped once
-    /// the thread counts itself idle.
+    /// the thread counts itself idle. When no thread can be had, the job comes back.
     pub fn run<R>(
         self: &Arc<Self>,
         handoff: &Handoff<J>,
         job: J,
         serve: impl Fn(J) -> R + Send + 'static,
-    ) -> io::Result<()> {
+    ) -> Result<(), (io::Error, J)> {
         let job = if self.take_idle() {
             match handoff.try_send(job) {
                 Ok(()) => return Ok(()),
@@ -69,11 +159,9 @@ impl<J: Send + 'static> Pool<J> {
             job
         };
         let pool = Arc::clone(self);
-        thread::Builder::new()
-            .name("connection".into())
-            .stack_size(STACK)
-            .spawn(move || pool.serve_then_wait(job, serve))
-            .map(drop)
+        spawn(c"connection", STACK, job, move |job| {
+            pool.serve_then_wait(job, serve)
+        })
     }
 
     fn serve_then_wait<R>(&self, first: J, serve: impl Fn(J) -> R) {

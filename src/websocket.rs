@@ -4,7 +4,7 @@
 //! the upgrade, then runs the application until the connection ends, and logs one line when
 //! it opens and one when it ends.
 
-use crate::accept;
+use crate::accept::{self, Quiet};
 use crate::budget::Holding;
 use crate::config::Config;
 use crate::connection::{About, Connection, Ending};
@@ -56,6 +56,8 @@ pub struct Shared {
     metrics: Arc<Metrics>,
     /// With TLS on, the WebSocket port speaks it (the policy port never does).
     tls: Option<Arc<Certificates>>,
+    /// Refusals for want of a thread, logged once per burst.
+    no_thread_log: Quiet,
 }
 
 impl Shared {
@@ -79,6 +81,7 @@ impl Shared {
             threads,
             metrics,
             tls,
+            no_thread_log: Quiet::default(),
         };
         (Arc::new(shared), handoff)
     }
@@ -103,6 +106,7 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
     accept::accept_loop(
         listener,
         &shared.shutdown,
+        &shared.metrics,
         "--max-connections",
         |stream, peer| admit(stream, peer, port, &shared, &handoff),
     );
@@ -135,9 +139,19 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
     };
     let thread_shared = Arc::clone(shared);
     let serve_job = move |job: Job| serve(job, &thread_shared);
-    if let Err(error) = shared.threads.run(handoff, job, serve_job) {
-        // The closure, the socket and the ticket are dropped: the client sees the close.
-        warn!("#{id} refused {peer}: cannot start a thread ({error}); lower --max-connections");
+    if let Err((error, job)) = shared.threads.run(handoff, job, serve_job) {
+        let Job { stream, ticket, .. } = job;
+        // Out of the count before the client hears it may try again.
+        drop(ticket);
+        let (metrics, log) = (&shared.metrics, &shared.no_thread_log);
+        accept::refuse_without_thread(
+            &stream,
+            format!("#{id} {peer}"),
+            &error,
+            metrics,
+            log,
+            "connection",
+        );
     }
 }
 

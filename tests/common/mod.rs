@@ -340,6 +340,8 @@ pub struct Running {
     pub ws: SocketAddr,
     pub http: SocketAddr,
     pub log: mpsc::Receiver<String>,
+    /// The lines logged up to the one naming the WebSocket address.
+    pub startup_log: Vec<String>,
 }
 
 impl Running {
@@ -412,8 +414,10 @@ pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
     });
     // The page's address is logged first, then the WebSocket's.
     let (mut http, mut ws) = (None, None);
+    let mut startup_log = Vec::new();
     while ws.is_none() {
         let line = log.recv_timeout(PATIENCE).expect("the startup log");
+        startup_log.push(line.clone());
         let address_after = |marker: &str| {
             let rest = line.split(marker).nth(1)?;
             rest.split('/').next()?.parse::<SocketAddr>().ok()
@@ -428,6 +432,7 @@ pub fn spawn_command(mut command: Command, options: &[&str]) -> Running {
         ws: ws.unwrap(),
         http: http.expect("the page address is logged before the WebSocket address"),
         log,
+        startup_log,
     }
 }
 
