@@ -8,7 +8,7 @@
 
 use crate::deflate::{Stored, bad_deflate};
 use crate::inbound::{Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget};
-use crate::metrics::Metrics;
+use crate::metrics::{LiveTraffic, Metrics};
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
@@ -93,9 +93,8 @@ pub struct Connection {
     max_message_size: usize,
     /// Most bytes a `Sender` may have queued for this client.
     max_queue: usize,
-    traffic: Traffic,
-    /// What of `traffic` `/metrics` has been told.
-    reported: Traffic,
+    /// What went each way so far, read by `/metrics` while the connection is open.
+    traffic: Arc<LiveTraffic>,
     metrics: Arc<Metrics>,
     ending: Ending,
     /// The client stopped reading and was given up on: no lingering for it at the end.
@@ -131,8 +130,7 @@ impl Connection {
             await_close_reply: false,
             max_message_size,
             max_queue,
-            traffic: Traffic::default(),
-            reported: Traffic::default(),
+            traffic: metrics.track(),
             metrics,
             ending: Ending::Open,
             given_up: false,
@@ -159,8 +157,7 @@ impl Connection {
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                     self.ws.get_mut().inbound().delivered(message.len());
                     self.ping_outstanding = false;
-                    self.traffic.messages_in += 1;
-                    self.traffic.bytes_in += message.len() as u64;
+                    self.traffic.received(message.len());
                     return Ok(Some(message));
                 }
                 Ok(Message::Close(frame)) => {
@@ -239,10 +236,11 @@ impl Connection {
         match message {
             Message::Text(text) if direct => self.send_direct(TEXT, text.as_bytes())?,
             Message::Binary(data) if direct => self.send_direct(BINARY, &data)?,
-            message => self.send_through_tungstenite(message)?,
+            message => {
+                self.traffic.sent(len);
+                self.send_through_tungstenite(message)?
+            }
         }
-        self.traffic.messages_out += 1;
-        self.traffic.bytes_out += len as u64;
         Ok(())
     }
 
@@ -263,6 +261,8 @@ impl Connection {
             self.refuse(&error)?;
             return Err(Error::Io(error));
         }
+        // Counted before it goes: a scrape that follows the client's receipt sees it.
+        self.traffic.sent(len);
         let written = match socket.inbound().deflate() {
             false => write_frame(socket, opcode, payload),
             true => write_stored(socket, opcode, payload),
@@ -341,7 +341,7 @@ impl Connection {
 
     /// Messages and bytes each way so far.
     pub fn traffic(&self) -> Traffic {
-        self.traffic
+        self.traffic.now()
     }
 
     /// The application returned an error: a broken connection is recorded as dropped;
@@ -364,7 +364,6 @@ impl Connection {
     /// `linger`) for the client's reply; then stop writing and wait out the client's hang-up,
     /// so that our close frame is read before the socket goes.
     pub(crate) fn finish(mut self, linger: Duration) {
-        self.report_traffic();
         if self.ending == Ending::Open {
             let _ = self.close(CloseCode::Normal, "");
         }
@@ -421,18 +420,6 @@ impl Connection {
         Ok(None)
     }
 
-    /// Add what moved since the last report to the server's counts.
-    fn report_traffic(&mut self) {
-        let (now, before) = (self.traffic, self.reported);
-        self.metrics.add_traffic(Traffic {
-            messages_in: now.messages_in - before.messages_in,
-            bytes_in: now.bytes_in - before.bytes_in,
-            messages_out: now.messages_out - before.messages_out,
-            bytes_out: now.bytes_out - before.bytes_out,
-        });
-        self.reported = now;
-    }
-
     /// A message had no room in the memory budget: close with 1013, and log why.
     fn refuse(&mut self, error: &std::io::Error) -> Result<(), Error> {
         self.metrics.refused("memory");
@@ -450,8 +437,6 @@ impl Connection {
 
     /// The read timeout fired: one interval of silence earns a Ping, two close the connection.
     fn keepalive_tick(&mut self) -> Result<(), Error> {
-        // Quiet for an interval: a good moment to tell /metrics, never once per message.
-        self.report_traffic();
         if self.ping_outstanding {
             return self.send_close(CloseCode::Error, "keepalive timeout: no answer to ping");
         }
@@ -491,6 +476,13 @@ impl Connection {
         };
         self.send_close(code, &reason)?;
         Ok(None)
+    }
+}
+
+impl Drop for Connection {
+    /// Its traffic joins the server's totals (also when its handler panicked).
+    fn drop(&mut self) {
+        self.metrics.ended(&self.traffic);
     }
 }
 

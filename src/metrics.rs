@@ -2,16 +2,69 @@
 //! open connections and totals by route, refusals by reason, messages and bytes each way,
 //! closes by code, page requests, the memory budget, and the build.
 //!
-//! Counters are plain atomics, touched once per connection, refusal or close; a connection's
-//! messages and bytes are added when it has been quiet for a keepalive interval and when it
-//! ends, never per message (see `Connection::report_traffic`).
+//! Counters are plain atomics, touched once per connection, refusal or close. Messages and
+//! bytes are counted by each connection in a `LiveTraffic` of its own, which only its thread
+//! writes (no shared cache line, no locked instruction per message); a scrape adds up those of
+//! the connections open now and the totals of those that have ended, so it is exact up to the
+//! moment it is taken.
+//!
+//! Every label takes a bounded set of values: routes are the server's own, reasons and closers
+//! are fixed words, and close codes are those the RFC and IANA registry name, the rest in
+//! buckets (see `close_code_label`).
 
 use crate::budget::Budget;
 use crate::connection::Traffic;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// One open connection's messages and payload bytes each way. Written by its own thread alone
+/// (a plain load and store: no read-modify-write is shared with anyone), read by scrapes.
+#[derive(Debug, Default)]
+pub struct LiveTraffic {
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl LiveTraffic {
+    /// A text or binary message of `len` payload bytes came in.
+    pub fn received(&self, len: usize) {
+        add(&self.messages_in, 1);
+        add(&self.bytes_in, len as u64);
+    }
+
+    /// A text or binary message of `len` payload bytes is going out.
+    pub fn sent(&self, len: usize) {
+        add(&self.messages_out, 1);
+        add(&self.bytes_out, len as u64);
+    }
+
+    /// The counts so far.
+    pub fn now(&self) -> Traffic {
+        Traffic {
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Add to a counter that only the calling thread writes.
+fn add(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// The traffic of connections that have ended, and the live counts of those still open (by
+/// the address of their `LiveTraffic`, unique while it lives).
+#[derive(Default)]
+struct Tally {
+    ended: Traffic,
+    open: HashMap<usize, Arc<LiveTraffic>>,
+}
 
 /// The server's counts, shared by every thread.
 pub struct Metrics {
@@ -19,11 +72,8 @@ pub struct Metrics {
     routes: BTreeMap<String, (AtomicI64, AtomicU64)>,
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// By close code and by who closed.
-    closes: Mutex<BTreeMap<(u16, &'static str), u64>>,
-    messages_in: AtomicU64,
-    bytes_in: AtomicU64,
-    messages_out: AtomicU64,
-    bytes_out: AtomicU64,
+    closes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    traffic: Mutex<Tally>,
     page_requests: AtomicU64,
     budget: Arc<Budget>,
 }
@@ -37,10 +87,7 @@ impl Metrics {
                 .collect(),
             refusals: Mutex::default(),
             closes: Mutex::default(),
-            messages_in: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            messages_out: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
+            traffic: Mutex::default(),
             page_requests: AtomicU64::new(0),
             budget,
         })
@@ -64,7 +111,9 @@ impl Metrics {
         if let Some((open, _)) = self.routes.get(route) {
             open.fetch_sub(1, Ordering::Relaxed);
         }
-        *lock(&self.closes).entry((code, by)).or_default() += 1;
+        *lock(&self.closes)
+            .entry((close_code_label(code), by))
+            .or_default() += 1;
     }
 
     /// A connection was turned away (or a message refused) for `reason`.
@@ -72,15 +121,40 @@ impl Metrics {
         *lock(&self.refusals).entry(reason).or_default() += 1;
     }
 
-    /// Messages and bytes a connection has moved since it last reported.
-    pub fn add_traffic(&self, traffic: Traffic) {
-        self.messages_in
-            .fetch_add(traffic.messages_in, Ordering::Relaxed);
-        self.bytes_in.fetch_add(traffic.bytes_in, Ordering::Relaxed);
-        self.messages_out
-            .fetch_add(traffic.messages_out, Ordering::Relaxed);
-        self.bytes_out
-            .fetch_add(traffic.bytes_out, Ordering::Relaxed);
+    /// The counts of a connection that has opened, for it to keep up to date; scrapes read
+    /// them until it hands them back with `ended`.
+    pub fn track(&self) -> Arc<LiveTraffic> {
+        let live = Arc::new(LiveTraffic::default());
+        let key = Arc::as_ptr(&live) as usize;
+        lock(&self.traffic).open.insert(key, Arc::clone(&live));
+        live
+    }
+
+    /// The connection counting into `live` has ended: its counts join the totals, in the same
+    /// step that takes them out of the open ones, so no scrape counts them twice or not at all.
+    pub fn ended(&self, live: &Arc<LiveTraffic>) {
+        let mut tally = lock(&self.traffic);
+        if tally.open.remove(&(Arc::as_ptr(live) as usize)).is_some() {
+            let now = live.now();
+            let ended = &mut tally.ended;
+            ended.messages_in += now.messages_in;
+            ended.bytes_in += now.bytes_in;
+            ended.messages_out += now.messages_out;
+            ended.bytes_out += now.bytes_out;
+        }
+    }
+
+    /// Every connection's traffic so far: those that ended and those open now.
+    fn traffic(&self) -> Traffic {
+        let tally = lock(&self.traffic);
+        tally.open.values().fold(tally.ended, |mut sum, live| {
+            let now = live.now();
+            sum.messages_in += now.messages_in;
+            sum.bytes_in += now.bytes_in;
+            sum.messages_out += now.messages_out;
+            sum.bytes_out += now.bytes_out;
+            sum
+        })
     }
 
     pub fn page_request(&self) {
@@ -136,38 +210,46 @@ impl Metrics {
             &mut out,
             "wsecho_closes_total",
             "counter",
-            "WebSockets ended, by close code and by who closed (1006: nobody, it dropped).",
+            "WebSockets ended, by close code (those the RFC and IANA name; the rest as 3xxx, \
+             4xxx or other) and by who closed (1006: nobody, it dropped).",
             closes,
         );
+        let traffic = self.traffic();
+        let page_requests = self.page_requests.load(Ordering::Relaxed);
         for (name, help, value) in [
             (
                 "wsecho_messages_received_total",
-                "Text and binary messages received.",
-                &self.messages_in,
+                "Text and binary messages received, open connections' included.",
+                traffic.messages_in,
             ),
             (
                 "wsecho_received_bytes_total",
                 "Their payload bytes.",
-                &self.bytes_in,
+                traffic.bytes_in,
             ),
             (
                 "wsecho_messages_sent_total",
-                "Text and binary messages sent.",
-                &self.messages_out,
+                "Text and binary messages a connection's thread sent, open connections' included.",
+                traffic.messages_out,
             ),
             (
                 "wsecho_sent_bytes_total",
                 "Their payload bytes.",
-                &self.bytes_out,
+                traffic.bytes_out,
             ),
             (
                 "wsecho_page_requests_total",
                 "Requests answered on the page port.",
-                &self.page_requests,
+                page_requests,
             ),
         ] {
-            let value = value.load(Ordering::Relaxed) as i64;
-            family(&mut out, name, "counter", help, [(String::new(), value)]);
+            family(
+                &mut out,
+                name,
+                "counter",
+                help,
+                [(String::new(), value as i64)],
+            );
         }
         let in_use = self.budget.in_use() as i64;
         let help = "Bytes of messages in flight held against --memory-budget.";
@@ -187,6 +269,23 @@ impl Metrics {
             [(String::new(), limit)],
         );
         out
+    }
+}
+
+/// The label of a close code: the codes the RFC and the IANA registry name (1000-1015, 1004
+/// reserved and never sent, but named), and a bucket for the rest, which clients may choose
+/// freely (3000-3999 registered by libraries and frameworks, 4000-4999 private), so no client
+/// can grow the scrape.
+fn close_code_label(code: u16) -> &'static str {
+    const NAMED: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    match code {
+        1000..=1015 => NAMED[usize::from(code - 1000)],
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
     }
 }
 

@@ -1,0 +1,114 @@
+//! `/metrics` as a dashboard reads it while clients are connected: the traffic of connections
+//! still open counts up to the moment of the scrape, and no label takes whatever a client sends.
+mod common;
+
+use common::*;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The body of `GET /metrics`.
+fn scrape(server: &wsecho::Server) -> String {
+    let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let response = String::from_utf8_lossy(&raw_exchange(server.http_addr(), request)).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert_eq!(status_of(head.as_bytes()), 200, "{head}");
+    body.to_string()
+}
+
+/// The value of the sample named exactly `name` (labels included).
+fn sample(body: &str, name: &str) -> u64 {
+    let line = body
+        .lines()
+        .find(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+/// Close with `frame` and see the handshake through: read until the server's reply has come and
+/// the connection has ended, then hang up.
+fn close_with(mut client: Client, frame: Option<CloseFrame>) {
+    client.close(frame).unwrap();
+    for _ in 0..10 {
+        if client.read().is_err() {
+            return;
+        }
+    }
+    panic!("the server never ended the close handshake");
+}
+
+#[test]
+fn echoes_on_a_connection_still_open_show_in_the_next_scrape_exactly() {
+    let server = start(config());
+    let mut client = connect(&server);
+    for round in 1..=10u64 {
+        let text = "x".repeat(round as usize);
+        client.send(Message::text(text.clone())).unwrap();
+        assert_eq!(next_message(&mut client), Message::text(text));
+    }
+    let body = scrape(&server);
+    let bytes = (1..=10).sum::<u64>();
+    assert_eq!(
+        sample(&body, "wsecho_messages_received_total"),
+        10,
+        "{body}"
+    );
+    assert_eq!(sample(&body, "wsecho_received_bytes_total"), bytes);
+    assert_eq!(sample(&body, "wsecho_messages_sent_total"), 10);
+    assert_eq!(sample(&body, "wsecho_sent_bytes_total"), bytes);
+
+    // Once it ends, its traffic is counted once, not twice and not lost.
+    close_with(client, None);
+    assert!(eventually(|| server.open_connections() == 0));
+    let mut other = connect(&server);
+    other.send(Message::text("one more")).unwrap();
+    assert_eq!(next_message(&mut other), Message::text("one more"));
+    let body = scrape(&server);
+    assert_eq!(
+        sample(&body, "wsecho_messages_received_total"),
+        11,
+        "{body}"
+    );
+    assert_eq!(sample(&body, "wsecho_sent_bytes_total"), bytes + 8);
+    server.shutdown();
+}
+
+#[test]
+fn three_hundred_client_close_codes_make_a_handful_of_series() {
+    let server = start(config());
+    let code = |code: u16| {
+        Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: "".into(),
+        })
+    };
+    for client_code in 3000..3300u16 {
+        close_with(connect(&server), code(client_code));
+    }
+    close_with(connect(&server), code(4321));
+    close_with(connect(&server), None);
+    assert!(eventually(|| server.open_connections() == 0));
+
+    let body = scrape(&server);
+    let series: Vec<_> = body
+        .lines()
+        .filter(|line| line.starts_with("wsecho_closes_total{"))
+        .collect();
+    assert!(series.len() <= 4, "{series:#?}");
+    assert_eq!(
+        sample(&body, "wsecho_closes_total{code=\"3xxx\",by=\"client\"}"),
+        300
+    );
+    assert_eq!(
+        sample(&body, "wsecho_closes_total{code=\"4xxx\",by=\"client\"}"),
+        1
+    );
+    assert_eq!(
+        sample(&body, "wsecho_closes_total{code=\"1005\",by=\"client\"}"),
+        1
+    );
+    server.shutdown();
+}
