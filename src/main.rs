@@ -65,6 +65,11 @@ Options:
 
 Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
 SIGHUP reloads the TLS certificate and key; open connections keep theirs.
+
+Sizing a host: every connection (either port) takes a thread, a descriptor and two
+memory mappings. At start, caps above what `ulimit -n`, vm.max_map_count and the
+thread limits (kernel.threads-max, kernel.pid_max, the cgroup's pids.max) allow are
+lowered to fit, with one warning naming the limit to raise. README, \"Sizing a host\".
 ",
         http = defaults.http,
         ws = defaults.ws,

@@ -570,6 +570,7 @@ fn idle(options: &Options) -> io::Result<String> {
         .pid
         .ok_or_else(|| io::Error::other("idle needs --pid of the server"))?;
     let (rss_before, threads_before) = server_memory(pid)?;
+    let host_before = host_memory()?;
     let message = frame(0x1, &[b'x'; SMALL]);
     let mut held = Vec::with_capacity(options.connections);
     for _ in 0..options.connections {
@@ -581,13 +582,41 @@ fn idle(options: &Options) -> io::Result<String> {
     }
     std::thread::sleep(Duration::from_millis(500));
     let (rss_after, threads_after) = server_memory(pid)?;
+    let host_after = host_memory()?;
     let n = held.len() as f64;
+    // Host-wide: both ends of every connection (this client's sockets too, the same for every
+    // server), and whatever else the host did meanwhile.
+    let grown = |i: usize| (host_after[i] as f64 - host_before[i] as f64) / n;
     Ok(format!(
-        "connections={} rss_per_conn_kib={:.1} threads_per_conn={:.2}",
+        "connections={} rss_per_conn_kib={:.1} threads_per_conn={:.2} \
+         mem_available_drop_kib={:.1} kernel_stack_kib={:.1} slab_kib={:.1} page_tables_kib={:.2}",
         held.len(),
         (rss_after.saturating_sub(rss_before)) as f64 / n,
-        (threads_after.saturating_sub(threads_before)) as f64 / n
+        (threads_after.saturating_sub(threads_before)) as f64 / n,
+        -grown(0),
+        grown(1),
+        grown(2),
+        grown(3),
     ))
+}
+
+/// The host's MemAvailable, KernelStack, Slab and PageTables, in KiB (/proc/meminfo).
+fn host_memory() -> io::Result<[u64; 4]> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let mut values = [0; 4];
+    for (value, name) in
+        values
+            .iter_mut()
+            .zip(["MemAvailable:", "KernelStack:", "Slab:", "PageTables:"])
+    {
+        *value = meminfo
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no {name} in /proc/meminfo")))?;
+    }
+    Ok(values)
 }
 
 fn handshake(options: &Options, duration: Duration) -> io::Result<String> {
