@@ -8,7 +8,7 @@
 
 use crate::deflate::{Stored, bad_deflate};
 use crate::inbound::{Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget};
-use crate::metrics::{LiveTraffic, Metrics};
+use crate::metrics::{LiveTraffic, Metrics, Traffic};
 use crate::outbox::{Interruption, Outbox, Sender};
 use crate::shutdown::ShutdownSignal;
 use crate::socket::Socket;
@@ -47,29 +47,6 @@ impl fmt::Display for Ending {
             }
             Ending::Dropped(why) => write!(f, "dropped without close, code 1006 ({why})"),
         }
-    }
-}
-
-/// Messages and payload bytes each way.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Traffic {
-    /// Text and binary messages received.
-    pub messages_in: u64,
-    /// Their payload bytes.
-    pub bytes_in: u64,
-    /// Text and binary messages sent.
-    pub messages_out: u64,
-    /// Their payload bytes.
-    pub bytes_out: u64,
-}
-
-impl fmt::Display for Traffic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "in {} msgs/{} B, out {} msgs/{} B",
-            self.messages_in, self.bytes_in, self.messages_out, self.bytes_out
-        )
     }
 }
 
@@ -279,7 +256,14 @@ impl Connection {
         }
         let socket = self.ws.get_mut();
         let budget = Arc::clone(socket.budget());
-        let outbox = Outbox::new(self.about.id, socket.stream(), self.max_queue, budget);
+        let traffic = Arc::clone(&self.traffic);
+        let outbox = Outbox::new(
+            self.about.id,
+            socket.stream(),
+            self.max_queue,
+            budget,
+            traffic,
+        );
         socket.link(Arc::clone(&outbox));
         Sender::new(outbox)
     }

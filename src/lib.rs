@@ -51,8 +51,9 @@ mod wake;
 mod websocket;
 
 pub use config::{Config, TlsFiles};
-pub use connection::{Connection, Ending, Traffic};
+pub use connection::{Connection, Ending};
 pub use echo::handle_echo_client;
+pub use metrics::Traffic;
 pub use outbox::{Frames, SendError, Sender};
 pub use room::{Delivery, Room};
 pub use routes::{Handler, Refused, Route, Routes, UpgradeRequest};

@@ -13,11 +13,33 @@
 //! buckets (see `close_code_label`).
 
 use crate::budget::Budget;
-use crate::connection::Traffic;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Messages and payload bytes each way.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    /// Text and binary messages received.
+    pub messages_in: u64,
+    /// Their payload bytes.
+    pub bytes_in: u64,
+    /// Text and binary messages sent.
+    pub messages_out: u64,
+    /// Their payload bytes.
+    pub bytes_out: u64,
+}
+
+impl fmt::Display for Traffic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "in {} msgs/{} B, out {} msgs/{} B",
+            self.messages_in, self.bytes_in, self.messages_out, self.bytes_out
+        )
+    }
+}
 
 /// One open connection's messages and payload bytes each way. Written by its own thread alone
 /// (a plain load and store: no read-modify-write is shared with anyone), read by scrapes.
@@ -27,6 +49,10 @@ pub struct LiveTraffic {
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
+    /// Messages `Sender`s gave the connection's outbox, counted under the outbox's lock (so
+    /// by one thread at a time).
+    pushed: AtomicU64,
+    pushed_bytes: AtomicU64,
 }
 
 impl LiveTraffic {
@@ -42,13 +68,21 @@ impl LiveTraffic {
         add(&self.bytes_out, len as u64);
     }
 
+    /// A `Sender` gave the outbox a text or binary message of `len` payload bytes, on its way
+    /// to the socket. Only under the outbox's lock.
+    pub fn pushed(&self, len: usize) {
+        add(&self.pushed, 1);
+        add(&self.pushed_bytes, len as u64);
+    }
+
     /// The counts so far.
     pub fn now(&self) -> Traffic {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Traffic {
-            messages_in: self.messages_in.load(Ordering::Relaxed),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            messages_out: self.messages_out.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            messages_in: load(&self.messages_in),
+            bytes_in: load(&self.bytes_in),
+            messages_out: load(&self.messages_out) + load(&self.pushed),
+            bytes_out: load(&self.bytes_out) + load(&self.pushed_bytes),
         }
     }
 }
@@ -229,7 +263,7 @@ impl Metrics {
             ),
             (
                 "wsecho_messages_sent_total",
-                "Text and binary messages a connection's thread sent, open connections' included.",
+                "Text and binary messages sent (pushes and broadcasts included), open connections' included.",
                 traffic.messages_out,
             ),
             (

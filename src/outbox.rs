@@ -15,6 +15,7 @@
 //! writes go straight to the socket, as for `/echo`.
 
 use crate::budget::{Budget, Holding};
+use crate::metrics::LiveTraffic;
 use crate::stream::Stream;
 use crate::wake::{self, ThreadHandle, Woken};
 use std::collections::VecDeque;
@@ -68,6 +69,8 @@ pub struct Frames(Arc<Encoded>);
 
 struct Encoded {
     bytes: Box<[u8]>,
+    /// For a text or binary message, its payload's length (for `/metrics`).
+    message_len: Option<usize>,
     /// Taken from the memory budget once, when some client's queue first keeps the frame;
     /// given back when the last clone goes. `None` inside: the budget had no room.
     held: OnceLock<Option<Holding>>,
@@ -76,6 +79,8 @@ struct Encoded {
 impl Frames {
     /// Encode `message` as one unmasked server frame.
     pub fn encode(message: &Message) -> Frames {
+        let message_len =
+            matches!(message, Message::Text(_) | Message::Binary(_)).then(|| message.len());
         let frame = match message.clone() {
             Message::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
             Message::Binary(data) => Frame::message(data, OpCode::Data(Data::Binary), true),
@@ -89,6 +94,7 @@ impl Frames {
         let _ = frame.format(&mut out);
         Frames(Arc::new(Encoded {
             bytes: out.into(),
+            message_len,
             held: OnceLock::new(),
         }))
     }
@@ -177,6 +183,8 @@ pub(crate) struct Outbox {
     limit: usize,
     /// What queued frames are held against.
     budget: Arc<Budget>,
+    /// The connection's counts, for `/metrics`.
+    traffic: Arc<LiveTraffic>,
     state: Mutex<State>,
 }
 
@@ -244,6 +252,7 @@ impl Outbox {
         stream: Arc<Stream>,
         limit: usize,
         budget: Arc<Budget>,
+        traffic: Arc<LiveTraffic>,
     ) -> Arc<Outbox> {
         wake::install();
         Arc::new(Outbox {
@@ -251,6 +260,7 @@ impl Outbox {
             stream,
             limit,
             budget,
+            traffic,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued: 0,
@@ -272,6 +282,11 @@ impl Outbox {
         let frame = frames.bytes();
         let mut state = self.lock();
         state.usable()?;
+        // Counted as it goes, so that a scrape after the client has it sees it; a frame the
+        // connection then fails on is counted too, as one the server tried to send.
+        if let Some(len) = frames.0.message_len {
+            self.traffic.pushed(len);
+        }
         let mut sent = 0;
         if state.queue.is_empty() && !state.owner_mid_frame {
             sent = match send_now(&self.stream, frame) {

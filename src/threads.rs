@@ -28,10 +28,10 @@ const MAX_IDLE: usize = 64;
 
 /// Stack for connection threads: they keep little on it, and an idle connection should cost
 /// little more than a bare thread.
-pub const STACK: usize = 128 * 1024;
+const STACK: usize = 128 * 1024;
 
 /// Memory mappings one thread from `spawn` costs the process: its stack and the guard page
-/// below it (measured by `spawned_thread_costs_two_mappings`). A thread from
+/// below it (measured by `tests/connection_mappings.rs`). A thread from
 /// `std::thread::spawn` costs two more, for the alternate signal stack and its guard.
 pub const MAPPINGS_PER_THREAD: usize = 2;
 
@@ -195,5 +195,35 @@ impl<J: Send + 'static> Pool<J> {
                 idle.checked_sub(1)
             })
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_name() -> String {
+        let mut name = [0u8; 16];
+        // SAFETY: the buffer is as long as we say.
+        unsafe { libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16) };
+        let name = CStr::from_bytes_until_nul(&name).unwrap_or_default();
+        name.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_spawned_thread_gets_its_payload_and_name_and_a_panic_ends_only_it() {
+        let (done, finished) = crossbeam_channel::bounded(2);
+        let body = move |payload: u32| {
+            done.send((payload, own_name())).unwrap();
+            panic!("ends this thread only");
+        };
+        assert!(spawn(c"spawn-test", STACK, 41, body).is_ok());
+        let received = finished.recv_timeout(Duration::from_secs(10));
+        assert_eq!(received, Ok((41, "spawn-test".to_string())));
+        // The panic did not unwind out of the thread (that would abort): threads still start.
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let body = move |()| done.send(()).unwrap();
+        assert!(spawn(c"spawn-test", STACK, (), body).is_ok());
+        assert_eq!(finished.recv_timeout(Duration::from_secs(10)), Ok(()));
     }
 }

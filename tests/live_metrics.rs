@@ -112,3 +112,21 @@ fn three_hundred_client_close_codes_make_a_handful_of_series() {
     );
     server.shutdown();
 }
+
+#[test]
+fn broadcasts_count_as_sent_to_each_member() {
+    let (server, room) = room_server(config());
+    let mut members: Vec<_> = (0..3)
+        .map(|_| connect_to(server.ws_addr(), "/room").unwrap())
+        .collect();
+    assert!(eventually(|| room.len() == 3));
+    members[0].send(Message::text("to all")).unwrap();
+    for member in &mut members {
+        assert_eq!(next_message(member), Message::text("to all"));
+    }
+    let body = scrape(&server);
+    assert_eq!(sample(&body, "wsecho_messages_received_total"), 1, "{body}");
+    assert_eq!(sample(&body, "wsecho_messages_sent_total"), 3, "{body}");
+    assert_eq!(sample(&body, "wsecho_sent_bytes_total"), 3 * 6);
+    server.shutdown();
+}
