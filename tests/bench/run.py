@@ -347,6 +347,9 @@ def extra_checks():
             sock.close()
     checks["past_cap_503"] = statuses.count("503")
     checks["alive"] = process.poll() is None
+    print(f"bench: {len(statuses)} connections at once against a cap of {WSECHO_CAP}: "
+          f"{statuses.count('101')} upgraded, {statuses.count('503')} refused with 503; the server "
+          f"{'is alive' if checks['alive'] else f'exited with {process.returncode}'}", flush=True)
     stop(process)
     return checks
 
@@ -362,6 +365,17 @@ def draw_charts(results):
         print(f"bench: charts not drawn: {drawn.stderr.strip()}", flush=True)
         return []
     return [Path(line) for line in drawn.stdout.split()]
+
+
+def mode_table(out, results, servers, mode, headings, fields):
+    """One mode's figures, a row for each server that ran it: `fields` are (name, digits)."""
+    out("| server | " + " | ".join(headings) + " |")
+    out("|---|" + "---:|" * len(headings))
+    for s in servers:
+        if results[s][mode]:
+            out(f"| {s} | " + " | ".join(cell(results[s][mode].get(f, []), d) for f, d in fields)
+                + " |")
+    out("")
 
 
 def report(results, checks, servers, rounds, seconds, command, counted=({}, []), charts=()):
@@ -407,15 +421,10 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
             "Slab (sockets, and each thread's task_struct) and PageTables. The host counts "
             "include the load client's end of each connection, which is the same whatever the "
             "server.\n")
-        out("| server | RSS | MemAvailable drop | KernelStack | Slab | PageTables |")
-        out("|---|" + "---:|" * 5)
-        for s in servers:
-            if results[s]["idle"]:
-                out(f"| {s} | " + " | ".join(cell(results[s]["idle"].get(f, []), d) for f, d in
-                                            [("rss_per_conn_kib", 1), ("mem_available_drop_kib", 1),
-                                             ("kernel_stack_kib", 1), ("slab_kib", 1),
-                                             ("page_tables_kib", 2)]) + " |")
-        out("")
+        mode_table(out, results, servers, "idle",
+                   ["RSS", "MemAvailable drop", "KernelStack", "Slab", "PageTables"],
+                   [("rss_per_conn_kib", 1), ("mem_available_drop_kib", 1),
+                    ("kernel_stack_kib", 1), ("slab_kib", 1), ("page_tables_kib", 2)])
     cpu = ", ".join(f"{mode} {median(results['wsecho'][mode].get('client_cpu', [])):.2f}"
                     for mode, _, _ in MODES + [FANOUT, DEFLATE] if "wsecho" in results and mode in ran)
     out(f"Load client CPU share (cores) against wsecho, by mode: {cpu}.\n")
@@ -425,13 +434,9 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
             "once, send to every member), 1000 members, 10 of them each saying 10 messages/s "
             "(open loop: 100,000 deliveries/s offered); every member hears every message, the "
             "speaker too. Latency is from the say leaving the client to each member hearing it.\n")
-        out("| server | deliveries/s | delivery p50 µs | delivery p99 µs | delivery max µs |")
-        out("|---|" + "---:|" * 4)
-        for s in servers:
-            if results[s]["fanout"]:
-                out(f"| {s} | " + " | ".join(cell(results[s]["fanout"].get(f, []), d) for f, d in
-                                            [("deliveries_per_s", 0), ("p50_us", 0), ("p99_us", 0), ("max_us", 0)]) + " |")
-        out("")
+        mode_table(out, results, servers, "fanout",
+                   ["deliveries/s", "delivery p50 µs", "delivery p99 µs", "delivery max µs"],
+                   [("deliveries_per_s", 0), ("p50_us", 0), ("p99_us", 0), ("max_us", 0)])
 
     if "deflate" in ran:
         out("Deflate: one connection offering permessage-deflate, as browsers do, sending 64 KiB "
@@ -439,13 +444,8 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
             "flight; MB/s of the text echoed, and the server's CPU time per MB. wsecho inflates "
             "and replies uncompressed (in stored blocks); Python websockets and Node ws (its "
             "`perMessageDeflate` turned on) compress their replies too.\n")
-        out("| server | MB/s | server CPU ms per MB |")
-        out("|---|---:|---:|")
-        for s in servers:
-            if results[s]["deflate"]:
-                out(f"| {s} | " + " | ".join(cell(results[s]["deflate"].get(f, []), d) for f, d in
-                                            [("mb_per_s", 0), ("server_cpu_ms_per_mb", 2)]) + " |")
-        out("")
+        mode_table(out, results, servers, "deflate", ["MB/s", "server CPU ms per MB"],
+                   [("mb_per_s", 0), ("server_cpu_ms_per_mb", 2)])
 
     counts, profile = counted
     if counts:
