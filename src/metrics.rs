@@ -31,6 +31,15 @@ pub struct Traffic {
     pub bytes_out: u64,
 }
 
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, more: Traffic) {
+        self.messages_in += more.messages_in;
+        self.bytes_in += more.bytes_in;
+        self.messages_out += more.messages_out;
+        self.bytes_out += more.bytes_out;
+    }
+}
+
 impl fmt::Display for Traffic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -173,12 +182,7 @@ impl Metrics {
     pub fn ended(&self, live: &Arc<LiveTraffic>) {
         let mut tally = lock(&self.traffic);
         if tally.open.remove(&(Arc::as_ptr(live) as usize)).is_some() {
-            let now = live.now();
-            let ended = &mut tally.ended;
-            ended.messages_in += now.messages_in;
-            ended.bytes_in += now.bytes_in;
-            ended.messages_out += now.messages_out;
-            ended.bytes_out += now.bytes_out;
+            tally.ended += live.now();
         }
     }
 
@@ -186,11 +190,7 @@ impl Metrics {
     fn traffic(&self) -> Traffic {
         let tally = lock(&self.traffic);
         tally.open.values().fold(tally.ended, |mut sum, live| {
-            let now = live.now();
-            sum.messages_in += now.messages_in;
-            sum.bytes_in += now.bytes_in;
-            sum.messages_out += now.messages_out;
-            sum.bytes_out += now.bytes_out;
+            sum += live.now();
             sum
         })
     }

@@ -56,7 +56,7 @@ pub struct Site {
     pub timeout: Duration,
     /// With TLS on, the page is served over https only.
     pub tls: Option<Arc<Certificates>>,
-    /// Refusals for want of a thread, logged once per burst.
+    /// Refusals for want of a thread: at most one log line a second.
     pub no_thread_log: Quiet,
 }
 

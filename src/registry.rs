@@ -167,6 +167,11 @@ impl Connections {
         })
     }
 
+    /// The cap: most connections open at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     pub fn open_count(&self) -> usize {
         lock(&self.state).open.len()
     }

@@ -33,8 +33,6 @@ pub struct Server {
     ws_addr: SocketAddr,
     http_addr: SocketAddr,
     policy_addr: Option<SocketAddr>,
-    max_connections: usize,
-    max_page_connections: usize,
     trigger: Trigger,
     signal: ShutdownSignal,
     connections: Arc<Connections>,
@@ -222,7 +220,6 @@ impl Server {
             no_thread_log: Default::default(),
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
-        let config_caps = (config.max_connections, config.max_page_connections);
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
         let (shared, handoff) = Shared::new(
             config,
@@ -288,8 +285,6 @@ impl Server {
             policy_addr,
             trigger,
             signal,
-            max_connections: config_caps.0,
-            max_page_connections: config_caps.1,
             connections,
             page_connections,
             threads,
@@ -321,12 +316,12 @@ impl Server {
     /// The cap on WebSocket connections in force: the one configured, or lower if the host
     /// cannot hold that many (see `host.rs`).
     pub fn max_connections(&self) -> usize {
-        self.max_connections
+        self.connections.max()
     }
 
     /// The cap on page connections in force.
     pub fn max_page_connections(&self) -> usize {
-        self.max_page_connections
+        self.page_connections.max()
     }
 
     /// Open connections right now (WebSocket, and policy requests being answered).

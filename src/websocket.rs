@@ -56,7 +56,7 @@ pub struct Shared {
     metrics: Arc<Metrics>,
     /// With TLS on, the WebSocket port speaks it (the policy port never does).
     tls: Option<Arc<Certificates>>,
-    /// Refusals for want of a thread, logged once per burst.
+    /// Refusals for want of a thread: at most one log line a second.
     no_thread_log: Quiet,
 }
 

@@ -7,13 +7,6 @@ use common::*;
 use std::io::Write;
 use tungstenite::Message;
 
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
 #[test]
 fn an_open_connection_costs_two_memory_mappings() {
     let server = start(config());
@@ -22,7 +15,7 @@ fn an_open_connection_costs_two_memory_mappings() {
     warm_up.send(Message::text("warm")).unwrap();
     assert_eq!(next_message(&mut warm_up), Message::text("warm"));
 
-    let before = mappings();
+    let before = mappings_in_process();
     let count = 300;
     // Raw sockets: a tungstenite client's 128 KiB read buffer would be a mapping of its own.
     let mut clients: Vec<_> = (0..count).map(|_| raw_upgraded(server.ws_addr())).collect();
@@ -34,7 +27,7 @@ fn an_open_connection_costs_two_memory_mappings() {
             (true, 0x1, &b"hello"[..])
         );
     }
-    let added = mappings().saturating_sub(before);
+    let added = mappings_in_process().saturating_sub(before);
     // Besides the threads, malloc may open an arena of its own for some of them (at most
     // 8 per core, a couple of mappings each).
     let arenas = 8 * std::thread::available_parallelism().map_or(2, usize::from) * 3;

@@ -9,14 +9,6 @@ use common::*;
 use std::ffi::c_void;
 use tungstenite::Message;
 
-/// Memory mappings this process holds now.
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
 fn max_map_count() -> usize {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .unwrap()
@@ -36,7 +28,7 @@ impl Filler {
     /// Leave the process about `room` mappings below the host's ceiling.
     fn leaving(room: usize) -> Filler {
         let page = 4096;
-        let pages = max_map_count() - mappings() - room;
+        let pages = max_map_count() - mappings_in_process() - room;
         let len = pages * page;
         // SAFETY: a fresh private mapping, and protection changes within it only.
         let start = unsafe {

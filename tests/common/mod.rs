@@ -215,6 +215,14 @@ pub fn read_server_frame(stream: &mut TcpStream) -> std::io::Result<(bool, u8, V
     Ok((head[0] & 0x80 != 0, head[0] & 0x0f, payload))
 }
 
+/// Memory mappings this process holds now (the lines of /proc/self/maps).
+pub fn mappings_in_process() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
 /// A field of /proc/PID/status in KiB, such as `VmRSS` or `VmHWM` (the peak).
 pub fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
