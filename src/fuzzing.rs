@@ -2,12 +2,12 @@
 //! regression inputs (`tests/fuzz_regressions.rs`). Each takes any bytes at all, must return
 //! without panicking or hanging, and asserts what must hold whatever a client sends.
 
-use crate::budget::{Budget, Holding};
-use crate::handshake::{self, Opening};
-use crate::http::{self, MAX_HEAD_LEN, Refusal};
-use crate::inbound::{Header, Inbound, Source, leaves_tungstenite_idle};
-use crate::page;
-use crate::routes::{Refused, Route, Routes};
+use crate::net::http::{self, MAX_HEAD_LEN, Refusal};
+use crate::ops::budget::{Budget, Holding};
+use crate::page::server as page;
+use crate::protocol::handshake::{self, Opening};
+use crate::protocol::inbound::{Header, Inbound, Source, leaves_tungstenite_idle};
+use crate::protocol::routes::{Refused, Route, Routes};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

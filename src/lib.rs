@@ -5,60 +5,47 @@
 //! let server = wsecho::Server::start(wsecho::Config::default()).expect("listening");
 //! let summary = server.wait(); // until `server.trigger().fire()` (the binary: SIGINT/SIGTERM)
 //! ```
+//!
+//! # Layout
+//!
+//! Each folder is one layer; arrows run one way, from the top of this list down:
+//!
+//! - `server/`: [`Server`] binds the listeners, starts their accept loops, and at shutdown
+//!   closes every connection and reports a [`Summary`]. `server/websocket.rs` is a WebSocket
+//!   connection's life on its thread, from its opening bytes to its close.
+//! - `apps/`: what wsecho serves: echo, the chat room, [`Room`]s, and the Redis cluster that
+//!   carries rooms across instances. They hold a [`Connection`] or a [`Sender`], never frames.
+//! - `page/`: the page port's HTTP/1.1 server, the page embedded in the binary, `/config.json`,
+//!   `/metrics`, `/healthz`.
+//! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
+//!   out, permessage-deflate, [`Connection`] and the outbox behind [`Sender`].
+//! - `net/`: listeners, accept loops, connection threads, the admission registry, sockets plain
+//!   or TLS, wake-ups, HTTP heads and plain answers, the host's limits. Bytes, not messages.
+//! - `ops/`: [`Config`], the memory budget, metrics, the shutdown signal, escaping.
+//!
+//! `fuzzing.rs` holds the fuzz targets' checks; `ping.rs` is `wsecho ping`.
 
 #![warn(missing_docs)]
 
-mod accept;
-mod budget;
-mod chat;
-#[cfg(feature = "redis")]
-mod cluster;
-#[cfg(not(feature = "redis"))]
-#[path = "no_cluster.rs"]
-mod cluster;
-mod config;
-mod connection;
-mod deflate;
-mod echo;
-mod embedded;
-mod escape;
+mod apps;
 #[doc(hidden)]
 pub mod fuzzing;
-mod handshake;
-mod host;
-mod http;
-mod inbound;
-mod metrics;
-mod outbox;
+mod net;
+mod ops;
 mod page;
 pub mod ping;
-mod policy;
-mod proxy;
-mod registry;
-mod room;
-mod routes;
+mod protocol;
 mod server;
-mod shutdown;
-mod socket;
-mod stream;
-mod threads;
-#[cfg(feature = "tls")]
-mod tls;
-#[cfg(not(feature = "tls"))]
-#[path = "no_tls.rs"]
-mod tls;
-mod wake;
-mod websocket;
 
-pub use config::{Config, TlsFiles};
-pub use connection::{Connection, Ending};
-pub use echo::handle_echo_client;
-pub use metrics::Traffic;
-pub use outbox::{Frames, SendError, Sender};
-pub use room::{Delivery, Room};
-pub use routes::{Handler, Refused, Route, Routes, UpgradeRequest};
+pub use apps::echo::handle_echo_client;
+pub use apps::room::{Delivery, Room};
+pub use ops::config::{Config, TlsFiles};
+pub use ops::metrics::Traffic;
+pub use ops::shutdown::Trigger;
+pub use protocol::connection::{Connection, Ending};
+pub use protocol::outbox::{Frames, SendError, Sender};
+pub use protocol::routes::{Handler, Refused, Route, Routes, UpgradeRequest};
 pub use server::{Server, StartError, Summary, TlsReloader, default_routes};
-pub use shutdown::Trigger;
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::{Error, Message};
 

@@ -130,7 +130,7 @@ MISS_NOTES = {
         "zlib (C), and compress their replies, which wsecho does not.",
     "deflate CPU per MB <= best peer's": "see the row above.",
     "instructions per echo <= 1200": "see the profile above: small whole messages are read by "
-        "src/inbound.rs past tungstenite (read_direct); what is left is the two system calls' "
+        "src/protocol/inbound.rs past tungstenite (read_direct); what is left is the two system calls' "
         "wrappers, one allocation for the message, its UTF-8 check and the budget's accounting.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
         "once; the load client, Redis and wsecho share two cores.",

@@ -4,13 +4,13 @@
 
 /// Every file of `www/` but `vendor/`, by URL path.
 const FILES: [(&str, &[u8]); 7] = [
-    ("/index.html", include_bytes!("../www/index.html")),
-    ("/app.js", include_bytes!("../www/app.js")),
-    ("/chat.html", include_bytes!("../www/chat.html")),
-    ("/chat.js", include_bytes!("../www/chat.js")),
-    ("/transport.js", include_bytes!("../www/transport.js")),
-    ("/style.css", include_bytes!("../www/style.css")),
-    ("/favicon.svg", include_bytes!("../www/favicon.svg")),
+    ("/index.html", include_bytes!("../../www/index.html")),
+    ("/app.js", include_bytes!("../../www/app.js")),
+    ("/chat.html", include_bytes!("../../www/chat.html")),
+    ("/chat.js", include_bytes!("../../www/chat.js")),
+    ("/transport.js", include_bytes!("../../www/transport.js")),
+    ("/style.css", include_bytes!("../../www/style.css")),
+    ("/favicon.svg", include_bytes!("../../www/favicon.svg")),
 ];
 
 /// The built-in file a URL path names (`/` is `/index.html`), and its name.

@@ -1,7 +1,7 @@
 //! Built without the `redis` feature: no cluster can exist (the type has no values), so every
 //! room is this instance's alone and `--redis` is refused at start with the way to get it.
 
-use crate::room::LocalRoom;
+use crate::apps::room::LocalRoom;
 use std::sync::Arc;
 use tungstenite::Message;
 

@@ -1,21 +1,22 @@
 //! Binds the three listeners, runs their threads, and on shutdown stops them, closes every
 //! connection with 1001, waits for the connection threads (bounded) and reports a summary.
 
-use crate::accept;
-use crate::budget::Budget;
-use crate::chat;
-use crate::cluster::Cluster;
-use crate::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
-use crate::echo;
-use crate::host;
-use crate::metrics::Metrics;
-use crate::page::{self, Site};
-use crate::policy;
-use crate::registry::Connections;
-use crate::routes::Routes;
-use crate::shutdown::{self, ShutdownSignal, Trigger};
-use crate::tls::Certificates;
-use crate::websocket::{self, Port, Shared};
+use crate::apps::chat;
+use crate::apps::cluster::Cluster;
+use crate::apps::echo;
+use crate::net::accept;
+use crate::net::host;
+use crate::net::registry::Connections;
+use crate::net::tls::Certificates;
+use crate::ops::budget::Budget;
+use crate::ops::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::{self, ShutdownSignal, Trigger};
+use crate::page::server::{self as page, Site};
+use crate::protocol::policy;
+use crate::protocol::routes::Routes;
+mod websocket;
+
 use log::{info, warn};
 use std::fmt;
 use std::io;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use websocket::{Port, Shared};
 
 /// How long shutdown waits for connection threads before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);

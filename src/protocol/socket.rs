@@ -12,10 +12,10 @@
 //! wait, read and write goes through the connection's outbox, which shares the socket with the
 //! senders (see `outbox.rs`).
 
-use crate::budget::{Budget, Holding};
-use crate::inbound::{Inbound, Source};
-use crate::outbox::Outbox;
-use crate::stream::Stream;
+use crate::net::stream::Stream;
+use crate::ops::budget::{Budget, Holding};
+use crate::protocol::inbound::{Inbound, Source};
+use crate::protocol::outbox::Outbox;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;

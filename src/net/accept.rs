@@ -1,11 +1,11 @@
 //! The accept loop every listener runs until shutdown, the answer to a connection its registry
 //! does not admit or the host has no thread for, and the way shutdown wakes the loop.
 
-use crate::http::Refusal;
-use crate::metrics::Metrics;
-use crate::registry::NotAdmitted;
-use crate::shutdown::ShutdownSignal;
-use crate::stream::Stream;
+use crate::net::http::Refusal;
+use crate::net::registry::NotAdmitted;
+use crate::net::stream::Stream;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::ShutdownSignal;
 use log::{info, warn};
 use std::fs::File;
 use std::io;

@@ -3,7 +3,7 @@
 //! address, not the proxy's, counts against `--max-per-address` and appears in the logs. From
 //! anyone else the header is the client's own word and is ignored.
 
-use crate::http::Request;
+use crate::net::http::Request;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -64,7 +64,7 @@ fn forwarded_for(request: &Request) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse_head;
+    use crate::net::http::parse_head;
 
     fn request(fields: &str) -> Request {
         let mut head = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n").into_bytes();

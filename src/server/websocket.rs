@@ -4,22 +4,22 @@
 //! the upgrade, then runs the application until the connection ends, and logs one line when
 //! it opens and one when it ends.
 
-use crate::accept::{self, Quiet};
-use crate::budget::Holding;
-use crate::config::Config;
-use crate::connection::{About, Connection, Ending};
-use crate::escape::escape;
-use crate::handshake::{self, Opening};
-use crate::http::Refusal;
-use crate::metrics::Metrics;
-use crate::proxy::Client;
-use crate::registry::{Connections, Ticket};
-use crate::routes::{Handler, Routes};
-use crate::shutdown::ShutdownSignal;
-use crate::socket::Socket;
-use crate::stream::Stream;
-use crate::threads::{self, Pool};
-use crate::tls::Certificates;
+use crate::net::accept::{self, Quiet};
+use crate::net::http::Refusal;
+use crate::net::proxy::Client;
+use crate::net::registry::{Connections, Ticket};
+use crate::net::stream::Stream;
+use crate::net::threads::{self, Pool};
+use crate::net::tls::Certificates;
+use crate::ops::budget::Holding;
+use crate::ops::config::Config;
+use crate::ops::escape::escape;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::ShutdownSignal;
+use crate::protocol::connection::{About, Connection, Ending};
+use crate::protocol::handshake::{self, Opening};
+use crate::protocol::routes::{Handler, Routes};
+use crate::protocol::socket::Socket;
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::Write;

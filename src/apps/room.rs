@@ -4,8 +4,8 @@
 //! connection ends, however it ends. The chat room, with `--redis`, is also a room across
 //! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
 
-use crate::cluster::Cluster;
-use crate::outbox::{Frames, Membership, SendError, Sender};
+use crate::apps::cluster::Cluster;
+use crate::protocol::outbox::{Frames, Membership, SendError, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;

@@ -3,7 +3,7 @@
 //! This is the original `handle_echo_client` in Rust, and the place to put your own logic:
 //! `receive` gives whole messages until the client leaves; `send` answers.
 
-use crate::connection::Connection;
+use crate::protocol::connection::Connection;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message};
 

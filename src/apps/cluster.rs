@@ -18,7 +18,7 @@
 //! and resumes. Pub/sub is at most once: what was published while an instance was cut off is
 //! lost to it.
 
-use crate::room::LocalRoom;
+use crate::apps::room::LocalRoom;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};

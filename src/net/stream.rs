@@ -9,7 +9,7 @@
 //! until the socket takes them: `flush_now` writes them out, and a thread that waits on the
 //! socket also waits for it to be writable while `has_pending_output` says so.
 
-use crate::tls::{Certificates, Session};
+use crate::net::tls::{Certificates, Session};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;

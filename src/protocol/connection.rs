@@ -6,13 +6,15 @@
 //! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no
 //! room for, close 1001 when the server shuts down, and counts of what went each way.
 
-use crate::deflate::{Stored, bad_deflate};
-use crate::inbound::{Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget};
-use crate::metrics::{LiveTraffic, Metrics, Traffic};
-use crate::outbox::{Interruption, Outbox, Sender};
-use crate::shutdown::ShutdownSignal;
-use crate::socket::Socket;
-use crate::socket::{discard_until, is_timeout, set_timeout_until};
+use crate::ops::metrics::{LiveTraffic, Metrics, Traffic};
+use crate::ops::shutdown::ShutdownSignal;
+use crate::protocol::deflate::{Stored, bad_deflate};
+use crate::protocol::inbound::{
+    Header, MAX_HEADER, OverBudget, leaves_tungstenite_idle, over_budget,
+};
+use crate::protocol::outbox::{Interruption, Outbox, Sender};
+use crate::protocol::socket::Socket;
+use crate::protocol::socket::{discard_until, is_timeout, set_timeout_until};
 use log::warn;
 use std::fmt;
 use std::io::{IoSlice, Write};

@@ -8,7 +8,7 @@
 //! the server can hold: the caps are kept under it, so that the host's own limits are never
 //! what refuses a client (see `Server::start_with`).
 
-use crate::threads::MAPPINGS_PER_THREAD;
+use crate::net::threads::MAPPINGS_PER_THREAD;
 use std::fmt;
 use std::fs;
 use std::path::PathBuf;

@@ -5,9 +5,9 @@
 //! what it freed in its own malloc cache). A request body is never read here. Every refusal is
 //! one line of plain text saying what happened and what to do.
 
-use crate::escape::escape;
-use crate::socket;
-use crate::stream::Stream;
+use crate::net::stream::Stream;
+use crate::ops::escape::escape;
+use crate::protocol::socket;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};

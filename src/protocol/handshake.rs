@@ -6,11 +6,11 @@
 //! that the policy request, a plain HTTP request (426), a wrong path (404) and a refused Origin
 //! (403) all get a clear answer; tungstenite then runs the WebSocket protocol on the same socket.
 
-use crate::deflate;
-use crate::http::{self, HeadError, Refusal, Request, host_of};
-use crate::policy;
-use crate::routes::{Route, Routes, UpgradeRequest};
-use crate::stream::Stream;
+use crate::net::http::{self, HeadError, Refusal, Request, host_of};
+use crate::net::stream::Stream;
+use crate::protocol::deflate;
+use crate::protocol::policy;
+use crate::protocol::routes::{Route, Routes, UpgradeRequest};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;

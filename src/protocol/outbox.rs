@@ -14,10 +14,10 @@
 //! A connection gets an outbox only when its handler asks for a `Sender`; until then reads and
 //! writes go straight to the socket, as for `/echo`.
 
-use crate::budget::{Budget, Holding};
-use crate::metrics::LiveTraffic;
-use crate::stream::Stream;
-use crate::wake::{self, ThreadHandle, Woken};
+use crate::net::stream::Stream;
+use crate::net::wake::{self, ThreadHandle, Woken};
+use crate::ops::budget::{Budget, Holding};
+use crate::ops::metrics::LiveTraffic;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};

@@ -15,11 +15,11 @@
 //! Application code only, like `echo.rs`: the transport is the `Connection`, its `Sender` and
 //! the `Room`.
 
-use crate::cluster::Cluster;
-use crate::connection::Connection;
-use crate::outbox::Sender;
-use crate::room::Room;
-use crate::routes::Route;
+use crate::apps::cluster::Cluster;
+use crate::apps::room::Room;
+use crate::protocol::connection::Connection;
+use crate::protocol::outbox::Sender;
+use crate::protocol::routes::Route;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -12,7 +12,7 @@
 //! are fixed words, and close codes are those the RFC and IANA registry name, the rest in
 //! buckets (see `close_code_label`).
 
-use crate::budget::Budget;
+use crate::ops::budget::Budget;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -6,7 +6,7 @@
 //! between the connection's thread and its `Sender`s behind a mutex: every byte in either
 //! direction passes through it, so records go out in the order their bytes were given.
 
-use crate::wake;
+use crate::net::wake;
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -274,17 +274,17 @@ struct Now<'a>(&'a TcpStream);
 
 impl Read for Now<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::stream::recv_now(self.0, buf)
+        crate::net::stream::recv_now(self.0, buf)
     }
 }
 
 impl Write for Now<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::stream::send_now(self.0, &[IoSlice::new(buf)])
+        crate::net::stream::send_now(self.0, &[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::stream::send_now(self.0, bufs)
+        crate::net::stream::send_now(self.0, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -19,7 +19,7 @@
 //! When the cap is reached, the connection idle longest is closed to admit the new one, so a
 //! crowd of idle connections cannot keep anyone else out.
 
-use crate::stream::Stream;
+use crate::net::stream::Stream;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown};

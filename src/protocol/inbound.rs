@@ -27,8 +27,8 @@
 //! and answers control frames between them. RSV1 anywhere else passes untouched, for
 //! tungstenite to refuse (1002); data that does not inflate fails the read with `BadDeflate`.
 
-use crate::budget::{Budget, Holding};
-use crate::deflate::{self, INFLATING_BYTES, Inflater, TAIL};
+use crate::ops::budget::{Budget, Holding};
+use crate::protocol::deflate::{self, INFLATING_BYTES, Inflater, TAIL};
 use std::fmt;
 use std::io;
 use tungstenite::Message;
@@ -1013,7 +1013,7 @@ mod tests {
         assert_eq!(refusal.message_bytes, 60_000);
         assert_eq!(refusal.limit, budget_bytes);
         let budget = Arc::clone(ws.get_ref().inbound.holding().budget());
-        assert_eq!(budget.in_use(), 30_000 - crate::budget::ALLOWANCE);
+        assert_eq!(budget.in_use(), 30_000 - crate::ops::budget::ALLOWANCE);
         drop(ws);
         assert_eq!(
             budget.in_use(),
@@ -1182,7 +1182,7 @@ mod tests {
         let budget = Arc::clone(inbound.holding().budget());
         let layered = Layered::new(inbound, Replay::new(&bytes, vec![usize::MAX]));
         let (messages, ended, direct) = crate::fuzzing::replay_as_connection(layered, 1000);
-        let fit = (crate::budget::ALLOWANCE + 1000) / 300;
+        let fit = (crate::ops::budget::ALLOWANCE + 1000) / 300;
         assert_eq!(
             (messages.len(), direct, ended.as_str()),
             (fit, fit, "io Other")
@@ -1198,7 +1198,10 @@ mod tests {
         let message = layered.read_direct().unwrap().expect("read directly");
         assert_eq!(message, Message::binary(vec![7; 300]));
         let budget = Arc::clone(layered.inbound.holding().budget());
-        assert_eq!(budget.in_use(), 300 - crate::budget::ALLOWANCE.min(300));
+        assert_eq!(
+            budget.in_use(),
+            300 - crate::ops::budget::ALLOWANCE.min(300)
+        );
         layered.inbound.delivered(message.len());
         layered.inbound.release_delivered();
         assert_eq!(budget.in_use(), 0);
@@ -1348,7 +1351,7 @@ mod tests {
         let message = ws.read().unwrap();
         assert_eq!(message, Message::text(text));
         // The message is held (less the connection's own allowance); the inflater is not.
-        assert_eq!(budget.in_use(), 30_000 - crate::budget::ALLOWANCE);
+        assert_eq!(budget.in_use(), 30_000 - crate::ops::budget::ALLOWANCE);
         ws.get_mut().inbound.delivered(message.len());
         ws.get_mut().inbound.release_delivered();
         assert_eq!(budget.in_use(), 0);

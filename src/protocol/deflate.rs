@@ -206,7 +206,7 @@ fn made_apart() -> Option<Decompress> {
     let make = move |()| {
         let _ = made.send(Decompress::new(false));
     };
-    crate::threads::spawn(c"inflater", INFLATER_STACK, (), make).ok()?;
+    crate::net::threads::spawn(c"inflater", INFLATER_STACK, (), make).ok()?;
     inflater.recv().ok()
 }
 

@@ -26,8 +26,8 @@
 //! let server = wsecho::Server::start_with(wsecho::Config::default(), routes);
 //! ```
 
-use crate::connection::Connection;
-use crate::http::Request;
+use crate::net::http::Request;
+use crate::protocol::connection::Connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tungstenite::Error;

@@ -12,17 +12,17 @@
 //! percent-encoded or not, absolute paths, symlinks that lead out), nor any name starting with
 //! `.` (`.env`, `.git`).
 
-use crate::accept::{self, Quiet};
-use crate::embedded;
-use crate::escape::escape;
-use crate::http::{self, HeadError, Refusal, Request};
-use crate::metrics::Metrics;
-use crate::proxy::Client;
-use crate::registry::{Connections, Ticket};
-use crate::shutdown::ShutdownSignal;
-use crate::stream::Stream;
-use crate::threads;
-use crate::tls::Certificates;
+use crate::net::accept::{self, Quiet};
+use crate::net::http::{self, HeadError, Refusal, Request};
+use crate::net::proxy::Client;
+use crate::net::registry::{Connections, Ticket};
+use crate::net::stream::Stream;
+use crate::net::threads;
+use crate::net::tls::Certificates;
+use crate::ops::escape::escape;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::ShutdownSignal;
+use crate::page::embedded;
 use log::{debug, warn};
 use std::fs::File;
 use std::io::{self, Write};

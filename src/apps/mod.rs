@@ -1,0 +1,12 @@
+//! The applications wsecho serves: echo, the chat room, rooms any app can broadcast to, and the
+//! cluster that carries rooms across instances through Redis. They use `Connection`, `Sender`
+//! and `Room`, never frames or sockets.
+
+pub(crate) mod chat;
+#[cfg(feature = "redis")]
+pub(crate) mod cluster;
+#[cfg(not(feature = "redis"))]
+#[path = "no_cluster.rs"]
+pub(crate) mod cluster;
+pub(crate) mod echo;
+pub(crate) mod room;

@@ -1,0 +1,9 @@
+//! Operations: what the server is told and what it keeps account of. The configuration, the
+//! memory budget, the metrics, the shutdown signal, and escaping for what goes into logs and
+//! pages. Everything else may use these; they use nothing above them.
+
+pub(crate) mod budget;
+pub(crate) mod config;
+pub(crate) mod escape;
+pub(crate) mod metrics;
+pub(crate) mod shutdown;

@@ -1,0 +1,5 @@
+//! The page port: an HTTP/1.1 server for the browser page (the files embedded in the binary or
+//! a folder), `/config.json`, `/metrics` and `/healthz`.
+
+pub(crate) mod embedded;
+pub(crate) mod server;

@@ -1,0 +1,12 @@
+//! The WebSocket protocol over a connection's socket: the opening handshake (and the Flash
+//! policy answer), routes, frames in and out, permessage-deflate, and `Connection` and its
+//! outbox, which is what an application holds.
+
+pub(crate) mod connection;
+pub(crate) mod deflate;
+pub(crate) mod handshake;
+pub(crate) mod inbound;
+pub(crate) mod outbox;
+pub(crate) mod policy;
+pub(crate) mod routes;
+pub(crate) mod socket;
