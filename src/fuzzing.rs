@@ -5,12 +5,14 @@
 use crate::net::http::{self, MAX_HEAD_LEN, Refusal};
 use crate::ops::budget::{Budget, Holding};
 use crate::page::server as page;
+use crate::protocol::frame::Header;
 use crate::protocol::handshake::{self, Opening};
-use crate::protocol::inbound::{Header, Inbound, Source, leaves_tungstenite_idle};
+use crate::protocol::reader::{Fault, Reader, Source};
 use crate::protocol::routes::{Refused, Route, Routes};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::{Error, Message};
 
@@ -107,31 +109,30 @@ pub fn page_path(bytes: &[u8]) {
 }
 
 /// Raw client bytes after the handshake, read in pieces whose sizes come from the first
-/// bytes (a 0 is a read that times out): tungstenite must see through `Inbound` exactly what
-/// it sees without it (the same messages, then the same kind of failure).
+/// bytes (a 0 is a read that times out): the reader must make of them what tungstenite makes
+/// of them read whole (the same messages, then the same kind of failure).
 pub fn frames(bytes: &[u8]) {
     let Some((sizes, stream)) = read_sizes(bytes) else {
         return;
     };
     let max = 1 << 20;
-    let alone = replay(Replay::new(stream, vec![usize::MAX]), max);
+    let tungstenite = replay(Replay::new(stream, vec![usize::MAX]), max);
     let budget = Budget::new(usize::MAX);
-    let inbound = Inbound::new(Holding::new(&budget), max, false);
-    let through = replay_as_connection(Layered::new(inbound, Replay::new(stream, sizes)), max);
-    assert_eq!(alone.0, through.0, "different messages through Inbound");
-    // A frame cut into pieces may show its fault (invalid UTF-8, a wrong opcode) before its
-    // end has arrived: where the bytes stop mid-frame, tungstenite alone sees only the end.
-    let found_sooner = alone.1 == STREAM_ENDED && ends_mid_frame(stream);
+    let reader = Reader::new(Holding::new(&budget), max, false);
+    let ours = read_all(reader, Replay::new(stream, sizes));
+    assert_eq!(tungstenite.0, ours.0, "different messages from the reader");
+    // The reader checks a message's size at each frame's header: where the bytes stop
+    // mid-frame, tungstenite sees only the end.
+    let found_sooner = tungstenite.1 == ENDED && ends_mid_frame(stream);
     if !found_sooner {
-        assert_eq!(alone.1, through.1, "a different failure through Inbound");
+        assert_eq!(tungstenite.1, ours.1, "a different failure from the reader");
     }
 }
 
 /// Raw client bytes after an upgrade that agreed permessage-deflate, read in pieces as in
-/// `frames`, as `Connection` reads them: whatever comes, compressed or not, the reading ends
-/// (with messages, then a failure) without a panic or a hang, no message is bigger than the
-/// limit, however small its compressed form, and nothing stays held against the memory budget
-/// once the connection is gone.
+/// `frames`: whatever comes, compressed or not, the reading ends (with messages, then a
+/// failure) without a panic or a hang, no message is bigger than the limit, however small its
+/// compressed form, and nothing stays held against the memory budget once the reader is gone.
 pub fn inflated_frames(bytes: &[u8]) {
     let Some((sizes, stream)) = read_sizes(bytes) else {
         return;
@@ -139,9 +140,8 @@ pub fn inflated_frames(bytes: &[u8]) {
     // Small, so that a bomb reaches it soon.
     let max = 1 << 16;
     let budget = Budget::new(usize::MAX);
-    let inbound = Inbound::new(Holding::new(&budget), max, true);
-    let (messages, _, _) =
-        replay_as_connection(Layered::new(inbound, Replay::new(stream, sizes)), max);
+    let reader = Reader::new(Holding::new(&budget), max, true);
+    let (messages, _) = read_all(reader, Replay::new(stream, sizes));
     for message in &messages {
         assert!(message.len() <= max, "a message of {} bytes", message.len());
     }
@@ -174,7 +174,8 @@ fn ends_mid_frame(mut stream: &[u8]) -> bool {
     false
 }
 
-const STREAM_ENDED: &str = "WebSocket protocol error: Connection reset without closing handshake";
+/// How reading ends: the client hangs up without a close frame.
+const ENDED: &str = "ended";
 
 fn assert_plain(refusal: &Refusal) {
     let mut out = Vec::new();
@@ -198,72 +199,75 @@ fn page_root() -> PathBuf {
 
 /// Messages tungstenite reads from `stream` until it fails, and what kind of failure.
 fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
-    let mut ws = server_side(stream, max);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
     let mut messages = Vec::new();
     // Bounded: every message takes at least two bytes of the input, and a read that times
     // out is followed by one that does not.
-    loop {
+    let mut failure = loop {
         match ws.read() {
-            Ok(message) => messages.push(message),
-            Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return (messages, kind(&error)),
-        }
-    }
-}
-
-/// The same, read as `Connection` reads: small whole messages past tungstenite
-/// (`Inbound::read_direct`) whenever its last read returned a message. Also how many came
-/// that way.
-pub(crate) fn replay_as_connection(layered: Layered, max: usize) -> (Vec<Message>, String, usize) {
-    let mut ws = server_side(layered, max);
-    let mut messages = Vec::new();
-    let mut tungstenite_idle = true;
-    // Bounded as `replay` is: a direct read takes a whole frame or leaves the turn to
-    // tungstenite.
-    let failure = loop {
-        if tungstenite_idle {
-            match ws.get_mut().read_direct() {
-                Ok(Some(message)) => {
-                    messages.push(message);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => break kind(&error),
-            }
-        }
-        let read = ws.read();
-        tungstenite_idle = leaves_tungstenite_idle(&read);
-        match read {
             Ok(message) => messages.push(message),
             Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) => break kind(&error),
         }
     };
-    (messages, failure, ws.get_ref().direct)
+    // tungstenite hands over a close with a code the protocol forbids (and answers 1002
+    // itself); the reader reports it as the protocol error it is.
+    if let Some(Message::Close(Some(close))) = messages.last()
+        && !close.code.is_allowed()
+    {
+        messages.pop();
+        failure = "protocol".to_string();
+    }
+    (messages, failure)
 }
 
-fn server_side<S: Read + Write>(stream: S, max: usize) -> WebSocket<S> {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    WebSocket::from_raw_socket(stream, Role::Server, Some(config))
+/// Messages the reader makes of `source` until it fails, and what kind of failure (as `kind`
+/// names tungstenite's). Delivered messages are never released: they stay held, as they
+/// would while the application had them.
+pub(crate) fn read_all(mut reader: Reader, mut source: Replay) -> (Vec<Message>, String) {
+    let mut messages = Vec::new();
+    // Bounded as `replay` is.
+    let failure = loop {
+        match reader.next(&mut source) {
+            Ok(message @ Message::Close(_)) => {
+                messages.push(message);
+                break "closed".to_string();
+            }
+            Ok(message) => messages.push(message),
+            Err(Fault::Timeout) => {}
+            Err(Fault::Ended) => break ENDED.to_string(),
+            Err(Fault::Protocol(_)) => break "protocol".to_string(),
+            Err(Fault::Utf8) => break "utf-8".to_string(),
+            Err(Fault::TooBig { .. }) => break "capacity".to_string(),
+            Err(Fault::OverBudget(_)) => break "budget".to_string(),
+            Err(Fault::BadDeflate(_)) => break "deflate".to_string(),
+            Err(Fault::Io(error)) => break format!("io {:?}", error.kind()),
+            Err(Fault::Interrupted) => break "interrupted".to_string(),
+        }
+    };
+    (messages, failure)
 }
 
-/// A failure's kind: where the same fault is found, cut or not, its details may differ (an
-/// invalid UTF-8 sequence is seen in a smaller piece, a size limit by a later check).
+/// A failure's kind: where the same fault is found, its details may differ (an invalid UTF-8
+/// sequence is seen in a smaller piece, a size limit by a later check).
 fn kind(error: &Error) -> String {
     match error {
         Error::Io(error) => format!("io {:?}", error.kind()),
         Error::Capacity(_) => "capacity".to_string(),
         Error::Utf8(_) => "utf-8".to_string(),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ENDED.to_string(),
+        Error::Protocol(_) => "protocol".to_string(),
+        Error::ConnectionClosed | Error::AlreadyClosed => "closed".to_string(),
         other => other.to_string(),
     }
 }
 
 /// Bytes given in reads of the sizes listed, over and over (a 0 times out, the first time
-/// round); writes go nowhere. Also the client of `inbound.rs`'s unit tests.
+/// round); writes go nowhere. Also the client of `reader.rs`'s unit tests.
 pub(crate) struct Replay<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -283,14 +287,14 @@ impl<'a> Replay<'a> {
 }
 
 impl Source for Replay<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         let mut size = self.sizes[self.turn % self.sizes.len()];
         self.turn += 1;
         if size == 0 {
             // A timeout, on the first round of sizes only: the same ones over and over would
             // starve a reader that needs more bytes, where time brings them in real life.
             if self.turn <= self.sizes.len() {
-                return Err(io::ErrorKind::WouldBlock.into());
+                return Err(Fault::Timeout);
             }
             size = 1;
         }
@@ -309,59 +313,11 @@ impl Source for Replay<'_> {
 
 impl Read for Replay<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Source::read(self, buf)
+        Source::read(self, buf).map_err(|_| io::ErrorKind::WouldBlock.into())
     }
 }
 
 impl Write for Replay<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `Inbound` over a replay, as the socket has it; keeps what it hands over.
-pub(crate) struct Layered<'a> {
-    pub(crate) inbound: Inbound,
-    replay: Replay<'a>,
-    /// Every byte tungstenite was handed, in order.
-    pub(crate) handed: Vec<u8>,
-    /// Messages read past tungstenite.
-    pub(crate) direct: usize,
-}
-
-impl<'a> Layered<'a> {
-    pub(crate) fn new(inbound: Inbound, replay: Replay<'a>) -> Layered<'a> {
-        Layered {
-            inbound,
-            replay,
-            handed: Vec::new(),
-            direct: 0,
-        }
-    }
-}
-
-impl Layered<'_> {
-    /// `Inbound::read_direct` over the replay, as `Socket::read_direct` does; counted.
-    pub(crate) fn read_direct(&mut self) -> tungstenite::Result<Option<Message>> {
-        let message = self.inbound.read_direct(&mut self.replay)?;
-        self.direct += usize::from(message.is_some());
-        Ok(message)
-    }
-}
-
-impl Read for Layered<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inbound.read(&mut self.replay, buf)?;
-        self.handed.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-
-impl Write for Layered<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(buf.len())
     }

@@ -1,7 +1,7 @@
 //! `wsecho ping URL`: like ping(8), for any `ws://` echo endpoint. One message per interval,
 //! one line per echo with its round-trip time, and a summary after `--count` or on Ctrl-C.
 
-use crate::protocol::socket::is_timeout;
+use crate::net::stream::is_timeout;
 use std::fmt;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};

@@ -5,9 +5,8 @@
 //! what it freed in its own malloc cache). A request body is never read here. Every refusal is
 //! one line of plain text saying what happened and what to do.
 
-use crate::net::stream::Stream;
+use crate::net::stream::{self, Stream};
 use crate::ops::escape::escape;
-use crate::protocol::socket;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
@@ -145,7 +144,7 @@ pub fn read_more(
                 received.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(error) if socket::is_timeout(&error) => return Err(HeadError::TimedOut),
+            Err(error) if stream::is_timeout(&error) => return Err(HeadError::TimedOut),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(HeadError::Io(error)),
         }
@@ -353,7 +352,7 @@ impl Refusal {
         if self.write_to(stream).is_err() || stream.close_write(deadline).is_err() {
             return;
         }
-        socket::discard_until(&mut &*stream, deadline, LINGER_BYTES);
+        stream::discard_until(&mut &*stream, deadline, LINGER_BYTES);
     }
 
     /// Answer without ever blocking (from an accept thread, say): a fresh socket's send

@@ -12,6 +12,7 @@
 use crate::net::tls::{Certificates, Session};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -192,4 +193,38 @@ pub fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// Set the read timeout to what is left before `deadline`; false once it has passed.
+pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
+}
+
+/// Read and throw away what the client still sends, until it hangs up, an error, `deadline`,
+/// or `max_bytes`: after our side has stopped writing, so that closing with unread bytes does
+/// not reset the connection before the client has read our last words.
+pub fn discard_until<R>(reader: &mut R, deadline: Instant, max_bytes: usize)
+where
+    R: Read + Deref<Target = Stream>,
+{
+    // Small: a connection's thread is reused, and keeps whatever stack it has touched.
+    let mut sink = [0u8; 1024];
+    let mut discarded = 0;
+    while discarded < max_bytes && set_timeout_until(reader.tcp(), deadline) {
+        match reader.read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => discarded += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

@@ -1,6 +1,6 @@
 //! permessage-deflate (RFC 7692), the receiving side: which offer a client makes at the upgrade
-//! we accept and what we answer, and the inflaters that `Inbound` turns a compressed message's
-//! frames into plain fragments with.
+//! we accept and what we answer, and the inflaters the reader turns a compressed message's
+//! frames into its bytes with.
 //!
 //! Every offer we accept is answered with `client_no_context_takeover`: the client then
 //! compresses each message on its own, so no inflate state outlives a message and an idle
@@ -17,7 +17,6 @@
 
 use flate2::{Decompress, FlushDecompress, Status};
 use std::fmt;
-use std::io;
 use std::sync::{Mutex, PoisonError};
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
@@ -155,11 +154,6 @@ impl BadDeflate {
 }
 
 impl std::error::Error for BadDeflate {}
-
-/// The inflate failure inside an I/O error, if that is what it is.
-pub fn bad_deflate(error: &io::Error) -> Option<&BadDeflate> {
-    error.get_ref()?.downcast_ref::<BadDeflate>()
-}
 
 /// One message's inflater, borrowed from the pool and given back, reset, when dropped.
 pub struct Inflater {

@@ -4,9 +4,10 @@
 
 pub(crate) mod connection;
 pub(crate) mod deflate;
+pub(crate) mod frame;
 pub(crate) mod handshake;
-pub(crate) mod inbound;
 pub(crate) mod outbox;
 pub(crate) mod policy;
+pub(crate) mod reader;
 pub(crate) mod routes;
 pub(crate) mod socket;

@@ -18,6 +18,8 @@ use crate::net::stream::Stream;
 use crate::net::wake::{self, ThreadHandle, Woken};
 use crate::ops::budget::{Budget, Holding};
 use crate::ops::metrics::LiveTraffic;
+use crate::protocol::frame::{self, BINARY, CLOSE, PING, PONG, TEXT};
+use crate::protocol::reader::Fault;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
@@ -25,8 +27,8 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// Sends to one client from any thread; clone it freely. Frames from one `Sender` (or from
 /// clones used one after another) reach the client in the order sent.
@@ -81,17 +83,19 @@ impl Frames {
     pub fn encode(message: &Message) -> Frames {
         let message_len =
             matches!(message, Message::Text(_) | Message::Binary(_)).then(|| message.len());
-        let frame = match message.clone() {
-            Message::Text(text) => Frame::message(text, OpCode::Data(Data::Text), true),
-            Message::Binary(data) => Frame::message(data, OpCode::Data(Data::Binary), true),
-            Message::Ping(data) => Frame::ping(data),
-            Message::Pong(data) => Frame::pong(data),
-            Message::Close(close) => Frame::close(close),
-            Message::Frame(frame) => frame,
+        let out = match message {
+            Message::Text(text) => frame::encode(TEXT, text.as_bytes()),
+            Message::Binary(data) => frame::encode(BINARY, data),
+            Message::Ping(data) => frame::encode(PING, data),
+            Message::Pong(data) => frame::encode(PONG, data),
+            Message::Close(close) => frame::encode(CLOSE, &close_payload(close.as_ref())),
+            Message::Frame(frame) => {
+                let mut out = Vec::with_capacity(frame.len());
+                // Writing to a Vec cannot fail.
+                let _ = frame.clone().format(&mut out);
+                out
+            }
         };
-        let mut out = Vec::with_capacity(frame.len());
-        // Writing to a Vec cannot fail.
-        let _ = frame.format(&mut out);
         Frames(Arc::new(Encoded {
             bytes: out.into(),
             message_len,
@@ -354,15 +358,15 @@ impl Outbox {
     }
 
     /// The connection's thread: read what the client sent, writing out the queue meanwhile.
-    /// Fails with an `Interruption` error when the thread must act instead (see `interruption`),
-    /// and with `WouldBlock` after `timeout`, like a socket with that read timeout.
-    pub(crate) fn read(&self, buf: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+    /// Fails with `Fault::Interrupted` when the thread must act instead (see `interruption`),
+    /// and with `Fault::Timeout` after `timeout`, like a socket with that read timeout.
+    pub(crate) fn read(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, Fault> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         loop {
             let queued = {
                 let mut state = self.lock();
                 if state.must_act() {
-                    return Err(io::Error::other(Interrupted));
+                    return Err(Fault::Interrupted);
                 }
                 // Never between the halves of our own frame (a write that failed midway).
                 !state.owner_mid_frame && !self.flush(&mut state)?
@@ -371,7 +375,7 @@ impl Outbox {
                 Ok(n) => return Ok(n),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
+                Err(error) => return Err(Fault::Io(error)),
             }
             // Reading can give TLS something to answer.
             self.wait(true, queued || self.stream.has_pending_output(), deadline)?;
@@ -430,10 +434,9 @@ impl Outbox {
         }
     }
 
-    /// What the connection's thread must do, once a read failed with an `Interruption` error;
-    /// a close request is taken (asked once).
-    pub(crate) fn interruption(&self, error: &io::Error) -> Option<Interruption> {
-        error.get_ref()?.downcast_ref::<Interrupted>()?;
+    /// What the connection's thread must do, once a read failed with `Fault::Interrupted`; a
+    /// close request is taken (asked once).
+    pub(crate) fn interruption(&self) -> Option<Interruption> {
         let mut state = self.lock();
         match state.status {
             Status::TooSlow => return Some(Interruption::TooSlow { limit: self.limit }),
@@ -454,11 +457,8 @@ impl Outbox {
     pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {
         let mut state = self.lock();
         if !state.owner_mid_frame && self.flush(&mut state).unwrap_or(false) {
-            let frame = Frames::encode(&Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })));
-            let _ = send_now(&self.stream, frame.bytes());
+            let frame = frame::encode(CLOSE, &frame::close_payload(code.into(), reason));
+            let _ = send_now(&self.stream, &frame);
             let _ = self.stream.flush_now();
         }
         state.queue.clear();
@@ -495,17 +495,12 @@ impl Outbox {
     }
 }
 
-/// The error a read fails with when the connection's thread must act (`interruption`).
-#[derive(Debug)]
-struct Interrupted;
-
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the connection must close")
-    }
+/// A close frame's payload: empty without a code.
+fn close_payload(close: Option<&CloseFrame>) -> Vec<u8> {
+    close.map_or_else(Vec::new, |close| {
+        frame::close_payload(close.code.into(), close.reason.as_str())
+    })
 }
-
-impl std::error::Error for Interrupted {}
 
 /// `Stream::send_now` of one buffer.
 fn send_now(stream: &Stream, buf: &[u8]) -> io::Result<usize> {

@@ -1,36 +1,34 @@
-//! The socket under tungstenite: a `TcpStream` that reads big only while data streams in.
+//! A connection's socket as the protocol reads and writes it: a `Stream` that reads big only
+//! while data streams in, under the frame reader, and shared with the outbox once there is one.
 //!
-//! tungstenite reads at most its read buffer's size per `read()`, and that buffer is allocated
-//! for the whole life of a connection. A small buffer keeps an idle connection cheap, but a
-//! 64 KiB message then costs dozens of reads. So when a read fills tungstenite's buffer (more
-//! is probably waiting), the next one takes whatever is waiting, up to 64 KiB and without
-//! blocking, into a spill buffer and hands it over from there; once the socket has been
-//! drained, the spill buffer is freed, so a connection never waits for data holding it.
+//! The reader asks for a header's worth (512 bytes) at a time, or straight into a big
+//! message's buffer. So that a 64 KiB message does not cost dozens of reads, when a read fills
+//! what was asked (more is probably waiting), the next one takes whatever is waiting, up to
+//! 64 KiB and without blocking, into a spill buffer and hands it over from there; once the
+//! socket has been drained, the spill buffer is freed, so a connection never waits for data
+//! holding it.
 //!
-//! What tungstenite reads has passed `Inbound` (see `inbound.rs`), which counts messages
-//! against the memory budget and cuts big frames. Once the handler asks for a `Sender`, every
-//! wait, read and write goes through the connection's outbox, which shares the socket with the
-//! senders (see `outbox.rs`).
+//! Once the handler asks for a `Sender`, every wait, read and write goes through the
+//! connection's outbox, which shares the socket with the senders (see `outbox.rs`).
 
 use crate::net::stream::Stream;
 use crate::ops::budget::{Budget, Holding};
-use crate::protocol::inbound::{Inbound, Source};
 use crate::protocol::outbox::Outbox;
+use crate::protocol::reader::{Fault, Reader, Source};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use tungstenite::Message;
 
 /// How much one read may take from the socket while data streams in.
 const SPILL: usize = 64 * 1024;
 
 pub struct Socket {
     raw: Raw,
-    inbound: Inbound,
+    reader: Reader,
 }
 
-/// The socket's own bytes, before `Inbound` minds their frames.
+/// The socket's own bytes, before the reader minds their frames.
 struct Raw {
     stream: Arc<Stream>,
     /// Once the handler has asked for a `Sender`: every read and write goes through here.
@@ -63,7 +61,7 @@ impl Socket {
                 streaming: false,
                 last_from_spill: 0,
             },
-            inbound: Inbound::new(holding, max_message_size, deflate),
+            reader: Reader::new(holding, max_message_size, deflate),
         }
     }
 
@@ -83,27 +81,34 @@ impl Socket {
 
     /// The memory budget this connection's messages are held against.
     pub fn budget(&self) -> &Arc<Budget> {
-        self.inbound.holding().budget()
+        self.reader.budget()
     }
 
-    /// The next message if it comes in one frame, read past tungstenite; see
-    /// `Inbound::read_direct` for when that may be asked.
-    pub fn read_direct(&mut self) -> tungstenite::Result<Option<tungstenite::Message>> {
-        self.inbound.read_direct(&mut self.raw)
+    /// The next message or control frame from the client (see `reader.rs`).
+    pub fn next(&mut self) -> Result<Message, Fault> {
+        self.reader.next(&mut self.raw)
     }
 
-    /// The budget's account of this connection's messages (see `inbound.rs`).
-    pub fn inbound(&mut self) -> &mut Inbound {
-        &mut self.inbound
+    /// The budget's account of this connection's messages (see `reader.rs`).
+    pub fn reader(&mut self) -> &mut Reader {
+        &mut self.reader
     }
 }
 
 impl Raw {
     /// Wait for data (up to the read timeout) and read it.
-    fn read_waiting(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_waiting(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         match &self.outbox {
-            None => (&*self.stream).read(buf),
-            Some(outbox) => outbox.read(buf, self.stream.tcp().read_timeout()?),
+            None => loop {
+                match (&*self.stream).read(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    read => return read.map_err(Fault::from),
+                }
+            },
+            Some(outbox) => {
+                let timeout = self.stream.tcp().read_timeout().map_err(Fault::Io)?;
+                outbox.read(buf, timeout)
+            }
         }
     }
 }
@@ -125,14 +130,20 @@ impl Deref for Socket {
     }
 }
 
+/// The raw bytes, past the reader: for throwing away what a client sends after the close.
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inbound.read(&mut self.raw, buf)
+        match Source::read(&mut self.raw, buf) {
+            Ok(n) => Ok(n),
+            Err(Fault::Io(error)) => Err(error),
+            Err(Fault::Timeout) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(fault) => Err(io::Error::other(fault.to_string())),
+        }
     }
 }
 
 impl Source for Raw {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         self.last_from_spill = 0;
         if self.spilled_from < self.spill.len() {
             let n = buf.len().min(self.spill.len() - self.spilled_from);
@@ -183,67 +194,6 @@ impl Source for Raw {
     }
 }
 
-/// Set the read timeout to what is left before `deadline`; false once it has passed.
-pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
-    let left = deadline.saturating_duration_since(Instant::now());
-    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
-}
-
-/// Read and throw away what the client still sends, until it hangs up, an error, `deadline`,
-/// or `max_bytes`: after our side has stopped writing, so that closing with unread bytes does
-/// not reset the connection before the client has read our last words.
-pub fn discard_until<R>(reader: &mut R, deadline: Instant, max_bytes: usize)
-where
-    R: Read + Deref<Target = Stream>,
-{
-    // Small: a connection's thread is reused, and keeps whatever stack it has touched.
-    let mut sink = [0u8; 1024];
-    let mut discarded = 0;
-    while discarded < max_bytes && set_timeout_until(reader.tcp(), deadline) {
-        match reader.read(&mut sink) {
-            Ok(0) => return,
-            Ok(n) => discarded += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-impl Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.raw.outbox {
-            None => (&*self.raw.stream).write(buf),
-            Some(outbox) => {
-                let timeout = self.raw.stream.tcp().write_timeout()?;
-                outbox.write(&[IoSlice::new(buf)], timeout)
-            }
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match &self.raw.outbox {
-            None => (&*self.raw.stream).write_vectored(bufs),
-            Some(outbox) => outbox.write(bufs, self.raw.stream.tcp().write_timeout()?),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &self.raw.outbox {
-            None => (&*self.raw.stream).flush(),
-            // What TLS still holds goes out while the connection's thread waits.
-            Some(_) => Ok(()),
-        }
-    }
-}
-
 impl Socket {
     /// Write `head` then `body`, whole, in one system call when the socket takes it all.
     pub fn write_both(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
@@ -255,7 +205,14 @@ impl Socket {
     pub fn write_slices(&mut self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut left = slices;
         while !left.is_empty() {
-            match self.write_vectored(left) {
+            let written = match &self.raw.outbox {
+                None => (&*self.raw.stream).write_vectored(left),
+                Some(outbox) => {
+                    let timeout = self.raw.stream.tcp().write_timeout()?;
+                    outbox.write(left, timeout)
+                }
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -269,7 +226,7 @@ impl Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     fn raw(stream: TcpStream) -> Raw {
         Raw {
@@ -294,7 +251,7 @@ mod tests {
         let mut sizes = [1024, 7, 4096, 1, 70_000].iter().cycle();
         while received.len() < expected.len() {
             let mut buf = vec![0; *sizes.next().unwrap()];
-            let n = socket.read(&mut buf).unwrap();
+            let n = Source::read(&mut socket, &mut buf).unwrap();
             assert!(n > 0);
             received.extend_from_slice(&buf[..n]);
         }
@@ -312,15 +269,15 @@ mod tests {
         let mut received = 0;
         let mut buf = [0u8; 1024];
         while received < 1024 + SPILL {
-            received += socket.read(&mut buf).unwrap();
+            received += Source::read(&mut socket, &mut buf).unwrap();
         }
         socket
             .stream
             .tcp()
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
-        let waited = socket.read(&mut buf).unwrap_err();
-        assert!(is_timeout(&waited), "{waited}");
+        let waited = Source::read(&mut socket, &mut buf).unwrap_err();
+        assert!(matches!(waited, Fault::Timeout), "{waited}");
         assert_eq!(
             socket.spill.capacity(),
             0,

@@ -27,14 +27,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
-use tungstenite::WebSocket;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{Role, WebSocketConfig};
-
-/// tungstenite's read buffer, allocated for a connection's whole life: its 128 KiB default
-/// would be most of an idle connection's memory. 1 KiB holds a typical message; `Socket`
-/// reads bigger while data streams in.
-const READ_BUFFER: usize = 1024;
 
 /// What a listener serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -270,18 +263,12 @@ fn open(
         warn!("#{id} {client}: dropped during the handshake: {error}");
         return None;
     }
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
     let early = request.rest().to_vec();
     let request_path = request.path().to_string();
     drop(request);
     let holding = Holding::new(shared.metrics.budget());
     let deflate = upgrade.deflate.is_some();
     let socket = Socket::new(stream, early, holding, config.max_message_size, deflate);
-    let ws = WebSocket::from_raw_socket(socket, Role::Server, Some(ws_config));
     let about = About {
         id,
         peer: client.addr,
@@ -289,10 +276,9 @@ fn open(
         protocol: upgrade.protocol,
     };
     match Connection::new(
-        ws,
+        socket,
         about,
         config.ping_interval,
-        config.max_message_size,
         config.max_queue,
         shared.shutdown.clone(),
         Arc::clone(&shared.metrics),

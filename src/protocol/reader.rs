@@ -1,0 +1,631 @@
+//! The client's frames made into messages: the one reader every connection's bytes go through,
+//! plain or compressed, small or big, in one frame or many.
+//!
+//! - **Checked as RFC 6455 says**, each fault typed by the close code it calls for
+//!   ([`Fault`]): a protocol error (1002), text that is not UTF-8 or data that does not
+//!   inflate (1007), a message over the size limit (1009), no room in the memory budget (1013).
+//! - **Counted against the memory budget as each frame's header arrives**, before its payload
+//!   is read; what a message holds is given back once the application is done with it
+//!   (`release_delivered`), or when the connection ends.
+//! - **Read with as few copies and system calls as it can**: a small message that arrives
+//!   whole is made from one read (512 bytes on the stack); a bigger one is read straight into
+//!   its own buffer; a compressed one (permessage-deflate) is inflated straight into its
+//!   message as its frames arrive, with the `00 00 ff ff` the sender took off put back at the
+//!   end.
+//! - **Resumable**: a read that times out (the keepalive tick) or is interrupted (a `Sender`
+//!   needs the thread) leaves everything in place, and the next call goes on from there.
+
+use crate::net::stream::is_timeout;
+use crate::ops::budget::{Budget, Holding};
+use crate::protocol::deflate::{BadDeflate, INFLATING_BYTES, Inflater, TAIL};
+use crate::protocol::frame::{
+    self, BINARY, CLOSE, CONTINUATION, Header, MAX_CONTROL, PING, PONG, RSV1, TEXT,
+};
+use std::fmt;
+use std::io;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// The most a header read takes: a small message must arrive whole within it to be made from
+/// that one read.
+const DIRECT_READ: usize = 512;
+
+/// How much of a compressed frame is read at a time.
+const COMPRESSED_READ: usize = 8 * 1024;
+
+/// Where the client's bytes come from, able to take back the end of what it gave last.
+pub trait Source {
+    /// Like `Read::read` (0 at the end of the stream), with the socket's conditions typed.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault>;
+    /// Give `tail`, the last bytes of the latest `read`, again on the next one.
+    fn unread(&mut self, tail: &[u8]);
+}
+
+/// Why no message came.
+#[derive(Debug)]
+pub enum Fault {
+    /// The read timed out: nothing was lost, reading goes on where it stopped.
+    Timeout,
+    /// A `Sender` needs the connection's thread (see `outbox.rs`): reading can go on after.
+    Interrupted,
+    /// The socket failed.
+    Io(io::Error),
+    /// The client hung up without a close frame.
+    Ended,
+    /// The client broke the protocol: close 1002.
+    Protocol(&'static str),
+    /// Text that is not UTF-8: close 1007.
+    Utf8,
+    /// Compressed data that does not inflate: close 1007.
+    BadDeflate(BadDeflate),
+    /// A message over the size limit: close 1009.
+    TooBig { limit: usize },
+    /// No room in the memory budget: close 1013.
+    OverBudget(OverBudget),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Timeout => write!(f, "the read timed out"),
+            Fault::Interrupted => write!(f, "the connection's thread is wanted"),
+            Fault::Io(error) => write!(f, "{error}"),
+            Fault::Ended => write!(f, "the client hung up without a close frame"),
+            Fault::Protocol(what) => write!(f, "protocol error: {what}"),
+            Fault::Utf8 => write!(f, "invalid UTF-8 in text"),
+            Fault::BadDeflate(error) => write!(f, "{error}"),
+            Fault::TooBig { limit } => write!(f, "message larger than {limit} bytes"),
+            Fault::OverBudget(refusal) => write!(f, "{refusal}"),
+        }
+    }
+}
+
+impl From<io::Error> for Fault {
+    /// A timeout is the keepalive tick; anything else, the socket failing.
+    fn from(error: io::Error) -> Fault {
+        if is_timeout(&error) {
+            Fault::Timeout
+        } else {
+            Fault::Io(error)
+        }
+    }
+}
+
+/// A message the budget has no room for: the connection is closed with 1013.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// The message's size so far, with the frame that did not fit.
+    pub message_bytes: u64,
+    /// What every connection together held at the time.
+    pub in_use: usize,
+    pub limit: usize,
+}
+
+impl OverBudget {
+    /// A message of `message_bytes` that `budget` has no room for now.
+    pub fn now(message_bytes: u64, budget: &Budget) -> OverBudget {
+        OverBudget {
+            message_bytes,
+            in_use: budget.in_use(),
+            limit: budget.limit(),
+        }
+    }
+}
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a message of {} bytes does not fit in the server's memory budget now ({} of {} bytes in use)",
+            self.message_bytes, self.in_use, self.limit
+        )
+    }
+}
+
+/// The frame being read: its header is in, its payload still coming.
+struct InFrame {
+    opcode: u8,
+    fin: bool,
+    /// Payload bytes still to read.
+    rest: u64,
+    /// The mask key, turned to the next byte to read.
+    key: [u8; 4],
+}
+
+/// A data message on its way, from its first frame to its last.
+struct Assembling {
+    /// `TEXT` or `BINARY`.
+    opcode: u8,
+    /// The payload so far (inflated, if compressed).
+    data: Vec<u8>,
+    /// How much of `data` has been found to be UTF-8 (text only).
+    checked: usize,
+    /// Compressed: its inflater and the compressed bytes being read.
+    inflating: Option<Box<Inflating>>,
+    /// Bytes held against the budget for it.
+    held: usize,
+}
+
+struct Inflating {
+    inflater: Inflater,
+    input: Vec<u8>,
+}
+
+/// Messages from a client's frames; see the module docs.
+pub struct Reader {
+    max_message_size: usize,
+    holding: Holding,
+    /// permessage-deflate was agreed at the upgrade.
+    deflate: bool,
+    frame: Option<InFrame>,
+    message: Option<Assembling>,
+    /// The payload of the control frame under way (at most 125 bytes).
+    control: Vec<u8>,
+    /// Bytes of messages handed to the application and still held for it: it may be echoing
+    /// them (see `hold_for_writing`).
+    handed_over: usize,
+    /// A fault ended the reading: nothing more is read.
+    broken: bool,
+}
+
+impl Reader {
+    /// `deflate`: permessage-deflate was agreed at the upgrade.
+    pub fn new(holding: Holding, max_message_size: usize, deflate: bool) -> Reader {
+        Reader {
+            max_message_size,
+            holding,
+            deflate,
+            frame: None,
+            message: None,
+            control: Vec::new(),
+            handed_over: 0,
+            broken: false,
+        }
+    }
+
+    /// The memory budget this connection's messages are held against.
+    pub fn budget(&self) -> &std::sync::Arc<Budget> {
+        self.holding.budget()
+    }
+
+    /// permessage-deflate was agreed at the upgrade.
+    pub fn deflate(&self) -> bool {
+        self.deflate
+    }
+
+    /// The application has finished with the messages it was handed (it asks for the next).
+    pub fn release_delivered(&mut self) {
+        self.holding.shrink(std::mem::take(&mut self.handed_over));
+    }
+
+    /// Hold `bytes` of an outgoing message while it is written: taken over from a message
+    /// handed over (an echo holds no more than the message it answers), the rest from the
+    /// budget. False if the budget has no room.
+    pub fn hold_for_writing(&mut self, bytes: usize) -> bool {
+        let reused = self.handed_over.min(bytes);
+        if !self.holding.grow(bytes - reused) {
+            return false;
+        }
+        self.handed_over -= reused;
+        true
+    }
+
+    /// An outgoing message held by `hold_for_writing` is written (or given up).
+    pub fn written(&mut self, bytes: usize) {
+        self.holding.shrink(bytes);
+    }
+
+    /// The next message or control frame. Text and binary messages stay held against the
+    /// budget until `release_delivered`.
+    pub fn next(&mut self, source: &mut impl Source) -> Result<Message, Fault> {
+        if self.broken {
+            return Err(Fault::Ended);
+        }
+        let next = self.read_on(source);
+        if let Err(fault) = &next
+            && !matches!(fault, Fault::Timeout | Fault::Interrupted)
+        {
+            // What the message under way holds stays held until the connection is gone (its
+            // close takes a moment): a client refused for want of room must not make room
+            // for more of its own kind meanwhile.
+            self.broken = true;
+        }
+        next
+    }
+
+    fn read_on(&mut self, source: &mut impl Source) -> Result<Message, Fault> {
+        loop {
+            if self.frame.is_none() {
+                let mut buf = [0u8; DIRECT_READ];
+                let (header, end) = read_header(source, &mut buf)?;
+                if let Some(message) = self.whole_message(&header, &buf[..end], source)? {
+                    return Ok(message);
+                }
+                self.begin_frame(&header)?;
+                let mut at = header.size;
+                while at < end && self.frame_rest() > 0 {
+                    let target = self.payload_target();
+                    let n = target.len().min(end - at);
+                    target[..n].copy_from_slice(&buf[at..at + n]);
+                    self.payload_arrived(n)?;
+                    at += n;
+                }
+                source.unread(&buf[at..end]);
+            }
+            while self.frame_rest() > 0 {
+                let n = source.read(self.payload_target())?;
+                if n == 0 {
+                    return Err(Fault::Ended);
+                }
+                self.payload_arrived(n)?;
+            }
+            if let Some(message) = self.end_frame()? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// If the frame at the start of `read` is a whole message in itself, uncompressed and
+    /// within the limit (nearly every message is), the message, made from this one read.
+    fn whole_message(
+        &mut self,
+        header: &Header,
+        read: &[u8],
+        source: &mut impl Source,
+    ) -> Result<Option<Message>, Fault> {
+        let one_frame = header.fin
+            && header.rsv == 0
+            && matches!(header.opcode, TEXT | BINARY)
+            && self.message.is_none()
+            && header.payload <= self.max_message_size as u64;
+        let (Some(key), true) = (header.mask, one_frame) else {
+            return Ok(None);
+        };
+        let end = header.size as u64 + header.payload;
+        if end > read.len() as u64 {
+            return Ok(None);
+        }
+        let end = end as usize;
+        let mut payload = read[header.size..end].to_vec();
+        frame::unmask(&mut payload, key);
+        let message = match header.opcode {
+            TEXT => Message::text(String::from_utf8(payload).map_err(|_| Fault::Utf8)?),
+            _ => Message::binary(payload),
+        };
+        if !self.holding.grow(message.len()) {
+            return Err(self.over_budget(header.payload));
+        }
+        self.handed_over += message.len();
+        source.unread(&read[end..]);
+        Ok(Some(message))
+    }
+
+    /// Check a new frame's header as RFC 6455 says (in the order tungstenite checks, so that
+    /// the differential fuzz target sees the same faults), hold its payload against the
+    /// budget, and set up its reading.
+    fn begin_frame(&mut self, header: &Header) -> Result<(), Fault> {
+        if matches!(header.opcode, 0x3..=0x7 | 0xb..=0xf) {
+            return Err(Fault::Protocol("unknown opcode"));
+        }
+        if header.payload > self.max_message_size as u64 {
+            return Err(self.too_big());
+        }
+        let compressed_start = self.deflate
+            && header.rsv == RSV1
+            && matches!(header.opcode, TEXT | BINARY)
+            && self.message.is_none();
+        if header.rsv != 0 && !compressed_start {
+            return Err(Fault::Protocol("reserved bits set"));
+        }
+        let Some(key) = header.mask else {
+            return Err(Fault::Protocol("unmasked frame from a client"));
+        };
+        if header.is_control() {
+            if !header.fin {
+                return Err(Fault::Protocol("fragmented control frame"));
+            }
+            if header.payload > MAX_CONTROL as u64 {
+                return Err(Fault::Protocol("control frame over 125 bytes"));
+            }
+            self.control.clear();
+            self.control.resize(header.payload as usize, 0);
+        } else {
+            match (header.opcode, &self.message) {
+                (CONTINUATION, None) => {
+                    return Err(Fault::Protocol(
+                        "continuation frame with no message to continue",
+                    ));
+                }
+                (TEXT | BINARY, Some(_)) => {
+                    return Err(Fault::Protocol("new message before the last one ended"));
+                }
+                _ => {}
+            }
+            if header.opcode != CONTINUATION {
+                self.message = Some(self.begin_message(header.opcode, compressed_start)?);
+            }
+            self.begin_data(header.payload)?;
+        }
+        self.frame = Some(InFrame {
+            opcode: header.opcode,
+            fin: header.fin,
+            rest: header.payload,
+            key,
+        });
+        Ok(())
+    }
+
+    /// A new data message; a compressed one takes an inflater, held against the budget.
+    fn begin_message(&mut self, opcode: u8, compressed: bool) -> Result<Assembling, Fault> {
+        let mut message = Assembling {
+            opcode,
+            data: Vec::new(),
+            checked: 0,
+            inflating: None,
+            held: 0,
+        };
+        if compressed {
+            if !self.holding.grow(INFLATING_BYTES) {
+                return Err(self.over_budget(0));
+            }
+            let Some(inflater) = Inflater::take() else {
+                // No inflater to be had (the server is out of threads): refused as the budget
+                // would, 1013.
+                self.holding.shrink(INFLATING_BYTES);
+                return Err(self.over_budget(0));
+            };
+            message.held = INFLATING_BYTES;
+            message.inflating = Some(Box::new(Inflating {
+                inflater,
+                input: Vec::new(),
+            }));
+        }
+        Ok(message)
+    }
+
+    /// A data frame of `payload` bytes begins: an uncompressed one is checked against the
+    /// size limit and held against the budget now, and room is made for it.
+    fn begin_data(&mut self, payload: u64) -> Result<(), Fault> {
+        let Some(message) = &mut self.message else {
+            return Ok(());
+        };
+        if message.inflating.is_some() {
+            return Ok(());
+        }
+        let total = message.data.len() as u64 + payload;
+        if total > self.max_message_size as u64 {
+            return Err(self.too_big());
+        }
+        if !self.holding.grow(payload as usize) {
+            return Err(self.over_budget(total));
+        }
+        message.held += payload as usize;
+        message.data.resize(total as usize, 0);
+        Ok(())
+    }
+
+    fn frame_rest(&self) -> u64 {
+        self.frame.as_ref().map_or(0, |frame| frame.rest)
+    }
+
+    /// Where the current frame's next payload bytes go: the control frame's payload, the
+    /// message's bytes, or (compressed) the input to inflate.
+    fn payload_target(&mut self) -> &mut [u8] {
+        let Some(frame) = &self.frame else {
+            return &mut [];
+        };
+        let rest = frame.rest as usize;
+        if frame.opcode >= CLOSE {
+            let len = self.control.len();
+            return &mut self.control[len - rest..];
+        }
+        let Some(message) = &mut self.message else {
+            return &mut [];
+        };
+        match &mut message.inflating {
+            Some(inflating) => {
+                inflating.input.resize(rest.min(COMPRESSED_READ), 0);
+                &mut inflating.input
+            }
+            None => {
+                let len = message.data.len();
+                &mut message.data[len - rest..]
+            }
+        }
+    }
+
+    /// `n` bytes were put at the start of `payload_target`: unmask them, and inflate them if
+    /// compressed.
+    fn payload_arrived(&mut self, n: usize) -> Result<(), Fault> {
+        let Some(frame) = &mut self.frame else {
+            return Ok(());
+        };
+        let start = frame.rest as usize;
+        let key = frame.key;
+        frame.key.rotate_left(n % 4);
+        frame.rest -= n as u64;
+        if frame.opcode >= CLOSE {
+            let at = self.control.len() - start;
+            frame::unmask(&mut self.control[at..at + n], key);
+            return Ok(());
+        }
+        let Some(message) = &mut self.message else {
+            return Ok(());
+        };
+        match &mut message.inflating {
+            Some(inflating) => {
+                let mut input = std::mem::take(&mut inflating.input);
+                frame::unmask(&mut input[..n], key);
+                let inflated = self.inflate(&input[..n]);
+                if let Some(Inflating { input: kept, .. }) = self
+                    .message
+                    .as_mut()
+                    .and_then(|message| message.inflating.as_deref_mut())
+                {
+                    *kept = input;
+                }
+                inflated
+            }
+            None => {
+                let at = message.data.len() - start;
+                frame::unmask(&mut message.data[at..at + n], key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Inflate `input` into the message, within the size limit and the budget.
+    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Fault> {
+        let limit = self.max_message_size;
+        loop {
+            let Some(message) = &mut self.message else {
+                return Ok(());
+            };
+            let Some(inflating) = &mut message.inflating else {
+                return Ok(());
+            };
+            let before = message.data.len();
+            // Room for the next piece, and one byte past the limit to see it crossed.
+            message
+                .data
+                .reserve((limit + 1 - before).min(COMPRESSED_READ));
+            let used = inflating
+                .inflater
+                .inflate(input, &mut message.data)
+                .map_err(Fault::BadDeflate)?;
+            let grown = message.data.len() - before;
+            input = &input[used..];
+            if message.data.len() > limit {
+                return Err(self.too_big());
+            }
+            if grown > 0 {
+                if !self.holding.grow(grown) {
+                    let total = message.data.len() as u64;
+                    return Err(self.over_budget(total));
+                }
+                message.held += grown;
+                check_utf8(message, false)?;
+            }
+            if input.is_empty() && grown == 0 {
+                return Ok(());
+            }
+            if used == 0 && grown == 0 {
+                // Cannot happen with input and room on hand; never spin if it does.
+                return Err(Fault::BadDeflate(BadDeflate::stuck()));
+            }
+        }
+    }
+
+    /// The current frame's payload is all in: a control frame is the next item; the last
+    /// frame of a message makes it whole.
+    fn end_frame(&mut self) -> Result<Option<Message>, Fault> {
+        let Some(frame) = self.frame.take() else {
+            return Ok(None);
+        };
+        match frame.opcode {
+            PING => return Ok(Some(Message::Ping(self.control.clone().into()))),
+            PONG => return Ok(Some(Message::Pong(self.control.clone().into()))),
+            CLOSE => return close_frame(&self.control).map(|close| Some(Message::Close(close))),
+            _ => {}
+        }
+        let Some(message) = &mut self.message else {
+            return Ok(None);
+        };
+        if !frame.fin {
+            check_utf8(message, false)?;
+            return Ok(None);
+        }
+        if message.inflating.is_some() {
+            // All the input is in: the tail the sender took off, then whatever the inflater
+            // still holds.
+            self.inflate(&TAIL)?;
+        }
+        let Some(message) = self.message.take() else {
+            return Ok(None);
+        };
+        let mut held = message.held;
+        if message.inflating.is_some() {
+            self.holding.shrink(INFLATING_BYTES);
+            held -= INFLATING_BYTES;
+        }
+        let whole = match message.opcode {
+            TEXT => String::from_utf8(message.data).map(Message::text),
+            _ => Ok(Message::binary(message.data)),
+        };
+        let Ok(whole) = whole else {
+            self.holding.shrink(held);
+            return Err(Fault::Utf8);
+        };
+        self.handed_over += held;
+        Ok(Some(whole))
+    }
+
+    fn too_big(&self) -> Fault {
+        Fault::TooBig {
+            limit: self.max_message_size,
+        }
+    }
+
+    fn over_budget(&self, message_bytes: u64) -> Fault {
+        Fault::OverBudget(OverBudget::now(message_bytes, self.holding.budget()))
+    }
+}
+
+/// Read until a whole frame header is in `buf`; the header and how many bytes were read. A
+/// failed read gives back what was read so far, for the next call.
+fn read_header(source: &mut impl Source, buf: &mut [u8]) -> Result<(Header, usize), Fault> {
+    let mut end = 0;
+    loop {
+        if let Some(header) = Header::parse(&buf[..end]) {
+            return Ok((header, end));
+        }
+        match source.read(&mut buf[end..]) {
+            Ok(0) => return Err(Fault::Ended),
+            Ok(n) => end += n,
+            Err(fault) => {
+                source.unread(&buf[..end]);
+                return Err(fault);
+            }
+        }
+    }
+}
+
+/// Fail fast on text that cannot become UTF-8, whatever follows: checks what arrived since the
+/// last call; an unfinished character at the end waits for the rest unless `whole`.
+fn check_utf8(message: &mut Assembling, whole: bool) -> Result<(), Fault> {
+    if message.opcode != TEXT {
+        return Ok(());
+    }
+    match std::str::from_utf8(&message.data[message.checked..]) {
+        Ok(_) => message.checked = message.data.len(),
+        Err(error) if error.error_len().is_none() && !whole => {
+            message.checked += error.valid_up_to();
+        }
+        Err(_) => return Err(Fault::Utf8),
+    }
+    Ok(())
+}
+
+/// A close frame's payload as the close it is: none, or a code the protocol allows and a
+/// UTF-8 reason.
+fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, Fault> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Fault::Protocol("a close frame of one byte")),
+        [high, low, reason @ ..] => {
+            let code = CloseCode::from(u16::from_be_bytes([*high, *low]));
+            if !code.is_allowed() {
+                return Err(Fault::Protocol("a close code the protocol does not allow"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| Fault::Utf8)?;
+            Ok(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
