@@ -24,6 +24,7 @@ FULL_TARGET := target/full
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
 	$(CARGO) clippy --all-targets --all-features --target-dir $(FULL_TARGET) -- -D warnings
 
 build:
@@ -132,7 +133,7 @@ nginx-test:
 	$(CARGO) build --release --quiet
 	timeout 120 python3 tests/nginx/check.py target/release/wsecho
 
-# --- Fuzzing (not part of `make test`; `tests/fuzz_regressions.rs` replays what it keeps) ---
+# --- Fuzzing (not part of `make test`; `cargo test` replays what it keeps (src/fuzzing.rs)) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain
 # build them. Each target runs FUZZ_SECONDS from the kept inputs; a crash or hang stops the run
 # and leaves its input in fuzz/artifacts/TARGET/: fix it, then copy the input into

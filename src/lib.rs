@@ -23,17 +23,21 @@
 //!   or TLS, wake-ups, HTTP heads and plain answers, the host's limits. Bytes, not messages.
 //! - `ops/`: [`Config`], the memory budget, metrics, the shutdown signal, escaping.
 //!
-//! `fuzzing.rs` holds the fuzz targets' checks; `ping.rs` is `wsecho ping`.
+//! `fuzzing.rs` holds the fuzz targets' checks (feature `fuzzing`, for `fuzz/`). The binary,
+//! `src/bin/wsecho/`, is the command line: flags, logging, signals and `wsecho ping`; it is built
+//! with the `cli` feature (on by default), and a library user leaves it and its crates out with
+//! `default-features = false`.
 
 #![warn(missing_docs)]
 
 mod apps;
+// The fuzz targets' checks: for fuzz/ (feature `fuzzing`) and this crate's tests only.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod net;
 mod ops;
 mod page;
-pub mod ping;
 mod protocol;
 mod server;
 

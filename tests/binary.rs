@@ -63,7 +63,7 @@ fn sigint_closes_connections_with_1001_and_exits_0() {
 
 #[test]
 fn help_prints_the_options_and_exits_0() {
-    // What each option says is checked beside the parser (src/main.rs); here, that it prints.
+    // What each option says is checked beside the parser (src/bin/wsecho/main.rs); here, that it prints.
     let output = run(wsecho().arg("--help"));
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();

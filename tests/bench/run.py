@@ -126,11 +126,11 @@ MISS_NOTES = {
         "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
     "deflate MB/s >= best peer": "wsecho inflates each message with a pooled miniz_oxide inflater "
-        "(pure Rust) into 16 KiB fragments that tungstenite then joins; the peers inflate with "
-        "zlib (C), and compress their replies, which wsecho does not.",
+        "(pure Rust) straight into the message; the peers inflate with zlib (C), and compress "
+        "their replies, which wsecho does not.",
     "deflate CPU per MB <= best peer's": "see the row above.",
-    "instructions per echo <= 1200": "see the profile above: small whole messages are read by "
-        "src/protocol/inbound.rs past tungstenite (read_direct); what is left is the two system calls' "
+    "instructions per echo <= 1200": "see the profile above: a small whole message is made from "
+        "one read by src/protocol/reader.rs; what is left is the two system calls' "
         "wrappers, one allocation for the message, its UTF-8 check and the budget's accounting.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
         "once; the load client, Redis and wsecho share two cores.",

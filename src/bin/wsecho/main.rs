@@ -2,6 +2,8 @@
 //! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
 //! `wsecho ping URL` measures round trips to any echo endpoint, with ping(8)'s exit codes.
 
+mod ping;
+
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -288,7 +290,7 @@ fn ping_command(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut socket = match wsecho::ping::connect(&options.url, options.timeout) {
+    let mut socket = match ping::connect(&options.url, options.timeout) {
         Ok(socket) => socket,
         Err(error) => {
             eprintln!("wsecho ping: {error}");
@@ -317,7 +319,7 @@ fn ping_command(args: Vec<std::ffi::OsString>) -> ExitCode {
             Err(crossbeam_channel::RecvTimeoutError::Timeout)
         )
     };
-    let tally = wsecho::ping::run(&options, &mut socket, &wait_or_stop, &mut std::io::stdout());
+    let tally = ping::run(&options, &mut socket, &wait_or_stop, &mut std::io::stdout());
     print!("\n{}", tally.summary(&options.url, started.elapsed()));
     if tally.sent > 0 && tally.received == tally.sent && tally.mismatched == 0 {
         ExitCode::SUCCESS
@@ -326,11 +328,9 @@ fn ping_command(args: Vec<std::ffi::OsString>) -> ExitCode {
     }
 }
 
-fn parse_ping_args(
-    mut parser: lexopt::Parser,
-) -> Result<Option<wsecho::ping::PingOptions>, String> {
+fn parse_ping_args(mut parser: lexopt::Parser) -> Result<Option<ping::PingOptions>, String> {
     use lexopt::prelude::*;
-    let mut options = wsecho::ping::PingOptions {
+    let mut options = ping::PingOptions {
         url: String::new(),
         interval: Duration::from_secs(1),
         size: 32,

@@ -1,7 +1,6 @@
 //! `wsecho ping URL`: like ping(8), for any `ws://` echo endpoint. One message per interval,
 //! one line per echo with its round-trip time, and a summary after `--count` or on Ctrl-C.
 
-use crate::net::stream::is_timeout;
 use std::fmt;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -264,6 +263,14 @@ fn await_echo(socket: &mut WebSocket<TcpStream>) -> Result<Option<Message>, Ping
             Err(error) => return Err(PingError::Broken(error.to_string())),
         }
     }
+}
+
+/// Whether an I/O error is a read timeout (Linux reports `WouldBlock`).
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]
