@@ -18,7 +18,6 @@
 //! and resumes. Pub/sub is at most once: what was published while an instance was cut off is
 //! lost to it.
 
-use crate::apps::room::LocalRoom;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};
@@ -40,6 +39,12 @@ const RETRY_LAST: Duration = Duration::from_secs(5);
 /// Messages waiting for the publishing thread; past it, broadcasts stay local.
 const QUEUE: usize = 4096;
 
+/// A room's members on this instance, to whom the cluster delivers the other instances'
+/// broadcasts (`room.rs` has the one kind there is).
+pub(crate) trait LocalRoom: Send + Sync {
+    fn deliver(&self, message: &Message);
+}
+
 /// This instance's link to the others.
 pub struct Cluster {
     client: Client,
@@ -48,7 +53,7 @@ pub struct Cluster {
     /// This process's name among the instances: random, new at every start.
     instance: String,
     jobs: Sender<Job>,
-    rooms: Mutex<HashMap<String, LocalRoom>>,
+    rooms: Mutex<HashMap<String, Arc<dyn LocalRoom>>>,
     /// For the member lists that joining threads ask for.
     query: Mutex<Option<Connection>>,
     /// Redis is unreachable: everything stays local until it is back.
@@ -113,7 +118,7 @@ impl Cluster {
     }
 
     /// Deliver what other instances publish on `name`'s channel to `room`'s members here.
-    pub fn attach(&self, name: &str, room: LocalRoom) {
+    pub fn attach(&self, name: &str, room: Arc<dyn LocalRoom>) {
         lock(&self.rooms).insert(name.to_string(), room);
     }
 

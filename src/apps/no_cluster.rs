@@ -1,9 +1,14 @@
 //! Built without the `redis` feature: no cluster can exist (the type has no values), so every
 //! room is this instance's alone and `--redis` is refused at start with the way to get it.
 
-use crate::apps::room::LocalRoom;
 use std::sync::Arc;
 use tungstenite::Message;
+
+/// A room's members on this instance (see `cluster.rs`); with no cluster, never called.
+pub(crate) trait LocalRoom: Send + Sync {
+    #[allow(dead_code)]
+    fn deliver(&self, message: &Message);
+}
 
 pub enum Cluster {}
 
@@ -16,7 +21,7 @@ impl Cluster {
         )
     }
 
-    pub fn attach(&self, _name: &str, _room: LocalRoom) {
+    pub fn attach(&self, _name: &str, _room: Arc<dyn LocalRoom>) {
         match *self {}
     }
 

@@ -4,7 +4,7 @@
 //! connection ends, however it ends. The chat room, with `--redis`, is also a room across
 //! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
 
-use crate::apps::cluster::Cluster;
+use crate::apps::cluster::{Cluster, LocalRoom};
 use crate::protocol::outbox::{Frames, Membership, SendError, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -24,13 +24,10 @@ struct Across {
 }
 
 /// A room's members on this instance, as the cluster delivers others' broadcasts to them.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-#[derive(Clone)]
-pub(crate) struct LocalRoom(Weak<Members>);
+struct Here(Weak<Members>);
 
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-impl LocalRoom {
-    pub(crate) fn deliver(&self, message: &Message) {
+impl LocalRoom for Here {
+    fn deliver(&self, message: &Message) {
         if let Some(members) = self.0.upgrade() {
             members.send_to_all(&Frames::encode(message), None);
         }
@@ -70,7 +67,7 @@ impl Room {
     /// An empty room named `name` on every instance linked by `cluster`.
     pub(crate) fn across(cluster: Arc<Cluster>, name: &str) -> Room {
         let members = Arc::new(Members::default());
-        cluster.attach(name, LocalRoom(Arc::downgrade(&members)));
+        cluster.attach(name, Arc::new(Here(Arc::downgrade(&members))));
         let name = name.to_string();
         Room {
             members,

@@ -6,6 +6,7 @@
 //! one line of plain text saying what happened and what to do.
 
 use crate::net::stream::{self, Stream};
+use crate::net::tcp;
 use crate::ops::escape::escape;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -144,7 +145,7 @@ pub fn read_more(
                 received.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(error) if stream::is_timeout(&error) => return Err(HeadError::TimedOut),
+            Err(error) if tcp::is_timeout(&error) => return Err(HeadError::TimedOut),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(HeadError::Io(error)),
         }

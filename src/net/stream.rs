@@ -9,11 +9,11 @@
 //! until the socket takes them: `flush_now` writes them out, and a thread that waits on the
 //! socket also waits for it to be writable while `has_pending_output` says so.
 
+use crate::net::tcp::{self, set_timeout_until};
 use crate::net::tls::{Certificates, Session};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::Deref;
-use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -78,7 +78,7 @@ impl Stream {
     pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tls.get() {
             Some(tls) => tls.recv_now(&self.tcp, buf),
-            None => recv_now(&self.tcp, buf),
+            None => tcp::recv_now(&self.tcp, buf),
         }
     }
 
@@ -87,7 +87,7 @@ impl Stream {
     pub fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.tls.get() {
             Some(tls) => tls.send_now(&self.tcp, bufs),
-            None => send_now(&self.tcp, bufs),
+            None => tcp::send_now(&self.tcp, bufs),
         }
     }
 
@@ -155,52 +155,6 @@ impl Write for &Stream {
     }
 }
 
-/// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
-pub fn recv_now(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
-    // descriptor that `tcp` keeps open.
-    let n = unsafe {
-        libc::recv(
-            tcp.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
-pub fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: an IoSlice has the layout of an iovec (std guarantees it on Unix); sendmsg
-    // reads at most the slices' bytes, which we borrow, on a descriptor `tcp` keeps open.
-    let n = unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = bufs.as_ptr().cast_mut().cast();
-        message.msg_iovlen = bufs.len() as _;
-        libc::sendmsg(
-            tcp.as_raw_fd(),
-            &message,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Set the read timeout to what is left before `deadline`; false once it has passed.
-pub fn set_timeout_until(stream: &TcpStream, deadline: Instant) -> bool {
-    let left = deadline.saturating_duration_since(Instant::now());
-    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
-}
-
 /// Read and throw away what the client still sends, until it hangs up, an error, `deadline`,
 /// or `max_bytes`: after our side has stopped writing, so that closing with unread bytes does
 /// not reset the connection before the client has read our last words.
@@ -219,12 +173,4 @@ where
             Err(_) => return,
         }
     }
-}
-
-/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }

@@ -274,17 +274,17 @@ struct Now<'a>(&'a TcpStream);
 
 impl Read for Now<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::net::stream::recv_now(self.0, buf)
+        crate::net::tcp::recv_now(self.0, buf)
     }
 }
 
 impl Write for Now<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::net::stream::send_now(self.0, &[IoSlice::new(buf)])
+        crate::net::tcp::send_now(self.0, &[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::net::stream::send_now(self.0, bufs)
+        crate::net::tcp::send_now(self.0, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

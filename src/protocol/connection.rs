@@ -6,7 +6,8 @@
 //! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no
 //! room for, close 1001 when the server shuts down, and counts of what went each way.
 
-use crate::net::stream::{discard_until, set_timeout_until};
+use crate::net::stream::discard_until;
+use crate::net::tcp::set_timeout_until;
 use crate::ops::metrics::{LiveTraffic, Metrics, Traffic};
 use crate::ops::shutdown::ShutdownSignal;
 use crate::protocol::deflate::Stored;

@@ -15,14 +15,12 @@
 //! - **Resumable**: a read that times out (the keepalive tick) or is interrupted (a `Sender`
 //!   needs the thread) leaves everything in place, and the next call goes on from there.
 
-use crate::net::stream::is_timeout;
 use crate::ops::budget::{Budget, Holding};
 use crate::protocol::deflate::{BadDeflate, INFLATING_BYTES, Inflater, TAIL};
+pub use crate::protocol::fault::{Fault, OverBudget};
 use crate::protocol::frame::{
     self, BINARY, CLOSE, CONTINUATION, Header, MAX_CONTROL, PING, PONG, RSV1, TEXT,
 };
-use std::fmt;
-use std::io;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -40,87 +38,6 @@ pub trait Source {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault>;
     /// Give `tail`, the last bytes of the latest `read`, again on the next one.
     fn unread(&mut self, tail: &[u8]);
-}
-
-/// Why no message came.
-#[derive(Debug)]
-pub enum Fault {
-    /// The read timed out: nothing was lost, reading goes on where it stopped.
-    Timeout,
-    /// A `Sender` needs the connection's thread (see `outbox.rs`): reading can go on after.
-    Interrupted,
-    /// The socket failed.
-    Io(io::Error),
-    /// The client hung up without a close frame.
-    Ended,
-    /// The client broke the protocol: close 1002.
-    Protocol(&'static str),
-    /// Text that is not UTF-8: close 1007.
-    Utf8,
-    /// Compressed data that does not inflate: close 1007.
-    BadDeflate(BadDeflate),
-    /// A message over the size limit: close 1009.
-    TooBig { limit: usize },
-    /// No room in the memory budget: close 1013.
-    OverBudget(OverBudget),
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fault::Timeout => write!(f, "the read timed out"),
-            Fault::Interrupted => write!(f, "the connection's thread is wanted"),
-            Fault::Io(error) => write!(f, "{error}"),
-            Fault::Ended => write!(f, "the client hung up without a close frame"),
-            Fault::Protocol(what) => write!(f, "protocol error: {what}"),
-            Fault::Utf8 => write!(f, "invalid UTF-8 in text"),
-            Fault::BadDeflate(error) => write!(f, "{error}"),
-            Fault::TooBig { limit } => write!(f, "message larger than {limit} bytes"),
-            Fault::OverBudget(refusal) => write!(f, "{refusal}"),
-        }
-    }
-}
-
-impl From<io::Error> for Fault {
-    /// A timeout is the keepalive tick; anything else, the socket failing.
-    fn from(error: io::Error) -> Fault {
-        if is_timeout(&error) {
-            Fault::Timeout
-        } else {
-            Fault::Io(error)
-        }
-    }
-}
-
-/// A message the budget has no room for: the connection is closed with 1013.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverBudget {
-    /// The message's size so far, with the frame that did not fit.
-    pub message_bytes: u64,
-    /// What every connection together held at the time.
-    pub in_use: usize,
-    pub limit: usize,
-}
-
-impl OverBudget {
-    /// A message of `message_bytes` that `budget` has no room for now.
-    pub fn now(message_bytes: u64, budget: &Budget) -> OverBudget {
-        OverBudget {
-            message_bytes,
-            in_use: budget.in_use(),
-            limit: budget.limit(),
-        }
-    }
-}
-
-impl fmt::Display for OverBudget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a message of {} bytes does not fit in the server's memory budget now ({} of {} bytes in use)",
-            self.message_bytes, self.in_use, self.limit
-        )
-    }
 }
 
 /// The frame being read: its header is in, its payload still coming.
