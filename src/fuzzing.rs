@@ -116,7 +116,8 @@ pub fn frames(bytes: &[u8]) {
         return;
     };
     let max = 1 << 20;
-    let tungstenite = replay(Replay::new(stream, vec![usize::MAX]), max);
+    let tungstenite =
+        as_the_reader_sees_it(replay(Replay::new(stream, vec![usize::MAX]), max), stream);
     let budget = Budget::new(usize::MAX);
     let reader = Reader::new(Holding::new(&budget), max, false);
     let ours = read_all(reader, Replay::new(stream, sizes));
@@ -207,22 +208,44 @@ fn replay(stream: impl Read + Write, max: usize) -> (Vec<Message>, String) {
     let mut messages = Vec::new();
     // Bounded: every message takes at least two bytes of the input, and a read that times
     // out is followed by one that does not.
-    let mut failure = loop {
+    let failure = loop {
         match ws.read() {
             Ok(message) => messages.push(message),
             Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) => break kind(&error),
         }
     };
-    // tungstenite hands over a close with a code the protocol forbids (and answers 1002
-    // itself); the reader reports it as the protocol error it is.
-    if let Some(Message::Close(Some(close))) = messages.last()
-        && !close.code.is_allowed()
-    {
+    (messages, failure)
+}
+
+/// tungstenite hands over a close with a code the protocol forbids as a close (with that code,
+/// or with its own 1002 reply in its place); the reader reports it as the protocol error it is.
+fn as_the_reader_sees_it(
+    (mut messages, mut failure): (Vec<Message>, String),
+    stream: &[u8],
+) -> (Vec<Message>, String) {
+    let forbidden = first_close_code(stream).is_some_and(|code| {
+        !tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed()
+    });
+    if forbidden && matches!(messages.last(), Some(Message::Close(Some(_)))) {
         messages.pop();
         failure = "protocol".to_string();
     }
     (messages, failure)
+}
+
+/// The code of the first close frame in `stream` that carries one, unmasked.
+fn first_close_code(mut stream: &[u8]) -> Option<u16> {
+    while let Some(header) = Header::parse(stream) {
+        let end = (header.size as u64).saturating_add(header.payload);
+        if header.opcode == 0x8 && header.payload >= 2 {
+            let code = stream.get(header.size..header.size + 2)?;
+            let key = header.mask.unwrap_or_default();
+            return Some(u16::from_be_bytes([code[0] ^ key[0], code[1] ^ key[1]]));
+        }
+        stream = stream.get(usize::try_from(end).ok()?..)?;
+    }
+    None
 }
 
 /// Messages the reader makes of `source` until it fails, and what kind of failure (as `kind`

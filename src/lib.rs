@@ -1,10 +1,81 @@
 //! wsecho: a WebSocket echo server with a browser page and a Flash fallback, one thread per
-//! connection on blocking sockets.
+//! connection on blocking sockets, and a small library for real-time apps of your own.
 //!
 //! ```no_run
 //! let server = wsecho::Server::start(wsecho::Config::default()).expect("listening");
 //! let summary = server.wait(); // until `server.trigger().fire()` (the binary: SIGINT/SIGTERM)
 //! ```
+//!
+//! # Guide
+//!
+//! **Handlers.** An app is a set of [`Routes`] on the WebSocket port, each a handler: any
+//! closure or function `Fn(&mut Connection) -> Result<(), Error>`, with whatever state it
+//! captures, run on the connection's own thread. [`handle_echo_client`] is the smallest:
+//!
+//! ```
+//! use wsecho::{CloseCode, Connection, Error, Message};
+//!
+//! fn echo(client: &mut Connection) -> Result<(), Error> {
+//!     while let Some(message) = client.receive()? {
+//!         if matches!(&message, Message::Text(text) if text.as_str() == "quit") {
+//!             return client.close(CloseCode::Normal, "bye");
+//!         }
+//!         client.send(message)?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`Connection::receive`] hands over whole messages and deals with pings, the keepalive, the
+//! size limit, the memory budget and shutdown underneath; `path()`, `protocol()` and `peer()`
+//! say who the handler is talking to.
+//!
+//! **Routes with state and checks.** A route may judge the upgrade before the 101 (path,
+//! query, headers, cookies, the peer's address; refused with 401 or 403 and a one-line reason)
+//! and name the subprotocols it speaks (the first one the client offers is chosen). A path with
+//! no route gets 404 naming the paths that exist.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use wsecho::{Config, Connection, Error, Message, Refused, Route, Server, default_routes};
+//!
+//! let visits = Arc::new(AtomicU64::new(0));
+//! let counter = Route::new(move |client: &mut Connection| {
+//!     let n = visits.fetch_add(1, Ordering::Relaxed) + 1;
+//!     client.send(Message::text(format!("visitor {n}")))
+//! })
+//! .protocols(&["count.v1"])
+//! .check(|upgrade| match upgrade.cookie("session") {
+//!     Some("valid") => Ok(()),
+//!     _ => Err(Refused::unauthorized("log in first")),
+//! });
+//! let routes = default_routes().route("/count", counter); // beside /echo and /chat
+//! let server = Server::start_with(Config::default(), routes)?;
+//! # Ok::<(), wsecho::StartError>(())
+//! ```
+//!
+//! **Push from any thread.** [`Connection::sender`] gives a [`Sender`]: clone it, keep it,
+//! and send from any thread. A send never waits for the client: the frame goes out at once if
+//! the socket takes it, otherwise into the connection's queue, which its own thread writes out
+//! as the client reads. A queue past [`Config::max_queue`] closes the client with 1008 and the
+//! send returns [`SendError::TooSlow`]; a send to a connection that has ended returns
+//! [`SendError::Closed`].
+//!
+//! **Rooms.** A [`Room`] is a set of senders: `join`, `leave`, `broadcast`. A broadcast
+//! encodes its frame once and hands it to every member's sender, so a slow member never holds
+//! up the others; a member leaves by itself when its connection ends. An app's own threads stop
+//! with the server through [`Server::on_shutdown`]: see `examples/clock.rs` for a room that
+//! hears a tick every second, and `examples/token.rs` for a route that checks a token.
+//!
+//! **What `Server` does to the process.** Starting a server reads the host's limits (open
+//! files, memory mappings, threads) and lowers [`Config::max_connections`] and
+//! [`Config::max_page_connections`] to fit, with one warning. The first handler that takes a
+//! [`Sender`] installs a SIGURG handler that does nothing (SIGURG is ignored by default; it
+//! wakes a connection's thread for its queue). Two process-wide settings are left to the
+//! program, which the `wsecho` binary calls at start: [`raise_open_file_limit`] and
+//! [`return_big_frees_to_the_system`]. Logging goes through the `log` crate; messages name the
+//! `Config` fields (`max_queue`) that change what they report.
 //!
 //! # Layout
 //!
@@ -43,9 +114,9 @@ mod server;
 
 pub use apps::echo::handle_echo_client;
 pub use apps::room::{Delivery, Room};
-pub use ops::config::{Config, TlsFiles};
+pub use ops::config::{Config, ConfigError, TlsFiles};
 pub use ops::metrics::Traffic;
-pub use ops::shutdown::Trigger;
+pub use ops::shutdown::{Shutdown, Trigger};
 pub use protocol::connection::{Connection, Ending};
 pub use protocol::outbox::{Frames, SendError, Sender};
 pub use protocol::routes::{Handler, Refused, Route, Routes, UpgradeRequest};

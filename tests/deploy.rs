@@ -1,5 +1,5 @@
 //! The deployment files in `deploy/`: the systemd unit is valid (`systemd-analyze verify`),
-//! hardened as README promises, and its command line is one wsecho accepts.
+//! hardened as docs/operating.md promises, and its command line is one wsecho accepts.
 use std::process::Command;
 
 const UNIT: &str = include_str!("../deploy/wsecho.service");

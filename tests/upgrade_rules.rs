@@ -97,7 +97,7 @@ fn a_foreign_origin_gets_403_naming_the_fix() {
     let response = answer(config(), &request);
     assert_eq!(status_of(response.as_bytes()), 403);
     assert!(
-        response.contains("--allow-origin http://evil.example"),
+        response.contains("`allowed_origins`: http://evil.example"),
         "{response}"
     );
 }

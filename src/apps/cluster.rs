@@ -76,7 +76,7 @@ impl Cluster {
     /// `REDIS_TIMEOUT`: that is logged, and retried in the background).
     pub fn start(url: &str) -> Result<Arc<Cluster>, String> {
         let client = Client::open(url).map_err(|error| {
-            format!("--redis {url}: {error}; give it as redis://HOST:PORT or redis://HOST:PORT/DB")
+            format!("`redis` {url}: {error}; give it as redis://HOST:PORT or redis://HOST:PORT/DB")
         })?;
         let address = client.get_connection_info().addr.to_string();
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);

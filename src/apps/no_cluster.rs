@@ -1,5 +1,5 @@
 //! Built without the `redis` feature: no cluster can exist (the type has no values), so every
-//! room is this instance's alone and `--redis` is refused at start with the way to get it.
+//! room is this instance's alone and `Config::redis` is refused at start with the way to get it.
 
 use std::sync::Arc;
 use tungstenite::Message;

@@ -5,7 +5,7 @@ use crate::net::http::Refusal;
 use crate::net::registry::NotAdmitted;
 use crate::net::stream::Stream;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::ShutdownSignal;
+use crate::ops::shutdown::Shutdown;
 use log::{info, warn};
 use std::fs::File;
 use std::io;
@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Accept until shutdown, handing each connection to `admit`. `cap_flag` names the option
+/// Accept until shutdown, handing each connection to `admit`. `cap_field` names the `Config` field
 /// that bounds this listener's connections, for the warning when accepting fails.
 ///
 /// When the process is out of descriptors, the clients waiting in the listen queue would get
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 /// let go to accept a waiting client, refuse it (503), and taken back.
 pub fn accept_loop(
     listener: TcpListener,
-    shutdown: &ShutdownSignal,
+    shutdown: &Shutdown,
     metrics: &Metrics,
-    cap_flag: &str,
+    cap_field: &str,
     mut admit: impl FnMut(TcpStream, SocketAddr),
 ) {
     let mut reserve = Reserve::take();
@@ -58,7 +58,7 @@ pub fn accept_loop(
                         if out_of_descriptors {
                             format!(
                                 "new clients get 503 until connections close; raise `ulimit -n` \
-                                 or lower {cap_flag} (see README, \"Sizing a host\")"
+                                 or lower {cap_field} (see docs/operating.md, \"Sizing a host\")"
                             )
                         } else {
                             "retrying".to_string()
@@ -106,23 +106,23 @@ impl Reserve {
 }
 
 /// Answer (503) and log, from the accept thread and without blocking it, a connection that
-/// `why` kept out. `what` names the port's connections in the log; `cap_flag` sets its cap.
+/// `why` kept out. `what` names the port's connections in the log; `cap_field` sets its cap.
 pub fn refuse(
     stream: &Stream,
     peer: impl std::fmt::Display,
     why: NotAdmitted,
     metrics: &Metrics,
     what: &str,
-    cap_flag: &str,
+    cap_field: &str,
 ) {
     metrics.refused(why.reason());
     let message = match why {
         NotAdmitted::Full { max } => {
-            warn!("refused {peer}: {max} {what} already open ({cap_flag})");
+            warn!("refused {peer}: {max} {what} already open ({cap_field})");
             "server busy: too many open connections, try again later".to_string()
         }
         NotAdmitted::AddressFull { max } => {
-            warn!("refused {peer}: {max} {what} already open from its address (--max-per-address)");
+            warn!("refused {peer}: {max} {what} already open from its address (`max_per_address`)");
             format!(
                 "too many connections from your address ({max} open): close some, then try again"
             )
@@ -152,7 +152,7 @@ pub fn refuse_without_thread(
     if let Some(more) = log.speak() {
         warn!(
             "refused {peer}{more}: the host has no thread for another {what} ({error}); \
-             the host's limits are lower than the caps: see README, \"Sizing a host\""
+             the host's limits are lower than the caps: see docs/operating.md, \"Sizing a host\""
         );
     }
     let message = "server busy: no thread for your connection, try again later";

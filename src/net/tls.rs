@@ -71,20 +71,20 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|error| {
             format!(
-                "cannot read the TLS certificate {}: {error}; give --tls-cert a PEM file",
+                "cannot read the TLS certificate {}: {error}; give `tls.cert` a PEM file",
                 cert.display()
             )
         })?;
     if chain.is_empty() {
         return Err(format!(
-            "{} holds no certificate (no -----BEGIN CERTIFICATE----- block); give --tls-cert \
+            "{} holds no certificate (no -----BEGIN CERTIFICATE----- block); give `tls.cert` \
              the PEM certificate chain",
             cert.display()
         ));
     }
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
         format!(
-            "cannot read a private key from {}: {error}; give --tls-key a PEM key \
+            "cannot read a private key from {}: {error}; give `tls.key` a PEM key \
              (PKCS#8, RSA or EC)",
             key.display()
         )

@@ -103,6 +103,81 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Check that the settings can work together: every count and size at least 1, every
+    /// duration within a day, and a message no larger than the memory budget that must hold
+    /// it. `Server::start` checks; the error names the field (`max_queue`, ...) and what to do.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("max_message_size", self.max_message_size),
+            ("max_queue", self.max_queue),
+            ("memory_budget", self.memory_budget),
+            ("max_connections", self.max_connections),
+            ("max_per_address", self.max_per_address),
+            ("max_page_connections", self.max_page_connections),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(
+                    field,
+                    format!("`{field}` must be at least 1"),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("ping_interval", self.ping_interval),
+        ] {
+            if value.is_zero() || value > MOST_SECONDS {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "`{field}` takes seconds between 0 and {}, not {}",
+                        MOST_SECONDS.as_secs(),
+                        value.as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        if self.max_message_size > self.memory_budget {
+            return Err(ConfigError::new(
+                "max_message_size",
+                format!(
+                    "`max_message_size` ({}) is larger than `memory_budget` ({}): such a message \
+                     could never be held; lower the one or raise the other",
+                    self.max_message_size, self.memory_budget
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest a duration setting may be: a day.
+const MOST_SECONDS: Duration = Duration::from_secs(86_400);
+
+/// A setting that cannot work: which field, and what is wrong with it and what to do (its
+/// `Display`, naming fields in backticks, as every message of the library does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The `Config` field at fault.
+    pub field: &'static str,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, message: String) -> ConfigError {
+        ConfigError { field, message }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// How many WebSocket-port connections may be still opening (or asking for the Flash
 /// policy) at once: a quarter of the cap, so slow openers never hold the places of
 /// established clients.
@@ -126,4 +201,44 @@ pub fn page_config_json(
         "{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"chatPath\":\"{CHAT_PATH}\",\
          \"policyPort\":{policy},\"flashFallback\":{flash_fallback}}}\n"
     )
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_impossible_setting_names_its_field() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        type Spoil = fn(&mut Config);
+        let cases: [(Spoil, &str, &str); 4] = [
+            (
+                |c| c.max_queue = 0,
+                "max_queue",
+                "`max_queue` must be at least 1",
+            ),
+            (
+                |c| c.ping_interval = Duration::ZERO,
+                "ping_interval",
+                "between 0 and 86400",
+            ),
+            (
+                |c| c.handshake_timeout = Duration::from_secs(90_000),
+                "handshake_timeout",
+                "not 90000",
+            ),
+            (
+                |c| c.max_message_size = c.memory_budget + 1,
+                "max_message_size",
+                "larger than `memory_budget`",
+            ),
+        ];
+        for (spoil, field, says) in cases {
+            let mut config = Config::default();
+            spoil(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error.field, field);
+            assert!(error.to_string().contains(says), "{error}");
+        }
+    }
 }

@@ -290,7 +290,7 @@ impl Metrics {
             );
         }
         let in_use = self.budget.in_use() as i64;
-        let help = "Bytes of messages in flight held against --memory-budget.";
+        let help = "Bytes of messages in flight held against the memory budget.";
         family(
             &mut out,
             "wsecho_memory_budget_in_use_bytes",
@@ -303,7 +303,7 @@ impl Metrics {
             &mut out,
             "wsecho_memory_budget_bytes",
             "gauge",
-            "--memory-budget.",
+            "The memory budget: most bytes of messages in flight, all connections together.",
             [(String::new(), limit)],
         );
         out

@@ -1,5 +1,5 @@
 //! The shutdown broadcast. The shape follows mini-redis: one `Sender<()>` is never used to
-//! send; dropping it is the broadcast every `ShutdownSignal` sees as a disconnected channel.
+//! send; dropping it is the broadcast every `Shutdown` sees as a disconnected channel.
 //! A flag set just before says the same to the connections, which ask before every read:
 //! one atomic load, where asking the channel costs about 70 instructions.
 
@@ -14,15 +14,18 @@ pub struct Trigger {
     fired: Arc<AtomicBool>,
 }
 
-/// Tells whether shutdown has begun, and can wait for it.
+/// Tells whether the server's shutdown has begun, and can wait for it: for an app's own
+/// threads (a timer, a feed) to stop with the server. From [`Server::on_shutdown`].
+///
+/// [`Server::on_shutdown`]: crate::Server::on_shutdown
 #[derive(Clone)]
-pub struct ShutdownSignal {
+pub struct Shutdown {
     receiver: Receiver<()>,
     fired: Arc<AtomicBool>,
 }
 
 /// A new trigger and the signal it drives.
-pub fn channel() -> (Trigger, ShutdownSignal) {
+pub(crate) fn channel() -> (Trigger, Shutdown) {
     let (sender, receiver) = crossbeam_channel::bounded(0);
     let fired = Arc::new(AtomicBool::new(false));
     (
@@ -30,7 +33,7 @@ pub fn channel() -> (Trigger, ShutdownSignal) {
             sender: Arc::new(Mutex::new(Some(sender))),
             fired: Arc::clone(&fired),
         },
-        ShutdownSignal { receiver, fired },
+        Shutdown { receiver, fired },
     )
 }
 
@@ -45,7 +48,8 @@ impl Trigger {
     }
 }
 
-impl ShutdownSignal {
+impl Shutdown {
+    /// Whether shutdown has begun.
     pub fn is_triggered(&self) -> bool {
         self.fired.load(Ordering::Acquire)
     }
@@ -54,5 +58,12 @@ impl ShutdownSignal {
     pub fn wait(&self) {
         // Nothing is ever sent: this returns only when the sender is dropped.
         let _ = self.receiver.recv();
+    }
+
+    /// Wait until shutdown begins, at most `timeout`; true if it has begun. A loop that does
+    /// something every second and stops with the server: `while !shutdown.wait_timeout(..)`.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        let _ = self.receiver.recv_timeout(timeout);
+        self.is_triggered()
     }
 }

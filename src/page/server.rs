@@ -21,7 +21,7 @@ use crate::net::threads;
 use crate::net::tls::Certificates;
 use crate::ops::escape::escape;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::ShutdownSignal;
+use crate::ops::shutdown::Shutdown;
 use crate::page::embedded;
 use log::{debug, warn};
 use std::fs::File;
@@ -44,7 +44,7 @@ pub struct Site {
     pub proxied_config_json: String,
     /// Open page connections, apart from the WebSocket port's.
     pub connections: Arc<Connections>,
-    pub shutdown: ShutdownSignal,
+    pub shutdown: Shutdown,
     /// Host names answered for; empty: any (`--host`).
     pub allowed_hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
@@ -80,7 +80,7 @@ pub fn accept_loop(listener: TcpListener, site: Arc<Site>) {
         listener,
         &site.shutdown,
         &site.metrics,
-        "--max-page-connections",
+        "`max_page_connections`",
         |stream, peer| admit(stream, peer, &site),
     );
 }
@@ -99,7 +99,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
                 why,
                 &site.metrics,
                 "page connections",
-                "--max-page-connections",
+                "`max_page_connections`",
             );
             return;
         }
@@ -163,7 +163,7 @@ fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &S
                 why,
                 &site.metrics,
                 "page connections",
-                "--max-page-connections",
+                "`max_page_connections`",
             );
             return;
         }

@@ -9,7 +9,7 @@
 use crate::net::stream::discard_until;
 use crate::net::tcp::set_timeout_until;
 use crate::ops::metrics::{LiveTraffic, Metrics, Traffic};
-use crate::ops::shutdown::ShutdownSignal;
+use crate::ops::shutdown::Shutdown;
 use crate::protocol::deflate::Stored;
 use crate::protocol::frame::{self, BINARY, CLOSE, Header, MAX_HEADER, PING, PONG, TEXT};
 use crate::protocol::outbox::{Interruption, Outbox, Sender};
@@ -63,7 +63,7 @@ pub(crate) struct About {
 pub struct Connection {
     socket: Socket,
     about: About,
-    shutdown: ShutdownSignal,
+    shutdown: Shutdown,
     /// Set when a keepalive Ping went out and nothing has been heard since.
     ping_outstanding: bool,
     /// Set by `close`: wait for the client's close frame before hanging up.
@@ -85,7 +85,7 @@ impl Connection {
         about: About,
         ping_interval: Duration,
         max_queue: usize,
-        shutdown: ShutdownSignal,
+        shutdown: Shutdown,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Connection> {
         socket.tcp().set_read_timeout(Some(ping_interval))?;
@@ -362,7 +362,7 @@ impl Connection {
     fn refuse(&mut self, refusal: &OverBudget) -> Result<(), Error> {
         self.metrics.refused("memory");
         warn!(
-            "#{} closing with 1013: {refusal}; other connections carry on (--memory-budget sets it)",
+            "#{} closing with 1013: {refusal}; other connections carry on (`memory_budget` sets it)",
             self.about.id
         );
         self.send_close(

@@ -158,7 +158,7 @@ pub fn check_upgrade(
             403,
             format!(
                 "origin {origin} is not allowed: serve the page from this host, \
-                 or start wsecho with --allow-origin {origin}"
+                 or let the server allow it (`allowed_origins`: {origin})"
             ),
         )
         .because("origin"));

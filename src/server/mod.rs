@@ -9,9 +9,10 @@ use crate::net::host;
 use crate::net::registry::Connections;
 use crate::net::tls::Certificates;
 use crate::ops::budget::Budget;
+use crate::ops::config::ConfigError;
 use crate::ops::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::{self, ShutdownSignal, Trigger};
+use crate::ops::shutdown::{self, Shutdown, Trigger};
 use crate::page::server::{self as page, Site};
 use crate::protocol::policy;
 use crate::protocol::routes::Routes;
@@ -36,7 +37,7 @@ pub struct Server {
     http_addr: SocketAddr,
     policy_addr: Option<SocketAddr>,
     trigger: Trigger,
-    signal: ShutdownSignal,
+    signal: Shutdown,
     connections: Arc<Connections>,
     page_connections: Arc<Connections>,
     threads: Vec<JoinHandle<()>>,
@@ -59,14 +60,16 @@ impl TlsReloader {
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// A listener could not be bound; `flag` is the option that changes its address.
+    /// The configuration cannot work (see [`Config::validate`]).
+    Config(ConfigError),
+    /// A listener could not be bound.
     Bind {
         /// Which listener.
         what: &'static str,
         /// The address asked for.
         addr: SocketAddr,
-        /// The command-line option that sets it.
-        flag: &'static str,
+        /// The `Config` field that sets it.
+        field: &'static str,
         /// What the operating system said.
         source: io::Error,
     },
@@ -80,7 +83,7 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used (or TLS was not built in): what is wrong
     /// and what to do, in one line.
     Tls(String),
-    /// `--redis` is not a Redis URL (or Redis was not built in).
+    /// `Config::redis` is not a Redis URL (or Redis was not built in).
     Redis(String),
     /// Anything else the operating system refused (threads, sockets).
     Io(io::Error),
@@ -89,20 +92,21 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StartError::Config(error) => write!(f, "{error}"),
             StartError::Bind {
                 what,
                 addr,
-                flag,
+                field,
                 source,
             } => write!(
                 f,
                 "cannot listen on {addr} for the {what}: {source}; stop whatever uses it \
-                 or pick another address with {flag}"
+                 or pick another address (`{field}`)"
             ),
             StartError::Www { path, source } => write!(
                 f,
-                "cannot use the page folder {}: {source}; give --www an existing folder, \
-                 or leave --www out to serve the built-in page",
+                "cannot use the page folder {}: {source}; give `www` an existing folder, \
+                 or leave `www` out to serve the built-in page",
                 path.display()
             ),
             StartError::Tls(message) | StartError::Redis(message) => write!(f, "{message}"),
@@ -143,6 +147,7 @@ impl fmt::Display for Summary {
 impl Server {
     /// Start the echo server and the chat room (across instances with `config.redis`).
     pub fn start(config: Config) -> Result<Server, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let cluster = match &config.redis {
             Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
             None => None,
@@ -158,6 +163,7 @@ impl Server {
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
     /// (`config.redis` is for the built-in chat room: `Server::start`.)
     pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let tls = match &config.tls {
             Some(files) => {
                 Some(Certificates::load(&files.cert, &files.key).map_err(StartError::Tls)?)
@@ -171,7 +177,7 @@ impl Server {
             })?),
             None => None,
         };
-        let ws_listener = bind(config.ws, "WebSocket listener", "--ws")?;
+        let ws_listener = bind(config.ws, "WebSocket listener", "ws")?;
         let ws_addr = ws_listener.local_addr()?;
         let policy_listener = config
             .policy_port
@@ -180,7 +186,7 @@ impl Server {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
-        let http_listener = bind(config.http, "page", "--http")?;
+        let http_listener = bind(config.http, "page", "http")?;
         let http_addr = http_listener.local_addr()?;
         fit_to_host(&mut config);
 
@@ -277,8 +283,8 @@ impl Server {
                 folder.display()
             ),
             (None, false) => info!(
-                "serving the built-in page; for the Flash fallback run `make assets` and pass \
-                 --www www (browsers with native WebSocket need neither)"
+                "serving the built-in page; for the Flash fallback run `make assets` and serve \
+                 the checkout's www/ (`www`; browsers with native WebSocket need neither)"
             ),
         }
         Ok(Server {
@@ -336,6 +342,12 @@ impl Server {
         self.page_connections.open_count()
     }
 
+    /// Whether shutdown has begun, for an app's own threads to stop with the server (see
+    /// [`Shutdown::wait_timeout`]).
+    pub fn on_shutdown(&self) -> Shutdown {
+        self.signal.clone()
+    }
+
     /// A handle that begins shutdown from anywhere (a signal handler thread, a test).
     pub fn trigger(&self) -> Trigger {
         self.trigger.clone()
@@ -388,12 +400,12 @@ pub fn default_routes() -> Routes {
 fn bind(
     addr: SocketAddr,
     what: &'static str,
-    flag: &'static str,
+    field: &'static str,
 ) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).map_err(|source| StartError::Bind {
         what,
         addr,
-        flag,
+        field,
         source,
     })
 }
@@ -412,9 +424,9 @@ fn fit_to_host(config: &mut Config) {
     let fitted_page = page.min(room / 4).max(1);
     let fitted_ws = room.saturating_sub(fitted_page).max(1);
     warn!(
-        "--max-connections {ws} and --max-page-connections {page} are more than this host can \
+        "`max_connections` {ws} and `max_page_connections` {page} are more than this host can \
          hold: {limit}. Serving at most {fitted_ws} WebSocket and {fitted_page} page \
-         connections (see README, \"Sizing a host\")"
+         connections (see docs/operating.md, \"Sizing a host\")"
     );
     config.max_connections = fitted_ws;
     config.max_page_connections = fitted_page;
@@ -433,7 +445,7 @@ fn bind_policy(addr: SocketAddr) -> Option<TcpListener> {
             warn!(
                 "no Flash policy listener on {addr}: {error} ({fix}). Flash clients still get \
                  the policy inline on the WebSocket port after a few seconds; \
-                 --policy-port 0 turns this listener off"
+                 without `policy_port` this listener is not started"
             );
             None
         }

@@ -15,7 +15,7 @@ use crate::ops::budget::Holding;
 use crate::ops::config::Config;
 use crate::ops::escape::escape;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::ShutdownSignal;
+use crate::ops::shutdown::Shutdown;
 use crate::protocol::connection::{About, Connection, Ending};
 use crate::protocol::handshake::{self, Opening};
 use crate::protocol::routes::{Handler, Routes};
@@ -43,7 +43,7 @@ pub struct Shared {
     config: Config,
     policy_reply: Vec<u8>,
     connections: Arc<Connections>,
-    shutdown: ShutdownSignal,
+    shutdown: Shutdown,
     routes: Routes,
     threads: Arc<Pool<Job>>,
     metrics: Arc<Metrics>,
@@ -59,7 +59,7 @@ impl Shared {
         config: Config,
         policy_reply: Vec<u8>,
         connections: Arc<Connections>,
-        shutdown: ShutdownSignal,
+        shutdown: Shutdown,
         routes: Routes,
         metrics: Arc<Metrics>,
         tls: Option<Arc<Certificates>>,
@@ -100,7 +100,7 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
         listener,
         &shared.shutdown,
         &shared.metrics,
-        "--max-connections",
+        "`max_connections`",
         |stream, peer| admit(stream, peer, port, &shared, &handoff),
     );
 }
@@ -118,7 +118,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, 
                 why,
                 metrics,
                 "connections",
-                "--max-connections",
+                "`max_connections`",
             );
             return;
         }
@@ -233,7 +233,7 @@ fn open(
             why,
             metrics,
             "connections",
-            "--max-connections",
+            "`max_connections`",
         );
         return None;
     }
