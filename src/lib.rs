@@ -118,9 +118,9 @@ pub use ops::config::{Config, ConfigError, TlsFiles};
 pub use ops::metrics::Traffic;
 pub use ops::shutdown::{Shutdown, Trigger};
 pub use protocol::connection::{Connection, Ending};
-pub use protocol::outbox::{Frames, SendError, Sender};
+pub use protocol::outbox::{Encoded, SendError, Sender};
 pub use protocol::routes::{Handler, Refused, Route, Routes, UpgradeRequest};
-pub use server::{Server, StartError, Summary, TlsReloader, default_routes};
+pub use server::{Server, StartError, Summary, TlsError, TlsReloader, default_routes};
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::{Error, Message};
 

@@ -238,3 +238,21 @@ fn a_sender_can_close_its_connection_and_then_reports_it_closed() {
     assert_eq!(sender.send(Message::text("hello?")), Err(SendError::Closed));
     server.shutdown();
 }
+
+#[test]
+fn a_close_message_sent_through_a_sender_is_the_close_handshake() {
+    let (server, handed) = push_server(config());
+    let (mut client, sender) = push_client(&server, &handed);
+    let close = Message::Close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    }));
+    sender.send(close).unwrap();
+    // Closing from then on, as `Sender::close` is: nothing more is sent after the close.
+    assert_eq!(sender.send(Message::text("after")), Err(SendError::Closed));
+    // The client hears the close with its code, from the connection's own thread.
+    assert_eq!(expect_close(&mut client), CloseCode::Library(4001));
+    drop(client);
+    assert!(eventually(|| !sender.is_open()));
+    server.shutdown();
+}

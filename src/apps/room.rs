@@ -5,7 +5,7 @@
 //! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
 
 use crate::apps::cluster::{Cluster, LocalRoom};
-use crate::protocol::outbox::{Frames, Membership, SendError, Sender};
+use crate::protocol::outbox::{Encoded, LeavesOnEnd, SendError, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;
@@ -29,7 +29,7 @@ struct Here(Weak<Members>);
 impl LocalRoom for Here {
     fn deliver(&self, message: &Message) {
         if let Some(members) = self.0.upgrade() {
-            members.send_to_all(&Frames::encode(message), None);
+            members.send_to_all(&Encoded::encode(message), None);
         }
     }
 }
@@ -43,7 +43,7 @@ impl Members {
     }
 }
 
-impl Membership for Members {
+impl LeavesOnEnd for Members {
     fn forget(&self, id: u64) {
         self.lock().remove(&id);
     }
@@ -107,8 +107,8 @@ impl Room {
     }
 
     /// How a member's connection finds this room again when it ends.
-    fn membership(&self) -> Weak<dyn Membership> {
-        let strong: Arc<dyn Membership> = self.members.clone();
+    fn membership(&self) -> Weak<dyn LeavesOnEnd> {
+        let strong: Arc<dyn LeavesOnEnd> = self.members.clone();
         Arc::downgrade(&strong)
     }
 
@@ -144,7 +144,7 @@ impl Room {
     }
 
     fn send(&self, message: Message, except: Option<u64>) -> Delivery {
-        let delivery = self.members.send_to_all(&Frames::encode(&message), except);
+        let delivery = self.members.send_to_all(&Encoded::encode(&message), except);
         // Here first, then the others: the same order for each sender everywhere.
         if let Some(across) = &self.across {
             across.cluster.publish(&across.name, &message);
@@ -154,7 +154,7 @@ impl Room {
 }
 
 impl Members {
-    fn send_to_all(&self, frames: &Frames, except: Option<u64>) -> Delivery {
+    fn send_to_all(&self, frames: &Encoded, except: Option<u64>) -> Delivery {
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
         let mut members = self.lock();

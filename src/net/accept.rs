@@ -4,7 +4,7 @@
 use crate::net::http::Refusal;
 use crate::net::registry::NotAdmitted;
 use crate::net::stream::Stream;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use log::{info, warn};
 use std::fs::File;
@@ -68,7 +68,7 @@ pub fn accept_loop(
                 }
                 if out_of_descriptors && reserve.release() {
                     if let Ok((stream, _peer)) = listener.accept() {
-                        metrics.refused("descriptors");
+                        metrics.refused(Reason::Descriptors);
                         let message = "server busy: out of descriptors, try again later";
                         Refusal::new(503, message).send_without_blocking(&Stream::new(stream));
                         refused += 1;
@@ -148,7 +148,7 @@ pub fn refuse_without_thread(
     log: &Quiet,
     what: &str,
 ) {
-    metrics.refused("threads");
+    metrics.refused(Reason::Threads);
     if let Some(more) = log.speak() {
         warn!(
             "refused {peer}{more}: the host has no thread for another {what} ({error}); \

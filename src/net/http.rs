@@ -8,6 +8,7 @@
 use crate::net::stream::{self, Stream};
 use crate::net::tcp;
 use crate::ops::escape::escape;
+use crate::ops::metrics::Reason;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
@@ -273,24 +274,6 @@ fn reason_phrase(status: u16) -> &'static str {
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// The word for `/metrics` that a refusal's status means.
-fn reason_for(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "path",
-        405 => "method",
-        408 => "timeout",
-        413 => "body",
-        421 => "host",
-        426 => "not_websocket",
-        431 => "head_too_large",
-        503 => "busy",
-        _ => "other",
-    }
-}
-
 /// An HTTP answer refusing a request; the connection closes after it.
 #[derive(Debug)]
 pub struct Refusal {
@@ -298,7 +281,7 @@ pub struct Refusal {
     /// One line for the client and the log: what happened and what to do.
     pub message: String,
     /// Why, in a word, for `/metrics`.
-    pub reason: &'static str,
+    pub reason: Reason,
     extra_header: Option<&'static str>,
 }
 
@@ -310,13 +293,13 @@ impl Refusal {
         Refusal {
             status,
             message: escape(&message).into_owned(),
-            reason: reason_for(status),
+            reason: Reason::of_status(status),
             extra_header: None,
         }
     }
 
     /// The same refusal, counted under `reason` instead of the status's.
-    pub fn because(mut self, reason: &'static str) -> Refusal {
+    pub fn because(mut self, reason: Reason) -> Refusal {
         self.reason = reason;
         self
     }

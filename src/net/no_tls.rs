@@ -1,5 +1,5 @@
 //! Built without the `tls` feature: no certificate or session can exist (both types have no
-//! values), so every connection is plain and `--tls-cert` is refused at start with the way
+//! values), so every connection is plain and `Config::tls` is refused at start with the way
 //! to get TLS.
 
 use std::io::{self, IoSlice};
@@ -23,7 +23,7 @@ impl Certificates {
         match *self {}
     }
 
-    pub fn describe(&self) -> String {
+    pub fn files(&self) -> crate::ops::config::TlsFiles {
         match *self {}
     }
 

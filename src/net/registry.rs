@@ -10,7 +10,7 @@
 //! included), so one client cannot take every place. A trusted proxy's connections are counted
 //! only once its request names the client (`Ticket::count_as`): against that client.
 //!
-//! Connections still in their opening (and Flash policy requests, which never go further) share
+//! Admissions still in their opening (and Flash policy requests, which never go further) share
 //! a smaller pool, `max_openings` (on the ports that have one): when it is full, the oldest opener of the address holding the
 //! most openers is cut to let a newcomer from elsewhere in, and a newcomer from that address
 //! itself is refused. Slow openers thus never keep out established clients or other addresses.
@@ -20,6 +20,7 @@
 //! crowd of idle connections cannot keep anyone else out.
 
 use crate::net::stream::Stream;
+use crate::ops::metrics::Reason;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown};
@@ -41,18 +42,18 @@ pub enum NotAdmitted {
 
 impl NotAdmitted {
     /// Why, in a word, for `/metrics`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            NotAdmitted::Full { .. } => "cap",
-            NotAdmitted::AddressFull { .. } => "per_address",
-            NotAdmitted::OpeningsFull { .. } => "openings",
-            NotAdmitted::ShuttingDown => "shutting_down",
+            NotAdmitted::Full { .. } => Reason::Cap,
+            NotAdmitted::AddressFull { .. } => Reason::PerAddress,
+            NotAdmitted::OpeningsFull { .. } => Reason::Openings,
+            NotAdmitted::ShuttingDown => Reason::ShuttingDown,
         }
     }
 }
 
 /// The open connections: admission (the cap), waking them at shutdown, and waiting for them.
-pub struct Connections {
+pub struct Admissions {
     state: Mutex<State>,
     finished: Receiver<()>,
     max: usize,
@@ -92,20 +93,20 @@ struct Entry {
 /// from a panic) removes the connection and signals its completion.
 pub struct Ticket {
     pub id: u64,
-    connections: Arc<Connections>,
+    connections: Arc<Admissions>,
     _completion: Sender<()>,
 }
 
-impl Connections {
+impl Admissions {
     /// `max_openings` of `max` may be still opening at once; `None` for no openers' pool.
     pub fn new(
         max: usize,
         max_per_address: usize,
         max_openings: Option<usize>,
         trusted_proxies: Vec<IpAddr>,
-    ) -> Arc<Connections> {
+    ) -> Arc<Admissions> {
         let (completion, finished) = crossbeam_channel::bounded(0);
-        Arc::new(Connections {
+        Arc::new(Admissions {
             state: Mutex::new(State {
                 open: HashMap::new(),
                 idle: 0,

@@ -48,13 +48,12 @@ impl Certificates {
         Ok(())
     }
 
-    /// The files, for log lines.
-    pub fn describe(&self) -> String {
-        format!(
-            "certificate {} and key {}",
-            self.cert.display(),
-            self.key.display()
-        )
+    /// The files it reads.
+    pub fn files(&self) -> crate::ops::config::TlsFiles {
+        crate::ops::config::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
     }
 
     /// A session for one new connection, with the pair loaded last.

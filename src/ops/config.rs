@@ -41,7 +41,7 @@ pub struct Config {
     pub memory_budget: usize,
     /// Open WebSocket connections allowed at once; one more gets HTTP 503.
     pub max_connections: usize,
-    /// Connections one client address may hold on each port (the WebSocket and policy ports
+    /// Admissions one client address may hold on each port (the WebSocket and policy ports
     /// together, the page port apart), openings included; one more gets HTTP 503.
     pub max_per_address: usize,
     /// Open page connections allowed at once, counted apart from WebSockets; one more closes

@@ -152,9 +152,10 @@ impl Metrics {
         }
     }
 
-    /// A WebSocket on `route` ended with `code`, closed `by` "client" or "server" (or
-    /// "nobody": dropped, 1006).
-    pub fn closed(&self, route: &str, code: u16, by: &'static str) {
+    /// A WebSocket on `route` ended with `code`, closed `by` the client, the server, or nobody
+    /// (dropped, 1006).
+    pub fn closed(&self, route: &str, code: u16, by: Closer) {
+        let by = by.label();
         if let Some((open, _)) = self.routes.get(route) {
             open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -164,8 +165,8 @@ impl Metrics {
     }
 
     /// A connection was turned away (or a message refused) for `reason`.
-    pub fn refused(&self, reason: &'static str) {
-        *lock(&self.refusals).entry(reason).or_default() += 1;
+    pub fn refused(&self, reason: Reason) {
+        *lock(&self.refusals).entry(reason.label()).or_default() += 1;
     }
 
     /// The counts of a connection that has opened, for it to keep up to date; scrapes read
@@ -237,7 +238,7 @@ impl Metrics {
             &mut out,
             "wsecho_refusals_total",
             "counter",
-            "Connections turned away, and messages refused for memory, by reason.",
+            "Admissions turned away, and messages refused for memory, by reason.",
             refusals,
         );
         let closes: Vec<_> = lock(&self.closes)
@@ -343,4 +344,116 @@ fn family(
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+/// Who closed a WebSocket: the `by` label of `wsecho_closes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    Client,
+    Server,
+    /// Nobody: the connection dropped without a close handshake (1006).
+    Nobody,
+}
+
+impl Closer {
+    fn label(self) -> &'static str {
+        match self {
+            Closer::Client => "client",
+            Closer::Server => "server",
+            Closer::Nobody => "nobody",
+        }
+    }
+}
+
+/// Why a connection was turned away, or a message refused: the `reason` label of
+/// `wsecho_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// 400: a malformed request.
+    BadRequest,
+    /// 401 from a route's check.
+    Unauthorized,
+    /// 403 from a route's check.
+    Forbidden,
+    /// 403: an Origin the server does not allow.
+    Origin,
+    /// 404: no such path.
+    Path,
+    /// 405: not GET (or HEAD on the page).
+    Method,
+    /// 408: the request head did not arrive in time.
+    Timeout,
+    /// 413: a request with a body.
+    Body,
+    /// 421: a Host the server does not answer for.
+    Host,
+    /// 426: plain HTTP on the WebSocket port.
+    NotWebsocket,
+    /// 431: a request head over 8 KiB.
+    HeadTooLarge,
+    /// 503 for any other reason.
+    Busy,
+    /// Any other status.
+    Other,
+    /// The TLS handshake failed.
+    Tls,
+    /// The memory budget had no room (close 1013).
+    Memory,
+    /// No thread could be had for the connection (503).
+    Threads,
+    /// No descriptor could be had for the connection (503).
+    Descriptors,
+    /// The port's connection cap (503).
+    Cap,
+    /// The per-address cap (503).
+    PerAddress,
+    /// The openers' pool (503).
+    Openings,
+    /// The server is shutting down (503).
+    ShuttingDown,
+}
+
+impl Reason {
+    /// The reason an HTTP refusal's status means, unless told otherwise.
+    pub fn of_status(status: u16) -> Reason {
+        match status {
+            400 => Reason::BadRequest,
+            401 => Reason::Unauthorized,
+            403 => Reason::Forbidden,
+            404 => Reason::Path,
+            405 => Reason::Method,
+            408 => Reason::Timeout,
+            413 => Reason::Body,
+            421 => Reason::Host,
+            426 => Reason::NotWebsocket,
+            431 => Reason::HeadTooLarge,
+            503 => Reason::Busy,
+            _ => Reason::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Reason::BadRequest => "bad_request",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::Origin => "origin",
+            Reason::Path => "path",
+            Reason::Method => "method",
+            Reason::Timeout => "timeout",
+            Reason::Body => "body",
+            Reason::Host => "host",
+            Reason::NotWebsocket => "not_websocket",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::Busy => "busy",
+            Reason::Other => "other",
+            Reason::Tls => "tls",
+            Reason::Memory => "memory",
+            Reason::Threads => "threads",
+            Reason::Descriptors => "descriptors",
+            Reason::Cap => "cap",
+            Reason::PerAddress => "per_address",
+            Reason::Openings => "openings",
+            Reason::ShuttingDown => "shutting_down",
+        }
+    }
 }

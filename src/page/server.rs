@@ -15,12 +15,12 @@
 use crate::net::accept::{self, Quiet};
 use crate::net::http::{self, HeadError, Refusal, Request};
 use crate::net::proxy::Client;
-use crate::net::registry::{Connections, Ticket};
+use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
 use crate::net::threads;
 use crate::net::tls::Certificates;
 use crate::ops::escape::escape;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use crate::page::embedded;
 use log::{debug, warn};
@@ -43,7 +43,7 @@ pub struct Site {
     /// The body of `/config.json` for a page loaded through a trusted proxy.
     pub proxied_config_json: String,
     /// Open page connections, apart from the WebSocket port's.
-    pub connections: Arc<Connections>,
+    pub connections: Arc<Admissions>,
     pub shutdown: Shutdown,
     /// Host names answered for; empty: any (`--host`).
     pub allowed_hosts: Vec<String>,
@@ -130,7 +130,7 @@ fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &S
         // Browsers open spare connections and drop them unused: only a failed handshake is
         // worth a warning.
         if error.kind() == io::ErrorKind::InvalidData {
-            site.metrics.refused("tls");
+            site.metrics.refused(Reason::Tls);
             warn!("page: dropped {peer}: {error}");
         } else {
             debug!("page: dropped {peer}: {error}");
@@ -215,10 +215,10 @@ fn next_request(
 /// A plain http:// request on the https port: send the browser to the same URL over https.
 fn to_https(stream: &Stream, peer: Client, request: &Request, site: &Site) {
     let Some(host) = request.header("Host").map(str::trim) else {
-        site.metrics.refused("tls");
+        site.metrics.refused(Reason::Tls);
         warn!("page: refused {peer} 400: plain http on the https port, without a Host");
         Refusal::new(400, "this port speaks https: open the page with https://")
-            .because("tls")
+            .because(Reason::Tls)
             .send_and_linger(stream);
         return;
     };

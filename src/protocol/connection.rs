@@ -8,7 +8,7 @@
 
 use crate::net::stream::discard_until;
 use crate::net::tcp::set_timeout_until;
-use crate::ops::metrics::{LiveTraffic, Metrics, Traffic};
+use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::deflate::Stored;
 use crate::protocol::frame::{self, BINARY, CLOSE, Header, MAX_HEADER, PING, PONG, TEXT};
@@ -342,7 +342,7 @@ impl Connection {
             ),
         };
         if code == CloseCode::Again {
-            self.metrics.refused("memory");
+            self.metrics.refused(Reason::Memory);
         }
         warn!(
             "#{} closing with {}: {reason}",
@@ -360,7 +360,7 @@ impl Connection {
 
     /// A message had no room in the memory budget: close with 1013, and log why.
     fn refuse(&mut self, refusal: &OverBudget) -> Result<(), Error> {
-        self.metrics.refused("memory");
+        self.metrics.refused(Reason::Memory);
         warn!(
             "#{} closing with 1013: {refusal}; other connections carry on (`memory_budget` sets it)",
             self.about.id

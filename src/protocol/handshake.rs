@@ -8,6 +8,7 @@
 
 use crate::net::http::{self, HeadError, Refusal, Request, host_of};
 use crate::net::stream::Stream;
+use crate::ops::metrics::Reason;
 use crate::protocol::deflate;
 use crate::protocol::policy;
 use crate::protocol::routes::{Route, Routes, UpgradeRequest};
@@ -161,7 +162,7 @@ pub fn check_upgrade(
                  or let the server allow it (`allowed_origins`: {origin})"
             ),
         )
-        .because("origin"));
+        .because(Reason::Origin));
     }
     let protocol = route
         .judge(&UpgradeRequest::new(request, peer))

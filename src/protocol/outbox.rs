@@ -30,7 +30,7 @@ use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-/// Sends to one client from any thread; clone it freely. Frames from one `Sender` (or from
+/// Sends to one client from any thread; clone it freely. Encoded from one `Sender` (or from
 /// clones used one after another) reach the client in the order sent.
 #[derive(Clone)]
 pub struct Sender {
@@ -67,9 +67,9 @@ impl std::error::Error for SendError {}
 
 /// A frame, encoded once, to be sent to one client or many.
 #[derive(Clone)]
-pub struct Frames(Arc<Encoded>);
+pub struct Encoded(Arc<Payload>);
 
-struct Encoded {
+struct Payload {
     bytes: Box<[u8]>,
     /// For a text or binary message, its payload's length (for `/metrics`).
     message_len: Option<usize>,
@@ -78,9 +78,9 @@ struct Encoded {
     held: OnceLock<Option<Holding>>,
 }
 
-impl Frames {
+impl Encoded {
     /// Encode `message` as one unmasked server frame.
-    pub fn encode(message: &Message) -> Frames {
+    pub fn encode(message: &Message) -> Encoded {
         let message_len =
             matches!(message, Message::Text(_) | Message::Binary(_)).then(|| message.len());
         let out = match message {
@@ -96,7 +96,7 @@ impl Frames {
                 out
             }
         };
-        Frames(Arc::new(Encoded {
+        Encoded(Arc::new(Payload {
             bytes: out.into(),
             message_len,
             held: OnceLock::new(),
@@ -117,13 +117,18 @@ impl Frames {
 }
 
 impl Sender {
-    /// Send a text or binary message (or a ping). Never waits for the client.
+    /// Send a text or binary message (or a ping). Never waits for the client. A close message
+    /// asks for the close handshake, as [`Sender::close`] does (1000 when it has no code).
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
-        self.send_encoded(&Frames::encode(&message.into()))
+        match message.into() {
+            Message::Close(None) => self.close(CloseCode::Normal, ""),
+            Message::Close(Some(close)) => self.close(close.code, &close.reason),
+            message => self.send_encoded(&Encoded::encode(&message)),
+        }
     }
 
     /// Send a frame encoded once for many clients (see `Room::broadcast`).
-    pub fn send_encoded(&self, frames: &Frames) -> Result<(), SendError> {
+    pub fn send_encoded(&self, frames: &Encoded) -> Result<(), SendError> {
         self.outbox.push(frames)
     }
 
@@ -165,7 +170,7 @@ impl fmt::Debug for Sender {
 }
 
 /// Something a connection belongs to (a room), told when the connection ends.
-pub(crate) trait Membership: Send + Sync {
+pub(crate) trait LeavesOnEnd: Send + Sync {
     fn forget(&self, id: u64);
 }
 
@@ -202,7 +207,7 @@ struct State {
     close_request: Option<(CloseCode, String)>,
     /// The connection's thread while it waits, to be nudged.
     waiter: Option<ThreadHandle>,
-    rooms: Vec<Weak<dyn Membership>>,
+    rooms: Vec<Weak<dyn LeavesOnEnd>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,7 +219,7 @@ enum Status {
 }
 
 struct Chunk {
-    frames: Frames,
+    frames: Encoded,
     sent: usize,
 }
 
@@ -282,7 +287,7 @@ impl Outbox {
     }
 
     /// From any thread: write `frame` now if the socket takes it, else queue what is left.
-    fn push(&self, frames: &Frames) -> Result<(), SendError> {
+    fn push(&self, frames: &Encoded) -> Result<(), SendError> {
         let frame = frames.bytes();
         let mut state = self.lock();
         state.usable()?;
@@ -466,7 +471,7 @@ impl Outbox {
     }
 
     /// Remember a room to leave when the connection ends; false if it already has.
-    pub(crate) fn joined(&self, room: Weak<dyn Membership>) -> bool {
+    pub(crate) fn joined(&self, room: Weak<dyn LeavesOnEnd>) -> bool {
         let mut state = self.lock();
         if state.status == Status::Ended {
             return false;
@@ -476,7 +481,7 @@ impl Outbox {
     }
 
     /// Forget a room left while the connection goes on.
-    pub(crate) fn left(&self, room: &Weak<dyn Membership>) {
+    pub(crate) fn left(&self, room: &Weak<dyn LeavesOnEnd>) {
         self.lock().rooms.retain(|joined| !joined.ptr_eq(room));
     }
 
@@ -514,11 +519,11 @@ mod tests {
     #[test]
     fn a_frame_shared_by_many_queues_counts_once_until_the_last_lets_go() {
         let budget = Budget::new(100_000);
-        let frames = Frames::encode(&Message::binary(vec![0u8; 60_000]));
-        let queued: Vec<Frames> = (0..5).map(|_| frames.clone()).collect();
+        let frames = Encoded::encode(&Message::binary(vec![0u8; 60_000]));
+        let queued: Vec<Encoded> = (0..5).map(|_| frames.clone()).collect();
         assert!(queued.iter().all(|frame| frame.hold(&budget)));
         assert_eq!(budget.in_use(), frames.bytes().len());
-        let other = Frames::encode(&Message::binary(vec![0u8; 60_000]));
+        let other = Encoded::encode(&Message::binary(vec![0u8; 60_000]));
         assert!(!other.hold(&budget), "a second frame does not fit");
         drop(frames);
         drop(queued);

@@ -531,11 +531,12 @@ fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, Fault> {
         [] => Ok(None),
         [_] => Err(Fault::Protocol("a close frame of one byte")),
         [high, low, reason @ ..] => {
+            // The reason first, as tungstenite checks them (the differential fuzz target).
+            let reason = std::str::from_utf8(reason).map_err(|_| Fault::Utf8)?;
             let code = CloseCode::from(u16::from_be_bytes([*high, *low]));
             if !code.is_allowed() {
                 return Err(Fault::Protocol("a close code the protocol does not allow"));
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| Fault::Utf8)?;
             Ok(Some(CloseFrame {
                 code,
                 reason: reason.into(),

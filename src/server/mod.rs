@@ -6,11 +6,10 @@ use crate::apps::cluster::Cluster;
 use crate::apps::echo;
 use crate::net::accept;
 use crate::net::host;
-use crate::net::registry::Connections;
+use crate::net::registry::Admissions;
 use crate::net::tls::Certificates;
 use crate::ops::budget::Budget;
-use crate::ops::config::ConfigError;
-use crate::ops::config::{self, CHAT_PATH, Config, WEBSOCKET_PATH};
+use crate::ops::config::{self, CHAT_PATH, Config, ConfigError, TlsFiles, WEBSOCKET_PATH};
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::{self, Shutdown, Trigger};
 use crate::page::server::{self as page, Site};
@@ -38,8 +37,8 @@ pub struct Server {
     policy_addr: Option<SocketAddr>,
     trigger: Trigger,
     signal: Shutdown,
-    connections: Arc<Connections>,
-    page_connections: Arc<Connections>,
+    connections: Arc<Admissions>,
+    page_connections: Arc<Admissions>,
     threads: Vec<JoinHandle<()>>,
     tls: Option<Arc<Certificates>>,
     cluster: Option<Arc<Cluster>>,
@@ -51,11 +50,25 @@ pub struct TlsReloader(Arc<Certificates>);
 
 impl TlsReloader {
     /// Read both files again. New handshakes use the new pair, connections already open keep
-    /// theirs; on an error the pair in use stays. `Ok` names the files.
-    pub fn reload(&self) -> Result<String, String> {
-        self.0.reload().map(|()| self.0.describe())
+    /// theirs; on an error the pair in use stays. `Ok` gives the files read.
+    pub fn reload(&self) -> Result<TlsFiles, TlsError> {
+        self.0.reload().map_err(TlsError)?;
+        Ok(self.0.files())
     }
 }
+
+/// A TLS certificate or key that cannot be used (or a build without TLS): what is wrong and
+/// what to do, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError(String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -80,9 +93,8 @@ pub enum StartError {
         /// What the operating system said.
         source: io::Error,
     },
-    /// The TLS certificate or key cannot be used (or TLS was not built in): what is wrong
-    /// and what to do, in one line.
-    Tls(String),
+    /// The TLS certificate or key cannot be used (or TLS was not built in).
+    Tls(TlsError),
     /// `Config::redis` is not a Redis URL (or Redis was not built in).
     Redis(String),
     /// Anything else the operating system refused (threads, sockets).
@@ -109,7 +121,8 @@ impl fmt::Display for StartError {
                  or leave `www` out to serve the built-in page",
                 path.display()
             ),
-            StartError::Tls(message) | StartError::Redis(message) => write!(f, "{message}"),
+            StartError::Tls(error) => write!(f, "{error}"),
+            StartError::Redis(message) => write!(f, "{message}"),
             StartError::Io(source) => write!(f, "cannot start: {source}"),
         }
     }
@@ -126,9 +139,9 @@ impl From<io::Error> for StartError {
 /// What shutdown found.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
-    /// Connections admitted over the server's life (WebSocket and policy).
+    /// Admissions admitted over the server's life (WebSocket and policy).
     pub served: u64,
-    /// Connections open when shutdown began; each was sent close 1001.
+    /// Admissions open when shutdown began; each was sent close 1001.
     pub closed_at_shutdown: usize,
     /// Connection threads still running when shutdown gave up waiting.
     pub stragglers: usize,
@@ -165,9 +178,10 @@ impl Server {
     pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
         config.validate().map_err(StartError::Config)?;
         let tls = match &config.tls {
-            Some(files) => {
-                Some(Certificates::load(&files.cert, &files.key).map_err(StartError::Tls)?)
-            }
+            Some(files) => Some(
+                Certificates::load(&files.cert, &files.key)
+                    .map_err(|error| StartError::Tls(TlsError(error)))?,
+            ),
             None => None,
         };
         let folder = match &config.www {
@@ -191,14 +205,14 @@ impl Server {
         fit_to_host(&mut config);
 
         let (trigger, signal) = shutdown::channel();
-        let connections = Connections::new(
+        let connections = Admissions::new(
             config.max_connections,
             config.max_per_address,
             Some(config::max_openings(config.max_connections)),
             config.trusted_proxies.clone(),
         );
         // The page has no openers' pool: its idle connections make room instead.
-        let page_connections = Connections::new(
+        let page_connections = Admissions::new(
             config.max_page_connections,
             config.max_per_address,
             None,
@@ -266,10 +280,12 @@ impl Server {
             info!("chat room: {http}://{http_addr}/chat.html (WebSocket path {CHAT_PATH})");
         }
         if let Some(certificates) = &tls {
+            let files = certificates.files();
             info!(
-                "TLS with {}; SIGHUP reloads them. The Flash fallback cannot speak this TLS: \
-                 it needs a plain ws:// port",
-                certificates.describe()
+                "TLS with certificate {} and key {}; SIGHUP reloads them. The Flash fallback \
+                 cannot speak this TLS: it needs a plain ws:// port",
+                files.cert.display(),
+                files.key.display()
             );
         }
         if let Some(addr) = policy_addr {

@@ -7,14 +7,14 @@
 use crate::net::accept::{self, Quiet};
 use crate::net::http::Refusal;
 use crate::net::proxy::Client;
-use crate::net::registry::{Connections, Ticket};
+use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
 use crate::net::threads::{self, Pool};
 use crate::net::tls::Certificates;
 use crate::ops::budget::Holding;
 use crate::ops::config::Config;
 use crate::ops::escape::escape;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Closer, Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::connection::{About, Connection, Ending};
 use crate::protocol::handshake::{self, Opening};
@@ -42,7 +42,7 @@ pub enum Port {
 pub struct Shared {
     config: Config,
     policy_reply: Vec<u8>,
-    connections: Arc<Connections>,
+    connections: Arc<Admissions>,
     shutdown: Shutdown,
     routes: Routes,
     threads: Arc<Pool<Job>>,
@@ -58,7 +58,7 @@ impl Shared {
     pub fn new(
         config: Config,
         policy_reply: Vec<u8>,
-        connections: Arc<Connections>,
+        connections: Arc<Admissions>,
         shutdown: Shutdown,
         routes: Routes,
         metrics: Arc<Metrics>,
@@ -180,7 +180,7 @@ fn open(
     if let Some(certificates) = tls
         && let Err(error) = stream.accept_tls(certificates, deadline)
     {
-        shared.metrics.refused("tls");
+        shared.metrics.refused(Reason::Tls);
         warn!("#{id} {peer}: dropped: {error}");
         return None;
     }
@@ -203,7 +203,7 @@ fn open(
                     request.path()
                 ),
             )
-            .because("tls");
+            .because(Reason::Tls);
             shared.metrics.refused(refusal.reason);
             warn!("#{id} {peer}: refused 400: plain HTTP on the TLS port");
             let _ = refusal.write_to(&*stream);
@@ -323,9 +323,9 @@ fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shar
     let path = connection.path().to_string();
     connection.finish(shared.config.handshake_timeout);
     let (code, by) = match ending {
-        Ending::ClosedByClient(code) => (code, "client"),
-        Ending::ClosedByServer(code, _) => (code, "server"),
-        Ending::Open | Ending::Dropped(_) => (1006, "nobody"),
+        Ending::ClosedByClient(code) => (code, Closer::Client),
+        Ending::ClosedByServer(code, _) => (code, Closer::Server),
+        Ending::Open | Ending::Dropped(_) => (1006, Closer::Nobody),
     };
     shared.metrics.closed(&path, code, by);
     info!(

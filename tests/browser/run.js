@@ -419,7 +419,7 @@ const tests = [
       // Why: the SWF's own handshake, tried all the same, is refused by the server.
       const url = `wss://127.0.0.1:${server.wsPort}/echo`;
       await page.evaluate((url) => { window.probe = new window.WebSocket(url); }, url);
-      const refused = (line) => line.includes("wsecho::websocket") && line.includes("TLS handshake failed");
+      const refused = (line) => line.includes("wsecho::server::websocket") && line.includes("TLS handshake failed");
       await withTimeout((async () => {
         while (!server.log.some(refused)) await new Promise((resolve) => setTimeout(resolve, 100));
       })(), WAIT_MS, "the server's line on the Flash bridge's TLS handshake");

@@ -272,9 +272,12 @@ fn reload_on_sighup(
                 match &reloader {
                     None => log::info!("SIGHUP: nothing to reload (no --tls-cert)"),
                     Some(reloader) => match reloader.reload() {
-                        Ok(files) => {
-                            log::info!("SIGHUP: reloaded the TLS {files}; new connections use them")
-                        }
+                        Ok(files) => log::info!(
+                            "SIGHUP: reloaded the TLS certificate {} and key {}; new connections \
+                             use them",
+                            files.cert.display(),
+                            files.key.display()
+                        ),
                         Err(error) => {
                             log::error!("SIGHUP: kept the TLS certificate in use: {error}")
                         }
