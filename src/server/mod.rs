@@ -31,6 +31,15 @@ use websocket::{Port, Shared};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running server. Dropping it without `shutdown` leaves its threads running.
+///
+/// What it does to the process: at start it reads the host's limits (open files, memory
+/// mappings, threads) and lowers the connection caps to fit, with one warning; its threads are
+/// started without an alternate signal stack (two memory mappings each); the first handler
+/// that takes a [`Sender`](crate::Sender) installs a SIGURG handler that does nothing (a
+/// sender wakes the connection's thread with it). It leaves the open-file limit and malloc's
+/// settings alone: [`raise_open_file_limit`](crate::raise_open_file_limit) and
+/// [`return_big_frees_to_the_system`](crate::return_big_frees_to_the_system) are the
+/// program's to call, as the `wsecho` binary does.
 pub struct Server {
     ws_addr: SocketAddr,
     http_addr: SocketAddr,
