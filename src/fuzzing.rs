@@ -161,18 +161,23 @@ fn read_sizes(bytes: &[u8]) -> Option<(Vec<usize>, &[u8])> {
 }
 
 /// Whether the last frame in `stream` is cut short.
-fn ends_mid_frame(mut stream: &[u8]) -> bool {
-    while !stream.is_empty() {
-        let Some(header) = Header::parse(stream) else {
-            return true;
-        };
+fn ends_mid_frame(stream: &[u8]) -> bool {
+    !whole_frames(stream).1.is_empty()
+}
+
+/// The whole frames `stream` begins with, each header with the frame's bytes, and what is left
+/// after them (empty unless the last frame is cut short).
+fn whole_frames(mut stream: &[u8]) -> (Vec<(Header, &[u8])>, &[u8]) {
+    let mut frames = Vec::new();
+    while let Some(header) = Header::parse(stream) {
         let end = (header.size as u64).saturating_add(header.payload);
-        if end > stream.len() as u64 {
-            return true;
-        }
-        stream = &stream[end as usize..];
+        let Some(frame) = usize::try_from(end).ok().and_then(|end| stream.get(..end)) else {
+            break;
+        };
+        frames.push((header, frame));
+        stream = &stream[frame.len()..];
     }
-    false
+    (frames, stream)
 }
 
 /// How reading ends: the client hangs up without a close frame.
@@ -234,18 +239,15 @@ fn as_the_reader_sees_it(
     (messages, failure)
 }
 
-/// The code of the first close frame in `stream` that carries one, unmasked.
-fn first_close_code(mut stream: &[u8]) -> Option<u16> {
-    while let Some(header) = Header::parse(stream) {
-        let end = (header.size as u64).saturating_add(header.payload);
-        if header.opcode == 0x8 && header.payload >= 2 {
-            let code = stream.get(header.size..header.size + 2)?;
-            let key = header.mask.unwrap_or_default();
-            return Some(u16::from_be_bytes([code[0] ^ key[0], code[1] ^ key[1]]));
-        }
-        stream = stream.get(usize::try_from(end).ok()?..)?;
-    }
-    None
+/// The code the first whole close frame in `stream` carries, unmasked, if it carries one.
+fn first_close_code(stream: &[u8]) -> Option<u16> {
+    let (frames, _) = whole_frames(stream);
+    let (header, frame) = frames
+        .into_iter()
+        .find(|(header, _)| header.opcode == 0x8)?;
+    let code = frame.get(header.size..header.size + 2)?;
+    let key = header.mask.unwrap_or_default();
+    Some(u16::from_be_bytes([code[0] ^ key[0], code[1] ^ key[1]]))
 }
 
 /// Messages the reader makes of `source` until it fails, and what kind of failure (as `kind`

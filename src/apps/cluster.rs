@@ -18,6 +18,7 @@
 //! and resumes. Pub/sub is at most once: what was published while an instance was cut off is
 //! lost to it.
 
+use crate::apps::LocalRoom;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};
@@ -38,12 +39,6 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(5);
 /// Messages waiting for the publishing thread; past it, broadcasts stay local.
 const QUEUE: usize = 4096;
-
-/// A room's members on this instance, to whom the cluster delivers the other instances'
-/// broadcasts (`room.rs` has the one kind there is).
-pub(crate) trait LocalRoom: Send + Sync {
-    fn deliver(&self, message: &Message);
-}
 
 /// This instance's link to the others.
 pub struct Cluster {

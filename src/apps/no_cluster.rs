@@ -1,14 +1,9 @@
 //! Built without the `redis` feature: no cluster can exist (the type has no values), so every
 //! room is this instance's alone and `Config::redis` is refused at start with the way to get it.
 
+use crate::apps::LocalRoom;
 use std::sync::Arc;
 use tungstenite::Message;
-
-/// A room's members on this instance (see `cluster.rs`); with no cluster, never called.
-pub(crate) trait LocalRoom: Send + Sync {
-    #[allow(dead_code)]
-    fn deliver(&self, message: &Message);
-}
 
 pub enum Cluster {}
 

@@ -4,7 +4,8 @@
 //! connection ends, however it ends. The chat room, with `--redis`, is also a room across
 //! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
 
-use crate::apps::cluster::{Cluster, LocalRoom};
+use crate::apps::LocalRoom;
+use crate::apps::cluster::Cluster;
 use crate::protocol::outbox::{Encoded, LeavesOnEnd, SendError, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

@@ -58,15 +58,10 @@ struct Assembling {
     data: Vec<u8>,
     /// How much of `data` has been found to be UTF-8 (text only).
     checked: usize,
-    /// Compressed: its inflater and the compressed bytes being read.
-    inflating: Option<Box<Inflating>>,
+    /// Compressed: its inflater.
+    inflater: Option<Inflater>,
     /// Bytes held against the budget for it.
     held: usize,
-}
-
-struct Inflating {
-    inflater: Inflater,
-    input: Vec<u8>,
 }
 
 /// Messages from a client's frames; see the module docs.
@@ -79,6 +74,8 @@ pub struct Reader {
     message: Option<Assembling>,
     /// The payload of the control frame under way (at most 125 bytes).
     control: Vec<u8>,
+    /// Compressed bytes of the current frame, read and waiting to be inflated.
+    compressed: Vec<u8>,
     /// Bytes of messages handed to the application and still held for it: it may be echoing
     /// them (see `hold_for_writing`).
     handed_over: usize,
@@ -96,6 +93,7 @@ impl Reader {
             frame: None,
             message: None,
             control: Vec::new(),
+            compressed: Vec::new(),
             handed_over: 0,
             broken: false,
         }
@@ -206,10 +204,7 @@ impl Reader {
         let end = end as usize;
         let mut payload = read[header.size..end].to_vec();
         frame::unmask(&mut payload, key);
-        let message = match header.opcode {
-            TEXT => Message::text(String::from_utf8(payload).map_err(|_| Fault::Utf8)?),
-            _ => Message::binary(payload),
-        };
+        let message = as_message(header.opcode, payload).ok_or(Fault::Utf8)?;
         if !self.holding.grow(message.len()) {
             return Err(self.over_budget(header.payload));
         }
@@ -279,7 +274,7 @@ impl Reader {
             opcode,
             data: Vec::new(),
             checked: 0,
-            inflating: None,
+            inflater: None,
             held: 0,
         };
         if compressed {
@@ -293,10 +288,7 @@ impl Reader {
                 return Err(self.over_budget(0));
             };
             message.held = INFLATING_BYTES;
-            message.inflating = Some(Box::new(Inflating {
-                inflater,
-                input: Vec::new(),
-            }));
+            message.inflater = Some(inflater);
         }
         Ok(message)
     }
@@ -307,7 +299,7 @@ impl Reader {
         let Some(message) = &mut self.message else {
             return Ok(());
         };
-        if message.inflating.is_some() {
+        if message.inflater.is_some() {
             return Ok(());
         }
         let total = message.data.len() as u64 + payload;
@@ -340,10 +332,10 @@ impl Reader {
         let Some(message) = &mut self.message else {
             return &mut [];
         };
-        match &mut message.inflating {
-            Some(inflating) => {
-                inflating.input.resize(rest.min(COMPRESSED_READ), 0);
-                &mut inflating.input
+        match message.inflater {
+            Some(_) => {
+                self.compressed.resize(rest.min(COMPRESSED_READ), 0);
+                &mut self.compressed
             }
             None => {
                 let len = message.data.len();
@@ -370,66 +362,16 @@ impl Reader {
         let Some(message) = &mut self.message else {
             return Ok(());
         };
-        match &mut message.inflating {
-            Some(inflating) => {
-                let mut input = std::mem::take(&mut inflating.input);
-                frame::unmask(&mut input[..n], key);
-                let inflated = self.inflate(&input[..n]);
-                if let Some(Inflating { input: kept, .. }) = self
-                    .message
-                    .as_mut()
-                    .and_then(|message| message.inflating.as_deref_mut())
-                {
-                    *kept = input;
-                }
-                inflated
+        match message.inflater {
+            Some(_) => {
+                let input = &mut self.compressed[..n];
+                frame::unmask(input, key);
+                inflate(message, input, &mut self.holding, self.max_message_size)
             }
             None => {
                 let at = message.data.len() - start;
                 frame::unmask(&mut message.data[at..at + n], key);
                 Ok(())
-            }
-        }
-    }
-
-    /// Inflate `input` into the message, within the size limit and the budget.
-    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Fault> {
-        let limit = self.max_message_size;
-        loop {
-            let Some(message) = &mut self.message else {
-                return Ok(());
-            };
-            let Some(inflating) = &mut message.inflating else {
-                return Ok(());
-            };
-            let before = message.data.len();
-            // Room for the next piece, and one byte past the limit to see it crossed.
-            message
-                .data
-                .reserve((limit + 1 - before).min(COMPRESSED_READ));
-            let used = inflating
-                .inflater
-                .inflate(input, &mut message.data)
-                .map_err(Fault::BadDeflate)?;
-            let grown = message.data.len() - before;
-            input = &input[used..];
-            if message.data.len() > limit {
-                return Err(self.too_big());
-            }
-            if grown > 0 {
-                if !self.holding.grow(grown) {
-                    let total = message.data.len() as u64;
-                    return Err(self.over_budget(total));
-                }
-                message.held += grown;
-                check_utf8(message, false)?;
-            }
-            if input.is_empty() && grown == 0 {
-                return Ok(());
-            }
-            if used == 0 && grown == 0 {
-                // Cannot happen with input and room on hand; never spin if it does.
-                return Err(Fault::BadDeflate(BadDeflate::stuck()));
             }
         }
     }
@@ -450,27 +392,25 @@ impl Reader {
             return Ok(None);
         };
         if !frame.fin {
-            check_utf8(message, false)?;
+            check_utf8(message)?;
             return Ok(None);
         }
-        if message.inflating.is_some() {
+        if message.inflater.is_some() {
             // All the input is in: the tail the sender took off, then whatever the inflater
             // still holds.
-            self.inflate(&TAIL)?;
+            inflate(message, &TAIL, &mut self.holding, self.max_message_size)?;
         }
         let Some(message) = self.message.take() else {
             return Ok(None);
         };
         let mut held = message.held;
-        if message.inflating.is_some() {
+        if message.inflater.is_some() {
             self.holding.shrink(INFLATING_BYTES);
             held -= INFLATING_BYTES;
+            // No compressed bytes are kept between messages.
+            self.compressed = Vec::new();
         }
-        let whole = match message.opcode {
-            TEXT => String::from_utf8(message.data).map(Message::text),
-            _ => Ok(Message::binary(message.data)),
-        };
-        let Ok(whole) = whole else {
+        let Some(whole) = as_message(message.opcode, message.data) else {
             self.holding.shrink(held);
             return Err(Fault::Utf8);
         };
@@ -508,15 +448,66 @@ fn read_header(source: &mut impl Source, buf: &mut [u8]) -> Result<(Header, usiz
     }
 }
 
+/// A whole data message's bytes as the message they are; `None` for text that is not UTF-8.
+fn as_message(opcode: u8, bytes: Vec<u8>) -> Option<Message> {
+    match opcode {
+        TEXT => String::from_utf8(bytes).ok().map(Message::text),
+        _ => Some(Message::binary(bytes)),
+    }
+}
+
+/// Inflate `input` into `message`, within the size `limit` and the budget `holding` draws on.
+fn inflate(
+    message: &mut Assembling,
+    mut input: &[u8],
+    holding: &mut Holding,
+    limit: usize,
+) -> Result<(), Fault> {
+    loop {
+        let Some(inflater) = &mut message.inflater else {
+            return Ok(());
+        };
+        let before = message.data.len();
+        // Room for the next piece, and one byte past the limit to see it crossed.
+        message
+            .data
+            .reserve((limit + 1 - before).min(COMPRESSED_READ));
+        let used = inflater
+            .inflate(input, &mut message.data)
+            .map_err(Fault::BadDeflate)?;
+        let grown = message.data.len() - before;
+        input = &input[used..];
+        if message.data.len() > limit {
+            return Err(Fault::TooBig { limit });
+        }
+        if grown > 0 {
+            if !holding.grow(grown) {
+                let total = message.data.len() as u64;
+                return Err(Fault::OverBudget(OverBudget::now(total, holding.budget())));
+            }
+            message.held += grown;
+            check_utf8(message)?;
+        }
+        if input.is_empty() && grown == 0 {
+            return Ok(());
+        }
+        if used == 0 && grown == 0 {
+            // Cannot happen with input and room on hand; never spin if it does.
+            return Err(Fault::BadDeflate(BadDeflate::stuck()));
+        }
+    }
+}
+
 /// Fail fast on text that cannot become UTF-8, whatever follows: checks what arrived since the
-/// last call; an unfinished character at the end waits for the rest unless `whole`.
-fn check_utf8(message: &mut Assembling, whole: bool) -> Result<(), Fault> {
+/// last call; an unfinished character at the end waits for the rest (the whole message is
+/// checked again when it is made).
+fn check_utf8(message: &mut Assembling) -> Result<(), Fault> {
     if message.opcode != TEXT {
         return Ok(());
     }
     match std::str::from_utf8(&message.data[message.checked..]) {
         Ok(_) => message.checked = message.data.len(),
-        Err(error) if error.error_len().is_none() && !whole => {
+        Err(error) if error.error_len().is_none() => {
             message.checked += error.valid_up_to();
         }
         Err(_) => return Err(Fault::Utf8),

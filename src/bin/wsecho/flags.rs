@@ -3,6 +3,7 @@
 //! `--help` and the flag table in docs/operating.md are made from it (a test keeps the doc in
 //! step), and the library's messages, which name `Config` fields, are shown with the flags.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -388,17 +389,24 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Option<Config>, String> 
     };
     config
         .validate()
-        .map_err(|error| with_flags(&error.to_string()))?;
+        .map_err(|error| with_flags(&error.to_string()).into_owned())?;
     Ok(Some(config))
 }
 
 /// A library message with each `Config` field it names (in backticks) shown as its flag.
-pub fn with_flags(message: &str) -> String {
+/// Every log line passes here: one that names no field (nearly all) is taken as it is.
+pub fn with_flags(message: &str) -> Cow<'_, str> {
+    if !message.contains('`') {
+        return Cow::Borrowed(message);
+    }
     let mut out = message.to_string();
     for flag in FLAGS {
-        out = out.replace(&format!("`{}`", flag.field), &format!("--{}", flag.name));
+        let field = format!("`{}`", flag.field);
+        if out.contains(&field) {
+            out = out.replace(&field, &format!("--{}", flag.name));
+        }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn parse<T: std::str::FromStr>(text: &str) -> Result<T, String>
