@@ -64,7 +64,10 @@
 //!
 //! **Rooms.** A [`Room`] is a set of senders: `join`, `leave`, `broadcast`. A broadcast
 //! encodes its frame once and hands it to every member's sender, so a slow member never holds
-//! up the others; a member leaves by itself when its connection ends. An app's own threads stop
+//! up the others; a member leaves by itself when its connection ends. A room of the app's own
+//! is [`Room::new`]; the server's named rooms are [`Connection::room`] in a handler and
+//! [`Server::room`] anywhere else, one room per name, and with [`Config::redis`] each is the
+//! room of that name on every instance (the chat is `room("chat")`). An app's own threads stop
 //! with the server through [`Server::on_shutdown`]: see `examples/clock.rs` for a room that
 //! hears a tick every second, and `examples/token.rs` for a route that checks a token.
 //!
@@ -84,12 +87,13 @@
 //! - `server/`: [`Server`] binds the listeners, starts their accept loops, and at shutdown
 //!   closes every connection and reports a [`Summary`]. `server/websocket.rs` is a WebSocket
 //!   connection's life on its thread, from its opening bytes to its close.
-//! - `apps/`: what wsecho serves: echo, the chat room, [`Room`]s, and the Redis cluster that
-//!   carries rooms across instances. They hold a [`Connection`] or a [`Sender`], never frames.
+//! - `apps/`: what wsecho serves: echo, the chat room, and the Redis cluster that carries rooms
+//!   across instances. They hold a [`Connection`], a [`Sender`] or a [`Room`], never frames.
 //! - `page/`: the page port's HTTP/1.1 server, the page embedded in the binary, `/config.json`,
 //!   `/metrics`, `/healthz`.
 //! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
-//!   out, permessage-deflate, [`Connection`] and the outbox behind [`Sender`].
+//!   out, permessage-deflate, [`Connection`], the outbox behind [`Sender`], and [`Room`]s (which
+//!   reach other instances through a link the Redis cluster implements).
 //! - `net/`: listeners, accept loops, connection threads, the admission registry, sockets plain
 //!   or TLS, wake-ups, HTTP heads and plain answers, the host's limits. Bytes, not messages.
 //! - `ops/`: [`Config`], the memory budget, metrics, the shutdown signal, escaping.
@@ -113,12 +117,12 @@ mod protocol;
 mod server;
 
 pub use apps::echo::handle_echo_client;
-pub use apps::room::{Delivery, Room};
 pub use ops::config::{Config, ConfigError, TlsFiles};
 pub use ops::metrics::Traffic;
 pub use ops::shutdown::{Shutdown, Trigger};
 pub use protocol::connection::{Connection, Ending};
 pub use protocol::outbox::{Encoded, SendError, Sender};
+pub use protocol::room::{Delivery, Room};
 pub use protocol::routes::{Handler, Refused, Route, Routes, UpgradeRequest};
 pub use server::{Server, StartError, Summary, TlsError, TlsReloader, default_routes};
 pub use tungstenite::protocol::frame::coding::CloseCode;

@@ -302,3 +302,32 @@ fn an_instance_killed_outright_leaves_the_others_serving_and_its_members_vanish(
     assert_eq!(hear_said(&mut ann)["text"], "still here");
     survivor.shutdown();
 }
+
+#[test]
+fn an_apps_named_room_spans_the_instances_that_share_redis() {
+    let redis = Redis::start();
+    let listener = |client: &mut wsecho::Connection| -> Result<(), wsecho::Error> {
+        client.room("news").join(&client.sender());
+        while client.receive()?.is_some() {}
+        Ok(())
+    };
+    let news = |redis: &Redis| {
+        let config = wsecho::Config {
+            redis: Some(redis.url()),
+            ..config()
+        };
+        Server::start_with(config, wsecho::Routes::new().route("/news", listener)).unwrap()
+    };
+    let (one, two) = (news(&redis), news(&redis));
+    let mut reader = connect_to(two.ws_addr(), "/news").unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while two.room("news").is_empty() {
+        assert!(Instant::now() < deadline, "the reader never joined");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Published by one instance's own thread, heard on the other's.
+    one.room("news").broadcast("from one");
+    assert_eq!(next_message(&mut reader), Message::text("from one"));
+    one.shutdown();
+    two.shutdown();
+}

@@ -1,6 +1,7 @@
 //! Rooms: every member hears every broadcast, in each sender's order; members leave however
 //! their connection ends; a member that does not read is dropped without holding up the rest;
-//! shutdown closes every member with 1001.
+//! shutdown closes every member with 1001. A server's named rooms are one room per name for its
+//! handlers and the app's own threads, and the chat is one of them.
 mod common;
 
 use common::*;
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use wsecho::{Config, Room, Server};
+use wsecho::{Config, Connection, Error, Room, Routes, Server};
 
 fn members(server: &Server, room: &Room, count: usize) -> Vec<Client> {
     let clients: Vec<Client> = (0..count)
@@ -115,4 +116,54 @@ fn shutdown_closes_every_member_with_1001() {
     assert_eq!(summary.closed_at_shutdown, 20);
     assert_eq!(summary.stragglers, 0);
     assert!(room.is_empty());
+}
+
+/// `/news`: join the server's room "news" and listen.
+fn news_server() -> Server {
+    let listener = |client: &mut Connection| -> Result<(), Error> {
+        client.room("news").join(&client.sender());
+        while client.receive()?.is_some() {}
+        Ok(())
+    };
+    Server::start_with(config(), Routes::new().route("/news", listener)).unwrap()
+}
+
+#[test]
+fn a_named_room_is_the_same_room_for_handlers_and_the_apps_own_threads() {
+    let (server, other) = (news_server(), news_server());
+    let mut clients: Vec<Client> = (0..3)
+        .map(|_| connect_to(server.ws_addr(), "/news").unwrap())
+        .collect();
+    let mut elsewhere = connect_to(other.ws_addr(), "/news").unwrap();
+    assert!(eventually(|| server.room("news").len() == 3));
+    assert!(eventually(|| other.room("news").len() == 1));
+    let delivery = server.room("news").broadcast("extra");
+    assert_eq!(delivery.sent, 3);
+    for client in &mut clients {
+        assert_eq!(next_message(client), Message::text("extra"));
+    }
+    // Another server's room of the same name is another room (without `redis`).
+    other.room("news").broadcast("other news");
+    assert_eq!(next_message(&mut elsewhere), Message::text("other news"));
+    assert!(server.room("elsewhere").is_empty());
+    server.shutdown();
+    other.shutdown();
+}
+
+#[test]
+fn the_chat_is_the_servers_room_named_chat() {
+    let server = start(config());
+    let mut member = connect_to(server.ws_addr(), "/chat").unwrap();
+    member
+        .send(Message::text(r#"{"type":"join","name":"ann"}"#))
+        .unwrap();
+    let welcome = next_message(&mut member).into_text().unwrap();
+    assert!(welcome.contains(r#""welcome""#), "{welcome}");
+    assert_eq!(server.room("chat").len(), 1);
+    server.room("chat").broadcast(r#"{"type":"notice"}"#);
+    assert_eq!(
+        next_message(&mut member),
+        Message::text(r#"{"type":"notice"}"#)
+    );
+    server.shutdown();
 }

@@ -15,10 +15,9 @@
 //! Application code only, like `echo.rs`: the transport is the `Connection`, its `Sender` and
 //! the `Room`.
 
-use crate::apps::cluster::Cluster;
-use crate::apps::room::Room;
 use crate::protocol::connection::Connection;
 use crate::protocol::outbox::Sender;
+use crate::protocol::room::Room;
 use crate::protocol::routes::Route;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,52 +30,44 @@ const MAX_NAME_CHARS: usize = 32;
 /// Longest text of one `say`, in bytes.
 const MAX_TEXT_BYTES: usize = 4096;
 
-/// The room's name among instances.
-const ROOM: &str = "chat";
+/// The server's room the chat is held in (`Server::room("chat")`), and its name among
+/// instances.
+pub const ROOM: &str = "chat";
 
-/// The chat route: a fresh room, shared by every connection to it, and with `cluster` by every
-/// instance linked to it.
-pub fn route(cluster: Option<Arc<Cluster>>) -> Route {
+/// The chat route: every connection to it meets in the server's room `ROOM`.
+pub fn route() -> Route {
     let chat = Arc::new(Chat {
-        room: match &cluster {
-            Some(cluster) => Room::across(Arc::clone(cluster), ROOM),
-            None => Room::new(),
-        },
         names: Mutex::default(),
-        cluster,
     });
     Route::new(move |client: &mut Connection| chat.serve(client))
 }
 
 struct Chat {
-    room: Room,
     /// Members' names here by connection id, in the order they joined.
     names: Mutex<BTreeMap<u64, String>>,
-    cluster: Option<Arc<Cluster>>,
 }
 
 /// Leaves the room when dropped: when the handler returns, fails or panics.
 struct Membership<'a> {
     chat: &'a Chat,
+    room: &'a Room,
     me: Sender,
     name: String,
 }
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        let elsewhere = self.chat.elsewhere();
+        let elsewhere = self.room.names_elsewhere();
         let mut names = self.chat.names();
         names.remove(&self.me.id());
-        self.chat.room.leave(&self.me);
-        if let Some(cluster) = &self.chat.cluster {
-            cluster.left(ROOM, self.me.id());
-        }
+        self.room.leave(&self.me);
+        self.room.unannounce(&self.me);
         let left = format!(
             r#"{{"type":"left","name":{},"count":{}}}"#,
             quoted(&self.name),
             names.len() + elsewhere.len()
         );
-        self.chat.room.broadcast(Message::text(left));
+        self.room.broadcast(Message::text(left));
     }
 }
 
@@ -85,16 +76,9 @@ impl Chat {
         self.names.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The members on the other instances, as far as Redis can tell now.
-    fn elsewhere(&self) -> Vec<String> {
-        let cluster = self.cluster.as_ref();
-        cluster
-            .and_then(|cluster| cluster.others(ROOM))
-            .unwrap_or_default()
-    }
-
     fn serve(&self, client: &mut Connection) -> Result<(), Error> {
         let me = client.sender();
+        let room = client.room(ROOM);
         let mut membership: Option<Membership> = None;
         while let Some(message) = client.receive()? {
             let request = match parse(&message) {
@@ -105,7 +89,7 @@ impl Chat {
                 }
             };
             match (request, &membership) {
-                (Request::Join(name), None) => membership = self.join(&me, &name),
+                (Request::Join(name), None) => membership = self.join(&room, &me, &name),
                 (Request::Join(_), Some(member)) => {
                     tell_error(&me, &format!("already joined as {}", member.name))
                 }
@@ -116,7 +100,7 @@ impl Chat {
                         quoted(&text),
                         now_millis()
                     );
-                    self.room.broadcast(Message::text(said));
+                    room.broadcast(Message::text(said));
                 }
                 (Request::Say(_), None) => {
                     tell_error(&me, "join first: {\"type\":\"join\",\"name\":...}")
@@ -127,28 +111,27 @@ impl Chat {
     }
 
     /// Give the member a free name, welcome it and tell everyone else.
-    fn join<'a>(&'a self, me: &Sender, wanted: &str) -> Option<Membership<'a>> {
-        let elsewhere = self.elsewhere();
+    fn join<'a>(&'a self, room: &'a Room, me: &Sender, wanted: &str) -> Option<Membership<'a>> {
+        let elsewhere = room.names_elsewhere();
         let mut names = self.names();
         let name = unique_name(wanted, names.values().chain(&elsewhere));
         names.insert(me.id(), name.clone());
         let greeting = welcome(&name, names.values().chain(&elsewhere));
         // The welcome comes first: no one else's message may reach the newcomer before it.
-        if !self.room.join_with(me, Message::text(greeting)) {
+        if !room.join_with(me, Message::text(greeting)) {
             names.remove(&me.id());
             return None; // its connection has just ended
         }
-        if let Some(cluster) = &self.cluster {
-            cluster.joined(ROOM, me.id(), &name);
-        }
+        room.announce(me, &name);
         let joined = format!(
             r#"{{"type":"joined","name":{},"count":{}}}"#,
             quoted(&name),
             names.len() + elsewhere.len()
         );
-        self.room.broadcast_except(Message::text(joined), me);
+        room.broadcast_except(Message::text(joined), me);
         Some(Membership {
             chat: self,
+            room,
             me: me.clone(),
             name,
         })

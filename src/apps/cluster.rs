@@ -18,7 +18,7 @@
 //! and resumes. Pub/sub is at most once: what was published while an instance was cut off is
 //! lost to it.
 
-use crate::apps::LocalRoom;
+use crate::protocol::room::{Link, LocalRoom};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{info, warn};
 use redis::{Client, Connection};
@@ -110,78 +110,6 @@ impl Cluster {
             cluster.address, cluster.instance
         );
         Ok(cluster)
-    }
-
-    /// Deliver what other instances publish on `name`'s channel to `room`'s members here.
-    pub fn attach(&self, name: &str, room: Arc<dyn LocalRoom>) {
-        lock(&self.rooms).insert(name.to_string(), room);
-    }
-
-    /// Publish `message` to `room`'s members on the other instances. Never waits.
-    pub fn publish(&self, room: &str, message: &Message) {
-        let (kind, data): (u8, &[u8]) = match message {
-            Message::Text(text) => (b't', text.as_bytes()),
-            Message::Binary(data) => (b'b', data),
-            _ => return,
-        };
-        if self.down.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut payload = Vec::with_capacity(self.instance.len() + 1 + data.len());
-        payload.extend_from_slice(self.instance.as_bytes());
-        payload.push(kind);
-        payload.extend_from_slice(data);
-        let job = Job::Publish {
-            room: room.to_string(),
-            payload,
-        };
-        if let Err(TrySendError::Full(_)) = self.jobs.try_send(job) {
-            // Redis is slower than the room: say so once in a while, never wait.
-            if self
-                .dropped
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(1000)
-            {
-                warn!("redis cannot keep up: broadcasts stay on this instance until it does");
-            }
-        }
-    }
-
-    /// Connection `id` joined `room` as `name` here.
-    pub fn joined(&self, room: &str, id: u64, name: &str) {
-        let _ = self.jobs.try_send(Job::Joined {
-            room: room.to_string(),
-            id,
-            name: name.to_string(),
-        });
-    }
-
-    /// Connection `id` left `room` here.
-    pub fn left(&self, room: &str, id: u64) {
-        let _ = self.jobs.try_send(Job::Left {
-            room: room.to_string(),
-            id,
-        });
-    }
-
-    /// The names of `room`'s members on the other live instances; `None` while Redis cannot
-    /// say (then only this instance's members are known).
-    pub fn others(&self, room: &str) -> Option<Vec<String>> {
-        if self.down.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut query = lock(&self.query);
-        if query.is_none() {
-            *query = self.connect().ok();
-        }
-        let connection = query.as_mut()?;
-        match self.others_on(connection, room) {
-            Ok(names) => Some(names),
-            Err(_) => {
-                *query = None;
-                None
-            }
-        }
     }
 
     fn others_on(
@@ -503,6 +431,80 @@ impl Cluster {
         let local = lock(&self.rooms).get(room).cloned();
         if let Some(local) = local {
             local.deliver(&message);
+        }
+    }
+}
+
+impl Link for Cluster {
+    /// Deliver what other instances publish on `name`'s channel to `room`'s members here.
+    fn attach(&self, name: &str, here: Arc<dyn LocalRoom>) {
+        lock(&self.rooms).insert(name.to_string(), here);
+    }
+
+    /// Publish `message` to `room`'s members on the other instances. Never waits.
+    fn publish(&self, name: &str, message: &Message) {
+        let (kind, data): (u8, &[u8]) = match message {
+            Message::Text(text) => (b't', text.as_bytes()),
+            Message::Binary(data) => (b'b', data),
+            _ => return,
+        };
+        if self.down.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut payload = Vec::with_capacity(self.instance.len() + 1 + data.len());
+        payload.extend_from_slice(self.instance.as_bytes());
+        payload.push(kind);
+        payload.extend_from_slice(data);
+        let job = Job::Publish {
+            room: name.to_string(),
+            payload,
+        };
+        if let Err(TrySendError::Full(_)) = self.jobs.try_send(job) {
+            // Redis is slower than the room: say so once in a while, never wait.
+            if self
+                .dropped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
+                warn!("redis cannot keep up: broadcasts stay on this instance until it does");
+            }
+        }
+    }
+
+    /// Connection `id` joined `room` as `name` here.
+    fn joined(&self, name: &str, id: u64, member: &str) {
+        let _ = self.jobs.try_send(Job::Joined {
+            room: name.to_string(),
+            id,
+            name: member.to_string(),
+        });
+    }
+
+    /// Connection `id` left `room` here.
+    fn left(&self, name: &str, id: u64) {
+        let _ = self.jobs.try_send(Job::Left {
+            room: name.to_string(),
+            id,
+        });
+    }
+
+    /// The names of `room`'s members on the other live instances; `None` while Redis cannot
+    /// say (then only this instance's members are known).
+    fn others(&self, name: &str) -> Option<Vec<String>> {
+        if self.down.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut query = lock(&self.query);
+        if query.is_none() {
+            *query = self.connect().ok();
+        }
+        let connection = query.as_mut()?;
+        match self.others_on(connection, name) {
+            Ok(names) => Some(names),
+            Err(_) => {
+                *query = None;
+                None
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Built without the `redis` feature: no cluster can exist (the type has no values), so every
 //! room is this instance's alone and `Config::redis` is refused at start with the way to get it.
 
-use crate::apps::LocalRoom;
+use crate::protocol::room::{Link, LocalRoom};
 use std::sync::Arc;
 use tungstenite::Message;
 
@@ -16,27 +16,29 @@ impl Cluster {
         )
     }
 
-    pub fn attach(&self, _name: &str, _room: Arc<dyn LocalRoom>) {
-        match *self {}
-    }
-
-    pub fn publish(&self, _room: &str, _message: &Message) {
-        match *self {}
-    }
-
-    pub fn joined(&self, _room: &str, _id: u64, _name: &str) {
-        match *self {}
-    }
-
-    pub fn left(&self, _room: &str, _id: u64) {
-        match *self {}
-    }
-
-    pub fn others(&self, _room: &str) -> Option<Vec<String>> {
-        match *self {}
-    }
-
     pub fn stop(&self) {
+        match *self {}
+    }
+}
+
+impl Link for Cluster {
+    fn attach(&self, _name: &str, _here: Arc<dyn LocalRoom>) {
+        match *self {}
+    }
+
+    fn publish(&self, _name: &str, _message: &Message) {
+        match *self {}
+    }
+
+    fn joined(&self, _name: &str, _id: u64, _member: &str) {
+        match *self {}
+    }
+
+    fn left(&self, _name: &str, _id: u64) {
+        match *self {}
+    }
+
+    fn others(&self, _name: &str) -> Option<Vec<String>> {
         match *self {}
     }
 }

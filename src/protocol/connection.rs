@@ -14,6 +14,7 @@ use crate::protocol::deflate::Stored;
 use crate::protocol::frame::{self, BINARY, CLOSE, Header, MAX_HEADER, PING, PONG, TEXT};
 use crate::protocol::outbox::{Interruption, Outbox, Sender};
 use crate::protocol::reader::{Fault, OverBudget};
+use crate::protocol::room::{Room, Rooms};
 use crate::protocol::socket::Socket;
 use log::warn;
 use std::fmt;
@@ -76,6 +77,8 @@ pub struct Connection {
     ending: Ending,
     /// The client stopped reading and was given up on: no lingering for it at the end.
     given_up: bool,
+    /// The server's named rooms.
+    rooms: Rooms,
 }
 
 impl Connection {
@@ -87,6 +90,7 @@ impl Connection {
         max_queue: usize,
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
+        rooms: Rooms,
     ) -> std::io::Result<Connection> {
         socket.tcp().set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
@@ -102,6 +106,7 @@ impl Connection {
             metrics,
             ending: Ending::Open,
             given_up: false,
+            rooms,
         })
     }
 
@@ -249,6 +254,13 @@ impl Connection {
         }
         self.ending = Ending::ClosedByServer(code.into(), reason.to_string());
         self.write_control(CLOSE, &frame::close_payload(code.into(), reason))
+    }
+
+    /// The server's room called `name`: the same room for every connection and for
+    /// [`Server::room`](crate::Server::room), made on first use; with `Config::redis`, the room
+    /// of that name on every instance.
+    pub fn room(&self, name: &str) -> Room {
+        self.rooms.room(name)
     }
 
     /// The server's number for this connection, as in its log lines.

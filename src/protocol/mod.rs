@@ -1,6 +1,6 @@
 //! The WebSocket protocol over a connection's socket: the opening handshake (and the Flash
-//! policy answer), routes, frames in and out, permessage-deflate, and `Connection` and its
-//! outbox, which is what an application holds.
+//! policy answer), routes, frames in and out, permessage-deflate, and what an application
+//! holds: `Connection`, the outbox behind its `Sender`, and rooms of senders.
 
 pub(crate) mod connection;
 pub(crate) mod deflate;
@@ -10,5 +10,6 @@ pub(crate) mod handshake;
 pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod reader;
+pub(crate) mod room;
 pub(crate) mod routes;
 pub(crate) mod socket;

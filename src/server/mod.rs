@@ -7,6 +7,7 @@ use crate::apps::echo;
 use crate::net::accept;
 use crate::net::host;
 use crate::net::registry::Admissions;
+use crate::net::threads;
 use crate::net::tls::Certificates;
 use crate::ops::budget::Budget;
 use crate::ops::config::{self, CHAT_PATH, Config, ConfigError, TlsFiles, WEBSOCKET_PATH};
@@ -14,6 +15,7 @@ use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::{self, Shutdown, Trigger};
 use crate::page::server::{self as page, Site};
 use crate::protocol::policy;
+use crate::protocol::room::{Link, Room, Rooms};
 use crate::protocol::routes::Routes;
 mod websocket;
 
@@ -51,6 +53,7 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     tls: Option<Arc<Certificates>>,
     cluster: Option<Arc<Cluster>>,
+    rooms: Rooms,
 }
 
 /// Reads the TLS certificate and key again (what SIGHUP does); clone it freely.
@@ -169,21 +172,14 @@ impl fmt::Display for Summary {
 impl Server {
     /// Start the echo server and the chat room (across instances with `config.redis`).
     pub fn start(config: Config) -> Result<Server, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        let cluster = match &config.redis {
-            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
-            None => None,
-        };
-        let routes = Routes::new()
-            .route(WEBSOCKET_PATH, echo::handle_echo_client)
-            .route(CHAT_PATH, chat::route(cluster.clone()));
-        let mut server = Server::start_with(config, routes)?;
-        server.cluster = cluster;
-        Ok(server)
+        Server::start_with(config, default_routes())
     }
 
     /// Start a server with your own routes (paths and their handlers) on the WebSocket port.
-    /// (`config.redis` is for the built-in chat room: `Server::start`.)
+    /// With `config.redis`, its named rooms ([`Server::room`], [`Connection::room`]) are shared
+    /// with every instance that uses the same Redis.
+    ///
+    /// [`Connection::room`]: crate::Connection::room
     pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
         config.validate().map_err(StartError::Config)?;
         let tls = match &config.tls {
@@ -252,15 +248,26 @@ impl Server {
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
-        let (shared, handoff) = Shared::new(
+        // Last of what can fail, as it starts threads of its own.
+        let cluster = match &config.redis {
+            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
+            None => None,
+        };
+        let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
+        let rooms = Rooms::new(link);
+        let (handoff, pool) = threads::pool();
+        let shared = Arc::new(Shared {
             config,
             policy_reply,
-            Arc::clone(&connections),
-            signal.clone(),
+            connections: Arc::clone(&connections),
+            shutdown: signal.clone(),
             routes,
+            threads: pool,
             metrics,
-            tls.clone(),
-        );
+            tls: tls.clone(),
+            no_thread_log: Default::default(),
+            rooms: rooms.clone(),
+        });
 
         let mut threads = Vec::new();
         if let Some(listener) = policy_listener {
@@ -322,8 +329,16 @@ impl Server {
             page_connections,
             threads,
             tls,
-            cluster: None,
+            cluster,
+            rooms,
         })
+    }
+
+    /// The room called `name`: the same room for every caller here and for every handler's
+    /// [`Connection::room`](crate::Connection::room), made on first use; with `config.redis`,
+    /// the room of that name on every instance. (The chat room is `room("chat")`.)
+    pub fn room(&self, name: &str) -> Room {
+        self.rooms.room(name)
     }
 
     /// With TLS on, the handle that reloads its certificate and key.
@@ -419,7 +434,7 @@ impl Server {
 pub fn default_routes() -> Routes {
     Routes::new()
         .route(WEBSOCKET_PATH, echo::handle_echo_client)
-        .route(CHAT_PATH, chat::route(None))
+        .route(CHAT_PATH, chat::route())
 }
 
 fn bind(

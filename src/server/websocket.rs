@@ -18,6 +18,7 @@ use crate::ops::metrics::{Closer, Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::connection::{About, Connection, Ending};
 use crate::protocol::handshake::{self, Opening};
+use crate::protocol::room::Rooms;
 use crate::protocol::routes::{Handler, Routes};
 use crate::protocol::socket::Socket;
 use log::{error, info, warn};
@@ -40,44 +41,19 @@ pub enum Port {
 
 /// Everything the connection threads share.
 pub struct Shared {
-    config: Config,
-    policy_reply: Vec<u8>,
-    connections: Arc<Admissions>,
-    shutdown: Shutdown,
-    routes: Routes,
-    threads: Arc<Pool<Job>>,
-    metrics: Arc<Metrics>,
+    pub config: Config,
+    pub policy_reply: Vec<u8>,
+    pub connections: Arc<Admissions>,
+    pub shutdown: Shutdown,
+    pub routes: Routes,
+    pub threads: Arc<Pool<Job>>,
+    pub metrics: Arc<Metrics>,
     /// With TLS on, the WebSocket port speaks it (the policy port never does).
-    tls: Option<Arc<Certificates>>,
+    pub tls: Option<Arc<Certificates>>,
     /// Refusals for want of a thread: at most one log line a second.
-    no_thread_log: Quiet,
-}
-
-impl Shared {
-    /// What the connection threads of every port share, and the handoff for its accept loops.
-    pub fn new(
-        config: Config,
-        policy_reply: Vec<u8>,
-        connections: Arc<Admissions>,
-        shutdown: Shutdown,
-        routes: Routes,
-        metrics: Arc<Metrics>,
-        tls: Option<Arc<Certificates>>,
-    ) -> (Arc<Shared>, Handoff) {
-        let (handoff, threads) = threads::pool();
-        let shared = Shared {
-            config,
-            policy_reply,
-            connections,
-            shutdown,
-            routes,
-            threads,
-            metrics,
-            tls,
-            no_thread_log: Quiet::default(),
-        };
-        (Arc::new(shared), handoff)
-    }
+    pub no_thread_log: Quiet,
+    /// The server's named rooms, for `Connection::room`.
+    pub rooms: Rooms,
 }
 
 /// An admitted connection, on its way to a thread.
@@ -282,6 +258,7 @@ fn open(
         config.max_queue,
         shared.shutdown.clone(),
         Arc::clone(&shared.metrics),
+        shared.rooms.clone(),
     ) {
         Ok(connection) => {
             info!(

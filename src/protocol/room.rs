@@ -1,31 +1,55 @@
 //! Rooms: sets of connections that hear the same messages. A broadcast encodes its frame once
 //! and hands it to every member's `Sender`, which never waits for a slow client (a member that
 //! cannot keep up is closed with 1008 and leaves). A member leaves when it asks, or when its
-//! connection ends, however it ends. The chat room, with `--redis`, is also a room across
-//! every instance (see `cluster.rs`): its broadcasts are published for the others' members.
+//! connection ends, however it ends.
+//!
+//! A server's named rooms (`Server::room`, `Connection::room`) are one registry, `Rooms`; with
+//! `Config::redis` each of them is also the room of that name on every instance (through a
+//! `Link`, which `apps/cluster.rs` implements): its broadcasts are published for the others'
+//! members.
 
-use crate::apps::LocalRoom;
-use crate::apps::cluster::Cluster;
 use crate::protocol::outbox::{Encoded, LeavesOnEnd, SendError, Sender};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;
+
+/// The same rooms on the other instances (the Redis cluster): what a linked room hands its
+/// broadcasts and its members' names to. Defined here so that rooms need not know Redis.
+pub(crate) trait Link: Send + Sync {
+    /// Deliver what other instances broadcast in room `name` to `here`.
+    fn attach(&self, name: &str, here: Arc<dyn LocalRoom>);
+    /// Publish `message` to room `name`'s members on the other instances. Never waits.
+    fn publish(&self, name: &str, message: &Message);
+    /// Connection `id` joined room `name` here, known to the others as `member`.
+    fn joined(&self, name: &str, id: u64, member: &str);
+    /// Connection `id` left room `name` here.
+    fn left(&self, name: &str, id: u64);
+    /// The names of room `name`'s members on the other instances; `None` while unknown.
+    fn others(&self, name: &str) -> Option<Vec<String>>;
+}
+
+/// A room's members on this instance, to whom a `Link` delivers the other instances'
+/// broadcasts.
+pub(crate) trait LocalRoom: Send + Sync {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn deliver(&self, message: &Message);
+}
 
 /// A room; clones are the same room. Share it between handlers (it is `Send + Sync`).
 #[derive(Clone, Default)]
 pub struct Room {
     members: Arc<Members>,
-    /// With `--redis`: the same room on the other instances.
+    /// With `Config::redis`: the same room on the other instances.
     across: Option<Arc<Across>>,
 }
 
 struct Across {
-    cluster: Arc<Cluster>,
+    link: Arc<dyn Link>,
     name: String,
 }
 
-/// A room's members on this instance, as the cluster delivers others' broadcasts to them.
-struct Here(Weak<Members>);
+/// A room's members on this instance, as the link delivers others' broadcasts to them.
+struct Here(#[cfg_attr(not(feature = "redis"), allow(dead_code))] Weak<Members>);
 
 impl LocalRoom for Here {
     fn deliver(&self, message: &Message) {
@@ -50,6 +74,37 @@ impl LeavesOnEnd for Members {
     }
 }
 
+/// A server's named rooms: one room per name, made on first use, linked to the other instances
+/// when the server has a `Link`. Clones are the same registry.
+#[derive(Clone, Default)]
+pub(crate) struct Rooms {
+    named: Arc<Mutex<HashMap<String, Room>>>,
+    link: Option<Arc<dyn Link>>,
+}
+
+impl Rooms {
+    pub fn new(link: Option<Arc<dyn Link>>) -> Rooms {
+        Rooms {
+            named: Arc::default(),
+            link,
+        }
+    }
+
+    /// The room called `name`, the same one for every caller.
+    pub fn room(&self, name: &str) -> Room {
+        let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(room) = named.get(name) {
+            return room.clone();
+        }
+        let room = match &self.link {
+            Some(link) => Room::across(Arc::clone(link), name),
+            None => Room::new(),
+        };
+        named.insert(name.to_string(), room.clone());
+        room
+    }
+}
+
 /// What a broadcast did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivery {
@@ -65,15 +120,38 @@ impl Room {
         Room::default()
     }
 
-    /// An empty room named `name` on every instance linked by `cluster`.
-    pub(crate) fn across(cluster: Arc<Cluster>, name: &str) -> Room {
+    /// An empty room named `name` on every instance `link` reaches.
+    fn across(link: Arc<dyn Link>, name: &str) -> Room {
         let members = Arc::new(Members::default());
-        cluster.attach(name, Arc::new(Here(Arc::downgrade(&members))));
+        link.attach(name, Arc::new(Here(Arc::downgrade(&members))));
         let name = name.to_string();
         Room {
             members,
-            across: Some(Arc::new(Across { cluster, name })),
+            across: Some(Arc::new(Across { link, name })),
         }
+    }
+
+    /// Tell the other instances that `member` is in this room as `name` (for member lists).
+    pub(crate) fn announce(&self, member: &Sender, name: &str) {
+        if let Some(across) = &self.across {
+            across.link.joined(&across.name, member.id(), name);
+        }
+    }
+
+    /// Tell the other instances that `member` has left.
+    pub(crate) fn unannounce(&self, member: &Sender) {
+        if let Some(across) = &self.across {
+            across.link.left(&across.name, member.id());
+        }
+    }
+
+    /// The names announced by members on the other instances, as far as the link can tell now
+    /// (none for a room of this instance alone).
+    pub(crate) fn names_elsewhere(&self) -> Vec<String> {
+        let across = self.across.as_ref();
+        across
+            .and_then(|across| across.link.others(&across.name))
+            .unwrap_or_default()
     }
 
     /// Add the connection behind `member`; joining twice is joining once. False when its
@@ -148,7 +226,7 @@ impl Room {
         let delivery = self.members.send_to_all(&Encoded::encode(&message), except);
         // Here first, then the others: the same order for each sender everywhere.
         if let Some(across) = &self.across {
-            across.cluster.publish(&across.name, &message);
+            across.link.publish(&across.name, &message);
         }
         delivery
     }
