@@ -71,7 +71,7 @@ const SWF_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// The SWF's handshake, exactly as observed: no User-Agent, `Cookie:` even when empty.
 fn swf_handshake(server: &Server, key: &str) -> String {
     let ws = server.ws_addr();
-    let origin = format!("http://127.0.0.1:{}", server.http_addr().port());
+    let origin = format!("http://127.0.0.1:{}", server.http_addr().unwrap().port());
     format!(
         "GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nOrigin: {origin}\r\nSec-WebSocket-Version: 13\r\n\

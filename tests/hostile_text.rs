@@ -88,7 +88,7 @@ fn with_an_allow_list_other_hosts_are_refused_on_both_ports() {
         421
     );
     let page = raw_exchange(
-        server.http_addr(),
+        server.http_addr().unwrap(),
         request_with_host("/", rebound, false).as_bytes(),
     );
     assert_eq!(status_of(&page), 421);
@@ -100,7 +100,7 @@ fn with_an_allow_list_other_hosts_are_refused_on_both_ports() {
         101
     );
     let page = raw_exchange(
-        server.http_addr(),
+        server.http_addr().unwrap(),
         request_with_host("/", "LOCALHOST", false).as_bytes(),
     );
     assert_eq!(status_of(&page), 200);

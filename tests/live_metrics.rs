@@ -10,7 +10,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// The body of `GET /metrics`.
 fn scrape(server: &wsecho::Server) -> String {
     let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let response = String::from_utf8_lossy(&raw_exchange(server.http_addr(), request)).into_owned();
+    let response =
+        String::from_utf8_lossy(&raw_exchange(server.http_addr().unwrap(), request)).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert_eq!(status_of(head.as_bytes()), 200, "{head}");
     body.to_string()

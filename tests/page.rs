@@ -28,8 +28,11 @@ fn site(name: &str) -> PathBuf {
 fn get(server: &wsecho::Server, method: &str, path: &str) -> (u16, String, String) {
     let request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    let response =
-        String::from_utf8_lossy(&raw_exchange(server.http_addr(), request.as_bytes())).into_owned();
+    let response = String::from_utf8_lossy(&raw_exchange(
+        server.http_addr().unwrap(),
+        request.as_bytes(),
+    ))
+    .into_owned();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     (
         status_of(head.as_bytes()),
@@ -193,4 +196,23 @@ fn healthz_answers_ok_and_metrics_speak_the_prometheus_format() {
     let (_, _, body) = get(&server, "GET", "/metrics");
     assert!(body.contains("wsecho_page_requests_total 3\n"), "{body}");
     server.shutdown();
+}
+
+#[test]
+fn an_app_without_a_page_port_serves_its_websockets_alone() {
+    let server = start(Config {
+        http: None,
+        ..config()
+    });
+    assert_eq!(server.http_addr(), None);
+    let mut client = connect(&server);
+    client
+        .send(tungstenite::Message::text("still here"))
+        .unwrap();
+    assert_eq!(
+        next_message(&mut client),
+        tungstenite::Message::text("still here")
+    );
+    let summary = server.shutdown();
+    assert_eq!(summary.stragglers, 0);
 }

@@ -43,9 +43,9 @@ fn idle_connections_cannot_keep_visitors_out_and_are_closed_after_the_timeout() 
         handshake_timeout: timeout,
         ..config()
     });
-    let mut idle: Vec<TcpStream> = (0..500).map(|_| tcp(server.http_addr())).collect();
+    let mut idle: Vec<TcpStream> = (0..500).map(|_| tcp(server.http_addr().unwrap())).collect();
     let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let answer = raw_exchange(server.http_addr(), request);
+    let answer = raw_exchange(server.http_addr().unwrap(), request);
     assert_eq!(
         status_of(&answer),
         200,

@@ -51,11 +51,12 @@ fn assert_echoes(server: &wsecho::Server) {
 fn a_huge_content_length_is_refused_without_reading_or_allocating_it() {
     let server = start(config());
     let request = b"GET /favicon.svg HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n";
-    let answer = String::from_utf8_lossy(&raw_exchange(server.http_addr(), request)).into_owned();
+    let answer =
+        String::from_utf8_lossy(&raw_exchange(server.http_addr().unwrap(), request)).into_owned();
     assert_eq!(status_of(answer.as_bytes()), 413, "{answer}");
     assert!(answer.contains("99999999999999 bytes"), "{answer}");
     // The process (this test) is still alive, and both ports still serve.
-    assert_eq!(get(server.http_addr(), "/").0, 200);
+    assert_eq!(get(server.http_addr().unwrap(), "/").0, 200);
     assert_echoes(&server);
     server.shutdown();
 }
@@ -70,7 +71,7 @@ fn bodies_and_malformed_lengths_are_refused_with_one_line() {
         ("Content-Length: 0\r\n", 200),
     ] {
         let request = format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
-        let answer = raw_exchange(server.http_addr(), request.as_bytes());
+        let answer = raw_exchange(server.http_addr().unwrap(), request.as_bytes());
         assert_eq!(status_of(&answer), status, "{extra}");
         if status != 200 {
             let text = String::from_utf8_lossy(&answer).into_owned();
@@ -88,7 +89,7 @@ fn declared_bodies_never_sent_do_not_block_the_page() {
     for attackers in [4, 40] {
         let mut held: Vec<TcpStream> = (0..attackers)
             .map(|_| {
-                let mut stream = tcp(server.http_addr());
+                let mut stream = tcp(server.http_addr().unwrap());
                 stream
                     .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
                     .unwrap();
@@ -96,7 +97,11 @@ fn declared_bodies_never_sent_do_not_block_the_page() {
             })
             .collect();
         // While every attacker still holds its connection open, a normal visitor is served.
-        assert_eq!(get(server.http_addr(), "/").0, 200, "{attackers} attackers");
+        assert_eq!(
+            get(server.http_addr().unwrap(), "/").0,
+            200,
+            "{attackers} attackers"
+        );
         for stream in &mut held {
             let mut answer = [0u8; 12];
             stream.read_exact(&mut answer).expect("an answer");
@@ -112,12 +117,12 @@ fn a_client_that_pipelines_and_never_reads_stalls_nobody() {
         handshake_timeout: Duration::from_secs(1),
         ..config()
     });
-    let mut greedy = tcp(server.http_addr());
+    let mut greedy = tcp(server.http_addr().unwrap());
     let request = b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n";
     // 2000 requests (70 KB) fit in the socket buffers, so this write does not wait on us.
     greedy.write_all(&request.repeat(2000)).unwrap();
     for _ in 0..20 {
-        let (status, body) = get(server.http_addr(), "/");
+        let (status, body) = get(server.http_addr().unwrap(), "/");
         assert_eq!(status, 200);
         assert!(body.contains("app.js"));
     }
@@ -132,7 +137,7 @@ fn a_client_that_pipelines_and_never_reads_stalls_nobody() {
 #[test]
 fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let server = start(config());
-    let mut stream = tcp(server.http_addr());
+    let mut stream = tcp(server.http_addr().unwrap());
     stream
         .write_all(
             b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n\
@@ -166,7 +171,7 @@ fn a_head_over_8_kib_gets_431() {
     let server = start(config());
     let mut request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".to_vec();
     request.extend(vec![b'a'; 9 * 1024]);
-    let answer = raw_exchange(server.http_addr(), &request);
+    let answer = raw_exchange(server.http_addr().unwrap(), &request);
     assert_eq!(status_of(&answer), 431);
     assert!(String::from_utf8_lossy(&answer).contains("8192 bytes"));
     server.shutdown();
@@ -175,7 +180,7 @@ fn a_head_over_8_kib_gets_431() {
 #[test]
 fn an_endless_request_line_is_cut_off_not_buffered() {
     let server = start(config());
-    let mut stream = tcp(server.http_addr());
+    let mut stream = tcp(server.http_addr().unwrap());
     stream.write_all(b"GET /").unwrap();
     let chunk = vec![b'a'; 64 * 1024];
     // The server stops reading after 8 KiB (and a bounded linger), then closes: writing
@@ -198,7 +203,7 @@ fn an_endless_request_line_is_cut_off_not_buffered() {
         ),
         "{refused}"
     );
-    assert_eq!(get(server.http_addr(), "/").0, 200);
+    assert_eq!(get(server.http_addr().unwrap(), "/").0, 200);
     server.shutdown();
 }
 
@@ -208,7 +213,10 @@ fn an_unfinished_head_gets_408_after_the_timeout() {
         handshake_timeout: Duration::from_millis(300),
         ..config()
     });
-    let answer = raw_exchange(server.http_addr(), b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let answer = raw_exchange(
+        server.http_addr().unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+    );
     assert_eq!(status_of(&answer), 408);
     server.shutdown();
 }
@@ -236,7 +244,7 @@ fn past_the_cap_with_nobody_idle_gets_503() {
     });
     let mut busy: Vec<TcpStream> = (0..3)
         .map(|_| {
-            let mut stream = tcp(server.http_addr());
+            let mut stream = tcp(server.http_addr().unwrap());
             stream
                 .write_all(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
                 .unwrap();
@@ -248,9 +256,11 @@ fn past_the_cap_with_nobody_idle_gets_503() {
         })
         .collect();
     assert_eq!(server.open_page_connections(), 3);
-    let answer =
-        String::from_utf8_lossy(&raw_exchange(server.http_addr(), b"GET / HTTP/1.1\r\n\r\n"))
-            .into_owned();
+    let answer = String::from_utf8_lossy(&raw_exchange(
+        server.http_addr().unwrap(),
+        b"GET / HTTP/1.1\r\n\r\n",
+    ))
+    .into_owned();
     assert_eq!(status_of(answer.as_bytes()), 503, "{answer}");
     assert!(
         answer.contains("server busy: too many open connections"),
@@ -260,7 +270,7 @@ fn past_the_cap_with_nobody_idle_gets_503() {
     assert_echoes(&server);
     // Once a busy client leaves, a visitor gets in again.
     drop(busy.pop());
-    assert!(eventually(|| get(server.http_addr(), "/").0 == 200));
+    assert!(eventually(|| get(server.http_addr().unwrap(), "/").0 == 200));
     drop(busy);
     server.shutdown();
     let _ = fs::remove_dir_all(www);
@@ -286,10 +296,10 @@ fn dotfiles_and_dot_folders_are_not_served() {
         "/sub/../.env",
         "/env.txt",
     ] {
-        let (status, body) = get(server.http_addr(), path);
+        let (status, body) = get(server.http_addr().unwrap(), path);
         assert_eq!(status, 404, "{path}");
         assert!(!body.contains("SECRET"), "{path} leaked");
     }
-    assert_eq!(get(server.http_addr(), "/").0, 200);
+    assert_eq!(get(server.http_addr().unwrap(), "/").0, 200);
     server.shutdown();
 }

@@ -108,7 +108,7 @@ fn an_unavailable_policy_port_is_a_warning_not_a_failure() {
     let reply = raw_exchange(server.ws_addr(), b"<policy-file-request/>\0");
     assert_grants(&reply, server.ws_addr().port());
     let config_json = raw_exchange(
-        server.http_addr(),
+        server.http_addr().unwrap(),
         b"GET /config.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(String::from_utf8_lossy(&config_json).contains("\"policyPort\":null"));

@@ -56,13 +56,13 @@ fn page_connections_are_woken_too() {
     let server = start(config());
     // An idle keep-alive connection and a half-sent request would each hold the page for the
     // handshake timeout (10 s), which would leave them unfinished.
-    let mut kept = tcp(server.http_addr());
+    let mut kept = tcp(server.http_addr().unwrap());
     kept.write_all(b"GET /favicon.svg HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut answer = [0u8; 15];
     std::io::Read::read_exact(&mut kept, &mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200 OK");
-    let mut half = tcp(server.http_addr());
+    let mut half = tcp(server.http_addr().unwrap());
     half.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     assert!(eventually(|| server.open_page_connections() == 2));
     let summary = server.shutdown();
@@ -72,7 +72,7 @@ fn page_connections_are_woken_too() {
 #[test]
 fn after_shutdown_nothing_listens() {
     let server = start(config());
-    let (ws, http) = (server.ws_addr(), server.http_addr());
+    let (ws, http) = (server.ws_addr(), server.http_addr().unwrap());
     server.shutdown();
     // Every listener is closed by the time shutdown returns.
     assert!(std::net::TcpStream::connect(ws).is_err());

@@ -85,7 +85,8 @@ fn clients_past_the_hosts_thread_ceiling_get_503_and_everyone_else_carries_on() 
     assert!(refused > 0, "the ceiling was never reached");
     // The page port meets the same ceiling with the same answer.
     let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let page = String::from_utf8_lossy(&raw_exchange(server.http_addr(), request)).into_owned();
+    let page =
+        String::from_utf8_lossy(&raw_exchange(server.http_addr().unwrap(), request)).into_owned();
     assert_eq!(status_of(page.as_bytes()), 503, "{page}");
     assert!(page.contains("no thread for your connection"), "{page}");
     assert!(!open.is_empty(), "nobody was served below the ceiling");

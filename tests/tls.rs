@@ -179,7 +179,7 @@ fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
     client.send(Message::text("quit")).unwrap();
     assert_eq!(expect_close(&mut client), CloseCode::Normal);
 
-    let mut page = tls_to(server.http_addr());
+    let mut page = tls_to(server.http_addr().unwrap());
     page.write_all(b"GET /config.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let answer = String::from_utf8(common::read_to_close(page)).unwrap();
@@ -189,7 +189,7 @@ fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
 
     // Plain http on the https port: sent to the same URL over https.
     let plain = common::raw_exchange(
-        server.http_addr(),
+        server.http_addr().unwrap(),
         b"GET /chat.html?x=1 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n",
     );
     let plain = String::from_utf8_lossy(&plain);
@@ -480,7 +480,7 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
         ..config
     })
     .unwrap();
-    for port in [server.ws_addr(), server.http_addr()] {
+    for port in [server.ws_addr(), server.http_addr().unwrap()] {
         let mut stalled = common::tcp(port);
         // Half a ClientHello, then nothing.
         stalled.write_all(&tls10_client_hello()[..20]).unwrap();
@@ -494,7 +494,7 @@ fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout_on_both_ports() {
     assert_eq!(next_message(&mut client), Message::text("served"));
     // /metrics counts the one on the WebSocket port (a browser's spare page connections,
     // opened and never used, are not refusals).
-    let mut page = tls_to(server.http_addr());
+    let mut page = tls_to(server.http_addr().unwrap());
     page.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let metrics = String::from_utf8(common::read_to_close(page)).unwrap();

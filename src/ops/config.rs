@@ -15,8 +15,9 @@ pub const CHAT_PATH: &str = "/chat";
 /// Settings for one server. `Config::default()` is what `wsecho` runs with no flags.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the page listens.
-    pub http: SocketAddr,
+    /// Where the page (and `/config.json`, `/metrics`, `/healthz`) listens; `None` runs no
+    /// page port, for an app that serves only WebSockets.
+    pub http: Option<SocketAddr>,
     /// Where WebSocket upgrades (and inline Flash policy requests) are answered.
     pub ws: SocketAddr,
     /// Port of the dedicated Flash policy listener, on the `ws` address; `None` runs none.
@@ -80,7 +81,7 @@ pub struct TlsFiles {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             ws: SocketAddr::from(([127, 0, 0, 1], 8087)),
             policy_port: Some(843),
             policy_domain: "*".to_string(),

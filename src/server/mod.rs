@@ -44,7 +44,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// program's to call, as the `wsecho` binary does.
 pub struct Server {
     ws_addr: SocketAddr,
-    http_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     policy_addr: Option<SocketAddr>,
     trigger: Trigger,
     signal: Shutdown,
@@ -205,8 +205,14 @@ impl Server {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
-        let http_listener = bind(config.http, "page", "http")?;
-        let http_addr = http_listener.local_addr()?;
+        let http_listener = match config.http {
+            Some(addr) => Some(bind(addr, "page", "http")?),
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         fit_to_host(&mut config);
 
         let (trigger, signal) = shutdown::channel();
@@ -280,20 +286,28 @@ impl Server {
         threads.push(spawn("ws-accept", move || {
             websocket::accept_loop(ws_listener, Port::WebSocket, ws_shared, handoff)
         })?);
-        let page_site = Arc::clone(&site);
-        threads.push(spawn("page-accept", move || {
-            page::accept_loop(http_listener, page_site)
-        })?);
+        if let Some(listener) = http_listener {
+            let page_site = Arc::clone(&site);
+            threads.push(spawn("page-accept", move || {
+                page::accept_loop(listener, page_site)
+            })?);
+        }
 
         let (http, ws) = if tls.is_some() {
             ("https", "wss")
         } else {
             ("http", "ws")
         };
-        info!("page: {http}://{http_addr}/ (open this in a browser)");
-        info!("WebSocket: {ws}://{ws_addr}{WEBSOCKET_PATH} (Flash policy also answered here)");
-        if serves_chat {
-            info!("chat room: {http}://{http_addr}/chat.html (WebSocket path {CHAT_PATH})");
+        match http_addr {
+            Some(addr) => info!("page: {http}://{addr}/ (open this in a browser)"),
+            None => info!("no page port (`http` is off)"),
+        }
+        info!(
+            "WebSocket: {ws}://{ws_addr}{}; the Flash policy is also answered here",
+            paths_for_log(&shared.routes)
+        );
+        if let (true, Some(addr)) = (serves_chat, http_addr) {
+            info!("chat room: {http}://{addr}/chat.html (WebSocket path {CHAT_PATH})");
         }
         if let Some(certificates) = &tls {
             let files = certificates.files();
@@ -308,6 +322,7 @@ impl Server {
             info!("Flash policy: {addr}");
         }
         match (&site.folder, flash_fallback) {
+            _ if http_addr.is_none() => {}
             (_, true) => {}
             (Some(folder), false) => warn!(
                 "Flash fallback unavailable: web-socket-js is not in {}/vendor; run `make assets` \
@@ -351,8 +366,8 @@ impl Server {
         self.ws_addr
     }
 
-    /// Where the page listens.
-    pub fn http_addr(&self) -> SocketAddr {
+    /// Where the page listens; `None` when `Config::http` turned it off.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
 
@@ -402,7 +417,7 @@ impl Server {
     /// Run until shutdown is triggered, then stop everything and report.
     pub fn wait(self) -> Summary {
         self.signal.wait();
-        let listeners = [Some(self.ws_addr), self.policy_addr, Some(self.http_addr)];
+        let listeners = [Some(self.ws_addr), self.policy_addr, self.http_addr];
         for addr in listeners.into_iter().flatten() {
             if let Err(error) = accept::wake_listener(addr) {
                 warn!("could not wake the listener on {addr}: {error}");
@@ -435,6 +450,13 @@ pub fn default_routes() -> Routes {
     Routes::new()
         .route(WEBSOCKET_PATH, echo::handle_echo_client)
         .route(CHAT_PATH, chat::route())
+}
+
+/// Where the WebSocket port's routes are, as the startup log shows them after its address: the
+/// first route's path, then every path served (`/echo (serving /echo or /chat)`).
+fn paths_for_log(routes: &Routes) -> String {
+    let first = routes.each_path().next().unwrap_or_else(|| "/".to_string());
+    format!("{first} (serving {})", routes.paths())
 }
 
 fn bind(

@@ -26,7 +26,7 @@ pub fn www() -> PathBuf {
 /// test client comes from 127.0.0.1; tests/address_cap.rs sets one).
 pub fn config() -> Config {
     Config {
-        http: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
         ws: "127.0.0.1:0".parse().unwrap(),
         policy_port: None,
         www: Some(www()),

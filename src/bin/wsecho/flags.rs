@@ -41,11 +41,17 @@ pub const FLAGS: &[Flag] = &[
         name: "http",
         value: "ADDR",
         field: "http",
-        help: "page (HTTP) address",
+        help: "page (HTTP) address, also /metrics and /healthz;\n`off` runs no page port",
         answer: "",
-        default: |c| c.http.to_string(),
+        default: |c| {
+            c.http
+                .map_or_else(|| "off".to_string(), |addr| addr.to_string())
+        },
         set: |p, v| {
-            p.config.http = parse(v)?;
+            p.config.http = match v {
+                "off" => None,
+                v => Some(address(v)?),
+            };
             Ok(())
         },
     },
@@ -57,7 +63,7 @@ pub const FLAGS: &[Flag] = &[
         answer: "",
         default: |c| c.ws.to_string(),
         set: |p, v| {
-            p.config.ws = parse(v)?;
+            p.config.ws = address(v)?;
             Ok(())
         },
     },
@@ -414,6 +420,14 @@ where
     T::Err: std::fmt::Display,
 {
     text.parse().map_err(|error: T::Err| error.to_string())
+}
+
+/// A listen address, `HOST:PORT`; a bare port is a natural slip (`--policy-port` takes one).
+fn address(text: &str) -> Result<std::net::SocketAddr, String> {
+    parse(text).map_err(|error| match text.parse::<u16>() {
+        Ok(port) => format!("{error}: give HOST:PORT, e.g. 127.0.0.1:{port} or 0.0.0.0:{port}"),
+        Err(_) => format!("{error}: give HOST:PORT, e.g. 127.0.0.1:8080"),
+    })
 }
 
 /// Seconds, fractions allowed (`0.5`); their range is `Config::validate`'s to check.

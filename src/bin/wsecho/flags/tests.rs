@@ -19,7 +19,7 @@ fn help_shows_the_defaults_the_server_runs_with() {
     let help = help();
     let defaults = Config::default();
     for (flag, default) in [
-        ("--http ADDR", defaults.http.to_string()),
+        ("--http ADDR", defaults.http.unwrap().to_string()),
         ("--ws ADDR", defaults.ws.to_string()),
         (
             "--policy-port PORT",
@@ -103,7 +103,7 @@ fn every_flag_sets_its_field() {
     ])
     .unwrap()
     .unwrap();
-    assert_eq!(config.http.to_string(), "127.0.0.1:1");
+    assert_eq!(config.http, Some("127.0.0.1:1".parse().unwrap()));
     assert_eq!(config.ws.to_string(), "[::1]:2");
     assert_eq!(config.policy_port, None);
     assert_eq!(config.policy_domain, "example.com");
@@ -127,6 +127,12 @@ fn every_flag_sets_its_field() {
 }
 
 #[test]
+fn the_page_port_can_be_turned_off() {
+    let config = parse(&["--http", "off"]).unwrap().unwrap();
+    assert_eq!(config.http, None);
+}
+
+#[test]
 fn bad_values_name_the_flag() {
     for (args, says) in [
         (&["--max-queue", "0"][..], "--max-queue must be at least 1"),
@@ -136,6 +142,11 @@ fn bad_values_name_the_flag() {
             "--ping-interval takes seconds",
         ),
         (&["--bogus"][..], "--bogus"),
+        (
+            &["--http", "20080"][..],
+            "--http ADDR: invalid socket address syntax: give HOST:PORT, e.g. 127.0.0.1:20080",
+        ),
+        (&["--ws", "any"][..], "give HOST:PORT, e.g. 127.0.0.1:8080"),
         (
             &["--memory-budget", "1000", "--max-message-size", "1001"][..],
             "--max-message-size (1001) is larger than --memory-budget (1000)",

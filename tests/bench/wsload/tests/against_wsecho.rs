@@ -29,7 +29,7 @@ fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f6
 #[test]
 fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     let server = wsecho::Server::start(wsecho::Config {
-        http: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
         ws: "127.0.0.1:0".parse().unwrap(),
         policy_port: None,
         // Every client comes from 127.0.0.1.
