@@ -6,7 +6,7 @@
 //! one line of plain text saying what happened and what to do.
 
 use crate::net::stream::{self, Stream};
-use crate::net::tcp;
+use crate::net::wire;
 use crate::ops::escape::escape;
 use crate::ops::metrics::Reason;
 use std::fmt;
@@ -137,7 +137,7 @@ pub fn read_more(
             return Err(HeadError::TimedOut);
         }
         stream
-            .tcp()
+            .wire()
             .set_read_timeout(Some(left))
             .map_err(HeadError::Io)?;
         match stream.read(&mut chunk) {
@@ -146,7 +146,7 @@ pub fn read_more(
                 received.extend_from_slice(&chunk[..n]);
                 return Ok(());
             }
-            Err(error) if tcp::is_timeout(&error) => return Err(HeadError::TimedOut),
+            Err(error) if wire::is_timeout(&error) => return Err(HeadError::TimedOut),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(HeadError::Io(error)),
         }

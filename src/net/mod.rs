@@ -9,7 +9,7 @@ pub(crate) mod http;
 pub(crate) mod proxy;
 pub(crate) mod registry;
 pub(crate) mod stream;
-pub(crate) mod tcp;
+pub(crate) mod wire;
 pub(crate) mod threads;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

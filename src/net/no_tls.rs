@@ -3,7 +3,7 @@
 //! to get TLS.
 
 use std::io::{self, IoSlice};
-use std::net::TcpStream;
+use crate::net::wire::Wire;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,19 +35,19 @@ impl Certificates {
 pub enum Session {}
 
 impl Session {
-    pub fn handshake(&self, _: &TcpStream, _: Instant) -> io::Result<()> {
+    pub fn handshake(&self, _: &Wire, _: Instant) -> io::Result<()> {
         match *self {}
     }
 
-    pub fn recv_now(&self, _: &TcpStream, _: &mut [u8]) -> io::Result<usize> {
+    pub fn recv_now(&self, _: &Wire, _: &mut [u8]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn send_now(&self, _: &TcpStream, _: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub fn send_now(&self, _: &Wire, _: &[IoSlice<'_>]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn flush_now(&self, _: &TcpStream) -> io::Result<bool> {
+    pub fn flush_now(&self, _: &Wire) -> io::Result<bool> {
         match *self {}
     }
 
@@ -55,19 +55,19 @@ impl Session {
         match *self {}
     }
 
-    pub fn read(&self, _: &TcpStream, _: &mut [u8]) -> io::Result<usize> {
+    pub fn read(&self, _: &Wire, _: &mut [u8]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn write(&self, _: &TcpStream, _: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub fn write(&self, _: &Wire, _: &[IoSlice<'_>]) -> io::Result<usize> {
         match *self {}
     }
 
-    pub fn flush(&self, _: &TcpStream) -> io::Result<()> {
+    pub fn flush(&self, _: &Wire) -> io::Result<()> {
         match *self {}
     }
 
-    pub fn close(&self, _: &TcpStream, _: Instant) -> io::Result<()> {
+    pub fn close(&self, _: &Wire, _: Instant) -> io::Result<()> {
         match *self {}
     }
 }

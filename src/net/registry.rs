@@ -188,7 +188,7 @@ impl Admissions {
         let mut state = lock(&self.state);
         state.completion = None;
         for entry in state.open.values() {
-            let _ = entry.socket.tcp().shutdown(Shutdown::Read);
+            let _ = entry.socket.wire().shutdown(Shutdown::Read);
         }
     }
 
@@ -206,7 +206,7 @@ impl Admissions {
         }
         let state = lock(&self.state);
         for entry in state.open.values() {
-            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
+            let _ = entry.socket.wire().shutdown(Shutdown::Both);
         }
         state.open.len()
     }
@@ -235,7 +235,7 @@ impl State {
             return false;
         };
         if let Some(entry) = self.remove(id) {
-            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
+            let _ = entry.socket.wire().shutdown(Shutdown::Both);
         }
         true
     }
@@ -262,7 +262,7 @@ impl State {
             return false;
         }
         if let Some(entry) = self.remove(oldest) {
-            let _ = entry.socket.tcp().shutdown(Shutdown::Both);
+            let _ = entry.socket.wire().shutdown(Shutdown::Both);
         }
         true
     }

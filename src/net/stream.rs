@@ -1,18 +1,18 @@
-//! A connection's bytes, behind the one type every port reads and writes through: plain TCP,
-//! or TLS over it (feature `tls`, see `tls.rs`) once the client's first byte opened a TLS
-//! handshake.
+//! A connection's bytes, behind the one type every port reads and writes through: a plain
+//! socket (`wire.rs`: TCP, or a Unix socket), or TLS over it (feature `tls`, see `tls.rs`) once
+//! the client's first byte opened a TLS handshake.
 //!
 //! Two ways to move bytes. Blocking `Read` and `Write` on `&Stream` wait up to the socket's
-//! read or write timeout, as a `TcpStream`'s do. `recv_now` and `send_now` never wait: they
+//! read or write timeout, as a socket's do. `recv_now` and `send_now` never wait: they
 //! take or give what the socket can now, or fail with `WouldBlock`; the outbox uses them from
 //! any thread. Under TLS, bytes `send_now` took may wait, encrypted, in the session (bounded)
 //! until the socket takes them: `flush_now` writes them out, and a thread that waits on the
 //! socket also waits for it to be writable while `has_pending_output` says so.
 
-use crate::net::tcp::{self, set_timeout_until};
 use crate::net::tls::{Certificates, Session};
+use crate::net::wire::{self, Wire, set_timeout_until};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::ops::Deref;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -21,22 +21,22 @@ use std::time::Instant;
 const TLS_HANDSHAKE: u8 = 0x16;
 
 pub struct Stream {
-    tcp: TcpStream,
+    wire: Wire,
     /// Set once, by the connection's own thread before anything else is read or written.
     tls: OnceLock<Session>,
 }
 
 impl Stream {
-    pub fn new(tcp: TcpStream) -> Stream {
+    pub fn new(wire: impl Into<Wire>) -> Stream {
         Stream {
-            tcp,
+            wire: wire.into(),
             tls: OnceLock::new(),
         }
     }
 
-    /// The socket itself: for timeouts, addresses and shutdown, never for bytes.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    /// The socket itself: for timeouts and shutdown, never for bytes.
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub fn is_tls(&self) -> bool {
@@ -56,8 +56,8 @@ impl Stream {
                     "nothing received in time",
                 ));
             }
-            self.tcp.set_read_timeout(Some(left))?;
-            match self.tcp.peek(&mut first) {
+            self.wire.set_read_timeout(Some(left))?;
+            match self.wire.peek(&mut first) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -69,7 +69,7 @@ impl Stream {
         }
         let _ = self.tls.set(certificates.session()?);
         if let Some(session) = self.tls.get() {
-            session.handshake(&self.tcp, deadline)?;
+            session.handshake(&self.wire, deadline)?;
         }
         Ok(true)
     }
@@ -77,8 +77,8 @@ impl Stream {
     /// What the socket holds now (decrypted), without waiting; `WouldBlock` when nothing.
     pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tls.get() {
-            Some(tls) => tls.recv_now(&self.tcp, buf),
-            None => tcp::recv_now(&self.tcp, buf),
+            Some(tls) => tls.recv_now(&self.wire, buf),
+            None => wire::recv_now(&self.wire, buf),
         }
     }
 
@@ -86,15 +86,15 @@ impl Stream {
     /// nothing.
     pub fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.tls.get() {
-            Some(tls) => tls.send_now(&self.tcp, bufs),
-            None => tcp::send_now(&self.tcp, bufs),
+            Some(tls) => tls.send_now(&self.wire, bufs),
+            None => wire::send_now(&self.wire, bufs),
         }
     }
 
     /// Write out what TLS holds encrypted, without waiting; true when nothing is left.
     pub fn flush_now(&self) -> io::Result<bool> {
         match self.tls.get() {
-            Some(tls) => tls.flush_now(&self.tcp),
+            Some(tls) => tls.flush_now(&self.wire),
             None => Ok(true),
         }
     }
@@ -108,10 +108,10 @@ impl Stream {
     /// then the socket's write half closes.
     pub fn close_write(&self, deadline: Instant) -> io::Result<()> {
         let goodbye = match self.tls.get() {
-            Some(tls) => tls.close(&self.tcp, deadline),
+            Some(tls) => tls.close(&self.wire, deadline),
             None => Ok(()),
         };
-        let closed = self.tcp.shutdown(Shutdown::Write);
+        let closed = self.wire.shutdown(Shutdown::Write);
         goodbye.and(closed)
     }
 
@@ -121,7 +121,7 @@ impl Stream {
         let mut file = file.take(length);
         match self.tls.get() {
             Some(_) => io::copy(&mut file, &mut &*self),
-            None => io::copy(&mut file, &mut &self.tcp),
+            None => self.wire.send_file(&mut file),
         }
     }
 }
@@ -129,8 +129,8 @@ impl Stream {
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.tls.get() {
-            Some(tls) => tls.read(&self.tcp, buf),
-            None => (&self.tcp).read(buf),
+            Some(tls) => tls.read(&self.wire, buf),
+            None => (&self.wire).read(buf),
         }
     }
 }
@@ -142,14 +142,14 @@ impl Write for &Stream {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.tls.get() {
-            Some(tls) => tls.write(&self.tcp, bufs),
-            None => (&self.tcp).write_vectored(bufs),
+            Some(tls) => tls.write(&self.wire, bufs),
+            None => (&self.wire).write_vectored(bufs),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self.tls.get() {
-            Some(tls) => tls.flush(&self.tcp),
+            Some(tls) => tls.flush(&self.wire),
             None => Ok(()),
         }
     }
@@ -165,7 +165,7 @@ where
     // Small: a connection's thread is reused, and keeps whatever stack it has touched.
     let mut sink = [0u8; 1024];
     let mut discarded = 0;
-    while discarded < max_bytes && set_timeout_until(reader.tcp(), deadline) {
+    while discarded < max_bytes && set_timeout_until(reader.wire(), deadline) {
         match reader.read(&mut sink) {
             Ok(0) => return,
             Ok(n) => discarded += n,

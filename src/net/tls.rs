@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
+use crate::net::wire::Wire;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -114,7 +114,7 @@ impl Session {
     }
 
     /// Complete the handshake by `deadline`, leaving whatever the client sent after it unread.
-    pub fn handshake(&self, tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    pub fn handshake(&self, wire: &Wire, deadline: Instant) -> io::Result<()> {
         let failed = |error: io::Error| match error.kind() {
             io::ErrorKind::WouldBlock => io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -132,12 +132,12 @@ impl Session {
         loop {
             let (readable, writable) = {
                 let mut tls = self.lock();
-                write_out(&mut tls, tcp).map_err(failed)?;
+                write_out(&mut tls, wire).map_err(failed)?;
                 if !tls.is_handshaking() && !tls.wants_write() {
                     return Ok(());
                 }
                 if tls.is_handshaking() {
-                    match take_in(&mut tls, tcp) {
+                    match take_in(&mut tls, wire) {
                         Ok(0) => return Err(failed(io::ErrorKind::UnexpectedEof.into())),
                         Ok(_) => continue,
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -146,30 +146,30 @@ impl Session {
                 }
                 (tls.is_handshaking(), tls.wants_write())
             };
-            wait(tcp, readable, writable, Some(deadline)).map_err(failed)?;
+            wait(wire, readable, writable, Some(deadline)).map_err(failed)?;
         }
     }
 
     /// Decrypted bytes the client sent, reading what the socket holds without waiting;
     /// `WouldBlock` when there are none.
-    pub fn recv_now(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        recv_locked(&mut self.lock(), tcp, buf)
+    pub fn recv_now(&self, wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
+        recv_locked(&mut self.lock(), wire, buf)
     }
 
     /// Take what of `bufs` the session has room for and send what the socket takes now.
-    pub fn send_now(&self, tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub fn send_now(&self, wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut tls = self.lock();
-        write_out(&mut tls, tcp)?;
+        write_out(&mut tls, wire)?;
         let taken = tls.writer().write_vectored(bufs)?;
-        write_out(&mut tls, tcp)?;
+        write_out(&mut tls, wire)?;
         if taken == 0 && bufs.iter().any(|buf| !buf.is_empty()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(taken)
     }
 
-    pub fn flush_now(&self, tcp: &TcpStream) -> io::Result<bool> {
-        write_out(&mut self.lock(), tcp)
+    pub fn flush_now(&self, wire: &Wire) -> io::Result<bool> {
+        write_out(&mut self.lock(), wire)
     }
 
     pub fn has_pending_output(&self) -> bool {
@@ -177,50 +177,50 @@ impl Session {
     }
 
     /// Blocking read, within the socket's read timeout (`WouldBlock` after it, like the socket).
-    pub fn read(&self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let deadline = deadline_after(tcp.read_timeout()?);
+    pub fn read(&self, wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = deadline_after(wire.read_timeout()?);
         loop {
             let writable = {
                 let mut tls = self.lock();
-                match recv_locked(&mut tls, tcp, buf) {
+                match recv_locked(&mut tls, wire, buf) {
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => tls.wants_write(),
                     done => return done,
                 }
             };
-            wait(tcp, true, writable, deadline)?;
+            wait(wire, true, writable, deadline)?;
         }
     }
 
     /// Blocking write, within the socket's write timeout: returns once what it took is on the
     /// socket, as a plain socket's write does.
-    pub fn write(&self, tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let deadline = deadline_after(tcp.write_timeout()?);
+    pub fn write(&self, wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let deadline = deadline_after(wire.write_timeout()?);
         let taken = loop {
-            match self.send_now(tcp, bufs) {
+            match self.send_now(wire, bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    wait(tcp, false, true, deadline)?
+                    wait(wire, false, true, deadline)?
                 }
                 done => break done?,
             }
         };
-        self.flush_until(tcp, deadline)?;
+        self.flush_until(wire, deadline)?;
         Ok(taken)
     }
 
     /// Blocking flush, within the socket's write timeout.
-    pub fn flush(&self, tcp: &TcpStream) -> io::Result<()> {
-        self.flush_until(tcp, deadline_after(tcp.write_timeout()?))
+    pub fn flush(&self, wire: &Wire) -> io::Result<()> {
+        self.flush_until(wire, deadline_after(wire.write_timeout()?))
     }
 
     /// Say goodbye (close_notify) and get the last bytes out by `deadline`.
-    pub fn close(&self, tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    pub fn close(&self, wire: &Wire, deadline: Instant) -> io::Result<()> {
         self.lock().send_close_notify();
-        self.flush_until(tcp, Some(deadline))
+        self.flush_until(wire, Some(deadline))
     }
 
-    fn flush_until(&self, tcp: &TcpStream, deadline: Option<Instant>) -> io::Result<()> {
-        while !self.flush_now(tcp)? {
-            wait(tcp, false, true, deadline)?;
+    fn flush_until(&self, wire: &Wire, deadline: Option<Instant>) -> io::Result<()> {
+        while !self.flush_now(wire)? {
+            wait(wire, false, true, deadline)?;
         }
         Ok(())
     }
@@ -229,24 +229,24 @@ impl Session {
 /// Under the session's lock: decrypted bytes into `buf`, first reading (without waiting)
 /// what the socket holds when none are left. `Ok(0)` at the end, with or without the client's
 /// close_notify (WebSocket has its own close handshake).
-fn recv_locked(tls: &mut ServerConnection, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn recv_locked(tls: &mut ServerConnection, wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match tls.reader().read(buf) {
             Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             done => return done,
         }
-        take_in(tls, tcp)?;
+        take_in(tls, wire)?;
     }
 }
 
 /// Read what the socket holds (without waiting) into the session and decrypt it, answering
 /// whatever TLS itself needs answered. `Ok(0)` when the client hung up.
-fn take_in(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<usize> {
-    let n = tls.read_tls(&mut Now(tcp))?;
+fn take_in(tls: &mut ServerConnection, wire: &Wire) -> io::Result<usize> {
+    let n = tls.read_tls(&mut Now(wire))?;
     let processed = tls.process_new_packets();
     // Handshake replies, or the alert that tells the client why it failed.
-    let written = write_out(tls, tcp);
+    let written = write_out(tls, wire);
     if let Err(error) = processed {
         return Err(io::Error::new(io::ErrorKind::InvalidData, error));
     }
@@ -255,9 +255,9 @@ fn take_in(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<usize> {
 }
 
 /// Write what the session holds encrypted, without waiting; true when nothing is left.
-fn write_out(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<bool> {
+fn write_out(tls: &mut ServerConnection, wire: &Wire) -> io::Result<bool> {
     while tls.wants_write() {
-        match tls.write_tls(&mut Now(tcp)) {
+        match tls.write_tls(&mut Now(wire)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -269,21 +269,21 @@ fn write_out(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<bool> {
 }
 
 /// The socket as rustls reads and writes it: never waiting.
-struct Now<'a>(&'a TcpStream);
+struct Now<'a>(&'a Wire);
 
 impl Read for Now<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::net::tcp::recv_now(self.0, buf)
+        crate::net::wire::recv_now(self.0, buf)
     }
 }
 
 impl Write for Now<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::net::tcp::send_now(self.0, &[IoSlice::new(buf)])
+        crate::net::wire::send_now(self.0, &[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        crate::net::tcp::send_now(self.0, bufs)
+        crate::net::wire::send_now(self.0, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -298,13 +298,13 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// Wait for the socket until `deadline` (`None`: for ever); `WouldBlock` when it passes, as a
 /// socket timeout reports.
 fn wait(
-    tcp: &TcpStream,
+    wire: &Wire,
     readable: bool,
     writable: bool,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     let timeout = wake::time_left(deadline)?;
-    match wake::wait(tcp.as_raw_fd(), readable, writable, timeout)? {
+    match wake::wait(wire.as_raw_fd(), readable, writable, timeout)? {
         wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
         wake::Woken::Ready | wake::Woken::Nudged => Ok(()),
     }

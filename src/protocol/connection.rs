@@ -7,7 +7,7 @@
 //! room for, close 1001 when the server shuts down, and counts of what went each way.
 
 use crate::net::stream::discard_until;
-use crate::net::tcp::set_timeout_until;
+use crate::net::wire::set_timeout_until;
 use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::deflate::Stored;
@@ -92,9 +92,9 @@ impl Connection {
         metrics: Arc<Metrics>,
         rooms: Rooms,
     ) -> std::io::Result<Connection> {
-        socket.tcp().set_read_timeout(Some(ping_interval))?;
+        socket.wire().set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
-        socket.tcp().set_write_timeout(Some(ping_interval * 2))?;
+        socket.wire().set_write_timeout(Some(ping_interval * 2))?;
         Ok(Connection {
             socket,
             about,
@@ -320,7 +320,7 @@ impl Connection {
         if self.await_close_reply {
             // Until the client's close arrives; data still in flight is read and let go, and
             // anything else (a fault, a timeout, the end) ends the wait as well.
-            while set_timeout_until(self.socket.tcp(), deadline) {
+            while set_timeout_until(self.socket.wire(), deadline) {
                 self.socket.reader().release_delivered();
                 match self.socket.next() {
                     Ok(Message::Close(_)) | Err(_) => break,

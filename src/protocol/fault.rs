@@ -2,7 +2,7 @@
 //! log line need, and a timeout or an interruption (reading can go on) is told apart from a
 //! failure without looking inside an `io::Error`.
 
-use crate::net::tcp::is_timeout;
+use crate::net::wire::is_timeout;
 use crate::ops::budget::Budget;
 use crate::protocol::deflate::BadDeflate;
 use std::fmt;

@@ -430,7 +430,7 @@ impl Outbox {
             }
             state.waiter = Some(wake::current_thread());
         }
-        let fd = self.stream.tcp().as_raw_fd();
+        let fd = self.stream.wire().as_raw_fd();
         let woken = wake::wait(fd, readable, writable, timeout);
         self.lock().waiter = None;
         match woken? {

@@ -106,7 +106,7 @@ impl Raw {
                 }
             },
             Some(outbox) => {
-                let timeout = self.stream.tcp().read_timeout().map_err(Fault::Io)?;
+                let timeout = self.stream.wire().read_timeout().map_err(Fault::Io)?;
                 outbox.read(buf, timeout)
             }
         }
@@ -208,7 +208,7 @@ impl Socket {
             let written = match &self.raw.outbox {
                 None => (&*self.raw.stream).write_vectored(left),
                 Some(outbox) => {
-                    let timeout = self.raw.stream.tcp().write_timeout()?;
+                    let timeout = self.raw.stream.wire().write_timeout()?;
                     outbox.write(left, timeout)
                 }
             };
@@ -273,7 +273,7 @@ mod tests {
         }
         socket
             .stream
-            .tcp()
+            .wire()
             .set_read_timeout(Some(std::time::Duration::from_millis(50)))
             .unwrap();
         let waited = Source::read(&mut socket, &mut buf).unwrap_err();

@@ -1,0 +1,165 @@
+//! The socket under a connection's stream: TCP, or a Unix stream socket (one end of an
+//! in-memory pair, as `TestClient` uses). The system calls that never wait (`MSG_DONTWAIT`),
+//! which plain streams and TLS sessions both read and write with, work the same on both.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// A connected stream socket.
+pub enum Wire {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The same call on whichever socket it is.
+macro_rules! either {
+    ($wire:expr, $socket:ident => $call:expr) => {
+        match $wire {
+            Wire::Tcp($socket) => $call,
+            Wire::Unix($socket) => $call,
+        }
+    };
+}
+
+impl Wire {
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        either!(self, socket => socket.set_read_timeout(timeout))
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        either!(self, socket => socket.set_write_timeout(timeout))
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        either!(self, socket => socket.read_timeout())
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        either!(self, socket => socket.write_timeout())
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        either!(self, socket => socket.shutdown(how))
+    }
+
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Tcp(socket) => socket.peek(buf),
+            // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow
+            // mutably, on a descriptor `socket` keeps open.
+            Wire::Unix(socket) => syscall_len(unsafe {
+                libc::recv(
+                    socket.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_PEEK,
+                )
+            }),
+        }
+    }
+
+    /// Send `length` bytes of `file`, straight from the file to the socket where the system
+    /// can (sendfile on Linux).
+    pub fn send_file(&self, file: &mut impl Read) -> io::Result<u64> {
+        either!(self, socket => io::copy(file, &mut &*socket))
+    }
+}
+
+impl AsRawFd for Wire {
+    fn as_raw_fd(&self) -> RawFd {
+        either!(self, socket => socket.as_raw_fd())
+    }
+}
+
+impl From<TcpStream> for Wire {
+    fn from(socket: TcpStream) -> Wire {
+        Wire::Tcp(socket)
+    }
+}
+
+impl From<UnixStream> for Wire {
+    fn from(socket: UnixStream) -> Wire {
+        Wire::Unix(socket)
+    }
+}
+
+impl Read for &Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, socket => (&*socket).read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        either!(self, socket => (&*socket).read_vectored(bufs))
+    }
+}
+
+impl Write for &Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        either!(self, socket => (&*socket).write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        either!(self, socket => (&*socket).write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn syscall_len(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `recv` with MSG_DONTWAIT: what the socket holds now, or `WouldBlock`.
+pub fn recv_now(wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which we borrow mutably, on a
+    // descriptor that `wire` keeps open.
+    let n = unsafe {
+        libc::recv(
+            wire.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    syscall_len(n)
+}
+
+/// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
+pub fn send_now(wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an IoSlice has the layout of an iovec (std guarantees it on Unix); sendmsg
+    // reads at most the slices' bytes, which we borrow, on a descriptor `wire` keeps open.
+    let n = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = bufs.as_ptr().cast_mut().cast();
+        message.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(
+            wire.as_raw_fd(),
+            &message,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    syscall_len(n)
+}
+
+/// Set the read timeout to what is left before `deadline`; false once it has passed.
+pub fn set_timeout_until(stream: &Wire, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    !left.is_zero() && stream.set_read_timeout(Some(left)).is_ok()
+}
+
+/// Whether an I/O error is a read or write timeout (Linux reports `WouldBlock`).
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
