@@ -71,6 +71,12 @@
 //! with the server through [`Server::on_shutdown`]: see `examples/clock.rs` for a room that
 //! hears a tick every second, and `examples/token.rs` for a route that checks a token.
 //!
+//! **Testing a handler.** [`TestClient::connect`] runs a handler on a thread of its own with a
+//! [`Connection`] over an in-memory stream, as a server would run it, and is the client on the
+//! other end: `send`, `receive`, and `finish`, which says how the connection ended (the close
+//! code the handler chose, 1011 for a panic). No port, no server: see [`TestClient`], and
+//! `examples/shout.rs` for a room's handler tested that way.
+//!
 //! **What `Server` does to the process.** Starting a server reads the host's limits (open
 //! files, memory mappings, threads) and lowers [`Config::max_connections`] and
 //! [`Config::max_page_connections`] to fit, with one warning. The first handler that takes a
@@ -124,7 +130,7 @@ pub use protocol::connection::{Connection, Ending};
 pub use protocol::outbox::{Encoded, SendError, Sender};
 pub use protocol::room::{Delivery, Room};
 pub use protocol::routes::{Handler, Refused, Route, Routes, UpgradeRequest};
-pub use server::{Server, StartError, Summary, TlsError, TlsReloader, default_routes};
+pub use server::{Server, StartError, Summary, TestClient, TlsError, TlsReloader, default_routes};
 pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use tungstenite::{Error, Message};
 

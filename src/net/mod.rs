@@ -9,7 +9,6 @@ pub(crate) mod http;
 pub(crate) mod proxy;
 pub(crate) mod registry;
 pub(crate) mod stream;
-pub(crate) mod wire;
 pub(crate) mod threads;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
@@ -17,3 +16,4 @@ pub(crate) mod tls;
 #[path = "no_tls.rs"]
 pub(crate) mod tls;
 pub(crate) mod wake;
+pub(crate) mod wire;

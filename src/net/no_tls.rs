@@ -2,8 +2,8 @@
 //! values), so every connection is plain and `Config::tls` is refused at start with the way
 //! to get TLS.
 
-use std::io::{self, IoSlice};
 use crate::net::wire::Wire;
+use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;

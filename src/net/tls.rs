@@ -7,12 +7,12 @@
 //! direction passes through it, so records go out in the order their bytes were given.
 
 use crate::net::wake;
+use crate::net::wire::Wire;
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
 use std::io::{self, IoSlice, Read, Write};
-use crate::net::wire::Wire;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -297,12 +297,7 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 
 /// Wait for the socket until `deadline` (`None`: for ever); `WouldBlock` when it passes, as a
 /// socket timeout reports.
-fn wait(
-    wire: &Wire,
-    readable: bool,
-    writable: bool,
-    deadline: Option<Instant>,
-) -> io::Result<()> {
+fn wait(wire: &Wire, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
     let timeout = wake::time_left(deadline)?;
     match wake::wait(wire.as_raw_fd(), readable, writable, timeout)? {
         wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),

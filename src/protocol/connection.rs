@@ -311,8 +311,8 @@ impl Connection {
 
     /// End the connection: if still open, close 1000. When we sent the close, wait (at most
     /// `linger`) for the client's reply; then stop writing and wait out the client's hang-up,
-    /// so that our close frame is read before the socket goes.
-    pub(crate) fn finish(mut self, linger: Duration) {
+    /// so that our close frame is read before the socket goes. Returns how it ended.
+    pub(crate) fn finish(mut self, linger: Duration) -> Ending {
         if self.ending == Ending::Open {
             let _ = self.close(CloseCode::Normal, "");
         }
@@ -336,6 +336,7 @@ impl Connection {
         if !hang_up {
             discard_until(stream, deadline, usize::MAX);
         }
+        std::mem::replace(&mut self.ending, Ending::Open)
     }
 
     fn interrupted(&mut self, interruption: Interruption) -> Result<Option<Message>, Error> {

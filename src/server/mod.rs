@@ -17,7 +17,10 @@ use crate::page::server::{self as page, Site};
 use crate::protocol::policy;
 use crate::protocol::room::{Link, Room, Rooms};
 use crate::protocol::routes::Routes;
+mod in_memory;
 mod websocket;
+
+pub use in_memory::TestClient;
 
 use log::{info, warn};
 use std::fmt;

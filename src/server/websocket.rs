@@ -14,7 +14,7 @@ use crate::net::tls::Certificates;
 use crate::ops::budget::Holding;
 use crate::ops::config::Config;
 use crate::ops::escape::escape;
-use crate::ops::metrics::{Closer, Metrics, Reason};
+use crate::ops::metrics::{Closer, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::connection::{About, Connection, Ending};
 use crate::protocol::handshake::{self, Opening};
@@ -27,7 +27,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// What a listener serves.
@@ -281,24 +281,12 @@ fn open(
 }
 
 /// Run the application on an open connection, then close it and log how it ended.
-fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) {
+fn run(connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) {
     let opened = Instant::now();
-    shared.metrics.opened(connection.path());
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => connection.application_failed(&error),
-        Err(payload) => {
-            error!(
-                "#{id} the application panicked ({}); closing this connection with 1011, the server carries on",
-                escape(panic_message(&payload))
-            );
-            let _ = connection.close(CloseCode::Error, "internal error");
-        }
-    }
-    let (ending, traffic) = (connection.ending().clone(), connection.traffic());
     let path = connection.path().to_string();
-    connection.finish(shared.config.handshake_timeout);
+    shared.metrics.opened(&path);
+    let linger = shared.config.handshake_timeout;
+    let (ending, traffic) = run_handler(connection, handler, linger);
     let (code, by) = match ending {
         Ending::ClosedByClient(code) => (code, Closer::Client),
         Ending::ClosedByServer(code, _) => (code, Closer::Server),
@@ -309,6 +297,32 @@ fn run(mut connection: Connection, handler: &dyn Handler, id: u64, shared: &Shar
         "#{id} {ending} after {:.3}s, {traffic}",
         opened.elapsed().as_secs_f64()
     );
+}
+
+/// Run `handler` on `connection` as every route's handler runs: an error closes the connection
+/// (1011 unless it broke), a panic closes it with 1011 and is logged, and one still open when
+/// the handler returns is closed with 1000 (waiting at most `linger` for the client's reply).
+/// Returns how it ended and what went each way.
+pub(super) fn run_handler(
+    mut connection: Connection,
+    handler: &dyn Handler,
+    linger: Duration,
+) -> (Ending, Traffic) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => connection.application_failed(&error),
+        Err(payload) => {
+            error!(
+                "#{} the application panicked ({}); closing this connection with 1011, the server carries on",
+                connection.id(),
+                escape(panic_message(&payload))
+            );
+            let _ = connection.close(CloseCode::Error, "internal error");
+        }
+    }
+    let traffic = connection.traffic();
+    (connection.finish(linger), traffic)
 }
 
 fn panic_message(payload: &Box<dyn Any + Send>) -> &str {
