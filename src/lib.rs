@@ -123,7 +123,7 @@ mod protocol;
 mod server;
 
 pub use apps::echo::handle_echo_client;
-pub use ops::config::{Config, ConfigError, TlsFiles};
+pub use ops::config::{Config, ConfigError, Program, TlsFiles};
 pub use ops::metrics::Traffic;
 pub use ops::shutdown::{Shutdown, Trigger};
 pub use protocol::connection::{Connection, Ending};

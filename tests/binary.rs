@@ -78,6 +78,9 @@ fn a_bad_flag_is_one_line_and_exit_2() {
         vec!["--max-connections", "many"],
         vec!["--ws", "nowhere"],
         vec!["--ping-interval", "0"],
+        vec!["--run", "/count=no-such-program-anywhere"],
+        vec!["--run", "count.py"],
+        vec!["--run", "/count=python3 'unfinished"],
     ] {
         let output = run(wsecho().args(&args));
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -239,4 +242,39 @@ fn tls_flags_on_a_build_without_tls_say_how_to_get_it_and_exit_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("built without TLS"), "{stderr}");
     assert!(stderr.contains("--features tls"), "{stderr}");
+}
+
+#[test]
+fn a_missing_program_is_named_with_its_flag() {
+    let output = run(wsecho().args(["--run", "/count=no-such-program-anywhere"]));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "--run: /count runs \"no-such-program-anywhere\", which is not found in PATH"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection() {
+    let script = std::env::temp_dir().join(format!("wsecho-stderr-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        "import sys\nsys.stderr.write('bad \\x1b[31mred\\n')\nsys.stderr.flush()\nprint('done')\n",
+    )
+    .unwrap();
+    let command = format!("/err=python3 {}", script.display());
+    let server = spawn_binary_with(env!("CARGO_BIN_EXE_wsecho"), &["--run", &command]);
+    let mut client = connect_to(server.ws, "/err").unwrap();
+    assert_eq!(
+        next_message(&mut client),
+        tungstenite::Message::text("done")
+    );
+    let lines = log_until(&server, "program stderr");
+    let line = lines.last().unwrap();
+    assert!(
+        line.contains("#1 program stderr: bad \\u{1b}[31mred"),
+        "{line}"
+    );
 }

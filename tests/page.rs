@@ -134,7 +134,7 @@ fn nothing_outside_the_folder_is_served() {
 }
 
 #[test]
-fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
+fn config_json_tells_the_page_its_ports_paths_and_whether_flash_can_load() {
     let www = site("config");
     let server = start(Config {
         policy_port: Some(0),
@@ -145,7 +145,7 @@ fn config_json_tells_the_page_its_ports_and_whether_flash_can_load() {
     assert_eq!(status, 200);
     assert!(head.contains("content-type: application/json"));
     let expected = format!(
-        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"chatPath\":\"/chat\",\"policyPort\":{},\"flashFallback\":false}}",
+        "{{\"wsPort\":{},\"wsPath\":\"/echo\",\"chatPath\":\"/chat\",\"policyPort\":{},\"flashFallback\":false,\"paths\":[\"/echo\",\"/chat\"]}}",
         server.ws_addr().port(),
         server.policy_addr().unwrap().port()
     );

@@ -1,11 +1,13 @@
-//! The applications wsecho serves: echo, the chat room, and the cluster that carries rooms
-//! across instances through Redis. They use `Connection`, `Sender` and `Room`, never frames or
+//! The applications wsecho serves: echo, the chat room, programs per connection (`--run`), and
+//! the cluster that carries rooms across instances through Redis. They use `Connection`, `Sender` and `Room`, never frames or
 //! sockets.
 
 pub(crate) mod chat;
+pub(crate) mod child;
 #[cfg(feature = "redis")]
 pub(crate) mod cluster;
 #[cfg(not(feature = "redis"))]
 #[path = "no_cluster.rs"]
 pub(crate) mod cluster;
 pub(crate) mod echo;
+pub(crate) mod program;

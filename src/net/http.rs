@@ -124,6 +124,39 @@ impl Request {
     }
 }
 
+/// A request head kept for the application once the connection is upgraded (its query and
+/// headers): only its bytes, parsed again when asked, which is rare, so that an idle
+/// connection holds no more than the bytes.
+pub struct Head(Box<[u8]>);
+
+impl Head {
+    pub fn of(request: &Request) -> Head {
+        Head(request.received[..request.head_len].into())
+    }
+
+    /// Path and query, as sent.
+    pub fn target(&self) -> &str {
+        let line = self.0.split(|&b| b == b'\r').next().unwrap_or_default();
+        let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+        std::str::from_utf8(target).unwrap_or_default()
+    }
+
+    /// Every header, name and value, in the order sent (a value that is not UTF-8 reads as
+    /// empty).
+    pub fn fields(&self) -> Vec<(&str, &str)> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        // It parsed when it arrived; a failure now leaves no headers rather than a panic.
+        if parsed.parse(&self.0).is_err() {
+            return Vec::new();
+        }
+        let fields = parsed.headers.iter();
+        fields
+            .map(|header| (header.name, std::str::from_utf8(header.value).unwrap_or("")))
+            .collect()
+    }
+}
+
 /// Read once more from `stream` into `received`, waiting no later than `deadline`.
 pub fn read_more(
     mut stream: &Stream,

@@ -299,8 +299,8 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// socket timeout reports.
 fn wait(wire: &Wire, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
     let timeout = wake::time_left(deadline)?;
-    match wake::wait(wire.as_raw_fd(), readable, writable, timeout)? {
+    match wake::wait(wire.as_raw_fd(), readable, writable, &[], timeout)? {
         wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
-        wake::Woken::Ready | wake::Woken::Nudged => Ok(()),
+        wake::Woken::Ready | wake::Woken::Nudged | wake::Woken::Watched => Ok(()),
     }
 }

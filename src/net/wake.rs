@@ -1,5 +1,6 @@
 //! Waiting on one socket in a way another thread can interrupt: the connection's thread waits in
 //! `ppoll`, and a thread that has queued something for it sends it SIGURG to come and write it.
+//! The same wait can watch a few more descriptors (a program's output, see `apps/program.rs`).
 //!
 //! SIGURG is blocked in a waiting thread except inside `ppoll`, which unblocks it atomically:
 //! a wake-up sent just before the wait is held pending and ends the wait at once, so none is
@@ -25,7 +26,12 @@ pub enum Woken {
     Nudged,
     /// The timeout passed.
     TimedOut,
+    /// One of the other descriptors watched is readable, or hung up.
+    Watched,
 }
+
+/// Most descriptors a wait watches besides its socket (a program's stdout and stderr).
+pub const MAX_WATCHED: usize = 2;
 
 extern "C" fn interrupt_only(_signal: libc::c_int) {}
 
@@ -89,12 +95,13 @@ pub fn prepare() {
     wait_mask();
 }
 
-/// Wait until `fd` is readable (if asked), writable (if asked), a nudge, or the timeout
-/// (`None`: no timeout).
+/// Wait until `fd` is readable (if asked), writable (if asked), one of `watched` is readable
+/// (or hung up), a nudge, or the timeout (`None`: no timeout).
 pub fn wait(
     fd: RawFd,
     readable: bool,
     writable: bool,
+    watched: &[RawFd],
     timeout: Option<Duration>,
 ) -> io::Result<Woken> {
     let mask = wait_mask();
@@ -105,11 +112,22 @@ pub fn wait(
     if writable {
         events |= libc::POLLOUT;
     }
-    let mut poll = libc::pollfd {
+    let mut polls = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 1 + MAX_WATCHED];
+    polls[0] = libc::pollfd {
         fd,
         events,
         revents: 0,
     };
+    let watched = &watched[..watched.len().min(MAX_WATCHED)];
+    for (poll, &fd) in polls[1..].iter_mut().zip(watched) {
+        poll.fd = fd;
+        poll.events = libc::POLLIN;
+    }
+    let count = 1 + watched.len();
     let timespec = timeout.map(|timeout| libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -117,8 +135,15 @@ pub fn wait(
     let timeout_ptr = timespec
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: one pollfd we own, a timespec and a mask that outlive the call.
-    let n = unsafe { libc::ppoll(&mut poll, 1, timeout_ptr, &mask) };
+    // SAFETY: `count` pollfds we own, a timespec and a mask that outlive the call.
+    let n = unsafe {
+        libc::ppoll(
+            polls.as_mut_ptr(),
+            count as libc::nfds_t,
+            timeout_ptr,
+            &mask,
+        )
+    };
     if n < 0 {
         let error = io::Error::last_os_error();
         return match error.kind() {
@@ -128,6 +153,9 @@ pub fn wait(
     }
     if n == 0 {
         return Ok(Woken::TimedOut);
+    }
+    if polls[1..count].iter().any(|poll| poll.revents != 0) {
+        return Ok(Woken::Watched);
     }
     Ok(Woken::Ready)
 }

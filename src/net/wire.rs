@@ -45,6 +45,14 @@ impl Wire {
         either!(self, socket => socket.shutdown(how))
     }
 
+    /// The local address of a TCP socket; `None` for a Unix one.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Wire::Tcp(socket) => socket.local_addr().ok(),
+            Wire::Unix(_) => None,
+        }
+    }
+
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Wire::Tcp(socket) => socket.peek(buf),

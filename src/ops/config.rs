@@ -64,9 +64,30 @@ pub struct Config {
     /// The certificate and key both ports speak TLS with (https://, wss://); `None`: plain.
     /// Needs the `tls` feature.
     pub tls: Option<TlsFiles>,
-    /// `redis://HOST:PORT[/DB]`: the chat room spans every instance linked to this Redis.
-    /// Needs the `redis` feature; for `Server::start`'s chat room.
+    /// `redis://HOST:PORT[/DB]`: the chat room and every named room span the instances linked
+    /// to this Redis. Needs the `redis` feature.
     pub redis: Option<String>,
+    /// Programs run per connection, each on its own path (see [`Program`]).
+    pub programs: Vec<Program>,
+    /// How long a program has to exit once its stdin is closed, and again after SIGTERM, before
+    /// SIGKILL.
+    pub program_grace: Duration,
+    /// Variables of the server's own environment passed to programs, besides `PATH`.
+    pub passenv: Vec<String>,
+}
+
+/// A program per connection on a path, websocketd's model: each text message from the client
+/// is a line on its stdin, each line it prints a text message to the client; its environment
+/// describes the request (CGI's variables, and `HTTP_NAME` for each header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The WebSocket path it serves (`/count`).
+    pub path: String,
+    /// The program and its arguments; never run through a shell.
+    pub command: Vec<String>,
+    /// Bytes both ways without lines: each message from the client goes to stdin as it is,
+    /// each read of stdout is one binary message.
+    pub binary: bool,
 }
 
 /// Where the TLS certificate and key are: PEM files, read at start and on every reload.
@@ -100,6 +121,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             tls: None,
             redis: None,
+            programs: Vec::new(),
+            program_grace: Duration::from_secs(3),
+            passenv: Vec::new(),
         }
     }
 }
@@ -139,6 +163,25 @@ impl Config {
                 ));
             }
         }
+        if self.program_grace > MOST_SECONDS {
+            return Err(ConfigError::new(
+                "program_grace",
+                format!(
+                    "`program_grace` takes seconds up to {}, not {}",
+                    MOST_SECONDS.as_secs(),
+                    self.program_grace.as_secs_f64()
+                ),
+            ));
+        }
+        for (n, program) in self.programs.iter().enumerate() {
+            let fault = program.fault().or_else(|| {
+                let twice = self.programs[..n].iter().any(|p| p.path == program.path);
+                twice.then(|| format!("{} is given two programs: keep one", program.path))
+            });
+            if let Some(fault) = fault {
+                return Err(ConfigError::new("programs", format!("`programs`: {fault}")));
+            }
+        }
         if self.max_message_size > self.memory_budget {
             return Err(ConfigError::new(
                 "max_message_size",
@@ -151,6 +194,56 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Program {
+    /// What makes it unusable, if anything: a path that is not one, no command, or a program
+    /// that cannot be run (not found in `PATH`, not executable).
+    fn fault(&self) -> Option<String> {
+        let path = &self.path;
+        if !path.starts_with('/') || path.contains(['?', '#']) || path.contains(char::is_whitespace)
+        {
+            return Some(format!("{path:?} is not a path: give one such as /count"));
+        }
+        let Some(name) = self.command.first() else {
+            return Some(format!(
+                "{path} has no command: give one such as {path}=./count.py"
+            ));
+        };
+        match executable(name) {
+            Ok(()) => None,
+            Err(why) => Some(format!("{path} runs {name:?}, which {why}")),
+        }
+    }
+}
+
+/// Whether `name` can be run: a path to an executable file, or a name found in `PATH`.
+fn executable(name: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &std::path::Path| {
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let path = std::path::Path::new(name);
+        return match path.metadata() {
+            Err(error) => Err(format!("cannot be found ({error})")),
+            Ok(_) if runnable(path) => Ok(()),
+            Ok(_) => Err(
+                "is not an executable file: `chmod +x` it, or name its interpreter \
+                          first (python3 script.py)"
+                    .to_string(),
+            ),
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&search).any(|dir| runnable(&dir.join(name))) {
+        return Ok(());
+    }
+    Err(
+        "is not found in PATH: give its full path, or ./name for one in the current folder"
+            .to_string(),
+    )
 }
 
 /// The longest a duration setting may be: a day.
@@ -190,17 +283,19 @@ pub fn max_openings(max_connections: usize) -> usize {
 /// trusted proxy: the page then connects to the host and port it came from, where the proxy
 /// passes the WebSocket paths on), the echo's and the chat's paths; the policy port, `null`
 /// when no policy listener runs (Flash must then ask the WebSocket port itself); and whether
-/// the Flash fallback's files are there to be loaded.
+/// the Flash fallback's files are there to be loaded; and every WebSocket path served.
 pub fn page_config_json(
     ws_port: Option<u16>,
     policy_port: Option<u16>,
     flash_fallback: bool,
+    paths: &[String],
 ) -> String {
     let json = |port: Option<u16>| port.map_or_else(|| "null".to_string(), |p| p.to_string());
     let (ws_port, policy) = (json(ws_port), json(policy_port));
+    let paths = serde_json::to_string(paths).unwrap_or_else(|_| "[]".to_string());
     format!(
         "{{\"wsPort\":{ws_port},\"wsPath\":\"{WEBSOCKET_PATH}\",\"chatPath\":\"{CHAT_PATH}\",\
-         \"policyPort\":{policy},\"flashFallback\":{flash_fallback}}}\n"
+         \"policyPort\":{policy},\"flashFallback\":{flash_fallback},\"paths\":{paths}}}\n"
     )
 }
 

@@ -15,7 +15,7 @@
 //! writes go straight to the socket, as for `/echo`.
 
 use crate::net::stream::Stream;
-use crate::net::wake::{self, ThreadHandle, Woken};
+use crate::net::wake::{self, MAX_WATCHED, ThreadHandle, Woken};
 use crate::ops::budget::{Budget, Holding};
 use crate::ops::metrics::LiveTraffic;
 use crate::protocol::frame::{self, BINARY, CLOSE, PING, PONG, TEXT};
@@ -23,7 +23,7 @@ use crate::protocol::reader::Fault;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
@@ -207,6 +207,11 @@ struct State {
     close_request: Option<(CloseCode, String)>,
     /// The connection's thread while it waits, to be nudged.
     waiter: Option<ThreadHandle>,
+    /// Descriptors the connection's thread also waits on while it reads (`watched[..watching]`).
+    watched: [RawFd; MAX_WATCHED],
+    watching: usize,
+    /// One of them was ready: the thread's read stopped for it (see `take_watched_ready`).
+    watched_ready: bool,
     rooms: Vec<Weak<dyn LeavesOnEnd>>,
 }
 
@@ -235,7 +240,9 @@ impl State {
 
     /// The connection's thread must stop waiting and close.
     fn must_act(&self) -> bool {
-        matches!(self.status, Status::TooSlow | Status::OverBudget) || self.close_request.is_some()
+        matches!(self.status, Status::TooSlow | Status::OverBudget)
+            || self.close_request.is_some()
+            || self.watched_ready
     }
 
     fn nudge(&self) {
@@ -277,6 +284,9 @@ impl Outbox {
                 status: Status::Open,
                 close_request: None,
                 waiter: None,
+                watched: [-1; MAX_WATCHED],
+                watching: 0,
+                watched_ready: false,
                 rooms: Vec::new(),
             }),
         })
@@ -420,6 +430,7 @@ impl Outbox {
     fn wait(&self, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
         let timeout = wake::time_left(deadline)?;
         wake::prepare();
+        let (mut watched, mut watching) = ([-1; MAX_WATCHED], 0);
         {
             let mut state = self.lock();
             // Queued or asked for since we looked: go round again instead of sleeping.
@@ -429,14 +440,38 @@ impl Outbox {
                 return Ok(());
             }
             state.waiter = Some(wake::current_thread());
+            if readable {
+                watched = state.watched;
+                watching = state.watching;
+            }
         }
         let fd = self.stream.wire().as_raw_fd();
-        let woken = wake::wait(fd, readable, writable, timeout);
-        self.lock().waiter = None;
+        let woken = wake::wait(fd, readable, writable, &watched[..watching], timeout);
+        let mut state = self.lock();
+        state.waiter = None;
         match woken? {
             Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
+            Woken::Watched => {
+                state.watched_ready = true;
+                Ok(())
+            }
             Woken::Ready | Woken::Nudged => Ok(()),
         }
+    }
+
+    /// The connection's thread: while it reads, also wait on `fds` (at most `MAX_WATCHED`),
+    /// and stop reading with `Fault::Interrupted` once one is ready; `&[]` stops watching.
+    pub(crate) fn watch(&self, fds: &[RawFd]) {
+        let mut state = self.lock();
+        let fds = &fds[..fds.len().min(MAX_WATCHED)];
+        state.watched[..fds.len()].copy_from_slice(fds);
+        state.watching = fds.len();
+        state.watched_ready = false;
+    }
+
+    /// Whether a watched descriptor stopped the read (asked once).
+    pub(crate) fn take_watched_ready(&self) -> bool {
+        std::mem::take(&mut self.lock().watched_ready)
     }
 
     /// What the connection's thread must do, once a read failed with `Fault::Interrupted`; a

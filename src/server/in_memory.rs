@@ -3,6 +3,7 @@
 //! no port), exactly as a route's handler runs; the test is the client on the other end.
 
 use super::websocket::run_handler;
+use crate::net::http::{Head, parse_head};
 use crate::net::stream::Stream;
 use crate::ops::budget::{Budget, Holding};
 use crate::ops::config::Config;
@@ -59,20 +60,31 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Run `handler` on a new connection to `path`, on a thread of its own.
-    pub fn connect(handler: impl Handler, path: &str) -> io::Result<TestClient> {
+    /// Run `handler` on a new connection to `target` (a path, with a query if you like:
+    /// `/count?from=3`), on a thread of its own. The request had only a `Host: localhost`.
+    pub fn connect(handler: impl Handler, target: &str) -> io::Result<TestClient> {
+        let mut request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes();
+        let request = match parse_head(&mut request) {
+            Ok(Some(request)) => request,
+            _ => {
+                let why = format!("{target:?} is not a request target: give a path such as /echo");
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+            }
+        };
+        let path = request.path().to_string();
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_read_timeout(Some(PATIENCE))?;
         let config = Config::default();
-        let metrics = Metrics::new([path.to_string()], Budget::new(config.memory_budget));
+        let metrics = Metrics::new([path.clone()], Budget::new(config.memory_budget));
         let holding = Holding::new(metrics.budget());
         let stream = Arc::new(Stream::new(theirs));
         let socket = Socket::new(stream, Vec::new(), holding, config.max_message_size, false);
         let about = About {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
-            path: path.to_string(),
+            path: path.clone(),
             protocol: None,
+            head: Head::of(&request),
         };
         // Nothing ever fires it: a test's connection never sees a server shut down.
         let (_, never) = shutdown::channel();

@@ -4,6 +4,7 @@
 use crate::apps::chat;
 use crate::apps::cluster::Cluster;
 use crate::apps::echo;
+use crate::apps::program;
 use crate::net::accept;
 use crate::net::host;
 use crate::net::registry::Admissions;
@@ -183,8 +184,11 @@ impl Server {
     /// with every instance that uses the same Redis.
     ///
     /// [`Connection::room`]: crate::Connection::room
+    ///
+    /// `config.programs` are routes too, beside (and over) those given.
     pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let routes = with_programs(routes, &config);
         let tls = match &config.tls {
             Some(files) => Some(
                 Certificates::load(&files.cert, &files.key)
@@ -232,7 +236,8 @@ impl Server {
             None,
             config.trusted_proxies.clone(),
         );
-        let metrics = Metrics::new(routes.each_path(), Budget::new(config.memory_budget));
+        let paths: Vec<String> = routes.each_path().collect();
+        let metrics = Metrics::new(paths.clone(), Budget::new(config.memory_budget));
         let flash_fallback = folder.as_deref().is_some_and(page::has_flash_fallback);
         let site = Arc::new(Site {
             folder,
@@ -240,11 +245,13 @@ impl Server {
                 Some(ws_addr.port()),
                 policy_addr.map(|a| a.port()),
                 flash_fallback,
+                &paths,
             ),
             proxied_config_json: config::page_config_json(
                 None,
                 policy_addr.map(|a| a.port()),
                 flash_fallback,
+                &paths,
             ),
             connections: Arc::clone(&page_connections),
             shutdown: signal.clone(),
@@ -453,6 +460,28 @@ pub fn default_routes() -> Routes {
     Routes::new()
         .route(WEBSOCKET_PATH, echo::handle_echo_client)
         .route(CHAT_PATH, chat::route())
+}
+
+/// `routes`, and a route for each of `config.programs`.
+fn with_programs(mut routes: Routes, config: &Config) -> Routes {
+    if config.programs.is_empty() {
+        return routes;
+    }
+    let passed = std::iter::once("PATH")
+        .chain(config.passenv.iter().map(String::as_str))
+        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+        .collect();
+    let settings = Arc::new(program::Settings {
+        grace: config.program_grace,
+        passed,
+        max_message_size: config.max_message_size,
+        stdin_patience: config.ping_interval * 2,
+    });
+    for spec in &config.programs {
+        let route = program::route(spec.clone(), Arc::clone(&settings));
+        routes = routes.route(&spec.path, route);
+    }
+    routes
 }
 
 /// Where the WebSocket port's routes are, as the startup log shows them after its address: the

@@ -5,7 +5,7 @@
 //! it opens and one when it ends.
 
 use crate::net::accept::{self, Quiet};
-use crate::net::http::Refusal;
+use crate::net::http::{Head, Refusal};
 use crate::net::proxy::Client;
 use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
@@ -239,6 +239,7 @@ fn open(
         warn!("#{id} {client}: dropped during the handshake: {error}");
         return None;
     }
+    let head = Head::of(&request);
     let early = request.rest().to_vec();
     let request_path = request.path().to_string();
     drop(request);
@@ -250,6 +251,7 @@ fn open(
         peer: client.addr,
         path: request_path,
         protocol: upgrade.protocol,
+        head,
     };
     match Connection::new(
         socket,

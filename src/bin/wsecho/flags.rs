@@ -3,11 +3,12 @@
 //! `--help` and the flag table in docs/operating.md are made from it (a test keeps the doc in
 //! step), and the library's messages, which name `Config` fields, are shown with the flags.
 
+use crate::words;
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use wsecho::{Config, TlsFiles};
+use wsecho::{Config, Program, TlsFiles};
 
 /// One flag.
 pub struct Flag {
@@ -276,7 +277,7 @@ pub const FLAGS: &[Flag] = &[
         name: "redis",
         value: "URL",
         field: "redis",
-        help: "share the chat room with every instance using this Redis,\nredis://HOST:PORT[/DB]; needs a build with\n`--features redis`",
+        help: "share the chat room (and every named room) with every\ninstance using this Redis, redis://HOST:PORT[/DB]; needs a\nbuild with `--features redis`",
         answer: "",
         default: |_| "this instance only".to_string(),
         set: |p, v| {
@@ -284,7 +285,64 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "run",
+        value: "PATH=COMMAND",
+        field: "programs",
+        help: "run COMMAND for each connection to PATH: each text message\nis a line on its stdin, each line it prints a message\n(split into words like a shell, never run by one; repeatable)",
+        answer: "",
+        default: |_| "none".to_string(),
+        set: |p, v| run(p, v, false),
+    },
+    Flag {
+        name: "run-binary",
+        value: "PATH=COMMAND",
+        field: "programs",
+        help: "as --run, but bytes both ways: each message to stdin as it\nis, each read of stdout one binary message (repeatable)",
+        answer: "",
+        default: |_| "none".to_string(),
+        set: |p, v| run(p, v, true),
+    },
+    Flag {
+        name: "run-grace",
+        value: "SECS",
+        field: "program_grace",
+        help: "a program whose client has gone has this long to exit after\nits stdin closes, and again after SIGTERM, before SIGKILL",
+        answer: "",
+        default: |c| c.program_grace.as_secs_f64().to_string(),
+        set: |p, v| {
+            p.config.program_grace = seconds(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "passenv",
+        value: "NAME",
+        field: "passenv",
+        help: "pass this variable of wsecho's environment to programs\n(repeatable; PATH always is)",
+        answer: "",
+        default: |_| "PATH only".to_string(),
+        set: |p, v| {
+            p.config.passenv.push(v.to_string());
+            Ok(())
+        },
+    },
 ];
+
+/// `--run PATH=COMMAND`: one more program route.
+fn run(parsed: &mut Parsed, value: &str, binary: bool) -> Result<(), String> {
+    let Some((path, command)) = value.split_once('=') else {
+        return Err(format!(
+            "give PATH=COMMAND, e.g. '/count=python3 count.py', not {value:?}"
+        ));
+    };
+    parsed.config.programs.push(Program {
+        path: path.to_string(),
+        command: words::split(command)?,
+        binary,
+    });
+    Ok(())
+}
 
 /// Column where a flag's help starts in `--help`.
 const HELP_COLUMN: usize = 28;

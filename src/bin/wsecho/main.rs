@@ -2,8 +2,10 @@
 //! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
 //! `wsecho ping URL` measures round trips to any echo endpoint, with ping(8)'s exit codes.
 
+mod client;
 mod flags;
 mod ping;
+mod words;
 
 use signal_hook::iterator::Signals;
 use std::process::ExitCode;
@@ -180,7 +182,7 @@ fn ping_command(args: Vec<std::ffi::OsString>) -> ExitCode {
     };
     // Ctrl-C ends the waits between messages, and (by shutting the socket) a wait for an echo.
     let (stop_sender, stop) = crossbeam_channel::bounded::<()>(1);
-    let waker = socket.get_ref().try_clone().ok();
+    let waker = socket.stream().try_clone().ok();
     let interrupts = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]);
     if let Ok(mut interrupts) = interrupts {
         std::thread::spawn(move || {

@@ -1,11 +1,11 @@
 //! `wsecho ping URL`: like ping(8), for any `ws://` echo endpoint. One message per interval,
 //! one line per echo with its round-trip time, and a summary after `--count` or on Ctrl-C.
 
+use crate::client::{Client, Incoming, UpgradeError};
 use std::fmt;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
-use tungstenite::{Message, WebSocket};
 
 /// What to ping and how.
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ fn parse_url(url: &str) -> Result<String, PingError> {
 }
 
 /// Connect and upgrade, with `timeout` for each step.
-pub fn connect(url: &str, timeout: Duration) -> Result<WebSocket<TcpStream>, PingError> {
+pub fn connect(url: &str, timeout: Duration) -> Result<Client, PingError> {
     let authority = parse_url(url)?;
     let addrs: Vec<_> = authority
         .to_socket_addrs()
@@ -143,26 +143,29 @@ pub fn connect(url: &str, timeout: Duration) -> Result<WebSocket<TcpStream>, Pin
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| PingError::Broken(e.to_string()))?;
-    match tungstenite::client(url, stream) {
-        Ok((socket, _response)) => Ok(socket),
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_string())
-                .filter(|b| !b.is_empty())
-                .map_or(String::new(), |b| format!(" ({b})"));
-            Err(PingError::Refused(format!(
-                "HTTP {}{body}",
-                response.status()
-            )))
+    let target = target_of(url);
+    let host = authority.trim_end_matches(":80");
+    Client::upgrade(stream, host, &target).map_err(|error| match error {
+        UpgradeError::Refused { status, body } => {
+            let body = match body.is_empty() {
+                true => String::new(),
+                false => format!(" ({body})"),
+            };
+            PingError::Refused(format!("HTTP {status}{body}"))
         }
-        Err(tungstenite::HandshakeError::Failure(error)) => Err(PingError::Refused(format!(
-            "{error}; is this a WebSocket endpoint?"
-        ))),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => {
-            Err(PingError::Refused("the handshake timed out".into()))
+        UpgradeError::Failed(why) => {
+            PingError::Refused(format!("{why}; is this a WebSocket endpoint?"))
         }
+    })
+}
+
+/// The path and query of a `ws://` URL (the path `/` when it names none).
+fn target_of(url: &str) -> String {
+    let rest = url.strip_prefix("ws://").unwrap_or(url);
+    match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('/') => rest[at..].to_string(),
+        Some(at) => format!("/{}", &rest[at..]),
+        None => "/".to_string(),
     }
 }
 
@@ -181,7 +184,7 @@ fn payload(seq: u64, size: usize) -> String {
 /// caller ends a wait for an echo early by shutting the socket down. Lines go to `out`.
 pub fn run(
     options: &PingOptions,
-    socket: &mut WebSocket<TcpStream>,
+    socket: &mut Client,
     stop: &dyn Fn(Duration) -> bool,
     out: &mut dyn Write,
 ) -> Tally {
@@ -191,7 +194,7 @@ pub fn run(
         seq += 1;
         let sent_at = Instant::now();
         let message = payload(seq, options.size);
-        if let Err(error) = socket.send(Message::text(message.clone())) {
+        if let Err(error) = socket.send_text(&message) {
             let _ = writeln!(out, "{}", PingError::Broken(error.to_string()));
             break;
         }
@@ -200,7 +203,7 @@ pub fn run(
             Ok(Some(reply)) => {
                 let rtt = sent_at.elapsed().as_secs_f64() * 1000.0;
                 tally.received += 1;
-                if reply == Message::text(message) {
+                if reply == Incoming::Text(message) {
                     tally.rtts_ms.push(rtt);
                     let _ = writeln!(
                         out,
@@ -212,7 +215,11 @@ pub fn run(
                     let _ = writeln!(
                         out,
                         "seq={seq}: the reply ({} bytes) is not what was sent: not an echo server?",
-                        reply.len()
+                        match reply {
+                            Incoming::Text(text) => text.len(),
+                            Incoming::Binary(data) => data.len(),
+                            Incoming::Close(_) => 0,
+                        }
                     );
                 }
             }
@@ -242,26 +249,23 @@ pub fn run(
             break;
         }
     }
-    let _ = socket.close(None);
-    let _ = socket.get_ref().shutdown(Shutdown::Both);
+    let _ = socket.close();
+    let _ = socket.stream().shutdown(Shutdown::Both);
     tally
 }
 
 /// The next data message; `Ok(None)` when none came within the read timeout.
-fn await_echo(socket: &mut WebSocket<TcpStream>) -> Result<Option<Message>, PingError> {
-    loop {
-        match socket.read() {
-            Ok(message @ (Message::Text(_) | Message::Binary(_))) => return Ok(Some(message)),
-            Ok(Message::Close(frame)) => {
-                let why = frame.map_or("no code".to_string(), |f| format!("code {}", f.code));
-                return Err(PingError::Broken(format!(
-                    "the server closed the connection ({why})"
-                )));
-            }
-            Ok(_) => continue,
-            Err(tungstenite::Error::Io(error)) if is_timeout(&error) => return Ok(None),
-            Err(error) => return Err(PingError::Broken(error.to_string())),
+fn await_echo(socket: &mut Client) -> Result<Option<Incoming>, PingError> {
+    match socket.read() {
+        Ok(Incoming::Close(code)) => {
+            let why = code.map_or("no code".to_string(), |code| format!("code {code}"));
+            Err(PingError::Broken(format!(
+                "the server closed the connection ({why})"
+            )))
         }
+        Ok(message) => Ok(Some(message)),
+        Err(error) if is_timeout(&error) => Ok(None),
+        Err(error) => Err(PingError::Broken(error.to_string())),
     }
 }
 
@@ -296,6 +300,13 @@ mod tests {
         );
         assert!(parse_url("http://example.com/").is_err());
         assert!(parse_url("ws:///echo").is_err());
+    }
+
+    #[test]
+    fn the_handshake_asks_for_the_urls_path_and_query() {
+        assert_eq!(target_of("ws://h:1/echo?x=1"), "/echo?x=1");
+        assert_eq!(target_of("ws://h:1"), "/");
+        assert_eq!(target_of("ws://h:1?x"), "/?x");
     }
 
     #[test]
