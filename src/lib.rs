@@ -71,6 +71,11 @@
 //! with the server through [`Server::on_shutdown`]: see `examples/clock.rs` for a room that
 //! hears a tick every second, and `examples/token.rs` for a route that checks a token.
 //!
+//! **Other languages, other backends.** A [`Program`] in [`Config::programs`] serves its path
+//! with a process per connection (lines on stdin and stdout, websocketd's model), and with
+//! [`Config::publish_token`] a backend publishes to the server's named rooms with `POST
+//! /publish/NAME` while clients listen on `/rooms/NAME`: docs/operating.md tells both.
+//!
 //! **Testing a handler.** [`TestClient::connect`] runs a handler on a thread of its own with a
 //! [`Connection`] over an in-memory stream, as a server would run it, and is the client on the
 //! other end: `send`, `receive`, and `finish`, which says how the connection ended (the close
@@ -93,10 +98,12 @@
 //! - `server/`: [`Server`] binds the listeners, starts their accept loops, and at shutdown
 //!   closes every connection and reports a [`Summary`]. `server/websocket.rs` is a WebSocket
 //!   connection's life on its thread, from its opening bytes to its close.
-//! - `apps/`: what wsecho serves: echo, the chat room, and the Redis cluster that carries rooms
-//!   across instances. They hold a [`Connection`], a [`Sender`] or a [`Room`], never frames.
+//! - `apps/`: what wsecho serves: echo, the chat room, programs per connection
+//!   ([`Config::programs`]), the rooms a backend publishes to (`/rooms/NAME`), and the Redis
+//!   cluster that carries rooms across instances. They hold a [`Connection`], a [`Sender`] or a
+//!   [`Room`], never frames.
 //! - `page/`: the page port's HTTP/1.1 server, the page embedded in the binary, `/config.json`,
-//!   `/metrics`, `/healthz`.
+//!   `/metrics`, `/healthz`, and `POST /publish/NAME` ([`Config::publish_token`]).
 //! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
 //!   out, permessage-deflate, [`Connection`], the outbox behind [`Sender`], and [`Room`]s (which
 //!   reach other instances through a link the Redis cluster implements).

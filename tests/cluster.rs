@@ -331,3 +331,52 @@ fn an_apps_named_room_spans_the_instances_that_share_redis() {
     one.shutdown();
     two.shutdown();
 }
+
+#[test]
+fn a_publish_on_one_instance_reaches_the_rooms_members_on_every_instance_once() {
+    let redis = Redis::start();
+    let publishing = |redis: &Redis| {
+        Server::start(wsecho::Config {
+            redis: Some(redis.url()),
+            publish_token: Some("t0ken".to_string()),
+            ..config()
+        })
+        .unwrap()
+    };
+    let (one, two) = (publishing(&redis), publishing(&redis));
+    let mut here = connect_to(one.ws_addr(), "/rooms/news").unwrap();
+    let mut there = connect_to(two.ws_addr(), "/rooms/news").unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while one.room("news").is_empty() || two.room("news").is_empty() {
+        assert!(Instant::now() < deadline, "the members never joined");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for n in 0..5 {
+        let mut page = TcpStream::connect(one.http_addr().unwrap()).unwrap();
+        page.set_read_timeout(Some(PATIENCE)).unwrap();
+        let body = format!("flash {n}");
+        write!(
+            page,
+            "POST /publish/news HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        page.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    for n in 0..5 {
+        assert_eq!(next_message(&mut here), Message::text(format!("flash {n}")));
+        assert_eq!(
+            next_message(&mut there),
+            Message::text(format!("flash {n}"))
+        );
+    }
+    // Once each: the next thing either hears is the next publish.
+    one.room("news").broadcast("after");
+    assert_eq!(next_message(&mut here), Message::text("after"));
+    assert_eq!(next_message(&mut there), Message::text("after"));
+    one.shutdown();
+    two.shutdown();
+}

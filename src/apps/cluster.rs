@@ -438,7 +438,12 @@ impl Cluster {
 impl Link for Cluster {
     /// Deliver what other instances publish on `name`'s channel to `room`'s members here.
     fn attach(&self, name: &str, here: Arc<dyn LocalRoom>) {
-        lock(&self.rooms).insert(name.to_string(), here);
+        let mut rooms = lock(&self.rooms);
+        // Rooms forgotten here (see `Rooms`) go too, now and then: the map stays bounded.
+        if rooms.len() >= 256 && rooms.len().is_power_of_two() {
+            rooms.retain(|_, room| room.alive());
+        }
+        rooms.insert(name.to_string(), here);
     }
 
     /// Publish `message` to `room`'s members on the other instances. Never waits.

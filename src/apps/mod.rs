@@ -1,5 +1,6 @@
-//! The applications wsecho serves: echo, the chat room, programs per connection (`--run`), and
-//! the cluster that carries rooms across instances through Redis. They use `Connection`, `Sender` and `Room`, never frames or
+//! The applications wsecho serves: echo, the chat room, programs per connection (`--run`), the
+//! rooms a backend publishes to (`/rooms/NAME`), and the cluster that carries rooms across
+//! instances through Redis. They use `Connection`, `Sender` and `Room`, never frames or
 //! sockets.
 
 pub(crate) mod chat;
@@ -11,3 +12,4 @@ pub(crate) mod cluster;
 pub(crate) mod cluster;
 pub(crate) mod echo;
 pub(crate) mod program;
+pub(crate) mod subscribe;

@@ -74,6 +74,10 @@ pub struct Config {
     pub program_grace: Duration,
     /// Variables of the server's own environment passed to programs, besides `PATH`.
     pub passenv: Vec<String>,
+    /// The token a backend gives (`Authorization: Bearer TOKEN`) to publish to a room with
+    /// `POST /publish/NAME` on the page port; clients hear a room on `/rooms/NAME`. `None`:
+    /// neither exists.
+    pub publish_token: Option<String>,
 }
 
 /// A program per connection on a path, websocketd's model: each text message from the client
@@ -124,6 +128,7 @@ impl Default for Config {
             programs: Vec::new(),
             program_grace: Duration::from_secs(3),
             passenv: Vec::new(),
+            publish_token: None,
         }
     }
 }
@@ -171,6 +176,17 @@ impl Config {
                     MOST_SECONDS.as_secs(),
                     self.program_grace.as_secs_f64()
                 ),
+            ));
+        }
+        if let Some(token) = &self.publish_token
+            && (token.is_empty()
+                || token.len() > 4096
+                || token.contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ConfigError::new(
+                "publish_token",
+                "`publish_token` must be 1 to 4096 characters without spaces or control characters"
+                    .to_string(),
             ));
         }
         for (n, program) in self.programs.iter().enumerate() {

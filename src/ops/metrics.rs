@@ -122,6 +122,8 @@ pub struct Metrics {
     closes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     traffic: Mutex<Tally>,
     page_requests: AtomicU64,
+    publishes: AtomicU64,
+    published_bytes: AtomicU64,
     budget: Arc<Budget>,
 }
 
@@ -136,6 +138,8 @@ impl Metrics {
             closes: Mutex::default(),
             traffic: Mutex::default(),
             page_requests: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+            published_bytes: AtomicU64::new(0),
             budget,
         })
     }
@@ -198,6 +202,13 @@ impl Metrics {
 
     pub fn page_request(&self) {
         self.page_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message of `bytes` published to a room (`POST /publish/NAME`).
+    pub fn published(&self, bytes: usize) {
+        self.publishes.fetch_add(1, Ordering::Relaxed);
+        self.published_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4).
@@ -280,6 +291,16 @@ impl Metrics {
                 "wsecho_page_requests_total",
                 "Requests answered on the page port.",
                 page_requests,
+            ),
+            (
+                "wsecho_publishes_total",
+                "Messages published to rooms through POST /publish/NAME.",
+                self.publishes.load(Ordering::Relaxed),
+            ),
+            (
+                "wsecho_published_bytes_total",
+                "Bytes of the messages published through POST /publish/NAME.",
+                self.published_bytes.load(Ordering::Relaxed),
             ),
         ] {
             family(

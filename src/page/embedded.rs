@@ -3,11 +3,13 @@
 //! are only ever in a folder: they are never part of the source, so never built in).
 
 /// Every file of `www/` but `vendor/`, by URL path.
-const FILES: [(&str, &[u8]); 7] = [
+const FILES: [(&str, &[u8]); 9] = [
     ("/index.html", include_bytes!("../../www/index.html")),
     ("/app.js", include_bytes!("../../www/app.js")),
     ("/chat.html", include_bytes!("../../www/chat.html")),
     ("/chat.js", include_bytes!("../../www/chat.js")),
+    ("/room.html", include_bytes!("../../www/room.html")),
+    ("/room.js", include_bytes!("../../www/room.js")),
     ("/transport.js", include_bytes!("../../www/transport.js")),
     ("/style.css", include_bytes!("../../www/style.css")),
     ("/favicon.svg", include_bytes!("../../www/favicon.svg")),

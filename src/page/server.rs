@@ -23,6 +23,7 @@ use crate::ops::escape::escape;
 use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use crate::page::embedded;
+use crate::page::publish::{self, Publishing};
 use log::{debug, warn};
 use std::fs::File;
 use std::io::{self, Write};
@@ -58,6 +59,8 @@ pub struct Site {
     pub tls: Option<Arc<Certificates>>,
     /// Refusals for want of a thread: at most one log line a second.
     pub no_thread_log: Quiet,
+    /// `POST /publish/NAME`.
+    pub publishing: Publishing,
 }
 
 /// web-socket-js, fetched by `make assets` into the page folder (never committed).
@@ -171,6 +174,17 @@ fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &S
         if site.tls.is_some() && !stream.is_tls() {
             to_https(stream, client, &request, site);
             return;
+        }
+        if request.path().starts_with(publish::PREFIX) {
+            site.metrics.page_request();
+            let keep_alive = !site.shutdown.is_triggered();
+            match publish::serve(stream, client, request, &site.publishing, keep_alive) {
+                Some(rest) => {
+                    received = rest;
+                    continue;
+                }
+                None => return,
+            }
         }
         match respond(stream, client, &request, site) {
             Ok(true) => {}

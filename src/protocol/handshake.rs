@@ -88,6 +88,8 @@ pub fn refusal_for(error: &OpeningError) -> Option<Refusal> {
 pub struct Upgrade {
     /// The route that serves it.
     pub route: Route,
+    /// The path that route was given for (`/rooms/*` for `/rooms/news`), for the metrics.
+    pub route_path: String,
     /// The subprotocol chosen, answered in `Sec-WebSocket-Protocol`.
     pub protocol: Option<String>,
     pub accept_key: String,
@@ -111,7 +113,7 @@ pub fn check_upgrade(
     deflate: bool,
 ) -> Result<Upgrade, Refusal> {
     http::check_host(request, allowed_hosts)?;
-    let Some(route) = routes.find(request.path()) else {
+    let Some((route_path, route)) = routes.find(request.path()) else {
         return Err(Refusal::new(
             404,
             format!(
@@ -169,6 +171,7 @@ pub fn check_upgrade(
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
     Ok(Upgrade {
         route: route.clone(),
+        route_path: route_path.to_string(),
         protocol,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         looks_like_flash: origin.is_some() && request.header("User-Agent").is_none(),

@@ -30,9 +30,11 @@ pub(crate) trait Link: Send + Sync {
 
 /// A room's members on this instance, to whom a `Link` delivers the other instances'
 /// broadcasts.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait LocalRoom: Send + Sync {
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn deliver(&self, message: &Message);
+    /// Whether the room still exists (a forgotten one has nobody to deliver to).
+    fn alive(&self) -> bool;
 }
 
 /// A room; clones are the same room. Share it between handlers (it is `Send + Sync`).
@@ -57,6 +59,10 @@ impl LocalRoom for Here {
             members.send_to_all(&Encoded::encode(message), None);
         }
     }
+
+    fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 #[derive(Default)]
@@ -74,12 +80,31 @@ impl LeavesOnEnd for Members {
     }
 }
 
+/// Whether `name` may name a room a client joins or a backend publishes to: 1 to 64 of
+/// `A-Z a-z 0-9 _ . -`.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// A server's named rooms: one room per name, made on first use, linked to the other instances
-/// when the server has a `Link`. Clones are the same registry.
+/// when the server has a `Link`. Clones are the same registry. A room nobody holds any more
+/// and without members is forgotten (its name may be asked for again, and is then a new room),
+/// so names chosen by clients cannot grow it without bound.
 #[derive(Clone, Default)]
 pub(crate) struct Rooms {
-    named: Arc<Mutex<HashMap<String, Room>>>,
+    named: Arc<Mutex<Named>>,
     link: Option<Arc<dyn Link>>,
+}
+
+#[derive(Default)]
+struct Named {
+    rooms: HashMap<String, Room>,
+    /// Forget the unused rooms when there are this many: twice what was left the last time,
+    /// so forgetting costs a constant per room made.
+    forget_at: usize,
 }
 
 impl Rooms {
@@ -93,17 +118,27 @@ impl Rooms {
     /// The room called `name`, the same one for every caller.
     pub fn room(&self, name: &str) -> Room {
         let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(room) = named.get(name) {
+        if let Some(room) = named.rooms.get(name) {
             return room.clone();
+        }
+        if named.rooms.len() >= named.forget_at.max(FORGET_FROM) {
+            // Held here alone (no handler, no member, no app thread has it): nobody can tell.
+            named
+                .rooms
+                .retain(|_, room| Arc::strong_count(&room.members) > 1 || !room.is_empty());
+            named.forget_at = named.rooms.len() * 2;
         }
         let room = match &self.link {
             Some(link) => Room::across(Arc::clone(link), name),
             None => Room::new(),
         };
-        named.insert(name.to_string(), room.clone());
+        named.rooms.insert(name.to_string(), room.clone());
         room
     }
 }
+
+/// Fewer named rooms than this are never looked through for unused ones.
+const FORGET_FROM: usize = 256;
 
 /// What a broadcast did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

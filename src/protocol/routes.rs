@@ -123,6 +123,11 @@ impl Refused {
     }
 
     /// The reason is kept to one line: it is the body of the answer and a line of the log.
+    /// 404: there is nothing at this path (a name the route does not serve).
+    pub fn not_found(reason: impl Into<String>) -> Refused {
+        Refused::new(404, reason.into())
+    }
+
     fn new(status: u16, reason: String) -> Refused {
         let reason = reason
             .chars()
@@ -230,18 +235,30 @@ impl Routes {
     }
 
     /// Serve `path` (exactly, without query) with `route`: a `Route`, or just a handler.
-    /// A path given twice keeps the last.
+    /// A path ending in `/*` serves every path one segment below it (`/rooms/*` serves
+    /// `/rooms/news`; `Connection::path` says which). A path given twice keeps the last.
     pub fn route(mut self, path: &str, route: impl Into<Route>) -> Routes {
         self.routes.retain(|(existing, _)| existing != path);
         self.routes.push((path.to_string(), route.into()));
         self
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|(candidate, _)| candidate == path)
-            .map(|(_, route)| route)
+    /// The route for `path`, and the path it was given for: the one given for `path` exactly,
+    /// else one given as `PREFIX/*` for `PREFIX/NAME` (a NAME of one segment).
+    pub(crate) fn find(&self, path: &str) -> Option<(&str, &Route)> {
+        let exact = self.routes.iter().find(|(candidate, _)| candidate == path);
+        let any_name = || {
+            self.routes.iter().find(|(candidate, _)| {
+                let Some(prefix) = candidate.strip_suffix('*') else {
+                    return false;
+                };
+                let name = path.strip_prefix(prefix).unwrap_or_default();
+                prefix.ends_with('/') && !name.is_empty() && !name.contains('/')
+            })
+        };
+        exact
+            .or_else(any_name)
+            .map(|(given, route)| (given.as_str(), route))
     }
 
     /// Every path served.

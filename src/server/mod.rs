@@ -5,6 +5,7 @@ use crate::apps::chat;
 use crate::apps::cluster::Cluster;
 use crate::apps::echo;
 use crate::apps::program;
+use crate::apps::subscribe;
 use crate::net::accept;
 use crate::net::host;
 use crate::net::registry::Admissions;
@@ -14,6 +15,7 @@ use crate::ops::budget::Budget;
 use crate::ops::config::{self, CHAT_PATH, Config, ConfigError, TlsFiles, WEBSOCKET_PATH};
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::{self, Shutdown, Trigger};
+use crate::page::publish::Publishing;
 use crate::page::server::{self as page, Site};
 use crate::protocol::policy;
 use crate::protocol::room::{Link, Room, Rooms};
@@ -185,10 +187,11 @@ impl Server {
     ///
     /// [`Connection::room`]: crate::Connection::room
     ///
-    /// `config.programs` are routes too, beside (and over) those given.
+    /// `config.programs` are routes too, beside (and over) those given, and with
+    /// `config.publish_token`, `/rooms/NAME` (and `POST /publish/NAME` on the page port).
     pub fn start_with(mut config: Config, routes: Routes) -> Result<Server, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let routes = with_programs(routes, &config);
+        let routes = with_configured_routes(routes, &config);
         let tls = match &config.tls {
             Some(files) => Some(
                 Certificates::load(&files.cert, &files.key)
@@ -239,6 +242,13 @@ impl Server {
         let paths: Vec<String> = routes.each_path().collect();
         let metrics = Metrics::new(paths.clone(), Budget::new(config.memory_budget));
         let flash_fallback = folder.as_deref().is_some_and(page::has_flash_fallback);
+        // Last of what can fail, as it starts threads of its own.
+        let cluster = match &config.redis {
+            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
+            None => None,
+        };
+        let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
+        let rooms = Rooms::new(link);
         let site = Arc::new(Site {
             folder,
             config_json: config::page_config_json(
@@ -261,16 +271,16 @@ impl Server {
             metrics: Arc::clone(&metrics),
             tls: tls.clone(),
             no_thread_log: Default::default(),
+            publishing: Publishing {
+                token: config.publish_token.clone(),
+                rooms: rooms.clone(),
+                max_message_size: config.max_message_size,
+                timeout: config.handshake_timeout,
+                metrics: Arc::clone(&metrics),
+            },
         });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
-        // Last of what can fail, as it starts threads of its own.
-        let cluster = match &config.redis {
-            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
-            None => None,
-        };
-        let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
-        let rooms = Rooms::new(link);
         let (handoff, pool) = threads::pool();
         let shared = Arc::new(Shared {
             config,
@@ -462,8 +472,11 @@ pub fn default_routes() -> Routes {
         .route(CHAT_PATH, chat::route())
 }
 
-/// `routes`, and a route for each of `config.programs`.
-fn with_programs(mut routes: Routes, config: &Config) -> Routes {
+/// `routes`, a route for each of `config.programs`, and `/rooms/*` with `publish_token`.
+fn with_configured_routes(mut routes: Routes, config: &Config) -> Routes {
+    if config.publish_token.is_some() {
+        routes = routes.route(subscribe::ROOMS_PATH, subscribe::route());
+    }
     if config.programs.is_empty() {
         return routes;
     }

@@ -135,8 +135,8 @@ fn serve(job: Job, shared: &Shared) -> Ticket {
     } = job;
     // Everything the opening needed is freed before the application runs, so an idle
     // connection holds no more than its socket and tungstenite's state.
-    if let Some((connection, handler)) = open(stream, peer, port, &ticket, shared) {
-        run(connection, &*handler, ticket.id, shared);
+    if let Some((connection, handler, route_path)) = open(stream, peer, port, &ticket, shared) {
+        run(connection, &*handler, &route_path, shared);
     }
     ticket
 }
@@ -149,7 +149,7 @@ fn open(
     port: Port,
     ticket: &Ticket,
     shared: &Shared,
-) -> Option<(Connection, Arc<dyn Handler>)> {
+) -> Option<(Connection, Arc<dyn Handler>, String)> {
     let (config, id) = (&shared.config, ticket.id);
     let deadline = Instant::now() + config.handshake_timeout;
     let tls = shared.tls.as_deref().filter(|_| port == Port::WebSocket);
@@ -273,7 +273,7 @@ fn open(
                     "no"
                 }
             );
-            Some((connection, upgrade.route.handler))
+            Some((connection, upgrade.route.handler, upgrade.route_path))
         }
         Err(error) => {
             warn!("#{id} {client}: dropped: cannot set socket timeouts ({error})");
@@ -282,11 +282,12 @@ fn open(
     }
 }
 
-/// Run the application on an open connection, then close it and log how it ended.
-fn run(connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) {
+/// Run the application on an open connection, then close it and log how it ended (counted in
+/// the metrics under `route_path`, the path its route was given for).
+fn run(connection: Connection, handler: &dyn Handler, route_path: &str, shared: &Shared) {
     let opened = Instant::now();
-    let path = connection.path().to_string();
-    shared.metrics.opened(&path);
+    let id = connection.id();
+    shared.metrics.opened(route_path);
     let linger = shared.config.handshake_timeout;
     let (ending, traffic) = run_handler(connection, handler, linger);
     let (code, by) = match ending {
@@ -294,7 +295,7 @@ fn run(connection: Connection, handler: &dyn Handler, id: u64, shared: &Shared) 
         Ending::ClosedByServer(code, _) => (code, Closer::Server),
         Ending::Open | Ending::Dropped(_) => (1006, Closer::Nobody),
     };
-    shared.metrics.closed(&path, code, by);
+    shared.metrics.closed(route_path, code, by);
     info!(
         "#{id} {ending} after {:.3}s, {traffic}",
         opened.elapsed().as_secs_f64()

@@ -5,7 +5,8 @@
 //   3. no Flash assets on the server: the page says so and still works natively;
 //   4. the chat page: two native pages chat, one of them under a hostile name that must show
 //      as text;
-//   5. the chat page: a native page and a ?flash=1 page (Ruffle) chat with each other.
+//   5. the chat page: a native page and a ?flash=1 page (Ruffle) chat with each other;
+//   6. the room page shows, live, what a backend publishes with POST /publish/NAME.
 // Each test starts its own wsecho on free loopback ports. Prints "N passed, N failed" and saves
 // a screenshot per test under tests/artifacts/. Every wait is bounded.
 "use strict";
@@ -266,6 +267,19 @@ async function memberNames(page) {
   return page.$$eval("#members li", (items) => items.map((li) => li.textContent));
 }
 
+// POST /publish/`room` with `token` on the page at `pageUrl`; resolves with the status.
+function publish(pageUrl, room, token, body) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(`publish/${room}`, pageUrl);
+    const request = require("http").request(url, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Length": Buffer.byteLength(body) },
+    }, (response) => { response.resume(); resolve(response.statusCode); });
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
 const HOSTILE_NAME = "<img src=x onerror=alert(1)>";
 
 const tests = [
@@ -476,6 +490,29 @@ const tests = [
       await mallory.close();
       await ann.waitForFunction(() => /left \(1 here\)/.test(document.getElementById("log").textContent));
       return ann;
+    },
+  },
+  {
+    name: "room-live",
+    async run(browser, cleanup) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-browser-publish-"));
+      const tokenFile = path.join(dir, "token");
+      fs.writeFileSync(tokenFile, "browser-token\n");
+      const server = await startWsecho(["--publish-token-file", tokenFile]);
+      cleanup.push(() => stop(server.child));
+      const page = await newPage(browser);
+      await page.goto(`${server.pageUrl}room.html?room=news`);
+      await page.waitForSelector("#status.open");
+      for (const text of ["first <b>news</b>", "second ✓"]) {
+        check(await publish(server.pageUrl, "news", "browser-token", text) === 200, "the publish is taken");
+        await page.waitForFunction((text) =>
+          Array.from(document.querySelectorAll("#log .received")).some((item) => item.textContent === text), text);
+      }
+      check(await publish(server.pageUrl, "news", "wrong", "nope") === 401, "a wrong token gets 401");
+      const shown = await page.$$eval("#log .received", (items) => items.map((item) => item.textContent));
+      check(JSON.stringify(shown) === JSON.stringify(["first <b>news</b>", "second ✓"]),
+        `the page shows each publish once, as text: ${JSON.stringify(shown)}`);
+      return page;
     },
   },
   {

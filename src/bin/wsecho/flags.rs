@@ -327,6 +327,20 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "publish-token-file",
+        value: "FILE",
+        field: "publish_token",
+        help: "let a backend holding the token in FILE publish to room NAME\nwith POST /publish/NAME (Authorization: Bearer TOKEN) on the\npage port; clients hear it on ws://.../rooms/NAME",
+        answer: "401",
+        default: |_| "off".to_string(),
+        set: |p, v| {
+            let token = std::fs::read_to_string(v)
+                .map_err(|error| format!("cannot read the token file {v}: {error}"))?;
+            p.config.publish_token = Some(token.trim().to_string());
+            Ok(())
+        },
+    },
 ];
 
 /// `--run PATH=COMMAND`: one more program route.
