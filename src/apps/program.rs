@@ -46,12 +46,14 @@ pub struct Settings {
 }
 
 /// The route that runs `program` for each connection.
-pub fn route(program: Program, settings: Arc<Settings>) -> Route {
+pub fn route(mut program: Program, settings: Arc<Settings>) -> Route {
+    if let Some(name) = program.command.first_mut() {
+        *name = child::resolve(name);
+    }
     let program = Arc::new(program);
     Route::new(move |client: &mut Connection| serve(client, &program, &settings))
 }
 
-#[inline(never)]
 fn serve(client: &mut Connection, program: &Program, settings: &Settings) -> Result<(), Error> {
     let environment = environment(client, settings);
     let mut child = match Child::spawn(&program.command, environment) {
@@ -71,6 +73,7 @@ fn serve(client: &mut Connection, program: &Program, settings: &Settings) -> Res
         binary: program.binary,
         max: settings.max_message_size,
         line: Vec::new(),
+        chunk: Vec::new(),
         log: StderrLog::new(client.id()),
     };
     let outcome = session.run(client, &mut child, settings);
@@ -113,11 +116,12 @@ struct Session {
     max: usize,
     /// Stdout since its last newline (text mode).
     line: Vec<u8>,
+    /// Where stdout is read into, kept from one read to the next.
+    chunk: Vec<u8>,
     log: StderrLog,
 }
 
 impl Session {
-    #[inline(never)]
     fn run(
         &mut self,
         client: &mut Connection,
@@ -159,7 +163,6 @@ impl Session {
 
     /// Write `input` to the program's stdin, reading its output meanwhile (a program blocked
     /// on a full stdout would never read on). `Some` when the exchange must stop.
-    #[inline(never)]
     fn feed(&mut self, child: &mut Child, mut input: &[u8], patience: Duration) -> Option<Ending> {
         let mut deadline = Instant::now() + patience;
         while !input.is_empty() {
@@ -192,26 +195,32 @@ impl Session {
     }
 
     /// Take what the program has printed: stdout to the client, stderr to the log.
-    #[inline(never)]
     fn pump(&mut self, child: &mut Child) -> Option<Ending> {
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(READ_CHUNK, 0);
+        let ending = loop {
             match child.read_stdout(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => {
+                Ok(n @ 1..) => {
                     if let Some(ending) = self.output(&chunk[..n]) {
-                        return Some(ending);
+                        break Some(ending);
+                    }
+                    // A short read took all the pipe held: no need to ask again.
+                    if n < chunk.len() {
+                        break None;
                     }
                 }
-                Err(_) => break,
+                _ => break None,
             }
+        };
+        self.chunk = chunk;
+        if ending.is_some() {
+            return ending;
         }
         self.drain_stderr(child);
         None
     }
 
     /// Stdout bytes: each line (text mode) or each read (binary mode) is one message.
-    #[inline(never)]
     fn output(&mut self, bytes: &[u8]) -> Option<Ending> {
         if self.binary {
             return self.send(Message::binary(bytes.to_vec()));
@@ -336,7 +345,6 @@ impl Drop for StderrLog {
 /// The program's environment, as websocketd gives it (`man websocketd`): the request in CGI's
 /// variables, each header as `HTTP_NAME`, and only the variables of wsecho's own that
 /// `settings` passes.
-#[inline(never)]
 fn environment(client: &Connection, settings: &Settings) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = settings.passed.clone();
     let peer = client.peer();
@@ -396,7 +404,6 @@ fn environment(client: &Connection, settings: &Settings) -> Vec<(String, String)
 
 /// `HTTP_` and the header's name in upper case with `-` as `_`; `None` for a name that would
 /// make a strange variable (anything else than letters, digits and `-`).
-#[inline(never)]
 fn header_variable(name: &str) -> Option<String> {
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return None;

@@ -26,6 +26,8 @@ CHARTS = {
     "idle": ("Idle connections", [("rss_per_conn_kib", "KiB RSS per connection", "lower")]),
     "fanout": ("Chat room, 1000 members, 100 broadcasts/s",
                [("deliveries_per_s", "deliveries/s", "higher"), ("p99_us", "delivery p99 µs", "lower")]),
+    "run-conc": ("A program per connection (cat), 100 connections",
+                 [("msgs_per_s", "round trips/s", "higher"), ("p99_us", "p99 µs", "lower")]),
     "deflate": ("64 KiB compressible text, sent compressed (permessage-deflate)",
                 [("mb_per_s", "MB/s", "higher"), ("server_cpu_ms_per_mb", "server CPU ms per MB", "lower")]),
 }

@@ -79,6 +79,17 @@ FANOUT = ("fanout", ["fanout", "--connections", "1000"], ["deliveries_per_s", "p
 DEFLATE_SERVERS = {name: SERVERS[name] for name in ["wsecho", "websockets", "node-ws"]}
 DEFLATE = ("deflate", ["deflate"], ["mb_per_s", "server_cpu_ms_per_mb"])
 
+# Programs per connection: wsecho's --run against websocketd (Debian's package), each serving
+# `cat` on every path, so each line comes back as it went. handshake: connect, upgrade (which
+# starts the program), close; conc: 100 connections each with its own program.
+RUN_SERVERS = {
+    "wsecho": lambda port: [*SERVERS["wsecho"](port), "--run", "/echo=cat"],
+    "websocketd": lambda port: ["websocketd", "--address", "127.0.0.1", "--port", str(port),
+                                "--loglevel", "error", "cat"],
+}
+RUN = [("run-handshake", ["handshake"], ["per_s"]),
+       ("run-conc", ["conc", "--connections", "100"], ["msgs_per_s", "p50_us", "p99_us"])]
+
 # Why a target can be missed, and what would close it: printed for the targets a run misses.
 MISS_NOTES = {
     "rtt p50 <= 1.03x raw TCP": "a round trip is about 20 µs, nearly all of it the kernel's (two "
@@ -136,6 +147,10 @@ MISS_NOTES = {
         "once; the load client, Redis and wsecho share two cores.",
     "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "
         "published; the cost is the publishing thread's share of the two cores.",
+    "run handshakes/s >= websocketd": "each handshake starts a process (fork and exec of `cat`) "
+        "and each close ends one; both servers pay that, and the spread between rounds is wide.",
+    "run round trips/s >= websocketd": "a line goes socket -> thread -> the program's stdin, and "
+        "back through its stdout: two pipe hops besides the socket's, for both servers.",
 }
 
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
@@ -255,7 +270,8 @@ def measure(servers, rounds, seconds, modes):
     echo_modes = [m for m in MODES if m[0] in modes]
     fanout = [FANOUT] if FANOUT[0] in modes else []
     deflate = [DEFLATE] if DEFLATE[0] in modes else []
-    results = {s: {m: {} for m, _, _ in MODES + [FANOUT, DEFLATE]} for s in servers}
+    run = [r for r in RUN if "run" in modes]
+    results = {s: {m: {} for m, _, _ in MODES + [FANOUT, DEFLATE] + RUN} for s in servers}
     for round_number in range(rounds):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
         for name in order:
@@ -266,6 +282,8 @@ def measure(servers, rounds, seconds, modes):
                 run_modes(name, fanout, CHAT_SERVERS, "/chat", results, seconds)
             if deflate and name in DEFLATE_SERVERS:
                 run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
+            if run and name in RUN_SERVERS:
+                run_modes(name, run, RUN_SERVERS, "/echo", results, seconds)
     return results
 
 
@@ -447,6 +465,22 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         mode_table(out, results, servers, "deflate", ["MB/s", "server CPU ms per MB"],
                    [("mb_per_s", 0), ("server_cpu_ms_per_mb", 2)])
 
+    if "run-conc" in ran or "run-handshake" in ran:
+        out("Programs per connection: wsecho `--run /echo=cat` against Debian's websocketd "
+            "serving `cat`: a process per connection, each text message a line on its stdin, "
+            "each line it prints a message. Handshakes/s (connect, upgrade and program start, "
+            "close and program end, one after another), and 100 connections each with its own "
+            "program, 32-byte lines as fast as they come back.\n")
+        out("| server | handshakes/s (program started) | round trips/s, 100 programs | p50 µs | p99 µs |")
+        out("|---|---:|---:|---:|---:|")
+        for s in servers:
+            if results[s]["run-handshake"] or results[s]["run-conc"]:
+                out(f"| {s} | {cell(results[s]['run-handshake'].get('per_s', []), 0)} | "
+                    f"{cell(results[s]['run-conc'].get('msgs_per_s', []), 0)} | "
+                    f"{cell(results[s]['run-conc'].get('p50_us', []), 0)} | "
+                    f"{cell(results[s]['run-conc'].get('p99_us', []), 0)} |")
+        out("")
+
     counts, profile = counted
     if counts:
         out("## Instructions per echo\n")
@@ -509,11 +543,14 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         ("fanout through redis adds <= 1 ms to p99", (get("wsecho-redis", "fanout", "p99_us") - get(w, "fanout", "p99_us")) / 1000, "<=", 1.0),
         ("deflate MB/s >= best peer", ratio(get(w, "deflate", "mb_per_s"), best_deflate), ">=", 1.0),
         ("deflate CPU per MB <= best peer's", ratio(get(w, "deflate", "server_cpu_ms_per_mb"), best_deflate_cpu), "<=", 1.0),
+        ("run handshakes/s >= websocketd", ratio(get(w, "run-handshake", "per_s"), get("websocketd", "run-handshake", "per_s")), ">=", 1.0),
+        ("run round trips/s >= websocketd", ratio(get(w, "run-conc", "msgs_per_s"), get("websocketd", "run-conc", "msgs_per_s")), ">=", 1.0),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
                "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
-               "fanout": "fanout", "instructions": "instructions", "deflate": "deflate"}
+               "fanout": "fanout", "instructions": "instructions", "deflate": "deflate",
+               "run": "run-conc"}
     if counts:
         ran = ran | {"instructions"}
     targets = [t for t in targets if mode_of.get(t[0].split()[0], "idle") in ran or
@@ -561,8 +598,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis"]))
-    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT, DEFLATE]), "instructions"]),
+    parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis", "websocketd"]))
+    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT, DEFLATE]), "run", "instructions"]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
     parser.add_argument("--baseline", metavar="BINARY",
@@ -574,7 +611,7 @@ def main():
         baseline = str(Path(options.baseline).resolve())
         SERVERS["wsecho-baseline"] = lambda port: [baseline, *SERVERS["wsecho"](port)[1:]]
         servers.append("wsecho-baseline")
-    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS)
+    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS) - set(RUN_SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
