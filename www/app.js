@@ -6,7 +6,7 @@
 
   var transport = window.wsechoTransport;
   var $ = function (id) { return document.getElementById(id); };
-  var urlInput = $("url"), messageInput = $("message"), logList = $("log"), statusLine = $("status");
+  var urlInput = $("url"), messageInput = $("message"), logList = $("log");
   var socket = null;
   var opened = false;
   // After an unexpected close the page connects again by itself (see transport.js).
@@ -20,43 +20,13 @@
     return window.performance && performance.now ? performance.now() : new Date().getTime();
   }
 
-  function pad(n, width) {
-    var s = String(n);
-    while (s.length < width) { s = "0" + s; }
-    return s;
-  }
-
-  function clock() {
-    var d = new Date();
-    return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) +
-      "." + pad(d.getMilliseconds(), 3);
-  }
-
   function log(kind, text, rttMs) {
-    var item = document.createElement("li");
-    var time = document.createElement("span");
-    time.className = "time";
-    time.appendChild(document.createTextNode(clock()));
-    var body = document.createElement("span");
-    body.className = kind;
-    body.appendChild(document.createTextNode(text));
-    item.appendChild(time);
-    item.appendChild(body);
-    if (rttMs !== undefined) {
-      var rtt = document.createElement("span");
-      rtt.className = "rtt";
-      rtt.appendChild(document.createTextNode("(" + rttMs.toFixed(2) + " ms)"));
-      item.appendChild(rtt);
-    }
-    logList.appendChild(item);
-    logList.scrollTop = logList.scrollHeight;
+    var parts = [[kind, text]];
+    if (rttMs !== undefined) { parts.push(["rtt", "(" + rttMs.toFixed(2) + " ms)"]); }
+    transport.logLine(logList, transport.clock(null, true), parts);
   }
 
-  function setStatus(text, kind) {
-    statusLine.className = "status" + (kind ? " " + kind : "");
-    statusLine.innerHTML = "";
-    statusLine.appendChild(document.createTextNode(text));
-  }
+  var setStatus = transport.setStatus;
 
   function setConnected(connected) {
     $("connect").disabled = connected;

@@ -12,35 +12,12 @@
   var myName = null;
   var members = [];
 
-  function pad(n) { return n < 10 ? "0" + n : String(n); }
-
-  function clock(millis) {
-    var d = millis ? new Date(millis) : new Date();
-    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
-  }
-
-  function span(className, text) {
-    var element = document.createElement("span");
-    element.className = className;
-    element.appendChild(document.createTextNode(text));
-    return element;
-  }
-
   // One line of the log: its time, then each [className, text] part.
   function log(millis, parts) {
-    var item = document.createElement("li");
-    item.appendChild(span("time", clock(millis)));
-    for (var i = 0; i < parts.length; i++) { item.appendChild(span(parts[i][0], parts[i][1])); }
-    logList.appendChild(item);
-    logList.scrollTop = logList.scrollHeight;
+    transport.logLine(logList, transport.clock(millis), parts);
   }
 
-  function setStatus(text, kind) {
-    var status = $("status");
-    status.className = "status" + (kind ? " " + kind : "");
-    status.innerHTML = "";
-    status.appendChild(document.createTextNode(text));
-  }
+  var setStatus = transport.setStatus;
 
   function showMembers() {
     memberList.innerHTML = "";

@@ -10,33 +10,11 @@
   var socket = null;
   var retry = new transport.Retry();
 
-  function pad(n) { return n < 10 ? "0" + n : String(n); }
-
-  function clock() {
-    var d = new Date();
-    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
-  }
-
   function log(className, text) {
-    var item = document.createElement("li");
-    var time = document.createElement("span");
-    time.className = "time";
-    time.appendChild(document.createTextNode(clock()));
-    var body = document.createElement("span");
-    body.className = className;
-    body.appendChild(document.createTextNode(text));
-    item.appendChild(time);
-    item.appendChild(body);
-    logList.appendChild(item);
-    logList.scrollTop = logList.scrollHeight;
+    transport.logLine(logList, transport.clock(null), [[className, text]]);
   }
 
-  function setStatus(text, kind) {
-    var status = $("status");
-    status.className = "status" + (kind ? " " + kind : "");
-    status.innerHTML = "";
-    status.appendChild(document.createTextNode(text));
-  }
+  var setStatus = transport.setStatus;
 
   function listen(name) {
     if (!/^[A-Za-z0-9_.\-]{1,64}$/.test(name)) {

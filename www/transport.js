@@ -1,6 +1,7 @@
-// The part of wsecho's pages that gets a WebSocket, shared by the echo page and the chat page:
+// The part of wsecho's pages that gets a WebSocket, shared by the echo, chat and room pages:
 // read config.json, use the browser's own WebSocket or, where there is none (or the URL says
 // ?flash=1), load web-socket-js, which offers the same API over Flash; then open sockets.
+// Also what every page shows the same way: its status line and the lines of its log.
 // Plain ES5 on purpose: the browsers that need the Flash fallback predate modern JavaScript.
 (function () {
   "use strict";
@@ -181,12 +182,51 @@
     this.attempts = 0;
   };
 
+  function pad(n, width) {
+    var s = String(n);
+    while (s.length < width) { s = "0" + s; }
+    return s;
+  }
+
+  // The time of day of `millis` (null: now), with its milliseconds when `precise`.
+  function clock(millis, precise) {
+    var d = millis ? new Date(millis) : new Date();
+    return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) +
+      (precise ? "." + pad(d.getMilliseconds(), 3) : "");
+  }
+
+  // A line of the log `list`: the time `when`, then each [className, text] part, as text nodes
+  // (whatever a client sent never reaches the page as HTML).
+  function logLine(list, when, parts) {
+    var item = document.createElement("li");
+    var all = [["time", when]].concat(parts);
+    for (var i = 0; i < all.length; i++) {
+      var span = document.createElement("span");
+      span.className = all[i][0];
+      span.appendChild(document.createTextNode(all[i][1]));
+      item.appendChild(span);
+    }
+    list.appendChild(item);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  // The page's status line (#status): `text`, styled as `kind` ("open", "error" or none).
+  function setStatus(text, kind) {
+    var status = document.getElementById("status");
+    status.className = "status" + (kind ? " " + kind : "");
+    status.innerHTML = "";
+    status.appendChild(document.createTextNode(text));
+  }
+
   window.wsechoTransport = {
     start: start,
     open: open,
     name: name,
     urlFor: urlFor,
     describeClose: describeClose,
-    Retry: Retry
+    Retry: Retry,
+    clock: clock,
+    logLine: logLine,
+    setStatus: setStatus
   };
 })();
