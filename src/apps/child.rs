@@ -237,28 +237,6 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// Where `name` is: itself when it names a path, else the first executable of that name in
-/// `PATH` (as it is when the route is made). Given a full path, the program starts through
-/// `posix_spawn` (a clone that shares memory until the exec) rather than a fork of the whole
-/// server, which a changed `PATH` would force: about twice the programs started per second.
-pub fn resolve(name: &str) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    if name.contains('/') {
-        return name.to_string();
-    }
-    let search = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(name))
-        .find(|path| {
-            path.metadata()
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
-        .map_or_else(
-            || name.to_string(),
-            |path| path.to_string_lossy().into_owned(),
-        )
-}
-
 /// How a program's end reads in a close reason and a log line.
 pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {

@@ -13,14 +13,11 @@ pub const ROOMS_PATH: &str = "/rooms/*";
 
 /// The route: a valid NAME joins; any other gets 404 before the upgrade.
 pub fn route() -> Route {
-    Route::new(listen).check(|request| {
-        let name = request.path().rsplit('/').next().unwrap_or_default();
-        match valid_room_name(name) {
-            true => Ok(()),
-            false => Err(Refused::not_found(
-                "a room name is 1 to 64 of A-Z a-z 0-9 _ . -",
-            )),
-        }
+    Route::new(listen).check(|request| match valid_room_name(room_name(request.path())) {
+        true => Ok(()),
+        false => Err(Refused::not_found(
+            "a room name is 1 to 64 of A-Z a-z 0-9 _ . -",
+        )),
     })
 }
 
@@ -35,4 +32,9 @@ fn listen(client: &mut Connection) -> Result<(), Error> {
     // Until it leaves (it leaves the room with its connection, however that ends).
     while client.receive()?.is_some() {}
     Ok(())
+}
+
+/// NAME, of `/rooms/NAME`.
+fn room_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or_default()
 }

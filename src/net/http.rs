@@ -124,6 +124,12 @@ impl Request {
     }
 }
 
+/// The query of a request target (path and query, as sent): after `?`, not decoded; empty
+/// when there is none.
+pub fn query_of(target: &str) -> &str {
+    target.split_once('?').map_or("", |(_, query)| query)
+}
+
 /// A request head kept for the application once the connection is upgraded (its query and
 /// headers): only its bytes, parsed again when asked, which is rare, so that an idle
 /// connection holds no more than the bytes.

@@ -226,15 +226,16 @@ impl Program {
                 "{path} has no command: give one such as {path}=./count.py"
             ));
         };
-        match executable(name) {
-            Ok(()) => None,
+        match find_executable(name) {
+            Ok(_) => None,
             Err(why) => Some(format!("{path} runs {name:?}, which {why}")),
         }
     }
 }
 
-/// Whether `name` can be run: a path to an executable file, or a name found in `PATH`.
-fn executable(name: &str) -> Result<(), String> {
+/// Where the program `name` is: itself when it names a path to an executable file, else the
+/// first executable of that name in `PATH`; `Err` says why neither.
+pub(crate) fn find_executable(name: &str) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |path: &std::path::Path| {
         path.metadata()
@@ -244,7 +245,7 @@ fn executable(name: &str) -> Result<(), String> {
         let path = std::path::Path::new(name);
         return match path.metadata() {
             Err(error) => Err(format!("cannot be found ({error})")),
-            Ok(_) if runnable(path) => Ok(()),
+            Ok(_) if runnable(path) => Ok(name.to_string()),
             Ok(_) => Err(
                 "is not an executable file: `chmod +x` it, or name its interpreter \
                           first (python3 script.py)"
@@ -253,13 +254,15 @@ fn executable(name: &str) -> Result<(), String> {
         };
     }
     let search = std::env::var_os("PATH").unwrap_or_default();
-    if std::env::split_paths(&search).any(|dir| runnable(&dir.join(name))) {
-        return Ok(());
-    }
-    Err(
-        "is not found in PATH: give its full path, or ./name for one in the current folder"
-            .to_string(),
-    )
+    let found = std::env::split_paths(&search)
+        .map(|dir| dir.join(name))
+        .find(|path| runnable(path));
+    found
+        .map(|path| path.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            "is not found in PATH: give its full path, or ./name for one in the current folder"
+                .to_string()
+        })
 }
 
 /// The longest a duration setting may be: a day.

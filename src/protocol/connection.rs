@@ -6,7 +6,7 @@
 //! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no
 //! room for, close 1001 when the server shuts down, and counts of what went each way.
 
-use crate::net::http::Head;
+use crate::net::http::{self, Head};
 use crate::net::stream::discard_until;
 use crate::net::wire::set_timeout_until;
 use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
@@ -338,17 +338,16 @@ impl Connection {
     /// The query string after `?` in the upgrade request, as sent (not decoded); empty when
     /// there is none.
     pub fn query(&self) -> &str {
-        let target = self.about.head.target();
-        target.split_once('?').map_or("", |(_, query)| query)
+        http::query_of(self.about.head.target())
     }
 
     /// The first value of the upgrade request's header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let fields = self.about.head.fields();
-        let mut matching = fields
+        fields
             .into_iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name));
-        matching.next().map(|(_, value)| value)
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 
     /// Every header of the upgrade request, name and value, in the order sent.

@@ -26,7 +26,7 @@
 //! let server = wsecho::Server::start_with(wsecho::Config::default(), routes);
 //! ```
 
-use crate::net::http::Request;
+use crate::net::http::{self, Request};
 use crate::protocol::connection::Connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,10 +67,7 @@ impl<'a> UpgradeRequest<'a> {
 
     /// The query string after `?`, as sent (not decoded); empty when there is none.
     pub fn query(&self) -> &str {
-        self.request
-            .target()
-            .split_once('?')
-            .map_or("", |(_, query)| query)
+        http::query_of(self.request.target())
     }
 
     /// The value of `name=value` in the query, as sent (not decoded).
