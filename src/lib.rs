@@ -103,7 +103,11 @@
 //!   cluster that carries rooms across instances. They hold a [`Connection`], a [`Sender`] or a
 //!   [`Room`], never frames.
 //! - `page/`: the page port's HTTP/1.1 server, the page embedded in the binary, `/config.json`,
-//!   `/metrics`, `/healthz`, and `POST /publish/NAME` ([`Config::publish_token`]).
+//!   `/metrics`, `/healthz`, `POST /publish/NAME` ([`Config::publish_token`]), and the HTTP
+//!   carrier of sessions (`/session/`, for clients whose network breaks the upgrade).
+//! - `session/`: sessions, which outlive their carrier for [`Config::resume_window`]: the
+//!   handler's ordinary [`Connection`] over an in-process socket, what it sends numbered and
+//!   kept until the client has it, and the records every carrier moves.
 //! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
 //!   out, permessage-deflate, [`Connection`], the outbox behind [`Sender`], and [`Room`]s (which
 //!   reach other instances through a link the Redis cluster implements).
@@ -128,6 +132,7 @@ mod ops;
 mod page;
 mod protocol;
 mod server;
+mod session;
 
 pub use apps::echo::handle_echo_client;
 pub use ops::config::{Config, ConfigError, Program, TlsFiles};

@@ -115,6 +115,17 @@ pub fn refuse(
     what: &str,
     cap_field: &str,
 ) {
+    refusal(peer, why, metrics, what, cap_field).send_without_blocking(stream);
+}
+
+/// The 503 owed to a client `why` turned away, counted and logged as `refuse` does.
+pub fn refusal(
+    peer: impl std::fmt::Display,
+    why: NotAdmitted,
+    metrics: &Metrics,
+    what: &str,
+    cap_field: &str,
+) -> Refusal {
     metrics.refused(why.reason());
     let message = match why {
         NotAdmitted::Full { max } => {
@@ -134,7 +145,7 @@ pub fn refuse(
         }
         NotAdmitted::ShuttingDown => "server shutting down".to_string(),
     };
-    Refusal::new(503, message).send_without_blocking(stream);
+    Refusal::new(503, message)
 }
 
 /// Answer (503) and log a connection that was admitted but for which the host had no thread

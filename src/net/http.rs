@@ -117,6 +117,16 @@ impl Request {
         &self.received[self.head_len..]
     }
 
+    /// The same request with another method and target (a session's request, as its route
+    /// sees it): the headers are kept.
+    pub fn with_target(&self, method: &str, target: &str) -> Option<Request> {
+        let head = &self.received[..self.head_len];
+        let first_line_end = head.windows(2).position(|pair| pair == b"\r\n")?;
+        let mut bytes = format!("{method} {target} HTTP/1.1").into_bytes();
+        bytes.extend_from_slice(&head[first_line_end..]);
+        parse_head(&mut bytes).ok().flatten()
+    }
+
     /// The bytes after the head, reusing the buffer they were read into.
     pub fn into_rest(mut self) -> Vec<u8> {
         self.received.drain(..self.head_len);
@@ -271,6 +281,59 @@ pub fn check_host(request: &Request, allowed: &[String]) -> Result<(), Refusal> 
     ))
 }
 
+/// How much one read of a body takes.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// Read until `received` holds `length` bytes, by `deadline`.
+pub fn read_body(
+    mut stream: &Stream,
+    received: &mut Vec<u8>,
+    length: usize,
+    deadline: Instant,
+) -> io::Result<()> {
+    received.reserve(length.saturating_sub(received.len()));
+    let mut chunk = vec![0u8; BODY_CHUNK.min(length)];
+    while received.len() < length {
+        if !wire::set_timeout_until(stream.wire(), deadline) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let want = chunk.len().min(length - received.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The length of the body `request` declares, at most `max`: a `Content-Length` is required
+/// (411 without one, or for chunked), and a body over `max` is refused (413) before it is read.
+pub fn body_length(request: &Request, max: usize) -> Result<usize, Refusal> {
+    if request.header("Transfer-Encoding").is_some() {
+        return Err(Refusal::new(
+            411,
+            "send the body with a Content-Length, not chunked",
+        ));
+    }
+    let length = match request
+        .header("Content-Length")
+        .map(|v| v.trim().parse::<u64>())
+    {
+        None => return Err(Refusal::new(411, "send the body with a Content-Length")),
+        Some(Err(_)) => return Err(Refusal::new(400, "malformed Content-Length header")),
+        Some(Ok(length)) => length,
+    };
+    if length > max as u64 {
+        return Err(Refusal::new(
+            413,
+            format!("a message is at most {max} bytes (`max_message_size`), not {length}"),
+        ));
+    }
+    Ok(length as usize)
+}
+
 /// The status line and headers of an answer, up to and including the blank line.
 pub fn response_head(
     status: u16,
@@ -291,6 +354,7 @@ pub fn response_head(
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
         302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -298,6 +362,8 @@ fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        410 => "Gone",
+        411 => "Length Required",
         413 => "Content Too Large",
         421 => "Misdirected Request",
         426 => "Upgrade Required",

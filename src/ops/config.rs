@@ -78,6 +78,9 @@ pub struct Config {
     /// `POST /publish/NAME` on the page port; clients hear a room on `/rooms/NAME`. `None`:
     /// neither exists.
     pub publish_token: Option<String>,
+    /// How long a session (the HTTP carrier's) waits for its client to come back after its
+    /// carrier dropped, keeping what the handler sends (at most `max_queue`).
+    pub resume_window: Duration,
 }
 
 /// A program per connection on a path, websocketd's model: each text message from the client
@@ -129,6 +132,7 @@ impl Default for Config {
             program_grace: Duration::from_secs(3),
             passenv: Vec::new(),
             publish_token: None,
+            resume_window: Duration::from_secs(30),
         }
     }
 }
@@ -156,6 +160,7 @@ impl Config {
         for (field, value) in [
             ("handshake_timeout", self.handshake_timeout),
             ("ping_interval", self.ping_interval),
+            ("resume_window", self.resume_window),
         ] {
             if value.is_zero() || value > MOST_SECONDS {
                 return Err(ConfigError::new(

@@ -124,7 +124,18 @@ pub struct Metrics {
     page_requests: AtomicU64,
     publishes: AtomicU64,
     published_bytes: AtomicU64,
+    sessions: SessionCounts,
     budget: Arc<Budget>,
+}
+
+/// Sessions (see `session/`): open now, carriers taken, resumes, and sessions lost.
+#[derive(Default)]
+struct SessionCounts {
+    open: AtomicI64,
+    /// By carrier: sessions that used it (each carrier once per session).
+    carried: Mutex<BTreeMap<&'static str, u64>>,
+    resumes: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl Metrics {
@@ -140,6 +151,7 @@ impl Metrics {
             page_requests: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
             published_bytes: AtomicU64::new(0),
+            sessions: SessionCounts::default(),
             budget,
         })
     }
@@ -209,6 +221,68 @@ impl Metrics {
         self.publishes.fetch_add(1, Ordering::Relaxed);
         self.published_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A session opened.
+    pub fn session_opened(&self) {
+        self.sessions.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session ended.
+    pub fn session_closed(&self) {
+        self.sessions.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A session used the carrier `name` for the first time.
+    pub fn session_carried(&self, name: &'static str) {
+        *lock(&self.sessions.carried).entry(name).or_default() += 1;
+    }
+
+    /// A session's client came back after its carrier dropped.
+    pub fn session_resumed(&self) {
+        self.sessions.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session ended because no carrier came within the resume window.
+    pub fn session_lost(&self) {
+        self.sessions.lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_sessions(&self, out: &mut String) {
+        let sessions = &self.sessions;
+        family(
+            out,
+            "wsecho_sessions_open",
+            "gauge",
+            "Sessions open now (a WebSocket connection with resume, or the HTTP carrier).",
+            [(String::new(), sessions.open.load(Ordering::Relaxed))],
+        );
+        let carried: Vec<_> = lock(&sessions.carried)
+            .iter()
+            .map(|(name, &count)| (format!("{{carrier=\"{name}\"}}"), count as i64))
+            .collect();
+        family(
+            out,
+            "wsecho_sessions_total",
+            "counter",
+            "Sessions by the carriers they used (a session that switched counts under each).",
+            carried,
+        );
+        for (name, help, counter) in [
+            (
+                "wsecho_session_resumes_total",
+                "Sessions whose client came back after its carrier dropped.",
+                &sessions.resumes,
+            ),
+            (
+                "wsecho_sessions_lost_total",
+                "Sessions ended because no carrier came back within the resume window.",
+                &sessions.lost,
+            ),
+        ] {
+            let value = counter.load(Ordering::Relaxed) as i64;
+            family(out, name, "counter", help, [(String::new(), value)]);
+        }
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4).
@@ -311,6 +385,7 @@ impl Metrics {
                 [(String::new(), value as i64)],
             );
         }
+        self.render_sessions(&mut out);
         let in_use = self.budget.in_use() as i64;
         let help = "Bytes of messages in flight held against the memory budget.";
         family(

@@ -12,20 +12,16 @@
 use crate::net::http::{self, Refusal, Request};
 use crate::net::proxy::Client;
 use crate::net::stream::Stream;
-use crate::net::wire::set_timeout_until;
 use crate::ops::budget::Holding;
 use crate::ops::metrics::Metrics;
 use crate::ops::metrics::Reason;
 use crate::protocol::room::{Rooms, valid_room_name};
 use log::{debug, warn};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use tungstenite::Message;
-
-/// How much one read of a body takes.
-const BODY_CHUNK: usize = 64 * 1024;
 
 /// The path prefix this answers.
 pub const PREFIX: &str = "/publish/";
@@ -84,7 +80,9 @@ pub fn serve(
         return None;
     }
     let mut received = request.into_rest();
-    if let Err(error) = read_body(stream, &mut received, length, Instant::now() + site.timeout) {
+    if let Err(error) =
+        http::read_body(stream, &mut received, length, Instant::now() + site.timeout)
+    {
         debug!("page: {peer}: publish body cut short: {error}");
         return None;
     }
@@ -122,30 +120,6 @@ pub fn serve(
     (sent.is_ok() && keep_alive).then_some(rest)
 }
 
-/// Read until `received` holds `length` bytes, by `deadline`.
-fn read_body(
-    mut stream: &Stream,
-    received: &mut Vec<u8>,
-    length: usize,
-    deadline: Instant,
-) -> std::io::Result<()> {
-    received.reserve(length.saturating_sub(received.len()));
-    let mut chunk = vec![0u8; BODY_CHUNK.min(length)];
-    while received.len() < length {
-        if !set_timeout_until(stream.wire(), deadline) {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        let want = chunk.len().min(length - received.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
 /// The body's length, once everything before the body is in order.
 fn check(request: &Request, name: &str, site: &Publishing) -> Result<usize, Refusal> {
     let Some(token) = &site.token else {
@@ -174,30 +148,7 @@ fn check(request: &Request, name: &str, site: &Publishing) -> Result<usize, Refu
             "wrong or missing token: send Authorization: Bearer TOKEN",
         ));
     }
-    if request.header("Transfer-Encoding").is_some() {
-        return Err(Refusal::new(
-            411,
-            "send the body with a Content-Length, not chunked",
-        ));
-    }
-    let length = match request
-        .header("Content-Length")
-        .map(|v| v.trim().parse::<u64>())
-    {
-        None => return Err(Refusal::new(411, "send the body with a Content-Length")),
-        Some(Err(_)) => return Err(Refusal::new(400, "malformed Content-Length header")),
-        Some(Ok(length)) => length,
-    };
-    if length > site.max_message_size as u64 {
-        return Err(Refusal::new(
-            413,
-            format!(
-                "a message is at most {} bytes (`max_message_size`), not {length}",
-                site.max_message_size
-            ),
-        ));
-    }
-    Ok(length as usize)
+    http::body_length(request, site.max_message_size)
 }
 
 /// Whether `a` and `b` are equal, taking as long whichever byte differs (the token's length is

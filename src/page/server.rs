@@ -22,6 +22,7 @@ use crate::net::tls::Certificates;
 use crate::ops::escape::escape;
 use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
+use crate::page::carrier::{self, Carrying};
 use crate::page::embedded;
 use crate::page::publish::{self, Publishing};
 use log::{debug, warn};
@@ -61,6 +62,8 @@ pub struct Site {
     pub no_thread_log: Quiet,
     /// `POST /publish/NAME`.
     pub publishing: Publishing,
+    /// Sessions over HTTP (`/session/`).
+    pub carrying: Carrying,
 }
 
 /// web-socket-js, fetched by `make assets` into the page folder (never committed).
@@ -175,10 +178,15 @@ fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &S
             to_https(stream, client, &request, site);
             return;
         }
-        if request.path().starts_with(publish::PREFIX) {
+        let path = request.path();
+        if path.starts_with(publish::PREFIX) || path.starts_with(carrier::PREFIX) {
             site.metrics.page_request();
             let keep_alive = !site.shutdown.is_triggered();
-            match publish::serve(stream, client, request, &site.publishing, keep_alive) {
+            let served = match path.starts_with(carrier::PREFIX) {
+                true => carrier::serve(stream, client, request, &site.carrying, keep_alive),
+                false => publish::serve(stream, client, request, &site.publishing, keep_alive),
+            };
+            match served {
                 Some(rest) => {
                     received = rest;
                     continue;

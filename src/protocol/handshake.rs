@@ -153,19 +153,7 @@ pub fn check_upgrade(
     let Some(key) = key.filter(|key| is_valid_key(key)) else {
         return Err(Refusal::new(400, "missing or invalid Sec-WebSocket-Key"));
     };
-    let origin = request.header("Origin").map(str::to_string);
-    if let Some(origin) = &origin
-        && !origin_allowed(origin, request.header("Host"), allowed_origins)
-    {
-        return Err(Refusal::new(
-            403,
-            format!(
-                "origin {origin} is not allowed: serve the page from this host, \
-                 or let the server allow it (`allowed_origins`: {origin})"
-            ),
-        )
-        .because(Reason::Origin));
-    }
+    let origin = check_origin(request, allowed_origins)?;
     let protocol = route
         .judge(&UpgradeRequest::new(request, peer))
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
@@ -185,6 +173,28 @@ pub fn check_upgrade(
             })
             .flatten(),
     })
+}
+
+/// The request's Origin, if it may come from there: none (not a browser), an Origin on the
+/// host the client connected to, or one `allowed_origins` lists (`*`: any); 403 otherwise.
+pub fn check_origin(
+    request: &Request,
+    allowed_origins: &[String],
+) -> Result<Option<String>, Refusal> {
+    let origin = request.header("Origin").map(str::to_string);
+    if let Some(origin) = &origin
+        && !origin_allowed(origin, request.header("Host"), allowed_origins)
+    {
+        return Err(Refusal::new(
+            403,
+            format!(
+                "origin {origin} is not allowed: serve the page from this host, \
+                 or let the server allow it (`allowed_origins`: {origin})"
+            ),
+        )
+        .because(Reason::Origin));
+    }
+    Ok(origin)
 }
 
 /// The answer that completes the upgrade.

@@ -15,12 +15,15 @@ use crate::ops::budget::Budget;
 use crate::ops::config::{self, CHAT_PATH, Config, ConfigError, TlsFiles, WEBSOCKET_PATH};
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::{self, Shutdown, Trigger};
+use crate::page::carrier::Carrying;
 use crate::page::publish::Publishing;
 use crate::page::server::{self as page, Site};
 use crate::protocol::policy;
 use crate::protocol::room::{Link, Room, Rooms};
 use crate::protocol::routes::Routes;
+use crate::session::Sessions;
 mod in_memory;
+mod session_start;
 mod websocket;
 
 pub use in_memory::TestClient;
@@ -60,6 +63,20 @@ pub struct Server {
     tls: Option<Arc<Certificates>>,
     cluster: Option<Arc<Cluster>>,
     rooms: Rooms,
+}
+
+/// The server's sessions, whose handlers start as `session_start.rs` says.
+fn sessions(shared: &Arc<Shared>) -> Arc<Sessions> {
+    let starter = Arc::clone(shared);
+    let config = &shared.config;
+    Sessions::new(
+        Box::new(move |request, client| session_start::start(request, client, &starter)),
+        config.resume_window,
+        config.max_queue,
+        config.ping_interval * 2,
+        Arc::clone(&shared.metrics),
+        shared.shutdown.clone(),
+    )
 }
 
 /// Reads the TLS certificate and key again (what SIGHUP does); clone it freely.
@@ -249,36 +266,6 @@ impl Server {
         };
         let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
         let rooms = Rooms::new(link);
-        let site = Arc::new(Site {
-            folder,
-            config_json: config::page_config_json(
-                Some(ws_addr.port()),
-                policy_addr.map(|a| a.port()),
-                flash_fallback,
-                &paths,
-            ),
-            proxied_config_json: config::page_config_json(
-                None,
-                policy_addr.map(|a| a.port()),
-                flash_fallback,
-                &paths,
-            ),
-            connections: Arc::clone(&page_connections),
-            shutdown: signal.clone(),
-            timeout: config.handshake_timeout,
-            allowed_hosts: config.allowed_hosts.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
-            metrics: Arc::clone(&metrics),
-            tls: tls.clone(),
-            no_thread_log: Default::default(),
-            publishing: Publishing {
-                token: config.publish_token.clone(),
-                rooms: rooms.clone(),
-                max_message_size: config.max_message_size,
-                timeout: config.handshake_timeout,
-                metrics: Arc::clone(&metrics),
-            },
-        });
         let serves_chat = routes.find(CHAT_PATH).is_some();
         let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
         let (handoff, pool) = threads::pool();
@@ -295,6 +282,43 @@ impl Server {
             rooms: rooms.clone(),
         });
 
+        let site = Arc::new(Site {
+            folder,
+            config_json: config::page_config_json(
+                Some(ws_addr.port()),
+                policy_addr.map(|a| a.port()),
+                flash_fallback,
+                &paths,
+            ),
+            proxied_config_json: config::page_config_json(
+                None,
+                policy_addr.map(|a| a.port()),
+                flash_fallback,
+                &paths,
+            ),
+            connections: Arc::clone(&page_connections),
+            shutdown: signal.clone(),
+            timeout: shared.config.handshake_timeout,
+            allowed_hosts: shared.config.allowed_hosts.clone(),
+            trusted_proxies: shared.config.trusted_proxies.clone(),
+            metrics: Arc::clone(&shared.metrics),
+            tls: tls.clone(),
+            no_thread_log: Default::default(),
+            publishing: Publishing {
+                token: shared.config.publish_token.clone(),
+                rooms: rooms.clone(),
+                max_message_size: shared.config.max_message_size,
+                timeout: shared.config.handshake_timeout,
+                metrics: Arc::clone(&shared.metrics),
+            },
+            carrying: Carrying {
+                sessions: sessions(&shared),
+                allowed_origins: shared.config.allowed_origins.clone(),
+                allowed_hosts: shared.config.allowed_hosts.clone(),
+                max_message_size: shared.config.max_message_size,
+                timeout: shared.config.handshake_timeout,
+            },
+        });
         let mut threads = Vec::new();
         if let Some(listener) = policy_listener {
             let (policy_shared, policy_handoff) = (Arc::clone(&shared), handoff.clone());

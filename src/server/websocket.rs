@@ -284,7 +284,12 @@ fn open(
 
 /// Run the application on an open connection, then close it and log how it ended (counted in
 /// the metrics under `route_path`, the path its route was given for).
-fn run(connection: Connection, handler: &dyn Handler, route_path: &str, shared: &Shared) {
+pub(super) fn run(
+    connection: Connection,
+    handler: &dyn Handler,
+    route_path: &str,
+    shared: &Shared,
+) {
     let opened = Instant::now();
     let id = connection.id();
     shared.metrics.opened(route_path);

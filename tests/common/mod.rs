@@ -2,6 +2,8 @@
 //! Every read has a timeout, so a broken server fails a test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod session;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;

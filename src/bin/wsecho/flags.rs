@@ -202,6 +202,18 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "resume-window",
+        value: "SECS",
+        field: "resume_window",
+        help: "a session whose carrier dropped (the page over HTTP, when a proxy\nbreaks WebSocket) is kept this long for its client to come back",
+        answer: "",
+        default: |c| c.resume_window.as_secs_f64().to_string(),
+        set: |p, v| {
+            p.config.resume_window = seconds(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "allow-origin",
         value: "ORIGIN",
         field: "allowed_origins",

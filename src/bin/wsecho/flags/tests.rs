@@ -100,6 +100,8 @@ fn every_flag_sets_its_field() {
         "127.0.0.1",
         "--trusted-proxy",
         "::1",
+        "--resume-window",
+        "12",
     ])
     .unwrap()
     .unwrap();
@@ -116,6 +118,7 @@ fn every_flag_sets_its_field() {
     assert_eq!(config.max_per_address, 5);
     assert_eq!(config.handshake_timeout, Duration::from_millis(500));
     assert_eq!(config.ping_interval, Duration::from_secs(7));
+    assert_eq!(config.resume_window, Duration::from_secs(12));
     assert_eq!(config.allowed_origins, ["http://a.test", "*"]);
     assert_eq!(config.allowed_hosts, ["chat.example", "localhost"]);
     let proxies: Vec<String> = config

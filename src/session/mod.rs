@@ -1,0 +1,419 @@
+//! Sessions: what a handler holds as a [`Connection`](crate::Connection), carried by whatever
+//! reaches the client (a WebSocket, or HTTP on the page port when a proxy breaks the upgrade),
+//! and kept for a while when the carrier drops, so that the client can come back and miss
+//! nothing.
+//!
+//! The handler's connection is an ordinary one over a Unix socket pair (see `link.rs`); the
+//! session's own thread (`pump.rs`) reads what the handler sends, numbers it and keeps it until
+//! the client has said it got it, answers the connection's pings, and ends the session when no
+//! carrier has come for `resume_window`. Carriers come and go: each takes the records after
+//! the last one the client has (see `records.rs`), and a newer carrier replaces an older one.
+//! What is kept is bounded by `max_queue` (past it the pump stops reading, and the handler's
+//! connection is cut off as a WebSocket client that does not read would be) and held against
+//! the memory budget.
+
+pub mod link;
+mod pump;
+pub mod records;
+
+use crate::net::http::{Refusal, Request};
+use crate::ops::budget::Holding;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
+use link::LinkWriter;
+use records::Kind;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often a waiting carrier or the pump looks at the clock and the shutdown signal.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Starts a handler for a session: given the request (its target the route's) and the
+/// client, returns the session's end of the handler's connection, or the refusal to answer.
+pub type Starter = Box<dyn Fn(&Request, SocketAddr) -> Result<UnixStream, Refusal> + Send + Sync>;
+
+/// What carries a session's messages down to its client, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// One long HTTP response per many messages.
+    Streaming,
+    /// One HTTP response per batch of messages.
+    Polling,
+}
+
+impl Carrier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Carrier::Streaming => "http-streaming",
+            Carrier::Polling => "http-polling",
+        }
+    }
+}
+
+/// The open sessions, by id.
+pub struct Sessions {
+    open: Mutex<HashMap<String, Arc<Session>>>,
+    start: Starter,
+    /// How long a session waits for a carrier.
+    pub window: Duration,
+    max_queue: usize,
+    /// How long a write to a handler's connection may wait.
+    write_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+}
+
+/// One session.
+pub struct Session {
+    id: String,
+    owner: IpAddr,
+    down: Mutex<Down>,
+    changed: Condvar,
+    up: Mutex<Up>,
+    window: Duration,
+    max_queue: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// What the handler sent, kept until the client has it.
+struct Down {
+    /// Records `next_seq - kept.len()` to `next_seq - 1`.
+    kept: VecDeque<(Kind, Vec<u8>)>,
+    next_seq: u64,
+    kept_bytes: usize,
+    holding: Holding,
+    /// The close record's payload, once the handler's connection has ended: numbered
+    /// `next_seq`, after everything kept.
+    end: Option<Vec<u8>>,
+    /// The client has said it has the close record.
+    end_delivered: bool,
+    /// Bumped by each carrier that comes: a carrier whose number is not this one's has been
+    /// replaced.
+    carrier: u64,
+    attached: bool,
+    detached_since: Instant,
+    /// The client's close went to the handler: nobody waits for the close record.
+    closed_by_client: bool,
+    /// The carriers used so far (a bit each), to count each once.
+    carriers_used: u8,
+}
+
+/// What the client sends, on its way to the handler.
+struct Up {
+    writer: LinkWriter,
+    next_seq: u64,
+}
+
+/// Why a carrier's request for records got none.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A newer carrier took over.
+    Replaced,
+    /// The session has ended and the client has every record.
+    Ended,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// Why records from the client could not be delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpError {
+    /// A record numbered past the next one expected.
+    Gap { expected: u64, got: u64 },
+    /// The handler's connection is gone.
+    Gone,
+}
+
+impl fmt::Display for UpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpError::Gap { expected, got } => write!(
+                f,
+                "message {got} came before message {expected}: send them in order"
+            ),
+            UpError::Gone => write!(f, "the session has ended"),
+        }
+    }
+}
+
+impl Sessions {
+    pub fn new(
+        start: Starter,
+        window: Duration,
+        max_queue: usize,
+        write_timeout: Duration,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            open: Mutex::default(),
+            start,
+            window,
+            max_queue,
+            write_timeout,
+            metrics,
+            shutdown,
+        })
+    }
+
+    /// Open a session for `request` (its target a route's) from `client`: the handler starts,
+    /// and the session waits for its first carrier.
+    pub fn open(
+        self: &Arc<Self>,
+        request: &Request,
+        client: SocketAddr,
+    ) -> Result<Arc<Session>, Refusal> {
+        let id = random_id().map_err(|error| {
+            Refusal::new(
+                503,
+                format!("server cannot make a session id ({error}); try again later"),
+            )
+        })?;
+        let link = (self.start)(request, client)?;
+        let refuse = |error: std::io::Error| {
+            let _ = link.shutdown(std::net::Shutdown::Both);
+            Refusal::new(
+                503,
+                format!("server cannot start the session ({error}); try again later"),
+            )
+        };
+        let reader = link.try_clone().map_err(&refuse)?;
+        let writer = LinkWriter::new(link.try_clone().map_err(&refuse)?, self.write_timeout)
+            .map_err(&refuse)?;
+        let session = Arc::new(Session {
+            id: id.clone(),
+            owner: client.ip(),
+            down: Mutex::new(Down {
+                kept: VecDeque::new(),
+                next_seq: 1,
+                kept_bytes: 0,
+                holding: Holding::new(self.metrics.budget()),
+                end: None,
+                end_delivered: false,
+                carrier: 0,
+                attached: false,
+                detached_since: Instant::now(),
+                closed_by_client: false,
+                carriers_used: 0,
+            }),
+            changed: Condvar::new(),
+            up: Mutex::new(Up {
+                writer,
+                next_seq: 1,
+            }),
+            window: self.window,
+            max_queue: self.max_queue,
+            metrics: Arc::clone(&self.metrics),
+        });
+        lock(&self.open).insert(id, Arc::clone(&session));
+        if let Err(error) = pump::start(Arc::clone(self), Arc::clone(&session), reader, TICK) {
+            self.forget(&session);
+            return Err(refuse(error));
+        }
+        self.metrics.session_opened();
+        Ok(session)
+    }
+
+    /// The session `id`, if it is open and belongs to `client`: a session is bound to the
+    /// address that opened it, and to any other it does not exist.
+    pub fn find(&self, id: &str, client: IpAddr) -> Option<Arc<Session>> {
+        lock(&self.open)
+            .get(id)
+            .filter(|session| session.owner == client)
+            .cloned()
+    }
+
+    fn forget(&self, session: &Session) {
+        lock(&self.open).remove(&session.id);
+        self.metrics.session_closed();
+    }
+}
+
+impl Session {
+    /// The session's id, as the client names it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A carrier comes, the client having every record before `from`: those are let go, and
+    /// any older carrier is replaced. Returns the carrier's number for `take` and `leave`, or
+    /// `None` when `from` is past what was ever sent. `resumed`: the client says it comes back
+    /// after a failure.
+    pub fn attach(&self, from: u64, carrier: Carrier, resumed: bool) -> Option<u64> {
+        let mut down = self.lock_down();
+        let last = down.next_seq + u64::from(down.end.is_some());
+        if from > last {
+            return None;
+        }
+        down.end_delivered |= down.end.is_some() && from == last;
+        let first = down.next_seq - down.kept.len() as u64;
+        let done = from.saturating_sub(first).min(down.kept.len() as u64) as usize;
+        let freed: usize = down.kept.drain(..done).map(|(_, bytes)| bytes.len()).sum();
+        down.kept_bytes -= freed;
+        down.holding.shrink(freed);
+        let bit = 1 << carrier as u8;
+        if down.carriers_used & bit == 0 {
+            down.carriers_used |= bit;
+            self.metrics.session_carried(carrier.name());
+        }
+        if resumed {
+            self.metrics.session_resumed();
+        }
+        down.carrier += 1;
+        down.attached = true;
+        let number = down.carrier;
+        drop(down);
+        self.changed.notify_all();
+        Some(number)
+    }
+
+    /// The carrier `carrier` is gone: the window starts, unless a newer one came.
+    pub fn leave(&self, carrier: u64) {
+        let mut down = self.lock_down();
+        if down.carrier == carrier {
+            down.attached = false;
+            down.detached_since = Instant::now();
+        }
+    }
+
+    /// The records from `from` on, encoded, up to about `max_bytes` (at least one), waiting
+    /// until `deadline` for the first; empty at the deadline. Also ends early (with what it
+    /// has) when the session ends, the carrier is replaced or the server shuts down.
+    pub fn take(
+        &self,
+        carrier: u64,
+        from: u64,
+        max_bytes: usize,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Result<(Vec<u8>, u64), Stop> {
+        let mut down = self.lock_down();
+        let mut deadline = deadline;
+        loop {
+            if shutdown.is_triggered() {
+                // The handler's connection is closing with 1001: wait for that record a
+                // little, not for the whole deadline.
+                deadline = deadline.min(Instant::now() + 4 * TICK);
+            }
+            if down.carrier != carrier {
+                return Err(Stop::Replaced);
+            }
+            let first = down.next_seq - down.kept.len() as u64;
+            let last = down.next_seq + u64::from(down.end.is_some());
+            if from < last {
+                let mut out = Vec::new();
+                let mut seq = from.max(first);
+                for (kind, bytes) in down.kept.iter().skip((seq - first) as usize) {
+                    records::write(&mut out, *kind, seq, bytes);
+                    seq += 1;
+                    if out.len() >= max_bytes {
+                        return Ok((out, seq));
+                    }
+                }
+                if let Some(end) = &down.end {
+                    records::write(&mut out, Kind::Close, seq, end);
+                    seq += 1;
+                    // Sent: the session need not wait longer for the client to come for it.
+                    down.end_delivered = true;
+                }
+                return Ok((out, seq));
+            }
+            if down.end.is_some() {
+                return Err(Stop::Ended);
+            }
+            let now = Instant::now();
+            if now >= deadline && shutdown.is_triggered() {
+                return Err(Stop::ShuttingDown);
+            }
+            if now >= deadline {
+                return Ok((Vec::new(), from));
+            }
+            let wait = (deadline - now).min(TICK);
+            down = self
+                .changed
+                .wait_timeout(down, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Hand the client's records to the handler, in order, each once: a record numbered
+    /// before the next expected was delivered already (a retried request) and is skipped.
+    pub fn deliver(&self, received: &[records::Record]) -> Result<(), UpError> {
+        let mut up = lock(&self.up);
+        for record in received {
+            if record.kind == Kind::Keepalive || record.seq < up.next_seq {
+                continue;
+            }
+            if record.seq > up.next_seq {
+                return Err(UpError::Gap {
+                    expected: up.next_seq,
+                    got: record.seq,
+                });
+            }
+            let written = match record.kind {
+                Kind::Text => up.writer.text(record.payload),
+                Kind::Binary => up.writer.binary(record.payload),
+                Kind::Close => {
+                    self.lock_down().closed_by_client = true;
+                    let (code, reason) = records::parse_close(record.payload);
+                    up.writer.close(code, &reason)
+                }
+                Kind::Keepalive => Ok(()),
+            };
+            if written.is_err() {
+                // A connection that cannot take a frame within the write timeout is as gone
+                // as a client that stopped reading; a frame cut in half leaves nothing to save.
+                let _ = up.writer.stream().shutdown(std::net::Shutdown::Both);
+                return Err(UpError::Gone);
+            }
+            up.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn lock_down(&self) -> MutexGuard<'_, Down> {
+        lock(&self.down)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// 128 random bits from the kernel, as 32 hex digits.
+fn random_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom writes at most the length given into the buffer given.
+        let got = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if got < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+            continue;
+        }
+        filled += got as usize;
+    }
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids_are_32_hex_digits_and_differ() {
+        let a = super::random_id().unwrap();
+        let b = super::random_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
