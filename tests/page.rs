@@ -216,3 +216,40 @@ fn an_app_without_a_page_port_serves_its_websockets_alone() {
     let summary = server.shutdown();
     assert_eq!(summary.stragglers, 0);
 }
+
+#[test]
+fn the_built_in_page_goes_to_a_browser_compressed_and_to_other_clients_as_it_is() {
+    let server = start(Config {
+        www: None,
+        ..config()
+    });
+    let on_disk = fs::read(www().join("chat.js")).unwrap();
+    let plain = raw_exchange(
+        server.http_addr().unwrap(),
+        b"GET /chat.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    let split = plain.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(!String::from_utf8_lossy(&plain[..split]).contains("Content-Encoding"));
+    assert_eq!(&plain[split + 4..], on_disk.as_slice());
+    let browser = raw_exchange(
+        server.http_addr().unwrap(),
+        b"GET /chat.js HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\n\
+          Connection: close\r\n\r\n",
+    );
+    let split = browser.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&browser[..split]).to_string();
+    assert!(
+        head.contains("Content-Encoding: deflate\r\nVary: Accept-Encoding"),
+        "{head}"
+    );
+    let body = &browser[split + 4..];
+    assert!(
+        body.len() * 2 < on_disk.len(),
+        "sent compressed: {} bytes",
+        body.len()
+    );
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(body), &mut inflated).unwrap();
+    assert_eq!(inflated, on_disk);
+    server.shutdown();
+}

@@ -1,21 +1,17 @@
 //! The default page, compiled into the binary, so that `wsecho` serves it from any folder.
 //! `--www DIR` serves a folder instead (the Flash fallback's files, fetched by `make assets`,
 //! are only ever in a folder: they are never part of the source, so never built in).
+//!
+//! The files are kept zlib-compressed (by `build.rs`): a browser, which always accepts
+//! `deflate`, gets them as they are; any other client gets them inflated.
 
-/// Every file of `www/` but `vendor/`, by URL path.
-const FILES: [(&str, &[u8]); 9] = [
-    ("/index.html", include_bytes!("../../www/index.html")),
-    ("/app.js", include_bytes!("../../www/app.js")),
-    ("/chat.html", include_bytes!("../../www/chat.html")),
-    ("/chat.js", include_bytes!("../../www/chat.js")),
-    ("/room.html", include_bytes!("../../www/room.html")),
-    ("/room.js", include_bytes!("../../www/room.js")),
-    ("/transport.js", include_bytes!("../../www/transport.js")),
-    ("/style.css", include_bytes!("../../www/style.css")),
-    ("/favicon.svg", include_bytes!("../../www/favicon.svg")),
-];
+use flate2::{Decompress, FlushDecompress, Status};
 
-/// The built-in file a URL path names (`/` is `/index.html`), and its name.
+// Every file of `www/` but `vendor/`, by URL path, compressed: `FILES`.
+include!(concat!(env!("OUT_DIR"), "/page_files.rs"));
+
+/// The built-in file a URL path names (`/` is `/index.html`): its name, and its bytes
+/// zlib-compressed.
 pub fn find(url_path: &str) -> Option<(&'static str, &'static [u8])> {
     let path = if url_path == "/" {
         "/index.html"
@@ -26,6 +22,26 @@ pub fn find(url_path: &str) -> Option<(&'static str, &'static [u8])> {
         .iter()
         .find(|(name, _)| *name == path)
         .map(|&(name, bytes)| (name, bytes))
+}
+
+/// A built-in file's bytes as they were on disk.
+pub fn inflate(compressed: &[u8]) -> Vec<u8> {
+    let mut inflater = Decompress::new(true);
+    let mut out = Vec::with_capacity(compressed.len() * 4);
+    loop {
+        let before = inflater.total_out();
+        let status = inflater.decompress_vec(
+            &compressed[inflater.total_in() as usize..],
+            &mut out,
+            FlushDecompress::Finish,
+        );
+        match status {
+            // Built by build.rs: it inflates whole, or the build is broken.
+            Ok(Status::StreamEnd) | Err(_) => return out,
+            Ok(_) if inflater.total_out() == before && out.len() < out.capacity() => return out,
+            Ok(_) => out.reserve(out.capacity().max(4096)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -43,7 +59,12 @@ mod tests {
             }
             let name = format!("/{}", entry.file_name().to_string_lossy());
             let (_, bytes) = find(&name).unwrap_or_else(|| panic!("{name} is not built in"));
-            assert_eq!(bytes, std::fs::read(entry.path()).unwrap(), "{name}");
+            let on_disk_bytes = std::fs::read(entry.path()).unwrap();
+            assert_eq!(inflate(bytes), on_disk_bytes, "{name}");
+            assert!(
+                bytes.len() < on_disk_bytes.len(),
+                "{name} is stored compressed"
+            );
             on_disk += 1;
         }
         assert_eq!(on_disk, FILES.len());

@@ -287,22 +287,35 @@ fn respond(stream: &Stream, peer: Client, request: &Request, site: &Site) -> io:
                 body: Body::Text(&metrics),
             }
         }
-        path => answer(path, site, peer.proxy.is_some()),
+        path => answer(path, site, peer.proxy.is_some(), accepts_deflate(request)),
     };
     debug!("page: {peer} {method} {target} -> {}", answer.status);
     let length = match &answer.body {
         Body::Text(text) => text.len() as u64,
-        Body::Bytes(bytes) => bytes.len() as u64,
+        Body::Deflated(bytes) => bytes.len() as u64,
+        Body::Inflated(bytes) => bytes.len() as u64,
         Body::File(_, length) => *length,
     };
-    let head = http::response_head(answer.status, answer.content_type, length, keep_alive, None);
+    let encoding = matches!(answer.body, Body::Deflated(_))
+        .then_some("Content-Encoding: deflate\r\nVary: Accept-Encoding");
+    let head = http::response_head(
+        answer.status,
+        answer.content_type,
+        length,
+        keep_alive,
+        encoding,
+    );
     let mut out = stream;
     match answer.body {
         _ if method == "HEAD" => out.write_all(head.as_bytes())?,
         Body::Text(text) => out.write_all((head + text).as_bytes())?,
-        Body::Bytes(bytes) => {
+        Body::Deflated(bytes) => {
             out.write_all(head.as_bytes())?;
             out.write_all(bytes)?;
+        }
+        Body::Inflated(bytes) => {
+            out.write_all(head.as_bytes())?;
+            out.write_all(&bytes)?;
         }
         Body::File(file, length) => {
             out.write_all(head.as_bytes())?;
@@ -368,15 +381,22 @@ struct Answer<'a> {
 
 enum Body<'a> {
     Text(&'a str),
-    /// A file built into the binary.
-    Bytes(&'static [u8]),
+    /// A file built into the binary, compressed as it is kept there.
+    Deflated(&'static [u8]),
+    /// A file built into the binary, inflated for a client that does not take `deflate`.
+    Inflated(Vec<u8>),
     /// A file and the length it had when opened.
     File(File, u64),
 }
 
+/// Whether the client takes `Content-Encoding: deflate` (every browser does).
+fn accepts_deflate(request: &Request) -> bool {
+    request.header_has_token("Accept-Encoding", "deflate")
+}
+
 /// The file or `/config.json` `path` names; `proxied`: the request came through a trusted
-/// proxy.
-fn answer<'a>(path: &str, site: &'a Site, proxied: bool) -> Answer<'a> {
+/// proxy; `deflate`: the client takes a built-in file as it is kept.
+fn answer<'a>(path: &str, site: &'a Site, proxied: bool, deflate: bool) -> Answer<'a> {
     if path == "/config.json" {
         return Answer {
             status: 200,
@@ -393,7 +413,10 @@ fn answer<'a>(path: &str, site: &'a Site, proxied: bool) -> Answer<'a> {
             Some((name, bytes)) => Answer {
                 status: 200,
                 content_type: content_type(Path::new(name)),
-                body: Body::Bytes(bytes),
+                body: match deflate {
+                    true => Body::Deflated(bytes),
+                    false => Body::Inflated(embedded::inflate(bytes)),
+                },
             },
             None => not_found(),
         };
