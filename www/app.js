@@ -63,11 +63,11 @@
     setStatus("Connecting to " + url + " via " + transport.name() + "…");
     socket.onopen = function () {
       opened = true;
-      setStatus("Connected to " + url + " via " + transport.name() +
+      setStatus("Connected to " + url + " via " + transport.name(socket) +
         (retrying ? " (reconnected)." : "."), "open");
       // What the server agreed to, such as compression (permessage-deflate), if anything.
       var extensions = socket.extensions ? " (" + socket.extensions + ")" : "";
-      log("info", (retrying ? "reconnected via " : "connected via ") + transport.name() + extensions);
+      log("info", (retrying ? "reconnected via " : "connected via ") + transport.name(socket) + extensions);
       retry.succeeded();
       messageInput.focus();
     };

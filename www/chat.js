@@ -51,7 +51,7 @@
       myName = m.name;
       members = m.members;
       showMembers();
-      setStatus("In the room as " + myName + ", via " + transport.name() +
+      setStatus("In the room as " + myName + ", via " + transport.name(socket) +
         (rejoining ? " (rejoined)." : "."), "open");
       rejoining = false;
       retry.succeeded();

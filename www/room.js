@@ -40,7 +40,7 @@
     socket.onopen = function () {
       opened = true;
       retry.succeeded();
-      setStatus("Listening to room " + name + " via " + transport.name() + ".", "open");
+      setStatus("Listening to room " + name + " via " + transport.name(socket) + ".", "open");
     };
     socket.onmessage = function (event) {
       log("received", typeof event.data === "string" ? event.data : "(" + event.data.size + " bytes)");

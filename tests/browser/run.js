@@ -6,7 +6,9 @@
 //   4. the chat page: two native pages chat, one of them under a hostile name that must show
 //      as text;
 //   5. the chat page: a native page and a ?flash=1 page (Ruffle) chat with each other;
-//   6. the room page shows, live, what a backend publishes with POST /publish/NAME.
+//   6. the room page shows, live, what a backend publishes with POST /publish/NAME;
+//   7. sessions.js: behind nginx that breaks the upgrade, the pages use HTTP, and come back
+//      without loss after the network drops.
 // Each test starts its own wsecho on free loopback ports. Prints "N passed, N failed" and saves
 // a screenshot per test under tests/artifacts/. Every wait is bounded.
 "use strict";
@@ -538,6 +540,11 @@ const tests = [
     },
   },
 ];
+
+// Sessions over HTTP behind a hostile proxy (sessions.js).
+tests.push(...require("./sessions")({
+  startWsecho, newPage, converse, joinChat, say, hears, check, text, stop, freePort, WAIT_MS,
+}));
 
 async function main() {
   for (const [what, file] of [["wsecho", WSECHO], ["chromium", CHROMIUM], ["websockify", WEBSOCKIFY]]) {
