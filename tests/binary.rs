@@ -121,7 +121,7 @@ fn without_www_it_serves_its_built_in_page_from_any_folder() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
     command.current_dir(&elsewhere);
     let server = spawn_command(command, &[]);
-    for (path, file) in [("/", "index.html"), ("/chat.js", "chat.js")] {
+    for (path, file) in [("/", "index.html"), ("/style.css", "style.css")] {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let answer = raw_exchange(server.http, request.as_bytes());

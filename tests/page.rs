@@ -223,17 +223,17 @@ fn the_built_in_page_goes_to_a_browser_compressed_and_to_other_clients_as_it_is(
         www: None,
         ..config()
     });
-    let on_disk = fs::read(www().join("chat.js")).unwrap();
+    let on_disk = fs::read(www().join("style.css")).unwrap();
     let plain = raw_exchange(
         server.http_addr().unwrap(),
-        b"GET /chat.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     let split = plain.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     assert!(!String::from_utf8_lossy(&plain[..split]).contains("Content-Encoding"));
     assert_eq!(&plain[split + 4..], on_disk.as_slice());
     let browser = raw_exchange(
         server.http_addr().unwrap(),
-        b"GET /chat.js HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\n\
+        b"GET /style.css HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip, deflate, br\r\n\
           Connection: close\r\n\r\n",
     );
     let split = browser.windows(4).position(|w| w == b"\r\n\r\n").unwrap();

@@ -1,8 +1,8 @@
 // The part of wsecho's pages that gets a WebSocket, shared by the echo, chat and room pages:
-// read config.json, use the browser's own WebSocket (or, where the network breaks the upgrade,
-// the HTTP carrier of http-carrier.js, behind the same API) or, where there is none (or the
-// URL says ?flash=1), load web-socket-js, which offers the same API over Flash; then open
-// sockets.
+// read config.json, use the browser's own WebSocket (for the page's own server, as a session
+// that survives a dropped network and falls back to HTTP where a proxy breaks WebSocket: see
+// session.js) or, where there is none (or the URL says ?flash=1), load web-socket-js, which
+// offers the same API over Flash; then open sockets.
 // Also what every page shows the same way: its status line and the lines of its log.
 // Plain ES5 on purpose: the browsers that need the Flash fallback predate modern JavaScript.
 (function () {
@@ -76,102 +76,15 @@
       pointFlashAtPolicy(url);
       return new window.WebSocket(url);
     }
-    return new Carried(url);
-  }
-
-  // How long a WebSocket may take to open before the page tries HTTP instead.
-  var UPGRADE_PATIENCE_MS = 4000;
-  // Set once HTTP worked where a WebSocket did not: later connections go straight to HTTP.
-  var upgradeBroken = false;
-
-  // A WebSocket as the page sees it, carried by a native WebSocket or, when the upgrade fails
-  // (an error or close before it opens, or no open within UPGRADE_PATIENCE_MS: a proxy that
-  // strips Upgrade or refuses it), by the HTTP carrier on the page's own server
-  // (http-carrier.js). `carrier` says which: "native WebSocket", "HTTP streaming" or "HTTP
-  // long-polling".
-  function Carried(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.carrier = "native WebSocket";
-    this.extensions = "";
-    this.onopen = this.onmessage = this.onerror = this.onclose = null;
-    this.inner = null;
-    if (upgradeBroken && this.canUseHttp()) { this.overHttp(); } else { this.overWebSocket(); }
-  }
-
-  // The HTTP carrier is the page's own server's: only for a WebSocket on the page's host.
-  Carried.prototype.canUseHttp = function () {
-    var match = /^wss?:\/\/([^\/:]+|\[[^\]]+\])/.exec(this.url);
-    var http = window.wsechoHttpCarrier;
-    return !!(match && match[1] === location.hostname && http && http.available());
-  };
-
-  Carried.prototype.fire = function (name, event) {
-    if (typeof this[name] === "function") { this[name](event); }
-  };
-
-  Carried.prototype.adopt = function (inner, onOpen) {
-    var self = this;
-    self.inner = inner;
-    inner.onopen = function (event) {
-      self.readyState = 1;
-      self.extensions = inner.extensions || "";
-      if (onOpen) { onOpen(); }
-      self.fire("onopen", event);
-    };
-    inner.onmessage = function (event) { self.fire("onmessage", event); };
-    inner.onerror = function (event) { self.fire("onerror", event); };
-    inner.onclose = function (event) { self.readyState = 3; self.fire("onclose", event); };
-  };
-
-  Carried.prototype.overWebSocket = function () {
-    var self = this, socket;
-    try {
-      socket = new window.WebSocket(self.url);
-    } catch (e) {
-      if (self.canUseHttp()) { return self.overHttp(); }
-      throw e;
+    // The page's own server: a session, which survives a dropped network and falls back to
+    // HTTP where the network breaks WebSocket (session.js).
+    var host = /^wss?:\/\/([^\/:]+|\[[^\]]+\])/.exec(url);
+    var sessions = window.wsechoSession;
+    if (host && host[1] === location.hostname && sessions && sessions.available()) {
+      return new sessions.Session(url);
     }
-    self.adopt(socket);
-    if (!self.canUseHttp()) { return; }
-    var giveUp = function () {
-      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
-      try { socket.close(); } catch (e) { /* already closed */ }
-      if (self.readyState === 3) { return; } // the page closed it meanwhile
-      self.overHttp();
-    };
-    var timer = setTimeout(giveUp, UPGRADE_PATIENCE_MS);
-    socket.onopen = function (event) {
-      clearTimeout(timer);
-      self.adopt(socket);
-      socket.onopen(event);
-    };
-    socket.onerror = function () { clearTimeout(timer); giveUp(); };
-    socket.onclose = function () { clearTimeout(timer); giveUp(); };
-  };
-
-  Carried.prototype.overHttp = function () {
-    var self = this;
-    var path = self.url.replace(/^wss?:\/\/[^\/]*/, "") || "/";
-    var socket = new window.wsechoHttpCarrier.HttpSocket(path);
-    self.adopt(socket, function () {
-      upgradeBroken = true;
-      self.carrier = socket.carrier;
-    });
-  };
-
-  Carried.prototype.send = function (data) { this.inner.send(data); };
-
-  Carried.prototype.close = function (code, reason) {
-    if (this.readyState === 0 && this.carrier === "native WebSocket") {
-      // Still trying: stop, and say so as a WebSocket would.
-      this.readyState = 3;
-      try { this.inner.close(); } catch (e) { /* not open yet */ }
-      this.fire("onclose", { code: 1006, reason: "closed before it opened", wasClean: false });
-      return;
-    }
-    if (this.inner) { this.inner.close(code, reason); }
-  };
+    return new window.WebSocket(url);
+  }
 
   function loadScript(src, done) {
     var script = document.createElement("script");

@@ -168,7 +168,7 @@ impl Config {
                     format!(
                         "`{field}` takes seconds between 0 and {}, not {}",
                         MOST_SECONDS.as_secs(),
-                        value.as_secs_f64()
+                        seconds_text(value)
                     ),
                 ));
             }
@@ -179,7 +179,7 @@ impl Config {
                 format!(
                     "`program_grace` takes seconds up to {}, not {}",
                     MOST_SECONDS.as_secs(),
-                    self.program_grace.as_secs_f64()
+                    seconds_text(self.program_grace)
                 ),
             ));
         }
@@ -295,6 +295,18 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A duration as seconds with its milliseconds (`2.5`, `30`), without floating point: formatting
+/// floats would cost the binary 10 KB.
+pub fn seconds_text(duration: Duration) -> String {
+    let (secs, millis) = (duration.as_secs(), duration.subsec_millis());
+    match millis {
+        0 => secs.to_string(),
+        _ => format!("{secs}.{millis:03}")
+            .trim_end_matches('0')
+            .to_string(),
+    }
+}
 
 /// How many WebSocket-port connections may be still opening (or asking for the Flash
 /// policy) at once: a quarter of the cap, so slow openers never hold the places of

@@ -211,7 +211,7 @@ fn down(
             };
             send(stream, 200, "application/octet-stream", &body, keep_alive)
         }
-        Carrier::Streaming => stream_down(stream, session, number, from, carrying, keep_alive),
+        _ => stream_down(stream, session, number, from, carrying, keep_alive),
     };
     session.leave(number);
     Ok(kept_open)

@@ -2,10 +2,11 @@
 //! `--www DIR` serves a folder instead (the Flash fallback's files, fetched by `make assets`,
 //! are only ever in a folder: they are never part of the source, so never built in).
 //!
-//! The files are kept zlib-compressed (by `build.rs`): a browser, which always accepts
-//! `deflate`, gets them as they are; any other client gets them inflated.
+//! The files are kept zlib-compressed (by `build.rs`, the scripts without their comment lines
+//! and indentation): a browser, which always accepts `deflate`, gets them as they are; any
+//! other client gets them inflated.
 
-use flate2::{Decompress, FlushDecompress, Status};
+use crate::protocol::deflate::Inflater;
 
 // Every file of `www/` but `vendor/`, by URL path, compressed: `FILES`.
 include!(concat!(env!("OUT_DIR"), "/page_files.rs"));
@@ -24,24 +25,25 @@ pub fn find(url_path: &str) -> Option<(&'static str, &'static [u8])> {
         .map(|&(name, bytes)| (name, bytes))
 }
 
-/// A built-in file's bytes as they were on disk.
-pub fn inflate(compressed: &[u8]) -> Vec<u8> {
-    let mut inflater = Decompress::new(true);
+/// A built-in file's bytes as they were on disk; `None` when no inflater could be had (the host
+/// is out of threads). The raw deflate data after the zlib header is inflated by the
+/// inflaters permessage-deflate uses.
+pub fn inflate(compressed: &[u8]) -> Option<Vec<u8>> {
+    let mut inflater = Inflater::take()?;
+    let mut input = compressed.get(2..)?;
     let mut out = Vec::with_capacity(compressed.len() * 4);
-    loop {
-        let before = inflater.total_out();
-        let status = inflater.decompress_vec(
-            &compressed[inflater.total_in() as usize..],
-            &mut out,
-            FlushDecompress::Finish,
-        );
-        match status {
-            // Built by build.rs: it inflates whole, or the build is broken.
-            Ok(Status::StreamEnd) | Err(_) => return out,
-            Ok(_) if inflater.total_out() == before && out.len() < out.capacity() => return out,
-            Ok(_) => out.reserve(out.capacity().max(4096)),
+    while !input.is_empty() {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity());
         }
+        let before = out.len();
+        let used = inflater.inflate(input, &mut out).ok()?;
+        if used == 0 && out.len() == before {
+            return None; // built by build.rs: never, unless the build is broken
+        }
+        input = &input[used..];
     }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -60,7 +62,25 @@ mod tests {
             let name = format!("/{}", entry.file_name().to_string_lossy());
             let (_, bytes) = find(&name).unwrap_or_else(|| panic!("{name} is not built in"));
             let on_disk_bytes = std::fs::read(entry.path()).unwrap();
-            assert_eq!(inflate(bytes), on_disk_bytes, "{name}");
+            let built_in = inflate(bytes).unwrap();
+            if name.ends_with(".js") {
+                // The same code, less its comment lines and indentation.
+                let code = |text: &[u8]| -> Vec<String> {
+                    String::from_utf8_lossy(text)
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+                        .map(str::to_string)
+                        .collect()
+                };
+                assert_eq!(code(&built_in), code(&on_disk_bytes), "{name}");
+                assert!(
+                    built_in.len() < on_disk_bytes.len(),
+                    "{name} is stored slimmer"
+                );
+            } else {
+                assert_eq!(built_in, on_disk_bytes, "{name}");
+            }
             assert!(
                 bytes.len() < on_disk_bytes.len(),
                 "{name} is stored compressed"

@@ -413,9 +413,10 @@ fn answer<'a>(path: &str, site: &'a Site, proxied: bool, deflate: bool) -> Answe
             Some((name, bytes)) => Answer {
                 status: 200,
                 content_type: content_type(Path::new(name)),
-                body: match deflate {
-                    true => Body::Deflated(bytes),
-                    false => Body::Inflated(embedded::inflate(bytes)),
+                body: match (deflate, embedded::inflate(bytes)) {
+                    (true, _) => Body::Deflated(bytes),
+                    (false, Some(inflated)) => Body::Inflated(inflated),
+                    (false, None) => return Answer::text(503, "server busy: try again later\n"),
                 },
             },
             None => not_found(),

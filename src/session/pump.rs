@@ -142,6 +142,13 @@ impl Session {
             return false;
         }
         down.kept_bytes += len;
+        let seq = down.next_seq;
+        if let Some((_, sender)) = &down.pusher
+            && !super::push(sender, kind, seq, &payload)
+        {
+            // Its connection is closing (it read too slowly): the record waits for the next.
+            down.pusher = None;
+        }
         down.kept.push_back((kind, payload));
         down.next_seq += 1;
         drop(down);
@@ -154,7 +161,13 @@ impl Session {
     fn keep_close(&self, code: u16, reason: &str) {
         let mut down = self.lock_down();
         if down.end.is_none() {
-            down.end = Some(records::close_payload(code, reason));
+            let end = records::close_payload(code, reason);
+            if let Some((_, sender)) = down.pusher.take() {
+                down.end_delivered = super::push(&sender, Kind::Close, down.next_seq, &end);
+                // The session is over: so is its carrier.
+                let _ = sender.close(tungstenite::protocol::frame::coding::CloseCode::Normal, "");
+            }
+            down.end = Some(end);
         }
         drop(down);
         self.changed.notify_all();

@@ -5,8 +5,9 @@
 //     page behind that nginx and a native chat page talk both ways;
 //   buffering-proxy: nginx also holds responses back until they end (BUFFERING): the page
 //     finds its stream stuck and long-polls;
-//   resume-http: nginx is stopped for 5 s while another member says 20 messages; the page
-//     comes back over HTTP and shows all 20 in order, none twice, and nobody saw it leave.
+//   resume-websocket, resume-http: nginx (passing upgrades, or not) is stopped for 5 s while
+//     another member says 20 messages; the page comes back and shows all 20 in order, none
+//     twice, and nobody saw it leave.
 // Used by run.js, which passes its helpers.
 "use strict";
 
@@ -22,9 +23,31 @@ const net = require("net");
 const BUFFERING = "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering; " +
   "gzip on; gzip_proxied any; gzip_min_length 0; gzip_types application/octet-stream;";
 
+// /echo's upgrade stripped (wsecho sees a plain GET), /chat's refused outright.
+const BREAK_UPGRADES = (wsPort) => `
+        location = /echo {
+            proxy_pass http://127.0.0.1:${wsPort};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade "";
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }
+        location = /chat { return 403; }`;
+
+// Upgrades passed on, as deploy/nginx.conf does.
+const PASS_UPGRADES = (wsPort) => `
+        location ~ ^/(echo|chat)$ {
+            proxy_pass http://127.0.0.1:${wsPort};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }`;
+
 module.exports = function sessionTests(h) {
   // nginx on `port` in front of `server`, passing the page and breaking the upgrade.
-  async function startHostileNginx(server, port, { buffering }, cleanup) {
+  async function startHostileNginx(server, port, { buffering, passUpgrades }, cleanup) {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-hostile-"));
     // Run as root, nginx's workers are another user: they must reach their temp folders.
     fs.chmodSync(work, 0o755);
@@ -46,16 +69,7 @@ http {
     access_log off;
 ${temp}    server {
         listen 127.0.0.1:${port};
-        # A proxy that strips the upgrade: wsecho sees a plain GET.
-        location = /echo {
-            proxy_pass http://127.0.0.1:${server.wsPort};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade "";
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-        }
-        # A proxy that refuses upgrades outright.
-        location = /chat { return 403; }
+        ${passUpgrades ? PASS_UPGRADES(server.wsPort) : BREAK_UPGRADES(server.wsPort)}
         location / {${passPage}
         }
     }
@@ -81,6 +95,43 @@ ${temp}    server {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error(`nginx did not listen on ${port}: ${fs.existsSync(path.join(work, "error.log")) ? fs.readFileSync(path.join(work, "error.log"), "utf8") : ""}`);
+  }
+
+  // A chat page behind nginx (passing upgrades or not) loses its network for 5 s while
+  // another member says 20 messages; once nginx is back, it shows all 20 once, in order, and
+  // nobody saw it leave.
+  async function resume(browser, cleanup, passUpgrades, carrier) {
+    const server = await h.startWsecho(["--trusted-proxy", "127.0.0.1"]);
+    cleanup.push(() => h.stop(server.child));
+    const port = await h.freePort();
+    let proxy = await startHostileNginx(server, port, { buffering: false, passUpgrades }, cleanup);
+    const away = await h.newPage(browser);
+    const talker = await h.newPage(browser);
+    await h.joinChat(away, `${proxy.url}chat.html`, "away");
+    h.check(new RegExp(`via ${carrier}`).test(await carrierOf(away)), `the page should use ${carrier}`);
+    await h.joinChat(talker, `${server.pageUrl}chat.html`, "talker");
+    await away.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+    await proxy.stop();
+    const said = Array.from({ length: 20 }, (_, n) => `while away ${n + 1}`);
+    for (const message of said) {
+      await h.say(talker, message);
+      await h.hears(talker, "talker", message);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    proxy = await startHostileNginx(server, port, { buffering: false, passUpgrades }, cleanup);
+    await h.hears(away, "talker", said[said.length - 1]);
+    const heard = await away.$$eval("#log li", (items) => items
+      .filter((li) => li.querySelector(".from") && li.querySelector(".from").textContent === "talker:")
+      .map((li) => li.querySelector(".received").textContent));
+    h.check(JSON.stringify(heard) === JSON.stringify(said),
+      `the page should show the 20 messages once each, in order: ${JSON.stringify(heard)}`);
+    const talkerLog = await h.text(talker, "#log");
+    h.check(!/away left/.test(talkerLog), `the room should not have seen the page leave: ${talkerLog}`);
+    h.check(/In the room as away/.test(await carrierOf(away)), "still in the room");
+    await h.say(away, "back from away");
+    await h.hears(talker, "away", "back from away");
+    await talker.close();
+    return away;
   }
 
   // The page's status line names the carrier in use.
@@ -127,37 +178,12 @@ ${temp}    server {
       },
     },
     {
+      name: "resume-websocket",
+      run: (browser, cleanup) => resume(browser, cleanup, true, "native WebSocket"),
+    },
+    {
       name: "resume-http",
-      async run(browser, cleanup) {
-        const server = await h.startWsecho(["--trusted-proxy", "127.0.0.1"]);
-        cleanup.push(() => h.stop(server.child));
-        const port = await h.freePort();
-        let proxy = await startHostileNginx(server, port, { buffering: false }, cleanup);
-        const away = await h.newPage(browser);
-        const talker = await h.newPage(browser);
-        await h.joinChat(away, `${proxy.url}chat.html`, "away");
-        await h.joinChat(talker, `${server.pageUrl}chat.html`, "talker");
-        await away.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
-        await proxy.stop();
-        const said = Array.from({ length: 20 }, (_, n) => `while away ${n + 1}`);
-        for (const message of said) {
-          await h.say(talker, message);
-          await h.hears(talker, "talker", message);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 5000));
-        proxy = await startHostileNginx(server, port, { buffering: false }, cleanup);
-        await h.hears(away, "talker", said[said.length - 1]);
-        const heard = await away.$$eval("#log li", (items) => items
-          .filter((li) => li.querySelector(".from") && li.querySelector(".from").textContent === "talker:")
-          .map((li) => li.querySelector(".received").textContent));
-        h.check(JSON.stringify(heard) === JSON.stringify(said),
-          `the page should show the 20 messages once each, in order: ${JSON.stringify(heard)}`);
-        const talkerLog = await h.text(talker, "#log");
-        h.check(!/away left/.test(talkerLog), `the room should not have seen the page leave: ${talkerLog}`);
-        h.check(/via HTTP streaming/.test(await carrierOf(away)), "still in the room via HTTP");
-        await talker.close();
-        return away;
-      },
+      run: (browser, cleanup) => resume(browser, cleanup, false, "HTTP streaming"),
     },
   ];
 };

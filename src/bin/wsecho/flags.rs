@@ -183,7 +183,7 @@ pub const FLAGS: &[Flag] = &[
         field: "handshake_timeout",
         help: "time to send a whole request head; also how long a page\nconnection may idle between requests",
         answer: "408",
-        default: |c| c.handshake_timeout.as_secs_f64().to_string(),
+        default: |c| crate::seconds_text(c.handshake_timeout),
         set: |p, v| {
             p.config.handshake_timeout = seconds(v)?;
             Ok(())
@@ -195,7 +195,7 @@ pub const FLAGS: &[Flag] = &[
         field: "ping_interval",
         help: "Ping after this much silence; twice this closes (1011)",
         answer: "close 1011",
-        default: |c| c.ping_interval.as_secs_f64().to_string(),
+        default: |c| crate::seconds_text(c.ping_interval),
         set: |p, v| {
             p.config.ping_interval = seconds(v)?;
             Ok(())
@@ -207,7 +207,7 @@ pub const FLAGS: &[Flag] = &[
         field: "resume_window",
         help: "a session whose carrier dropped (the page over HTTP, when a proxy\nbreaks WebSocket) is kept this long for its client to come back",
         answer: "",
-        default: |c| c.resume_window.as_secs_f64().to_string(),
+        default: |c| crate::seconds_text(c.resume_window),
         set: |p, v| {
             p.config.resume_window = seconds(v)?;
             Ok(())
@@ -321,7 +321,7 @@ pub const FLAGS: &[Flag] = &[
         field: "program_grace",
         help: "a program whose client has gone has this long to exit after\nits stdin closes, and again after SIGTERM, before SIGKILL",
         answer: "",
-        default: |c| c.program_grace.as_secs_f64().to_string(),
+        default: |c| crate::seconds_text(c.program_grace),
         set: |p, v| {
             p.config.program_grace = seconds(v)?;
             Ok(())
@@ -517,7 +517,7 @@ fn address(text: &str) -> Result<std::net::SocketAddr, String> {
 /// Seconds, fractions allowed (`0.5`); their range is `Config::validate`'s to check.
 fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = parse(text)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} is not a number of seconds"))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} is not a number of seconds"))
 }
 
 #[cfg(test)]

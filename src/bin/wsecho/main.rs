@@ -157,10 +157,23 @@ fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> 
     let secs: f64 = value(parser, flag)?;
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err(format!(
-            "{flag} takes seconds between 0 and 86400, not {secs}"
+            "{flag} takes seconds between 0 and 86400, not {}",
+            seconds_text(Duration::try_from_secs_f64(secs).unwrap_or_default())
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration as seconds with its milliseconds (`2.5`, `30`), without floating point: the
+/// binary would carry 10 KB of float formatting for it.
+pub fn seconds_text(duration: Duration) -> String {
+    let (secs, millis) = (duration.as_secs(), duration.subsec_millis());
+    match millis {
+        0 => secs.to_string(),
+        _ => format!("{secs}.{millis:03}")
+            .trim_end_matches('0')
+            .to_string(),
+    }
 }
 
 /// `wsecho ping`: parse, connect, ping until the count or Ctrl-C, summarise.

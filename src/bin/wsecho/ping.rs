@@ -54,20 +54,20 @@ pub struct Tally {
     pub received: u64,
     /// Replies that were not a byte-exact echo.
     pub mismatched: u64,
-    rtts_ms: Vec<f64>,
+    /// Round-trip times, in microseconds.
+    rtts: Vec<u64>,
 }
 
 impl Tally {
     /// ping(8)'s summary: counts, loss, and min/avg/max/mdev.
     pub fn summary(&self, url: &str, elapsed: Duration) -> String {
         let lost = self.sent - self.received;
-        let loss = if self.sent == 0 {
-            0.0
-        } else {
-            100.0 * lost as f64 / self.sent as f64
-        };
+        // Percent, rounded half up.
+        let loss = (lost * 100 + self.sent / 2)
+            .checked_div(self.sent)
+            .unwrap_or(0);
         let mut text = format!(
-            "--- {url} ping statistics ---\n{} sent, {} received, {loss:.0}% lost, time {}ms\n",
+            "--- {url} ping statistics ---\n{} sent, {} received, {loss}% lost, time {}ms\n",
             self.sent,
             self.received,
             elapsed.as_millis()
@@ -78,17 +78,29 @@ impl Tally {
                 self.mismatched
             );
         }
-        if !self.rtts_ms.is_empty() {
-            let n = self.rtts_ms.len() as f64;
-            let min = self.rtts_ms.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = self.rtts_ms.iter().copied().fold(0.0, f64::max);
-            let avg = self.rtts_ms.iter().sum::<f64>() / n;
-            let mean_square = self.rtts_ms.iter().map(|x| x * x).sum::<f64>() / n;
+        if !self.rtts.is_empty() {
+            let n = self.rtts.len() as f64;
+            let min = self.rtts.iter().copied().min().unwrap_or(0);
+            let max = self.rtts.iter().copied().max().unwrap_or(0);
+            let avg = self.rtts.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let mean_square = self
+                .rtts
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>()
+                / n;
             let mdev = (mean_square - avg * avg).max(0.0).sqrt();
-            text += &format!("rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms\n");
+            let [min, avg, max, mdev] =
+                [min, avg.round() as u64, max, mdev.round() as u64].map(millis);
+            text += &format!("rtt min/avg/max/mdev = {min}/{avg}/{max}/{mdev} ms\n");
         }
         text
     }
+}
+
+/// Microseconds as milliseconds with three decimals (`1.234`).
+fn millis(micros: u64) -> String {
+    format!("{}.{:03}", micros / 1000, micros % 1000)
 }
 
 /// Where a `ws://` URL points: (host:port for connecting, the URL for the handshake).
@@ -201,14 +213,16 @@ pub fn run(
         tally.sent += 1;
         match await_echo(socket) {
             Ok(Some(reply)) => {
-                let rtt = sent_at.elapsed().as_secs_f64() * 1000.0;
+                let rtt = sent_at.elapsed().as_micros() as u64;
                 tally.received += 1;
                 if reply == Incoming::Text(message) {
-                    tally.rtts_ms.push(rtt);
+                    tally.rtts.push(rtt);
                     let _ = writeln!(
                         out,
-                        "{} bytes from {}: seq={seq} time={rtt:.3} ms",
-                        options.size, options.url
+                        "{} bytes from {}: seq={seq} time={} ms",
+                        options.size,
+                        options.url,
+                        millis(rtt)
                     );
                 } else {
                     tally.mismatched += 1;
@@ -226,8 +240,8 @@ pub fn run(
             Ok(None) => {
                 let _ = writeln!(
                     out,
-                    "seq={seq}: no echo within {:.1} s: not an echo server, or too slow?",
-                    options.timeout.as_secs_f64()
+                    "seq={seq}: no echo within {} s: not an echo server, or too slow?",
+                    crate::seconds_text(options.timeout)
                 );
                 // A late echo would be taken for the next one: start afresh is not possible
                 // on the same connection, so stop here.
@@ -322,7 +336,7 @@ mod tests {
             sent: 4,
             received: 3,
             mismatched: 0,
-            rtts_ms: vec![1.0, 2.0, 3.0],
+            rtts: vec![1000, 2000, 3000],
         };
         let text = tally.summary("ws://h/echo", Duration::from_millis(3003));
         assert!(
