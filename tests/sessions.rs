@@ -356,3 +356,33 @@ fn eventually_within(limit: Duration, mut condition: impl FnMut() -> bool) -> bo
     }
     condition()
 }
+
+#[test]
+fn a_program_per_connection_and_a_published_room_work_over_http_too() {
+    let config = Config {
+        programs: vec![wsecho::Program {
+            path: "/cat".to_string(),
+            // cat writes each line as it reads it (tr would hold its output back in a pipe).
+            command: vec!["cat".to_string()],
+            binary: false,
+        }],
+        publish_token: Some("t0ken".to_string()),
+        ..config()
+    };
+    let server = Server::start(config).unwrap();
+    let page = server.http_addr().unwrap();
+    let mut program = HttpSession::open(page, "/cat");
+    program.send_text("over http");
+    assert_eq!(texts(&program.poll_messages(1)), ["over http"]);
+    let mut listener = HttpSession::open(page, "/rooms/news");
+    assert!(eventually(|| server.room("news").len() == 1));
+    let published = request(
+        page,
+        "POST",
+        "/publish/news",
+        "Authorization: Bearer t0ken\r\n",
+        b"extra!",
+    );
+    assert_eq!(published.status, 200, "{}", published.text());
+    assert_eq!(texts(&listener.poll_messages(1)), ["extra!"]);
+}
