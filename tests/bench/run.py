@@ -7,6 +7,8 @@ vCPUs from sleeping (their wake-up would otherwise dominate one-connection round
 Prints medians with min-max over the rounds and ratios, checks the targets, and writes
 BENCHMARKS.md with the machine, the date and the command.
 
+The http modes (http_carrier.py) run wsecho's sessions over HTTP and socket.io's long-polling.
+
 The fanout mode runs each server's chat room instead of its echo (wsecho's own /chat, and a
 peer written for each other server speaking the same protocol: peers/*_chat.*), and, as
 `wsecho-redis`, wsecho's chat room shared through Redis (the `redis` build with `--redis`, one
@@ -17,6 +19,7 @@ Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
 """
 
 import argparse
+import http_carrier
 import instructions
 from instructions import stop
 import json
@@ -153,6 +156,8 @@ MISS_NOTES = {
         "back through its stdout: two pipe hops besides the socket's, for both servers.",
 }
 
+MISS_NOTES.update(http_carrier.MISS_NOTES)
+
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
 MODES = [
     ("idle", ["idle", "--connections", "5000"], ["rss_per_conn_kib", "threads_per_conn",
@@ -192,7 +197,7 @@ def install():
         sh([sys.executable, "-m", "venv", str(VENV)])
     sh([str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
         "-r", str(BENCH / "requirements.txt")])
-    if not (BENCH / "node_modules" / "ws").exists():
+    if not (BENCH / "node_modules" / "socket.io-client").exists():
         sh(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH)
 
 
@@ -284,6 +289,8 @@ def measure(servers, rounds, seconds, modes):
                 run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
             if run and name in RUN_SERVERS:
                 run_modes(name, run, RUN_SERVERS, "/echo", results, seconds)
+            if "http" in modes and name in http_carrier.SERVERS:
+                http_carrier.run(name, results, seconds, start, stop)
     return results
 
 
@@ -481,6 +488,8 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
                     f"{cell(results[s]['run-conc'].get('p99_us', []), 0)} |")
         out("")
 
+    http_carrier.section(out, results, cell)
+
     counts, profile = counted
     if counts:
         out("## Instructions per echo\n")
@@ -545,12 +554,13 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         ("deflate CPU per MB <= best peer's", ratio(get(w, "deflate", "server_cpu_ms_per_mb"), best_deflate_cpu), "<=", 1.0),
         ("run handshakes/s >= websocketd", ratio(get(w, "run-handshake", "per_s"), get("websocketd", "run-handshake", "per_s")), ">=", 1.0),
         ("run round trips/s >= websocketd", ratio(get(w, "run-conc", "msgs_per_s"), get("websocketd", "run-conc", "msgs_per_s")), ">=", 1.0),
+        *http_carrier.targets(get, ratio),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
                "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
                "fanout": "fanout", "instructions": "instructions", "deflate": "deflate",
-               "run": "run-conc"}
+               "run": "run-conc", "http": "http-fanout"}
     if counts:
         ran = ran | {"instructions"}
     targets = [t for t in targets if mode_of.get(t[0].split()[0], "idle") in ran or
@@ -598,8 +608,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis", "websocketd"]))
-    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT, DEFLATE]), "run", "instructions"]),
+    parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis", "websocketd", "socketio"]))
+    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT, DEFLATE]), "run", "http", "instructions"]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
     parser.add_argument("--baseline", metavar="BINARY",
@@ -611,7 +621,7 @@ def main():
         baseline = str(Path(options.baseline).resolve())
         SERVERS["wsecho-baseline"] = lambda port: [baseline, *SERVERS["wsecho"](port)[1:]]
         servers.append("wsecho-baseline")
-    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS) - set(RUN_SERVERS)
+    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS) - set(RUN_SERVERS) - set(http_carrier.SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
