@@ -1,6 +1,7 @@
 //! A connection's bytes, behind the one type every port reads and writes through: a plain
 //! socket (`wire.rs`: TCP, or a Unix socket), or TLS over it (feature `tls`, see `tls.rs`) once
-//! the client's first byte opened a TLS handshake.
+//! the client's first byte opened a TLS handshake, or, for a session's connection, a socket to
+//! read from and a `Sink` that takes what is written.
 //!
 //! Two ways to move bytes. Blocking `Read` and `Write` on `&Stream` wait up to the socket's
 //! read or write timeout, as a socket's do. `recv_now` and `send_now` never wait: they
@@ -14,7 +15,7 @@ use crate::net::wire::{self, Wire, set_timeout_until};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// The first byte of a TLS record carrying a handshake message, as a ClientHello begins.
@@ -22,15 +23,32 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 pub struct Stream {
     wire: Wire,
-    /// Set once, by the connection's own thread before anything else is read or written.
-    tls: OnceLock<Session>,
+    /// Set once: TLS by the connection's own thread before anything else is read or written,
+    /// or a sink before the connection starts.
+    layer: OnceLock<Layer>,
+}
+
+/// What a stream speaks through, besides its plain socket.
+enum Layer {
+    Tls(Session),
+    /// Writes go to the sink instead of the socket; reads still come from the socket.
+    Sink(Arc<dyn Sink>),
+}
+
+/// Where a stream's writes go instead of its socket: a session (see `session/`) takes the
+/// frames its handler's connection writes in memory, where a socket would need a system call
+/// and a thread on the other end to wake for each.
+pub trait Sink: Send + Sync {
+    /// Take all of `bufs`, in order: whole frames. An error ends the connection:
+    /// `QuotaExceeded` when its client reads too slowly.
+    fn take(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 }
 
 impl Stream {
     pub fn new(wire: impl Into<Wire>) -> Stream {
         Stream {
             wire: wire.into(),
-            tls: OnceLock::new(),
+            layer: OnceLock::new(),
         }
     }
 
@@ -40,7 +58,19 @@ impl Stream {
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls.get().is_some()
+        matches!(self.layer.get(), Some(Layer::Tls(_)))
+    }
+
+    /// From now on, writes go to `sink`; set before anything is written.
+    pub fn send_to(&self, sink: Arc<dyn Sink>) {
+        let _ = self.layer.set(Layer::Sink(sink));
+    }
+
+    fn tls(&self) -> Option<&Session> {
+        match self.layer.get() {
+            Some(Layer::Tls(tls)) => Some(tls),
+            _ => None,
+        }
     }
 
     /// If the client opens with a TLS handshake, complete it by `deadline` with `certificates`
@@ -67,8 +97,8 @@ impl Stream {
         if first[0] != TLS_HANDSHAKE {
             return Ok(false);
         }
-        let _ = self.tls.set(certificates.session()?);
-        if let Some(session) = self.tls.get() {
+        let _ = self.layer.set(Layer::Tls(certificates.session()?));
+        if let Some(session) = self.tls() {
             session.handshake(&self.wire, deadline)?;
         }
         Ok(true)
@@ -76,7 +106,7 @@ impl Stream {
 
     /// What the socket holds now (decrypted), without waiting; `WouldBlock` when nothing.
     pub fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.tls.get() {
+        match self.tls() {
             Some(tls) => tls.recv_now(&self.wire, buf),
             None => wire::recv_now(&self.wire, buf),
         }
@@ -85,15 +115,16 @@ impl Stream {
     /// What of `bufs`, in order, the socket (or the TLS session) takes now; `WouldBlock` when
     /// nothing.
     pub fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.tls.get() {
-            Some(tls) => tls.send_now(&self.wire, bufs),
+        match self.layer.get() {
+            Some(Layer::Tls(tls)) => tls.send_now(&self.wire, bufs),
+            Some(Layer::Sink(sink)) => sink.take(bufs),
             None => wire::send_now(&self.wire, bufs),
         }
     }
 
     /// Write out what TLS holds encrypted, without waiting; true when nothing is left.
     pub fn flush_now(&self) -> io::Result<bool> {
-        match self.tls.get() {
+        match self.tls() {
             Some(tls) => tls.flush_now(&self.wire),
             None => Ok(true),
         }
@@ -101,13 +132,13 @@ impl Stream {
 
     /// Whether TLS holds encrypted bytes the socket has not taken yet.
     pub fn has_pending_output(&self) -> bool {
-        self.tls.get().is_some_and(Session::has_pending_output)
+        self.tls().is_some_and(Session::has_pending_output)
     }
 
     /// Stop writing: TLS says goodbye (close_notify) and gets its last bytes out by `deadline`,
     /// then the socket's write half closes.
     pub fn close_write(&self, deadline: Instant) -> io::Result<()> {
-        let goodbye = match self.tls.get() {
+        let goodbye = match self.tls() {
             Some(tls) => tls.close(&self.wire, deadline),
             None => Ok(()),
         };
@@ -119,7 +150,7 @@ impl Stream {
     /// (sendfile on Linux), through the session under TLS.
     pub fn send_file(&self, file: impl Read, length: u64) -> io::Result<u64> {
         let mut file = file.take(length);
-        match self.tls.get() {
+        match self.tls() {
             Some(_) => io::copy(&mut file, &mut &*self),
             None => self.wire.send_file(&mut file),
         }
@@ -128,7 +159,7 @@ impl Stream {
 
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.tls.get() {
+        match self.tls() {
             Some(tls) => tls.read(&self.wire, buf),
             None => (&self.wire).read(buf),
         }
@@ -141,14 +172,15 @@ impl Write for &Stream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.tls.get() {
-            Some(tls) => tls.write(&self.wire, bufs),
+        match self.layer.get() {
+            Some(Layer::Tls(tls)) => tls.write(&self.wire, bufs),
+            Some(Layer::Sink(sink)) => sink.take(bufs),
             None => (&self.wire).write_vectored(bufs),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.tls.get() {
+        match self.tls() {
             Some(tls) => tls.flush(&self.wire),
             None => Ok(()),
         }

@@ -311,6 +311,12 @@ impl Outbox {
             sent = match send_now(&self.stream, frame) {
                 Ok(n) => n,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                // A session's client reads too slowly (see `Sink`): as a full queue here.
+                Err(error) if error.kind() == io::ErrorKind::QuotaExceeded => {
+                    state.status = Status::TooSlow;
+                    state.nudge();
+                    return Err(SendError::TooSlow);
+                }
                 // Broken: the connection's thread finds out and ends it.
                 Err(_) => return Err(SendError::Closed),
             };

@@ -71,10 +71,12 @@ fn sessions(shared: &Arc<Shared>) -> Arc<Sessions> {
     let starter = Arc::downgrade(shared);
     let config = &shared.config;
     Sessions::new(
-        Box::new(move |request, client| match starter.upgrade() {
-            Some(shared) => session_start::start(request, client, &shared),
-            None => Err(crate::net::http::Refusal::new(503, "server shutting down")),
-        }),
+        Box::new(
+            move |request, client, socket, sink| match starter.upgrade() {
+                Some(shared) => session_start::start(request, client, socket, sink, &shared),
+                None => Err(crate::net::http::Refusal::new(503, "server shutting down")),
+            },
+        ),
         config.resume_window,
         config.max_queue,
         config.ping_interval * 2,

@@ -1,12 +1,13 @@
 //! How a session's handler starts: the route found and judged as for an upgrade, the
 //! connection admitted under the same caps as a WebSocket (`max_connections`,
 //! `max_per_address`), and the handler run on a thread of its own over one end of a Unix socket
-//! pair, whose other end goes to the session (see `session/`).
+//! pair, whose other end goes to the session, and with its writes going to the session's sink
+//! (see `session/`).
 
 use super::websocket::{Shared, run};
 use crate::net::accept;
 use crate::net::http::{Head, Refusal, Request};
-use crate::net::stream::Stream;
+use crate::net::stream::{Sink, Stream};
 use crate::net::threads;
 use crate::ops::budget::Holding;
 use crate::ops::escape::escape;
@@ -23,13 +24,15 @@ use std::sync::Arc;
 /// Handler threads keep little on their stacks, as connection threads do.
 const STACK: usize = 128 * 1024;
 
-/// Start the handler of `request`'s route for a session of `client`; the session's end of the
-/// connection, or the refusal to answer.
+/// Start the handler of `request`'s route for a session of `client`, its connection reading
+/// from `socket` and writing to `sink`; or the refusal to answer.
 pub fn start(
     request: &Request,
     client: SocketAddr,
+    socket: UnixStream,
+    sink: Arc<dyn Sink>,
     shared: &Arc<Shared>,
-) -> Result<UnixStream, Refusal> {
+) -> Result<(), Refusal> {
     let Some((route_path, route)) = shared.routes.find(request.path()) else {
         return Err(Refusal::new(
             404,
@@ -43,8 +46,8 @@ pub fn start(
     let protocol = route
         .judge(&UpgradeRequest::new(request, client))
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
-    let (ours, theirs) = UnixStream::pair().map_err(no_socket)?;
-    let stream = Arc::new(Stream::new(theirs));
+    let stream = Arc::new(Stream::new(socket));
+    stream.send_to(sink);
     let ticket = shared
         .connections
         .admit(Arc::clone(&stream), client.ip())
@@ -98,7 +101,7 @@ pub fn start(
             format!("server busy: no thread for your session ({error}), try again later"),
         ));
     }
-    Ok(ours)
+    Ok(())
 }
 
 fn no_socket(error: io::Error) -> Refusal {

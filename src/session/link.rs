@@ -1,25 +1,16 @@
-//! The session's end of its handler's connection: a WebSocket client over one end of a Unix
-//! socket pair, whose other end is the handler's ordinary [`Connection`](crate::Connection).
-//! So a handler behaves the same whatever carries the session: the frames, limits, keepalive
-//! and closes are the connection's own.
+//! The session's end of its handler's connection: the client's side of a WebSocket over one end
+//! of a Unix socket pair, whose other end is the handler's ordinary
+//! [`Connection`](crate::Connection). So a handler behaves the same whatever carries the
+//! session: the frames, limits, keepalive and closes are the connection's own. (What the
+//! connection writes comes back in memory: see `sink.rs`.)
 //!
 //! Frames go out masked with a zero key (a mask protects proxies' caches, and there is no proxy
-//! inside one process) in one `writev`; frames come in whole (the server never fragments).
+//! inside one process) in one `writev`.
 
 use crate::protocol::frame::{BINARY, CLOSE, Header, MAX_HEADER, PONG, TEXT};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
-
-/// How much one read takes.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// A frame from the handler's connection.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Frame {
-    pub opcode: u8,
-    pub payload: Vec<u8>,
-}
 
 /// Writes frames to the handler's connection.
 pub struct LinkWriter(UnixStream);
@@ -71,51 +62,5 @@ impl LinkWriter {
             }
         }
         Ok(())
-    }
-}
-
-/// Reads whole frames from the handler's connection.
-pub struct LinkReader {
-    stream: UnixStream,
-    received: Vec<u8>,
-}
-
-impl LinkReader {
-    /// `tick`: how long `next` waits before it says nothing came.
-    pub fn new(stream: UnixStream, tick: Duration) -> io::Result<LinkReader> {
-        stream.set_read_timeout(Some(tick))?;
-        Ok(LinkReader {
-            stream,
-            received: Vec::new(),
-        })
-    }
-
-    /// The next whole frame; `Ok(None)` when none arrived within the tick. A frame begun
-    /// stays in the buffer until the rest comes. `UnexpectedEof` once the connection is gone.
-    pub fn next(&mut self) -> io::Result<Option<Frame>> {
-        loop {
-            if let Some(header) = Header::parse(&self.received) {
-                let end = header.size as u64 + header.payload;
-                if self.received.len() as u64 >= end {
-                    let payload = self.received[header.size..end as usize].to_vec();
-                    self.received.drain(..end as usize);
-                    return Ok(Some(Frame {
-                        opcode: header.opcode,
-                        payload,
-                    }));
-                }
-            }
-            let start = self.received.len();
-            self.received.resize(start + READ_CHUNK, 0);
-            let read = self.stream.read(&mut self.received[start..]);
-            self.received.truncate(start + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if crate::net::wire::is_timeout(&error) => return Ok(None),
-                Err(error) => return Err(error),
-            }
-        }
     }
 }

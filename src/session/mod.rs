@@ -15,9 +15,11 @@
 pub mod link;
 mod pump;
 pub mod records;
+mod sink;
 pub mod websocket;
 
 use crate::net::http::{Refusal, Request};
+use crate::net::stream::Sink;
 use crate::ops::budget::Holding;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
@@ -34,9 +36,11 @@ use std::time::{Duration, Instant};
 /// How often a waiting carrier or the pump looks at the clock and the shutdown signal.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Starts a handler for a session: given the request (its target the route's) and the
-/// client, returns the session's end of the handler's connection, or the refusal to answer.
-pub type Starter = Box<dyn Fn(&Request, SocketAddr) -> Result<UnixStream, Refusal> + Send + Sync>;
+/// Starts a handler for a session: given the request (its target the route's), the client, the
+/// socket its connection reads from and the sink its writes go to; or the refusal to answer.
+pub type Starter = Box<
+    dyn Fn(&Request, SocketAddr, UnixStream, Arc<dyn Sink>) -> Result<(), Refusal> + Send + Sync,
+>;
 
 /// What carries a session's messages down to its client, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,8 @@ struct Down {
     closed_by_client: bool,
     /// The carriers used so far (a bit each), to count each once.
     carriers_used: u8,
+    /// The connection's close could not be answered at once: the session's thread answers it.
+    answer_owed: bool,
     /// A WebSocket carrier, whose records are pushed to it as they come: its number, and its
     /// connection's sender.
     pusher: Option<(u64, Sender)>,
@@ -181,7 +187,12 @@ impl Sessions {
                 format!("server cannot make a session id ({error}); try again later"),
             )
         })?;
-        let link = (self.start)(request, client)?;
+        let (link, theirs) = UnixStream::pair().map_err(|error| {
+            Refusal::new(
+                503,
+                format!("server cannot make a socket for the session ({error}); try again later"),
+            )
+        })?;
         let refuse = |error: std::io::Error| {
             let _ = link.shutdown(std::net::Shutdown::Both);
             Refusal::new(
@@ -189,7 +200,6 @@ impl Sessions {
                 format!("server cannot start the session ({error}); try again later"),
             )
         };
-        let reader = link.try_clone().map_err(&refuse)?;
         let writer = LinkWriter::new(link.try_clone().map_err(&refuse)?, self.write_timeout)
             .map_err(&refuse)?;
         let session = Arc::new(Session {
@@ -208,6 +218,7 @@ impl Sessions {
                 closed_by_client: false,
                 carriers_used: 0,
                 pusher: None,
+                answer_owed: false,
             }),
             changed: Condvar::new(),
             up: Mutex::new(Up {
@@ -218,12 +229,17 @@ impl Sessions {
             max_queue: self.max_queue,
             metrics: Arc::clone(&self.metrics),
         });
+        let sink = Arc::new(sink::SessionSink(Arc::clone(&session)));
+        (self.start)(request, client, theirs, sink)?;
         lock(&self.open).insert(id, Arc::clone(&session));
-        if let Err(error) = pump::start(Arc::clone(self), Arc::clone(&session), reader, TICK) {
-            self.forget(&session);
-            return Err(refuse(error));
-        }
         self.metrics.session_opened();
+        // Without its thread the session cannot end: it is refused, and its connection, whose
+        // socket goes with the thread that never started, ends at once.
+        if let Err(error) = pump::start(Arc::clone(self), Arc::clone(&session), link, TICK) {
+            self.forget(&session);
+            let why = format!("server busy: no thread for your session ({error}), try again later");
+            return Err(Refusal::new(503, why));
+        }
         Ok(session)
     }
 
