@@ -40,6 +40,12 @@ fn an_echo_session_over_polling_answers_text_and_binary_in_order() {
     assert_eq!(got[0].text(), "hello");
     assert_eq!(got[1].payload, [0, 1, 255]);
     assert_eq!(got[2].text(), "héllo");
+    let metrics = request(server.http_addr().unwrap(), "GET", "/metrics", "", b"").text();
+    assert!(
+        metrics.contains("wsecho_sessions_total{carrier=\"http-polling\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wsecho_sessions_open 1\n"), "{metrics}");
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //!   `{"session":"ID","window":SECS}`.
 //! - `GET /session/ID/down?from=N&mode=stream` answers with the records from number `N` on, the
 //!   client having every one before (they are let go): `mode=stream` keeps the response open
-//!   and sends each record as it comes (chunked, a keepalive record every 10 s), ending after
+//!   and sends each record as it comes (chunked, a keepalive record every 10 s; when they come
+//!   faster than one write each, they gather for 25 ms and go together), ending after
 //!   25 s or 64 KiB so the client comes back with a new `from`; `mode=poll` answers as soon as
 //!   there is something, or empty after 25 s. A newer down request replaces an older one. A
 //!   stream's first bytes are a keepalive record: a client that does not see it soon is behind
@@ -52,7 +53,7 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 const MOST_PER_RESPONSE: usize = 64 * 1024;
 
 /// How long a stream lets records gather once they come faster than it writes them.
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(25);
 
 /// Records a POST may carry beyond one message of `max_message_size`: their heads.
 const UP_OVERHEAD: usize = 4096;

@@ -4,7 +4,7 @@
 //! pair, whose other end goes to the session, and with its writes going to the session's sink
 //! (see `session/`).
 
-use super::websocket::{Shared, run};
+use super::websocket::{Shared, connection, run};
 use crate::net::accept;
 use crate::net::http::{Head, Refusal, Request};
 use crate::net::stream::{Sink, Stream};
@@ -12,7 +12,7 @@ use crate::net::threads;
 use crate::ops::budget::Holding;
 use crate::ops::escape::escape;
 use crate::ops::metrics::Reason;
-use crate::protocol::connection::{About, Connection};
+use crate::protocol::connection::About;
 use crate::protocol::routes::UpgradeRequest;
 use crate::protocol::socket::Socket;
 use log::info;
@@ -71,16 +71,7 @@ pub fn start(
         protocol,
         head: Head::of(request),
     };
-    let connection = Connection::new(
-        socket,
-        about,
-        config.ping_interval,
-        config.max_queue,
-        shared.shutdown.clone(),
-        Arc::clone(&shared.metrics),
-        shared.rooms.clone(),
-    )
-    .map_err(no_socket)?;
+    let connection = connection(socket, about, shared).map_err(no_socket)?;
     info!(
         "#{} open {client} {} over a session",
         ticket.id,

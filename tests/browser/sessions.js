@@ -7,7 +7,9 @@
 //     finds its stream stuck and long-polls;
 //   resume-websocket, resume-http: nginx (passing upgrades, or not) is stopped for 5 s while
 //     another member says 20 messages; the page comes back and shows all 20 in order, none
-//     twice, and nobody saw it leave.
+//     twice, and nobody saw it leave;
+//   resume-too-late: away past a 2 s window, the page says messages may have been missed and
+//     rejoins once the network is back.
 // Used by run.js, which passes its helpers.
 "use strict";
 
@@ -184,6 +186,25 @@ ${temp}    server {
     {
       name: "resume-http",
       run: (browser, cleanup) => resume(browser, cleanup, false, "HTTP streaming"),
+    },
+    {
+      name: "resume-too-late",
+      async run(browser, cleanup) {
+        // Away longer than the window: the page says messages may be missing, and rejoins.
+        const server = await h.startWsecho(["--trusted-proxy", "127.0.0.1", "--resume-window", "2"]);
+        cleanup.push(() => h.stop(server.child));
+        const port = await h.freePort();
+        let proxy = await startHostileNginx(server, port, { buffering: false, passUpgrades: true }, cleanup);
+        const page = await h.newPage(browser);
+        await h.joinChat(page, `${proxy.url}chat.html`, "late");
+        await proxy.stop();
+        await page.waitForFunction(() => /messages may have been missed/.test(document.getElementById("log").textContent),
+          null, { timeout: 30000 });
+        proxy = await startHostileNginx(server, port, { buffering: false, passUpgrades: true }, cleanup);
+        await page.waitForFunction(() => /In the room as late, .*\(rejoined\)/.test(document.getElementById("status").textContent),
+          null, { timeout: 40000 });
+        return page;
+      },
     },
   ];
 };
