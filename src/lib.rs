@@ -106,8 +106,9 @@
 //!   `/metrics`, `/healthz`, `POST /publish/NAME` ([`Config::publish_token`]), and the HTTP
 //!   carrier of sessions (`/session/`, for clients whose network breaks the upgrade).
 //! - `session/`: sessions, which outlive their carrier for [`Config::resume_window`]: the
-//!   handler's ordinary [`Connection`] over an in-process socket, what it sends numbered and
-//!   kept until the client has it, and the records every carrier moves.
+//!   handler's ordinary [`Connection`], reading from an in-process socket and writing into the
+//!   session in memory, what it sends numbered and kept until the client has it, the records
+//!   every carrier moves, and the WebSocket that carries one (subprotocol `wsecho.session`).
 //! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
 //!   out, permessage-deflate, [`Connection`], the outbox behind [`Sender`], and [`Room`]s (which
 //!   reach other instances through a link the Redis cluster implements).
