@@ -51,10 +51,13 @@
     return scheme + (location.hostname || "localhost") + ":" + config.wsPort + path;
   }
 
+  // A ws:// or wss:// URL's host ([1]) and port ([2], if it names one).
+  var WS_HOST = /^wss?:\/\/([^\/:]+|\[[^\]]+\])(?::(\d+))?/;
+
   // Flash asks for a socket policy before connecting: tell it where ours is answered, the
   // policy port when one runs, else the WebSocket port itself (wsecho answers it inline).
   function pointFlashAtPolicy(url) {
-    var match = /^wss?:\/\/([^\/:]+|\[[^\]]+\])(?::(\d+))?/.exec(url);
+    var match = WS_HOST.exec(url);
     if (!match) { return; }
     var port = (config && config.policyPort) || match[2] || 80;
     window.WebSocket.loadFlashPolicyFile("xmlsocket://" + match[1] + ":" + port);
@@ -78,7 +81,7 @@
     }
     // The page's own server: a session, which survives a dropped network and falls back to
     // HTTP where the network breaks WebSocket (session.js).
-    var host = /^wss?:\/\/([^\/:]+|\[[^\]]+\])/.exec(url);
+    var host = WS_HOST.exec(url);
     var sessions = window.wsechoSession;
     if (host && host[1] === location.hostname && sessions && sessions.available()) {
       return new sessions.Session(url);

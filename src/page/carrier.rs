@@ -77,8 +77,6 @@ pub fn serve(
     carrying: &Carrying,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
-    let keep_alive =
-        keep_alive && !request.header_has_token("Connection", "close") && !request.is_http10();
     let answered = http::check_host(&request, &carrying.allowed_hosts)
         .and_then(|()| check_origin(&request, &carrying.allowed_origins).map(drop))
         .and_then(|()| route(stream, client, &request, carrying, keep_alive));

@@ -67,8 +67,6 @@ pub fn serve(
     let binary = request
         .header("Content-Type")
         .is_some_and(|kind| kind.trim().starts_with("application/octet-stream"));
-    let keep_alive =
-        keep_alive && !request.header_has_token("Connection", "close") && !request.is_http10();
     // Held against the budget from before its first byte is read until it is delivered.
     let mut holding = Holding::new(site.metrics.budget());
     if !holding.grow(length) {

@@ -181,7 +181,10 @@ fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &S
         let path = request.path();
         if path.starts_with(publish::PREFIX) || path.starts_with(carrier::PREFIX) {
             site.metrics.page_request();
-            let keep_alive = !site.shutdown.is_triggered();
+            // A POST's connection stays open only on HTTP/1.1 and unless asked to close.
+            let keep_alive = !site.shutdown.is_triggered()
+                && !request.header_has_token("Connection", "close")
+                && !request.is_http10();
             let served = match path.starts_with(carrier::PREFIX) {
                 true => carrier::serve(stream, client, request, &site.carrying, keep_alive),
                 false => publish::serve(stream, client, request, &site.publishing, keep_alive),
@@ -413,10 +416,13 @@ fn answer<'a>(path: &str, site: &'a Site, proxied: bool, deflate: bool) -> Answe
             Some((name, bytes)) => Answer {
                 status: 200,
                 content_type: content_type(Path::new(name)),
-                body: match (deflate, embedded::inflate(bytes)) {
-                    (true, _) => Body::Deflated(bytes),
-                    (false, Some(inflated)) => Body::Inflated(inflated),
-                    (false, None) => return Answer::text(503, "server busy: try again later\n"),
+                body: if deflate {
+                    Body::Deflated(bytes)
+                } else {
+                    match embedded::inflate(bytes) {
+                        Some(inflated) => Body::Inflated(inflated),
+                        None => return Answer::text(503, "server busy: try again later\n"),
+                    }
                 },
             },
             None => not_found(),

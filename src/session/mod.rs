@@ -3,14 +3,15 @@
 //! and kept for a while when the carrier drops, so that the client can come back and miss
 //! nothing.
 //!
-//! The handler's connection is an ordinary one over a Unix socket pair (see `link.rs`); the
-//! session's own thread (`pump.rs`) reads what the handler sends, numbers it and keeps it until
-//! the client has said it got it, answers the connection's pings, and ends the session when no
-//! carrier has come for `resume_window`. Carriers come and go: each takes the records after
-//! the last one the client has (see `records.rs`), and a newer carrier replaces an older one.
-//! What is kept is bounded by `max_queue` (past it the pump stops reading, and the handler's
-//! connection is cut off as a WebSocket client that does not read would be) and held against
-//! the memory budget.
+//! The handler's connection is an ordinary one: it reads the client's messages from a Unix
+//! socket pair (see `link.rs`), and what it writes comes to the session in memory (`sink.rs`),
+//! which numbers each message and keeps it until the client has said it got it, and answers
+//! the connection's pings. The session's own thread (`pump.rs`) waits for the end, and ends
+//! the session when no carrier has come for `resume_window`. Carriers come and go: each takes
+//! the records after the last one the client has (see `records.rs`), and a newer carrier
+//! replaces an older one. What is kept is bounded by `max_queue` (past it the handler's sends
+//! are refused, and its connection is cut off as a WebSocket client that does not read would
+//! be) and held against the memory budget.
 
 pub mod link;
 mod pump;
@@ -309,11 +310,9 @@ impl Session {
         carrier: Carrier,
         resumed: bool,
     ) -> Option<u64> {
-        let last = down.next_seq + u64::from(down.end.is_some());
-        if from > last {
+        if from > down.last() {
             return None;
         }
-        down.end_delivered |= down.end.is_some() && from == last;
         release_before(down, from);
         let bit = 1 << carrier as u8;
         if down.carriers_used & bit == 0 {
@@ -331,11 +330,7 @@ impl Session {
 
     /// The client has every record before `from` (a WebSocket carrier's acknowledgement).
     pub fn acknowledge(&self, from: u64) {
-        let mut down = self.lock_down();
-        let last = down.next_seq + u64::from(down.end.is_some());
-        down.end_delivered |= down.end.is_some() && from == last;
-        release_before(&mut down, from.min(last));
-        drop(down);
+        release_before(&mut self.lock_down(), from);
         self.changed.notify_all();
     }
 
@@ -396,8 +391,7 @@ impl Session {
                 return Err(Stop::Replaced);
             }
             let first = down.next_seq - down.kept.len() as u64;
-            let last = down.next_seq + u64::from(down.end.is_some());
-            if from < last {
+            if from < down.last() {
                 let mut out = Vec::new();
                 let mut seq = from.max(first);
                 for (kind, bytes) in down.kept.iter().skip((seq - first) as usize) {
@@ -474,8 +468,17 @@ impl Session {
     }
 }
 
-/// Let go of the records before `from`: the client has them.
+impl Down {
+    /// The number after the last record, the close record included.
+    fn last(&self) -> u64 {
+        self.next_seq + u64::from(self.end.is_some())
+    }
+}
+
+/// Let go of the records before `from`: the client has them (the close record too, when
+/// `from` is just past it).
 fn release_before(down: &mut Down, from: u64) {
+    down.end_delivered |= down.end.is_some() && from == down.last();
     let first = down.next_seq - down.kept.len() as u64;
     let done = from.saturating_sub(first).min(down.kept.len() as u64) as usize;
     let freed: usize = down.kept.drain(..done).map(|(_, bytes)| bytes.len()).sum();

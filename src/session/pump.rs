@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The session's thread keeps little on its stack.
 const STACK: usize = 64 * 1024;
@@ -86,10 +86,9 @@ impl Session {
 
     fn wait_for_change(&self, tick: Duration) {
         let down = self.lock_down();
-        let deadline = Instant::now() + tick;
         let _ = self
             .changed
-            .wait_timeout(down, deadline - Instant::now())
+            .wait_timeout(down, tick)
             .unwrap_or_else(PoisonError::into_inner);
     }
 }
