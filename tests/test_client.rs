@@ -2,8 +2,9 @@
 //! server: messages both ways, pushes from other threads, its own close codes, a panic or an
 //! error closing with 1011, the size limit, and how each connection ended.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wsecho::{CloseCode, Config, Connection, Ending, Error, Message, TestClient};
+use wsecho::{CloseCode, Config, Connection, Ending, Error, Message, SendError, TestClient};
 
 fn echo(client: &mut Connection) -> Result<(), Error> {
     while let Some(message) = client.receive()? {
@@ -57,6 +58,29 @@ fn a_push_from_another_thread_arrives() {
     let mut client = TestClient::connect(pusher, "/push").unwrap();
     assert_eq!(client.receive().unwrap(), Some(Message::text("pushed")));
     assert_eq!(client.finish(), Ending::ClosedByClient(1000));
+}
+
+#[test]
+fn nothing_from_another_thread_follows_the_close_frame() {
+    // A message after the close frame breaks the protocol: a browser then reports 1006 and
+    // never sees the close code. What was pushed before the close still arrives before it.
+    let after_close = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&after_close);
+    let closer = move |client: &mut Connection| {
+        let sender = client.sender();
+        let _ = sender.send(Message::text("before"));
+        client.close(CloseCode::Away, "going")?;
+        *seen.lock().unwrap() = Some(sender.send(Message::text("after")));
+        Ok(())
+    };
+    let mut client = TestClient::connect(closer, "/closer").unwrap();
+    assert_eq!(client.receive().unwrap(), Some(Message::text("before")));
+    assert_eq!(client.receive().unwrap(), None);
+    assert_eq!(
+        client.finish(),
+        Ending::ClosedByServer(1001, "going".to_string())
+    );
+    assert_eq!(*after_close.lock().unwrap(), Some(Err(SendError::Closed)));
 }
 
 #[test]

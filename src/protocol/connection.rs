@@ -176,7 +176,7 @@ impl Connection {
                         1005 => Vec::new(),
                         code => frame::close_payload(code, ""),
                     };
-                    self.write_control(CLOSE, &reply)?;
+                    self.write_close(&reply)?;
                     return Ok(Incoming::Closed);
                 }
                 Ok(Message::Ping(data)) => {
@@ -302,7 +302,16 @@ impl Connection {
             return Ok(());
         }
         self.ending = Ending::ClosedByServer(code.into(), reason.to_string());
-        self.write_control(CLOSE, &frame::close_payload(code.into(), reason))
+        self.write_close(&frame::close_payload(code.into(), reason))
+    }
+
+    /// Write our close frame, the last frame of the connection: no message from a `Sender`
+    /// may follow it.
+    fn write_close(&mut self, payload: &[u8]) -> Result<(), Error> {
+        if let Some(outbox) = self.socket.outbox() {
+            outbox.closing();
+        }
+        self.write_control(CLOSE, payload)
     }
 
     /// The server's room called `name`: the same room for every connection and for

@@ -498,6 +498,16 @@ impl Outbox {
         Some(Interruption::CloseRequested(code, reason))
     }
 
+    /// The connection's thread is about to write its close frame: from here on sends are
+    /// refused, so that no message follows the close (RFC 6455 section 5.5.1; a browser fails a
+    /// connection that sends one with 1006). What is queued already goes out before it.
+    pub(crate) fn closing(&self) {
+        let mut state = self.lock();
+        if state.status == Status::Open {
+            state.status = Status::Ended;
+        }
+    }
+
     /// The connection's thread, giving up on a client that does not read (sends are already
     /// refused): send a close frame if the socket takes it now, and free the queue.
     pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {

@@ -578,6 +578,11 @@ async function main() {
       const pages = browser.contexts().flatMap((context) => context.pages());
       page = page || pages[pages.length - 1];
       if (page) console.log(page.consoleLines.slice(-15).map((line) => `  console ${line}`).join("\n"));
+      // What each page's status line said when the test gave up.
+      for (const open of pages) {
+        const status = await open.textContent("#status", { timeout: 1000 }).catch(() => null);
+        if (status !== null) console.log(`  status of ${open.url()}: ${status}`);
+      }
     }
     if (page) {
       await page.screenshot({ path: path.join(ARTIFACTS, `browser-${test.name}.png`) }).catch(() => {});
