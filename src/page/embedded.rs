@@ -6,7 +6,7 @@
 //! and indentation): a browser, which always accepts `deflate`, gets them as they are; any
 //! other client gets them inflated.
 
-use crate::protocol::deflate::Inflater;
+use crate::protocol::inflate::Inflater;
 
 // Every file of `www/` but `vendor/`, by URL path, compressed: `FILES`.
 include!(concat!(env!("OUT_DIR"), "/page_files.rs"));
@@ -25,24 +25,25 @@ pub fn find(url_path: &str) -> Option<(&'static str, &'static [u8])> {
         .map(|&(name, bytes)| (name, bytes))
 }
 
-/// A built-in file's bytes as they were on disk; `None` when no inflater could be had (the host
-/// is out of threads). The raw deflate data after the zlib header is inflated by the
-/// inflaters permessage-deflate uses.
+/// A built-in file's bytes as they were on disk. The raw deflate data after the zlib header is
+/// inflated by the inflater permessage-deflate uses; `None` if it does not inflate (never,
+/// unless the build is broken).
 pub fn inflate(compressed: &[u8]) -> Option<Vec<u8>> {
-    let mut inflater = Inflater::take()?;
+    let mut inflater = Inflater::new();
     let mut input = compressed.get(2..)?;
     let mut out = Vec::with_capacity(compressed.len() * 4);
-    while !input.is_empty() {
+    loop {
         if out.len() == out.capacity() {
             out.reserve(out.capacity());
         }
-        let before = out.len();
         let used = inflater.inflate(input, &mut out).ok()?;
-        if used == 0 && out.len() == before {
-            return None; // built by build.rs: never, unless the build is broken
-        }
         input = &input[used..];
+        // Stopped with room to spare: it has had all the input.
+        if out.len() < out.capacity() && input.is_empty() {
+            break;
+        }
     }
+    inflater.finish().ok()?;
     Some(out)
 }
 

@@ -11,7 +11,7 @@ use crate::net::stream::discard_until;
 use crate::net::wire::set_timeout_until;
 use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
-use crate::protocol::deflate::Stored;
+use crate::protocol::deflate::{self, STORED_END, Stored};
 use crate::protocol::frame::{self, BINARY, CLOSE, Header, MAX_HEADER, PING, PONG, TEXT};
 use crate::protocol::outbox::{Interruption, Outbox, Sender};
 use crate::protocol::reader::{Fault, OverBudget};
@@ -529,6 +529,21 @@ fn write_frame(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Er
 /// With permessage-deflate agreed: RSV1 set, and the payload in stored blocks (see
 /// `deflate.rs`), all in one `writev`.
 fn write_stored(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Error> {
+    if let Some(block) = deflate::single_block(payload.len()) {
+        // The frame's head and the block's in one buffer, the payload, the end.
+        let mut frame_head = [0u8; MAX_HEADER];
+        let wire_len = (payload.len() + block.len() + STORED_END.len()) as u64;
+        let head_len = Header::server(opcode, true, wire_len).write(&mut frame_head);
+        let mut head = [0u8; MAX_HEADER + 5];
+        head[..head_len].copy_from_slice(&frame_head[..head_len]);
+        head[head_len..head_len + 5].copy_from_slice(&block);
+        let mut slices = [
+            IoSlice::new(&head[..head_len + 5]),
+            IoSlice::new(payload),
+            IoSlice::new(&STORED_END),
+        ];
+        return Ok(socket.write_slices(&mut slices)?);
+    }
     let stored = Stored::new(payload.len());
     let mut head = [0u8; MAX_HEADER];
     let wire_len = stored.wire_len(payload.len()) as u64;

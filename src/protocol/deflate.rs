@@ -1,11 +1,10 @@
-//! permessage-deflate (RFC 7692), the receiving side: which offer a client makes at the upgrade
-//! we accept and what we answer, and the inflaters the reader turns a compressed message's
-//! frames into its bytes with.
+//! permessage-deflate (RFC 7692): which offer a client makes at the upgrade we accept and what
+//! we answer, and how our own messages are framed for it. (Inflating what clients send is
+//! `inflate.rs`.)
 //!
 //! Every offer we accept is answered with `client_no_context_takeover`: the client then
 //! compresses each message on its own, so no inflate state outlives a message and an idle
-//! connection holds none. A message being inflated borrows an inflater from a small pool
-//! shared by every connection.
+//! connection holds none.
 //!
 //! What a connection sends it does not compress: its replies go out in DEFLATE *stored* blocks
 //! (`Stored`), the bytes as they are behind 5 bytes of block head per 64 KiB. They refer to
@@ -15,25 +14,12 @@
 //! plain; but some clients, Autobahn's kosoku among them, take a message without RSV1 on a
 //! compressing connection for text.)
 
-use flate2::{Decompress, FlushDecompress, Status};
-use std::fmt;
-use std::sync::{Mutex, PoisonError};
-
 /// The extension's name in `Sec-WebSocket-Extensions`.
 const NAME: &str = "permessage-deflate";
 
 /// What a message's compressed bytes end with on the wire once the sender's final
 /// `00 00 ff ff` has been taken off (RFC 7692 section 7.2.2): put back before inflating.
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// Heap a message being inflated takes besides its own bytes: the inflater (its 32 KiB window
-/// and tables) and its buffers. Held against the memory budget while the message arrives.
-pub const INFLATING_BYTES: usize = 64 * 1024;
-
-/// Inflaters kept for the next compressed message; more in use at once are made and dropped.
-const POOL_KEPT: usize = 8;
-
-static POOL: Mutex<Vec<Decompress>> = Mutex::new(Vec::new());
 
 /// Our `Sec-WebSocket-Extensions` answer to the first permessage-deflate offer in `offers`
 /// (the header's values, in order) that we can honour; `None` declines them all.
@@ -100,7 +86,20 @@ const STORED_MAX: usize = 0xffff;
 
 /// The head of the empty stored block that ends a message: its other four bytes are `TAIL`,
 /// which the receiver puts back.
-const STORED_END: [u8; 1] = [0x00];
+pub const STORED_END: [u8; 1] = [0x00];
+
+/// A stored block's head (not final, type 0, then the length and its complement,
+/// little-endian).
+fn block_head(size: u16) -> [u8; 5] {
+    let [low, high] = size.to_le_bytes();
+    [0x00, low, high, !low, !high]
+}
+
+/// The head of the one stored block a payload of `len` bytes fits in, if it fits in one (the
+/// blocks of nearly every message, made without `Stored`'s allocation).
+pub fn single_block(len: usize) -> Option<[u8; 5]> {
+    u16::try_from(len).ok().map(block_head)
+}
 
 /// A message's payload framed as DEFLATE stored blocks: each block's head (not final, type 0,
 /// then the length and its complement, little-endian), and the closing empty block's head.
@@ -112,11 +111,7 @@ impl Stored {
     /// The block heads for a payload of `len` bytes.
     pub fn new(len: usize) -> Stored {
         let heads = (0..len.div_ceil(STORED_MAX))
-            .map(|block| {
-                let size = (len - block * STORED_MAX).min(STORED_MAX) as u16;
-                let [low, high] = size.to_le_bytes();
-                [0x00, low, high, !low, !high]
-            })
+            .map(|block| block_head((len - block * STORED_MAX).min(STORED_MAX) as u16))
             .collect();
         Stored { heads }
     }
@@ -136,99 +131,10 @@ impl Stored {
     }
 }
 
-/// A compressed message that does not inflate: the connection is closed with 1007.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadDeflate(String);
-
-impl fmt::Display for BadDeflate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid compressed data: {}", self.0)
-    }
-}
-
-impl BadDeflate {
-    /// The inflater took no input and gave no output: never spin on it.
-    pub fn stuck() -> BadDeflate {
-        BadDeflate("the inflater made no progress".to_string())
-    }
-}
-
-impl std::error::Error for BadDeflate {}
-
-/// One message's inflater, borrowed from the pool and given back, reset, when dropped.
-pub struct Inflater {
-    inflate: Option<Decompress>,
-    /// The compressed data ended (a final deflate block): whatever follows is ignored.
-    ended: bool,
-}
-
-impl Inflater {
-    /// One from the pool, or a new one; `None` if none could be made (no thread to make it
-    /// on: the server is out of resources).
-    pub fn take() -> Option<Inflater> {
-        let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        Some(Inflater {
-            inflate: Some(pooled.or_else(made_apart)?),
-            ended: false,
-        })
-    }
-
-    /// Inflate `input` into `output`'s spare capacity (never growing it); returns how many
-    /// bytes of `input` were used. Once the compressed data has ended, input is all used and
-    /// nothing comes out.
-    pub fn inflate(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<usize, BadDeflate> {
-        let Some(inflate) = self.inflate.as_mut().filter(|_| !self.ended) else {
-            return Ok(input.len());
-        };
-        let before = inflate.total_in();
-        let status = inflate
-            .decompress_vec(input, output, FlushDecompress::Sync)
-            .map_err(|error| BadDeflate(error.to_string()))?;
-        self.ended = status == Status::StreamEnd;
-        let used = (inflate.total_in() - before) as usize;
-        Ok(if self.ended { input.len() } else { used })
-    }
-}
-
-/// A new inflater (raw deflate, no zlib header; a 15-bit window, the most a client may use),
-/// made on a short-lived thread of its own: miniz_oxide builds its 43 KiB state on the stack
-/// before moving it to the heap, which would overflow a connection thread's small stack, or
-/// leave those pages resident with the thread for good.
-/// `None` when the host has no thread to spare (the connection is then refused with 1013).
-fn made_apart() -> Option<Decompress> {
-    let (made, inflater) = crossbeam_channel::bounded(1);
-    let make = move |()| {
-        let _ = made.send(Decompress::new(false));
-    };
-    crate::net::threads::spawn(c"inflater", INFLATER_STACK, (), make).ok()?;
-    inflater.recv().ok()
-}
-
-/// Room for miniz_oxide's state on the stack while an inflater is made, in any build.
-const INFLATER_STACK: usize = 512 * 1024;
-
-impl Drop for Inflater {
-    fn drop(&mut self) {
-        let Some(mut inflate) = self.inflate.take() else {
-            return;
-        };
-        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < POOL_KEPT {
-            inflate.reset(false);
-            pool.push(inflate);
-        }
-    }
-}
-
-/// Inflaters waiting in the pool now.
-#[cfg(test)]
-pub fn pooled() -> usize {
-    POOL.lock().unwrap_or_else(PoisonError::into_inner).len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::inflate::Inflater;
 
     #[test]
     fn the_first_offer_we_can_honour_is_answered_and_the_rest_declined() {
@@ -282,32 +188,11 @@ mod tests {
             let mut wire: Vec<u8> = stored.slices(&payload).flatten().copied().collect();
             assert_eq!(wire.len(), stored.wire_len(len));
             wire.extend_from_slice(&TAIL);
-            let mut inflater = Inflater::take().unwrap();
+            let mut inflater = Inflater::new();
             let mut output = Vec::with_capacity(len + 1);
             assert_eq!(inflater.inflate(&wire, &mut output), Ok(wire.len()));
             assert_eq!(output, payload, "{len}");
+            assert_eq!(inflater.finish(), Ok(()));
         }
-    }
-
-    #[test]
-    fn a_bad_stream_is_an_error_and_an_ended_one_takes_no_more() {
-        let mut inflater = Inflater::take().unwrap();
-        let mut output = Vec::with_capacity(100);
-        // Block type 3 does not exist.
-        let error = inflater
-            .inflate(&[0xff, 0xff, 0xff], &mut output)
-            .unwrap_err();
-        assert!(
-            error.to_string().starts_with("invalid compressed data"),
-            "{error}"
-        );
-
-        // A final stored block holding "hi", then bytes that are ignored.
-        let mut inflater = Inflater::take().unwrap();
-        let stream = [0x01, 0x02, 0x00, 0xfd, 0xff, b'h', b'i', 0x12, 0x34];
-        assert_eq!(inflater.inflate(&stream, &mut output), Ok(stream.len()));
-        assert_eq!(output, b"hi");
-        assert_eq!(inflater.inflate(&TAIL, &mut output), Ok(TAIL.len()));
-        assert_eq!(output, b"hi");
     }
 }

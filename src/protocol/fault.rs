@@ -4,7 +4,7 @@
 
 use crate::net::wire::is_timeout;
 use crate::ops::budget::Budget;
-use crate::protocol::deflate::BadDeflate;
+use crate::protocol::inflate::BadDeflate;
 use std::fmt;
 use std::io;
 

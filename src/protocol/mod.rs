@@ -7,6 +7,7 @@ pub(crate) mod deflate;
 pub(crate) mod fault;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+pub(crate) mod inflate;
 pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod reader;

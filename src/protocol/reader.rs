@@ -16,11 +16,12 @@
 //!   needs the thread) leaves everything in place, and the next call goes on from there.
 
 use crate::ops::budget::{Budget, Holding};
-use crate::protocol::deflate::{BadDeflate, INFLATING_BYTES, Inflater, TAIL};
+use crate::protocol::deflate::TAIL;
 pub use crate::protocol::fault::{Fault, OverBudget};
 use crate::protocol::frame::{
     self, BINARY, CLOSE, CONTINUATION, Header, MAX_CONTROL, PING, PONG, RSV1, TEXT,
 };
+use crate::protocol::inflate::{BadDeflate, INFLATING_BYTES, Inflater};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -160,6 +161,13 @@ impl Reader {
                 self.begin_frame(&header)?;
                 let mut at = header.size;
                 while at < end && self.frame_rest() > 0 {
+                    if self.inflating() {
+                        // Inflated from here: no buffer for the compressed bytes is made.
+                        let n = (self.frame_rest() as usize).min(end - at);
+                        self.compressed_arrived(&mut buf[at..at + n])?;
+                        at += n;
+                        continue;
+                    }
                     let target = self.payload_target();
                     let n = target.len().min(end - at);
                     target[..n].copy_from_slice(&buf[at..at + n]);
@@ -286,14 +294,8 @@ impl Reader {
             if !self.holding.grow(INFLATING_BYTES) {
                 return Err(self.over_budget(0));
             }
-            let Some(inflater) = Inflater::take() else {
-                // No inflater to be had (the server is out of threads): refused as the budget
-                // would, 1013.
-                self.holding.shrink(INFLATING_BYTES);
-                return Err(self.over_budget(0));
-            };
             message.held = INFLATING_BYTES;
-            message.inflater = Some(inflater);
+            message.inflater = Some(Inflater::new());
         }
         Ok(message)
     }
@@ -352,6 +354,12 @@ impl Reader {
     /// `n` bytes were put at the start of `payload_target`: unmask them, and inflate them if
     /// compressed.
     fn payload_arrived(&mut self, n: usize) -> Result<(), Fault> {
+        if self.inflating() {
+            let mut compressed = std::mem::take(&mut self.compressed);
+            let arrived = self.compressed_arrived(&mut compressed[..n]);
+            self.compressed = compressed;
+            return arrived;
+        }
         let Some(frame) = &mut self.frame else {
             return Ok(());
         };
@@ -367,18 +375,33 @@ impl Reader {
         let Some(message) = &mut self.message else {
             return Ok(());
         };
-        match message.inflater {
-            Some(_) => {
-                let input = &mut self.compressed[..n];
-                frame::unmask(input, key);
-                inflate(message, input, &mut self.holding, self.max_message_size)
-            }
-            None => {
-                let at = message.data.len() - start;
-                frame::unmask(&mut message.data[at..at + n], key);
-                Ok(())
-            }
-        }
+        let at = message.data.len() - start;
+        frame::unmask(&mut message.data[at..at + n], key);
+        Ok(())
+    }
+
+    /// The current frame is part of a compressed message.
+    fn inflating(&self) -> bool {
+        let data = self
+            .frame
+            .as_ref()
+            .is_some_and(|frame| frame.opcode < CLOSE);
+        data && self
+            .message
+            .as_ref()
+            .is_some_and(|message| message.inflater.is_some())
+    }
+
+    /// `input`, the current frame's next payload bytes in a compressed message, arrived:
+    /// unmask and inflate them.
+    fn compressed_arrived(&mut self, input: &mut [u8]) -> Result<(), Fault> {
+        let (Some(frame), Some(message)) = (&mut self.frame, &mut self.message) else {
+            return Ok(());
+        };
+        frame::unmask(input, frame.key);
+        frame.key.rotate_left(input.len() % 4);
+        frame.rest -= input.len() as u64;
+        inflate(message, input, &mut self.holding, self.max_message_size)
     }
 
     /// The current frame's payload is all in: a control frame is the next item; the last
@@ -402,8 +425,11 @@ impl Reader {
         }
         if message.inflater.is_some() {
             // All the input is in: the tail the sender took off, then whatever the inflater
-            // still holds.
+            // still holds; the data must end there.
             inflate(message, &TAIL, &mut self.holding, self.max_message_size)?;
+            if let Some(inflater) = &message.inflater {
+                inflater.finish().map_err(Fault::BadDeflate)?;
+            }
         }
         let Some(message) = self.message.take() else {
             return Ok(None);
@@ -469,10 +495,12 @@ fn inflate(
             return Ok(());
         };
         let before = message.data.len();
-        // Room for the next piece, and one byte past the limit to see it crossed.
-        message
-            .data
-            .reserve((limit + 1 - before).min(COMPRESSED_READ));
+        if before == message.data.capacity() {
+            // Room for the next piece (a guess from the input's size, then doubling), and one
+            // byte past the limit to see it crossed.
+            let guess = (input.len() * 4).clamp(64, COMPRESSED_READ);
+            message.data.reserve((limit + 1 - before).min(guess));
+        }
         let used = inflater
             .inflate(input, &mut message.data)
             .map_err(Fault::BadDeflate)?;
@@ -489,7 +517,8 @@ fn inflate(
             message.held += grown;
             check_utf8(message)?;
         }
-        if input.is_empty() && grown == 0 {
+        if input.is_empty() && (grown == 0 || message.data.len() < message.data.capacity()) {
+            // All the input is in, and the inflater stopped with room to spare.
             return Ok(());
         }
         if used == 0 && grown == 0 {

@@ -17,13 +17,29 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rawws  # noqa: E402  (tests/rawws.py)
 
 SMALL, BIG = 1000, 3000
-FRAME = rawws.frame(0x1, b"x" * 32)
+MESSAGE = b"x" * 32
+FRAME = rawws.frame(0x1, MESSAGE)
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
+def compressed_frame(message):
+    """`message` as a browser sends it on a connection with permessage-deflate: compressed on
+    its own (the server asks for client_no_context_takeover), the sync flush's 00 00 ff ff
+    taken off, RSV1 set."""
+    deflate = zlib.compressobj(wbits=-15)
+    data = deflate.compress(message) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    plain = rawws.frame(0x1, data[:-4])
+    return bytes([plain[0] | 0x40]) + plain[1:]
+
+
+COMPRESSED_FRAME = compressed_frame(MESSAGE)
 
 
 def stop(process, patience=10):
@@ -39,9 +55,10 @@ def stop(process, patience=10):
             process.wait()
 
 
-def total(command, port, echoes, by_function=False):
+def total(command, port, echoes, by_function=False, compressed=False):
     """The server's whole instruction count for a run with `echoes` round trips; with
-    `by_function`, also {function: instructions} (callgrind_annotate's self cost)."""
+    `by_function`, also {function: instructions} (callgrind_annotate's self cost); with
+    `compressed`, each message compressed as a browser sends it."""
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
         server = subprocess.Popen(
@@ -59,10 +76,13 @@ def total(command, port, echoes, by_function=False):
                         raise RuntimeError("the server did not listen under valgrind")
                     time.sleep(0.1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(rawws.upgrade_request())
-            rawws.read_head(sock)
+            sock.sendall(rawws.upgrade_request(extra=DEFLATE_OFFER if compressed else ""))
+            head = rawws.read_head(sock)
+            if compressed and b"permessage-deflate" not in head:
+                raise RuntimeError("the server did not accept permessage-deflate")
+            frame = COMPRESSED_FRAME if compressed else FRAME
             for _ in range(echoes):
-                sock.sendall(FRAME)
+                sock.sendall(frame)
                 rawws.read_frame(sock)
             sock.close()
             time.sleep(0.5)
@@ -87,16 +107,17 @@ def total(command, port, echoes, by_function=False):
                        f"{lines[-3:]})")
 
 
-def per_echo(command_for_port, free_port, by_function=False):
+def per_echo(command_for_port, free_port, by_function=False, compressed=False):
     """Instructions per 32-byte echo of the server `command_for_port(port)` starts; and with
-    `by_function`, the same per function, biggest first."""
+    `by_function`, the same per function, biggest first; with `compressed`, of an echo whose
+    message the client compressed (permessage-deflate)."""
     runs = []
     for echoes in (SMALL, BIG):
         # Once more if valgrind fails: a count, unlike a time, is the same when it works.
         for attempt in (1, 2):
             port = free_port()
             try:
-                runs.append(total(command_for_port(port), port, echoes, by_function))
+                runs.append(total(command_for_port(port), port, echoes, by_function, compressed))
                 break
             except RuntimeError as error:
                 if attempt == 2:

@@ -441,8 +441,4 @@ fn many_connections_inflate_at_once() {
             });
         }
     });
-    assert!(
-        crate::protocol::deflate::pooled() <= 8,
-        "the pool keeps a few, not all"
-    );
 }
