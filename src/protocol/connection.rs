@@ -530,15 +530,12 @@ fn write_frame(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Er
 /// `deflate.rs`), all in one `writev`.
 fn write_stored(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), Error> {
     if let Some(block) = deflate::single_block(payload.len()) {
-        // The frame's head and the block's in one buffer, the payload, the end.
-        let mut frame_head = [0u8; MAX_HEADER];
+        let mut head = [0u8; MAX_HEADER];
         let wire_len = (payload.len() + block.len() + STORED_END.len()) as u64;
-        let head_len = Header::server(opcode, true, wire_len).write(&mut frame_head);
-        let mut head = [0u8; MAX_HEADER + 5];
-        head[..head_len].copy_from_slice(&frame_head[..head_len]);
-        head[head_len..head_len + 5].copy_from_slice(&block);
+        let head_len = Header::server(opcode, true, wire_len).write(&mut head);
         let mut slices = [
-            IoSlice::new(&head[..head_len + 5]),
+            IoSlice::new(&head[..head_len]),
+            IoSlice::new(&block),
             IoSlice::new(payload),
             IoSlice::new(&STORED_END),
         ];

@@ -69,7 +69,7 @@ enum State {
     BlockStart,
     /// Inside a stored block: `left` bytes to copy.
     Stored { left: usize, last: bool },
-    /// Inside a block of codes (the fixed ones, or the block's own in `tables`).
+    /// Inside a block of codes (the fixed ones, or the block's own in `own`).
     Codes { fixed: bool, last: bool },
     /// Inside a block of codes, a match partly copied (the output had no more room).
     Copying {
@@ -328,19 +328,16 @@ fn decode_codes(
         };
         let extra = LENGTH_EXTRA[usize::from(symbol - 257)];
         let Some(more) = reader.take(u32::from(extra)) else {
-            reader.back_to(mark);
             return Ok(Decoded::Stopped(Stop::NeedInput(mark)));
         };
         let length = usize::from(base) + more as usize;
         let Some(code) = codes::symbol(reader, &codes.distance)? else {
-            reader.back_to(mark);
             return Ok(Decoded::Stopped(Stop::NeedInput(mark)));
         };
         let Some(&base) = DISTANCE_BASE.get(usize::from(code)) else {
             return Err(BadDeflate("a distance code that does not exist (30 or 31)"));
         };
         let Some(more) = reader.take(u32::from(DISTANCE_EXTRA[usize::from(code)])) else {
-            reader.back_to(mark);
             return Ok(Decoded::Stopped(Stop::NeedInput(mark)));
         };
         let distance = usize::from(base) + more as usize;

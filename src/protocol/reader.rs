@@ -423,13 +423,11 @@ impl Reader {
             check_utf8(message)?;
             return Ok(None);
         }
-        if message.inflater.is_some() {
-            // All the input is in: the tail the sender took off, then whatever the inflater
-            // still holds; the data must end there.
-            inflate(message, &TAIL, &mut self.holding, self.max_message_size)?;
-            if let Some(inflater) = &message.inflater {
-                inflater.finish().map_err(Fault::BadDeflate)?;
-            }
+        // A compressed message: all the input is in. The tail the sender took off goes in,
+        // then whatever the inflater still holds comes out; the data must end there.
+        inflate(message, &TAIL, &mut self.holding, self.max_message_size)?;
+        if let Some(inflater) = &message.inflater {
+            inflater.finish().map_err(Fault::BadDeflate)?;
         }
         let Some(message) = self.message.take() else {
             return Ok(None);

@@ -26,12 +26,6 @@ impl BitReader<'_> {
         }
     }
 
-    pub fn back_to(&mut self, mark: Mark) {
-        self.at = mark.at;
-        self.bits = mark.bits;
-        self.count = mark.count;
-    }
-
     /// Take whole bytes into `bits` while they fit (at least 56 bits then, if the input has
     /// them). Reading eight bytes at once may leave bits of the next byte above `count`: the
     /// next refill puts the same bits there.
