@@ -4,6 +4,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod deflate;
+pub(crate) mod encoded;
 pub(crate) mod fault;
 pub(crate) mod frame;
 pub(crate) mod handshake;

@@ -2,8 +2,10 @@
 //! client, and the outgoing queue behind it that the connection's own thread writes out.
 //!
 //! A send writes the frame to the socket at once, without blocking, when nothing is queued
-//! before it; whatever the socket does not take is queued (the frame shared, not copied) and
-//! the connection's thread is nudged (see `wake.rs`) to write it when the client reads. The
+//! before it and nobody is writing; a frame sent while another thread writes leaves with that
+//! thread's next `writev` (see `queue.rs`). Whatever the socket does not take stays queued (the
+//! frame shared, not copied) and the connection's thread is nudged (see `wake.rs`) to write it
+//! when the client reads. The
 //! queue is bounded in bytes: a send that would overflow it closes the connection (1008, the
 //! client reads too slowly), frees the queue, and tells the sender. A queued frame is also
 //! held against the server's memory budget, once however many queues share it; no room there
@@ -16,19 +18,22 @@
 
 use crate::net::stream::Stream;
 use crate::net::wake::{self, MAX_WATCHED, ThreadHandle, Woken};
-use crate::ops::budget::{Budget, Holding};
+use crate::ops::budget::Budget;
 use crate::ops::metrics::LiveTraffic;
-use crate::protocol::frame::{self, BINARY, CLOSE, PING, PONG, TEXT};
+use crate::protocol::encoded::Encoded;
+use crate::protocol::frame::{self, CLOSE};
 use crate::protocol::reader::Fault;
+use queue::Chunk;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
+
+mod queue;
 
 /// Sends to one client from any thread; clone it freely. Encoded from one `Sender` (or from
 /// clones used one after another) reach the client in the order sent.
@@ -65,57 +70,6 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// A frame, encoded once, to be sent to one client or many.
-#[derive(Clone)]
-pub struct Encoded(Arc<Payload>);
-
-struct Payload {
-    bytes: Box<[u8]>,
-    /// For a text or binary message, its payload's length (for `/metrics`).
-    message_len: Option<usize>,
-    /// Taken from the memory budget once, when some client's queue first keeps the frame;
-    /// given back when the last clone goes. `None` inside: the budget had no room.
-    held: OnceLock<Option<Holding>>,
-}
-
-impl Encoded {
-    /// Encode `message` as one unmasked server frame.
-    pub fn encode(message: &Message) -> Encoded {
-        let message_len =
-            matches!(message, Message::Text(_) | Message::Binary(_)).then(|| message.len());
-        let out = match message {
-            Message::Text(text) => frame::encode(TEXT, text.as_bytes()),
-            Message::Binary(data) => frame::encode(BINARY, data),
-            Message::Ping(data) => frame::encode(PING, data),
-            Message::Pong(data) => frame::encode(PONG, data),
-            Message::Close(close) => frame::encode(CLOSE, &close_payload(close.as_ref())),
-            Message::Frame(frame) => {
-                let mut out = Vec::with_capacity(frame.len());
-                // Writing to a Vec cannot fail.
-                let _ = frame.clone().format(&mut out);
-                out
-            }
-        };
-        Encoded(Arc::new(Payload {
-            bytes: out.into(),
-            message_len,
-            held: OnceLock::new(),
-        }))
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0.bytes
-    }
-
-    /// Count the frame against `budget` while anyone keeps it; false if it has no room.
-    fn hold(&self, budget: &Arc<Budget>) -> bool {
-        self.0
-            .held
-            .get_or_init(|| Holding::take(budget, self.0.bytes.len()))
-            .is_some()
-    }
-}
-
 impl Sender {
     /// Send a text or binary message (or a ping). Never waits for the client. A close message
     /// asks for the close handshake, as [`Sender::close`] does (1000 when it has no code).
@@ -129,7 +83,19 @@ impl Sender {
 
     /// Send a frame encoded once for many clients (see `Room::broadcast`).
     pub fn send_encoded(&self, frames: &Encoded) -> Result<(), SendError> {
-        self.outbox.push(frames)
+        self.queue(frames)?;
+        self.write_queued()
+    }
+
+    /// Queue a frame without writing it yet: a broadcast queues to every member first, then
+    /// writes, so that a member's frames queued meanwhile by other broadcasts leave together.
+    pub(crate) fn queue(&self, frames: &Encoded) -> Result<(), SendError> {
+        self.outbox.enqueue(frames)
+    }
+
+    /// Write what is queued (unless another thread is writing it already).
+    pub(crate) fn write_queued(&self) -> Result<(), SendError> {
+        self.outbox.write_queued()
     }
 
     /// Ask the connection to close with `code` and `reason`; its thread does the closing
@@ -198,9 +164,17 @@ pub(crate) struct Outbox {
 }
 
 struct State {
+    /// Frames waiting for the socket, oldest first (not those a writer has taken out).
     queue: VecDeque<Chunk>,
     /// Bytes in `queue` not yet sent.
     queued: usize,
+    /// A thread is writing frames it took from `queue`, with the lock released: nobody else
+    /// writes until it is done, and what is queued meanwhile leaves with its next `writev`.
+    writing: bool,
+    /// Bytes that writer holds.
+    in_flight: usize,
+    /// The connection's thread waits for that writer to finish (to write its own frame).
+    owner_waits: bool,
     /// The connection's thread has written part of a frame: nobody else writes until it ends.
     owner_mid_frame: bool,
     status: Status,
@@ -220,12 +194,10 @@ enum Status {
     Open,
     TooSlow,
     OverBudget,
+    /// Our close frame is next: sends are refused, what is queued still goes out.
+    Closing,
+    /// The connection is over: nothing more goes out.
     Ended,
-}
-
-struct Chunk {
-    frames: Encoded,
-    sent: usize,
 }
 
 impl State {
@@ -245,20 +217,28 @@ impl State {
             || self.watched_ready
     }
 
+    /// Queued frames can be written now, by whoever comes.
+    fn writable_queue(&self) -> bool {
+        !self.queue.is_empty() && !self.writing && !self.owner_mid_frame
+    }
+
     fn nudge(&self) {
         if let Some(thread) = self.waiter {
             wake::nudge(thread);
         }
     }
 
-    /// Keep only a frame already partly sent (the stream must stay well framed); free the rest.
-    fn drop_unsent(&mut self) {
+    /// Stop taking frames: keep only one already partly sent (the stream must stay well
+    /// framed); free the rest.
+    fn refuse(&mut self, status: Status) {
+        self.status = status;
         let keep = self.queue.front().is_some_and(|chunk| chunk.sent > 0);
         self.queue.truncate(usize::from(keep));
         self.queued = self
             .queue
             .front()
             .map_or(0, |chunk| chunk.frames.bytes().len() - chunk.sent);
+        self.nudge();
     }
 }
 
@@ -280,6 +260,9 @@ impl Outbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued: 0,
+                writing: false,
+                in_flight: 0,
+                owner_waits: false,
                 owner_mid_frame: false,
                 status: Status::Open,
                 close_request: None,
@@ -296,88 +279,6 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// From any thread: write `frame` now if the socket takes it, else queue what is left.
-    fn push(&self, frames: &Encoded) -> Result<(), SendError> {
-        let frame = frames.bytes();
-        let mut state = self.lock();
-        state.usable()?;
-        // Counted as it goes, so that a scrape after the client has it sees it; a frame the
-        // connection then fails on is counted too, as one the server tried to send.
-        if let Some(len) = frames.0.message_len {
-            self.traffic.pushed(len);
-        }
-        let mut sent = 0;
-        if state.queue.is_empty() && !state.owner_mid_frame {
-            sent = match send_now(&self.stream, frame) {
-                Ok(n) => n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
-                // A session's client reads too slowly (see `Sink`): as a full queue here.
-                Err(error) if error.kind() == io::ErrorKind::QuotaExceeded => {
-                    state.status = Status::TooSlow;
-                    state.nudge();
-                    return Err(SendError::TooSlow);
-                }
-                // Broken: the connection's thread finds out and ends it.
-                Err(_) => return Err(SendError::Closed),
-            };
-            if sent == frame.len() {
-                if self.stream.has_pending_output() {
-                    // TLS holds part of it encrypted: the connection's thread writes it out.
-                    state.nudge();
-                }
-                return Ok(());
-            }
-        }
-        let left = frame.len() - sent;
-        let refused = if state.queued + left > self.limit {
-            Some((Status::TooSlow, SendError::TooSlow))
-        } else if !frames.hold(&self.budget) {
-            Some((Status::OverBudget, SendError::OverBudget))
-        } else {
-            None
-        };
-        if let Some((status, error)) = refused {
-            state.status = status;
-            state.drop_unsent();
-            state.nudge();
-            return Err(error);
-        }
-        if state.queue.is_empty() {
-            // The connection's thread may be waiting only to read: it must write this.
-            state.nudge();
-        }
-        state.queue.push_back(Chunk {
-            frames: frames.clone(),
-            sent,
-        });
-        state.queued += left;
-        Ok(())
-    }
-
-    /// Write out what is queued without waiting; true when nothing is left.
-    fn flush(&self, state: &mut State) -> io::Result<bool> {
-        if !self.stream.flush_now()? {
-            return Ok(false);
-        }
-        while let Some(chunk) = state.queue.front_mut() {
-            let bytes = chunk.frames.bytes();
-            match send_now(&self.stream, &bytes[chunk.sent..]) {
-                Ok(n) if n > 0 => {
-                    chunk.sent += n;
-                    state.queued -= n;
-                    if chunk.sent < bytes.len() {
-                        return Ok(false);
-                    }
-                    state.queue.pop_front();
-                }
-                Ok(_) => return Ok(false),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(true)
-    }
-
     /// The connection's thread: read what the client sent, writing out the queue meanwhile.
     /// Fails with `Fault::Interrupted` when the thread must act instead (see `interruption`),
     /// and with `Fault::Timeout` after `timeout`, like a socket with that read timeout.
@@ -385,12 +286,17 @@ impl Outbox {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         loop {
             let queued = {
-                let mut state = self.lock();
+                let state = self.lock();
                 if state.must_act() {
                     return Err(Fault::Interrupted);
                 }
-                // Never between the halves of our own frame (a write that failed midway).
-                !state.owner_mid_frame && !self.flush(&mut state)?
+                // Never between the halves of our own frame (a write that failed midway), nor
+                // beside another writer (which hands back what the socket leaves).
+                if state.writable_queue() {
+                    !self.drain(state).1?
+                } else {
+                    false
+                }
             };
             match self.stream.recv_now(buf) {
                 Ok(n) => return Ok(n),
@@ -414,21 +320,33 @@ impl Outbox {
         let total: usize = bufs.iter().map(|buf| buf.len()).sum();
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         loop {
-            {
+            let another_writes = {
                 let mut state = self.lock();
-                if state.owner_mid_frame || self.flush(&mut state)? {
-                    let n = match self.stream.send_now(bufs) {
-                        Ok(n) => n,
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
-                        Err(error) => return Err(error),
+                state.owner_waits = state.writing;
+                if state.writing {
+                    true
+                } else {
+                    let (mut state, flushed) = if state.owner_mid_frame {
+                        (state, Ok(true))
+                    } else {
+                        self.drain(state)
                     };
-                    if n > 0 {
-                        state.owner_mid_frame = n < total;
-                        return Ok(n);
+                    if flushed? {
+                        let n = match self.stream.send_now(bufs) {
+                            Ok(n) => n,
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                            Err(error) => return Err(error),
+                        };
+                        if n > 0 {
+                            state.owner_mid_frame = n < total;
+                            return Ok(n);
+                        }
                     }
+                    false
                 }
-            }
-            self.wait(false, true, deadline)?;
+            };
+            // Beside another writer, wait for it to finish (it nudges); else for the socket.
+            self.wait(false, !another_writes, deadline)?;
         }
     }
 
@@ -439,10 +357,11 @@ impl Outbox {
         let (mut watched, mut watching) = ([-1; MAX_WATCHED], 0);
         {
             let mut state = self.lock();
-            // Queued or asked for since we looked: go round again instead of sleeping.
-            let to_write = (!state.queue.is_empty() && !state.owner_mid_frame)
-                || self.stream.has_pending_output();
-            if (!writable && to_write) || state.must_act() {
+            // Queued or asked for since we looked, or the writer we waited for is done: go
+            // round again instead of sleeping.
+            let to_write = state.writable_queue() || self.stream.has_pending_output();
+            let writer_done = state.owner_waits && !state.writing;
+            if (!writable && to_write) || writer_done || state.must_act() {
                 return Ok(());
             }
             state.waiter = Some(wake::current_thread());
@@ -490,11 +409,13 @@ impl Outbox {
                 let limit = self.budget.limit();
                 return Some(Interruption::OverBudget { limit });
             }
-            Status::Open | Status::Ended => {}
+            Status::Open | Status::Closing | Status::Ended => {}
         }
         let (code, reason) = state.close_request.take()?;
         // Closing from here on: further sends are refused.
-        state.status = Status::Ended;
+        if state.status == Status::Open {
+            state.status = Status::Closing;
+        }
         Some(Interruption::CloseRequested(code, reason))
     }
 
@@ -504,18 +425,23 @@ impl Outbox {
     pub(crate) fn closing(&self) {
         let mut state = self.lock();
         if state.status == Status::Open {
-            state.status = Status::Ended;
+            state.status = Status::Closing;
         }
     }
 
     /// The connection's thread, giving up on a client that does not read (sends are already
-    /// refused): send a close frame if the socket takes it now, and free the queue.
+    /// refused): send a close frame if the socket takes it now, and free the queue. (Beside
+    /// another writer there is no room for it: that writer hands back nothing more.)
     pub(crate) fn close_now(&self, code: CloseCode, reason: &str) {
         let mut state = self.lock();
-        if !state.owner_mid_frame && self.flush(&mut state).unwrap_or(false) {
-            let frame = frame::encode(CLOSE, &frame::close_payload(code.into(), reason));
-            let _ = send_now(&self.stream, &frame);
-            let _ = self.stream.flush_now();
+        if !state.writing && !state.owner_mid_frame {
+            let (drained, flushed) = self.drain(state);
+            state = drained;
+            if flushed.unwrap_or(false) {
+                let frame = frame::encode(CLOSE, &frame::close_payload(code.into(), reason));
+                let _ = self.stream.send_now(&[IoSlice::new(&frame)]);
+                let _ = self.stream.flush_now();
+            }
         }
         state.queue.clear();
         state.queued = 0;
@@ -524,7 +450,7 @@ impl Outbox {
     /// Remember a room to leave when the connection ends; false if it already has.
     pub(crate) fn joined(&self, room: Weak<dyn LeavesOnEnd>) -> bool {
         let mut state = self.lock();
-        if state.status == Status::Ended {
+        if matches!(state.status, Status::Closing | Status::Ended) {
             return false;
         }
         state.rooms.push(room);
@@ -548,36 +474,5 @@ impl Outbox {
         for room in rooms.iter().filter_map(Weak::upgrade) {
             room.forget(self.id);
         }
-    }
-}
-
-/// A close frame's payload: empty without a code.
-fn close_payload(close: Option<&CloseFrame>) -> Vec<u8> {
-    close.map_or_else(Vec::new, |close| {
-        frame::close_payload(close.code.into(), close.reason.as_str())
-    })
-}
-
-/// `Stream::send_now` of one buffer.
-fn send_now(stream: &Stream, buf: &[u8]) -> io::Result<usize> {
-    stream.send_now(&[IoSlice::new(buf)])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_frame_shared_by_many_queues_counts_once_until_the_last_lets_go() {
-        let budget = Budget::new(100_000);
-        let frames = Encoded::encode(&Message::binary(vec![0u8; 60_000]));
-        let queued: Vec<Encoded> = (0..5).map(|_| frames.clone()).collect();
-        assert!(queued.iter().all(|frame| frame.hold(&budget)));
-        assert_eq!(budget.in_use(), frames.bytes().len());
-        let other = Encoded::encode(&Message::binary(vec![0u8; 60_000]));
-        assert!(!other.hold(&budget), "a second frame does not fit");
-        drop(frames);
-        drop(queued);
-        assert_eq!(budget.in_use(), 0);
     }
 }

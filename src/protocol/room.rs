@@ -8,7 +8,8 @@
 //! `Link`, which `apps/cluster.rs` implements): its broadcasts are published for the others'
 //! members.
 
-use crate::protocol::outbox::{Encoded, LeavesOnEnd, SendError, Sender};
+use crate::protocol::encoded::Encoded;
+use crate::protocol::outbox::{LeavesOnEnd, SendError, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;
@@ -206,7 +207,7 @@ impl Room {
         if !member.outbox().joined(self.membership()) {
             return false;
         }
-        // Under the members' lock, which every broadcast takes to reach them.
+        // Before it is listed (under the lock every broadcast takes to list the members).
         if let Some(greeting) = greeting {
             let _ = member.send(greeting);
         }
@@ -269,23 +270,44 @@ impl Room {
 
 impl Members {
     fn send_to_all(&self, frames: &Encoded, except: Option<u64>) -> Delivery {
+        // Sent outside the lock: writing to every member's socket under it kept every other
+        // broadcast (and join and leave) of the room waiting, so a busy room used one core.
+        // Each sender's broadcasts still reach every member in the order it made them.
+        let members: Vec<Sender> = self
+            .lock()
+            .iter()
+            .filter(|&(&id, _)| Some(id) != except)
+            .map(|(_, member)| member.clone())
+            .collect();
+        // Queued to everyone first, then written: a member whose frames from other broadcasts
+        // are still waiting gets them all in one write (under load, several per `writev`),
+        // and a member another thread is writing to already gets this one from that thread.
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
-        let mut members = self.lock();
-        for (&id, member) in members.iter() {
-            if Some(id) == except {
-                continue;
-            }
-            match member.send_encoded(frames) {
+        let queued: Vec<&Sender> = members
+            .iter()
+            .filter(|member| match member.queue(frames) {
+                Ok(()) => true,
+                Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
+                    gone.push(member.id());
+                    false
+                }
+            })
+            .collect();
+        for member in queued {
+            match member.write_queued() {
                 Ok(()) => delivery.sent += 1,
                 Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
-                    delivery.dropped += 1;
-                    gone.push(id);
+                    gone.push(member.id());
                 }
             }
         }
-        for id in gone {
-            members.remove(&id);
+        delivery.dropped = gone.len();
+        if !gone.is_empty() {
+            let mut members = self.lock();
+            for id in gone {
+                members.remove(&id);
+            }
         }
         delivery
     }

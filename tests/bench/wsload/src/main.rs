@@ -31,10 +31,11 @@ Modes:
              connection (needs --pid)
   handshake  connect, upgrade, close, one after another: handshakes/s
   fanout     --connections join one chat room (URL .../chat, wsecho's /chat protocol);
-             10 of them each say 10 messages/s, a timestamp as the text: deliveries/s and
-             delivery latency p50/p99/max over every member
+             10 of them each say --rate messages/s, a timestamp as the text: deliveries/s
+             and delivery latency p50/p99/max over every member
 
 Options: --seconds S [default: 3]  --connections N [default: 100]  --pid PID (the server's)
+         --rate R (fanout: messages per second per talker) [default: 10]
 ";
 
 const SMALL: usize = 32;
@@ -49,6 +50,7 @@ struct Options {
     seconds: f64,
     connections: usize,
     pid: Option<u32>,
+    rate: u32,
 }
 
 fn main() -> ExitCode {
@@ -71,7 +73,7 @@ fn parse() -> Result<Options, String> {
         std::process::exit(0);
     }
     let mut positional = Vec::new();
-    let (mut seconds, mut connections, mut pid) = (3.0, 100, None);
+    let (mut seconds, mut connections, mut pid, mut rate) = (3.0, 100, None, 10);
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
         let mut value = |name: &str| iter.next().ok_or(format!("{name} needs a value"));
@@ -85,6 +87,13 @@ fn parse() -> Result<Options, String> {
                 connections = value("--connections")?
                     .parse()
                     .map_err(|e| format!("--connections: {e}"))?
+            }
+            "--rate" => {
+                rate = value("--rate")?
+                    .parse()
+                    .ok()
+                    .filter(|&rate| rate > 0)
+                    .ok_or("--rate: a whole number of messages per second, at least 1")?
             }
             "--pid" => pid = Some(value("--pid")?.parse().map_err(|e| format!("--pid: {e}"))?),
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
@@ -115,6 +124,7 @@ fn parse() -> Result<Options, String> {
         seconds,
         connections,
         pid,
+        rate,
     })
 }
 
@@ -641,7 +651,8 @@ fn handshake(options: &Options, duration: Duration) -> io::Result<String> {
 
 const FANOUT_TALKERS: usize = 10;
 
-/// One chat room: everyone joins, ten talk (10 messages/s each, open loop), everyone hears.
+/// One chat room: everyone joins, ten talk (`--rate` messages/s each, open loop), everyone
+/// hears.
 fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
     let (epoll, mut streams) = open_many(options, options.connections)?;
     let n = streams.len();
@@ -674,7 +685,7 @@ fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
         }
     }
     let talkers = FANOUT_TALKERS.min(n);
-    let slot = PACED_PERIOD / talkers as u32;
+    let slot = Duration::from_secs(1) / (talkers as u32 * options.rate);
     let base = Instant::now();
     let end = base + duration;
     let drained_by = end + Duration::from_secs(2);
@@ -712,8 +723,9 @@ fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
         }
     }
     Ok(format!(
-        "connections={n} talkers={talkers} said={said} expected={} delivered={delivered} \
+        "connections={n} talkers={talkers} rate={} said={said} expected={} delivered={delivered} \
          deliveries_per_s={:.0} {}",
+        options.rate,
         said * n as u64,
         in_window as f64 / duration.as_secs_f64(),
         percentiles(&mut samples)
