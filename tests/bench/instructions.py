@@ -127,3 +127,64 @@ def per_echo(command_for_port, free_port, by_function=False, compressed=False):
     functions = sorted(((name, (count - small_functions.get(name, 0)) / (BIG - SMALL))
                         for name, count in big_functions.items()), key=lambda f: -f[1])
     return (big - small) / (BIG - SMALL), functions
+
+
+def count(rows, free_port):
+    """Count each row, (label, command_for_port, compressed, by_function): ({label: instructions
+    per echo}, the profile of the row counted by function). A row that fails is left out."""
+    counts, profile = {}, []
+    for label, command, compressed, by_function in rows:
+        print(f"bench: instructions: {label} under callgrind", flush=True)
+        try:
+            counts[label], functions = per_echo(command, free_port, by_function, compressed)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            print(f"bench:   instructions: {label}: failed: {error}", flush=True)
+            continue
+        if by_function:
+            profile = functions
+        print(f"bench:   instructions: {label}: {counts[label]:.0f} per echo", flush=True)
+    return counts, profile
+
+
+def section(out, counts, profile):
+    """BENCHMARKS.md's section: the counts, compressed beside plain, and the profile."""
+    if not counts:
+        return
+    out("## Instructions per echo\n")
+    out(f"User-space instructions per 32-byte echo, counted by `valgrind --tool=callgrind` "
+        f"(every thread of the server): {SMALL} and {BIG} round trips, one at a time, the "
+        "difference of the two totals divided by the difference of the counts (start-up and "
+        "shutdown cancel out). A count, not a time: the same build and inputs give the same "
+        "figure on a busy machine. Compressed: the client offers permessage-deflate, as every "
+        "browser does, and sends each message compressed on its own (as a browser's 32-byte "
+        "message is: one fixed-Huffman block); the server inflates it, and replies as it "
+        "chooses (wsecho uncompressed, Python websockets compressed). tokio-tungstenite has no "
+        "permessage-deflate.\n")
+    out("| server | plain | vs the floor | compressed | compressed vs plain |")
+    out("|---|---:|---:|---:|---:|")
+    floor = counts.get("raw-tcp", float("nan"))
+    for name in [n for n in counts if " " not in n]:
+        plain = counts[name]
+        packed = counts.get(f"{name} compressed", float("nan"))
+        shown = f"{packed:.0f}" if packed == packed else "n/a"
+        ratio = f"{packed / plain:.2f}x" if packed == packed else "n/a"
+        out(f"| {name} | {plain:.0f} | {plain / floor:.1f}x | {shown} | {ratio} |")
+    out("")
+    if profile:
+        shown = [f for f in profile if f[1] >= 10][:20]
+        out("Where wsecho's plain echo's go (self cost per echo by function, from a build with "
+            "symbols: `target/profile/release/wsecho`; functions under 10 left out):\n")
+        out("| instructions | function |")
+        out("|---:|---|")
+        for name, instructions in shown:
+            out(f"| {instructions:.0f} | `{name}` |")
+        out("")
+
+
+def targets(counts):
+    plain = counts.get("wsecho", float("nan"))
+    return [
+        ("instructions per echo <= 1163", plain, "<=", 1163),
+        ("instructions per compressed echo <= 3x plain",
+         counts.get("wsecho compressed", float("nan")) / plain, "<=", 3.0),
+    ]

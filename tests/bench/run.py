@@ -9,16 +9,16 @@ BENCHMARKS.md with the machine, the date and the command.
 
 The http modes (http_carrier.py) run wsecho's sessions over HTTP and socket.io's long-polling.
 
-The fanout mode runs each server's chat room instead of its echo (wsecho's own /chat, and a
-peer written for each other server speaking the same protocol: peers/*_chat.*), and, as
-`wsecho-redis`, wsecho's chat room shared through Redis (the `redis` build with `--redis`, one
-instance, a redis-server started for the run): what the cross-instance path costs.
+The fanout modes (fanout.py) run each server's chat room instead of its echo, at 100,000 and
+500,000 deliveries/s offered, and find the highest rate each sustains; `wsecho-redis` is
+wsecho's chat room shared through Redis.
 
 Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
                                   [--modes m,...] [--no-write]
 """
 
 import argparse
+import fanout
 import http_carrier
 import instructions
 from instructions import stop
@@ -43,10 +43,6 @@ WSLOAD = ROOT / "target" / "release" / "wsload"
 WSECHO = ROOT / "target" / "release" / "wsecho"
 # wsecho with symbols (the release profile, not stripped), for the instruction profile.
 WSECHO_SYMBOLS = ROOT / "target" / "profile" / "release" / "wsecho"
-# Every feature, for wsecho-redis (built into its own folder, as make test does).
-WSECHO_FULL = ROOT / "target" / "full" / "release" / "wsecho"
-# The redis-server wsecho-redis uses, started by main() (its URL).
-REDIS = {}
 TOKIO = ROOT / "target" / "bench-peers" / "release" / "tokio-echo"
 # The cap must admit the idle mode's 5000 connections and the 10,000-connection check;
 # everything else is wsecho's default.
@@ -63,19 +59,6 @@ SERVERS = {
     "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_echo.js"), str(port)],
 }
 PEERS = ["tokio-tungstenite", "gevent", "websockets", "node-ws"]
-
-# The same servers' chat rooms, for the fanout mode (the raw TCP floor has none).
-TOKIO_CHAT = ROOT / "target" / "bench-peers" / "release" / "tokio-chat"
-CHAT_SERVERS = {
-    "wsecho": SERVERS["wsecho"],
-    "tokio-tungstenite": lambda port: [str(TOKIO_CHAT), str(port)],
-    "gevent": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "gevent_chat.py"), str(port)],
-    "websockets": lambda port: [str(VENV / "bin" / "python"), str(BENCH / "peers" / "websockets_chat.py"), str(port)],
-    "node-ws": lambda port: ["node", str(BENCH / "peers" / "ws_chat.js"), str(port)],
-}
-CHAT_SERVERS["wsecho-redis"] = lambda port: [str(WSECHO_FULL), *SERVERS["wsecho"](port)[1:],
-                                             "--redis", REDIS["url"]]
-FANOUT = ("fanout", ["fanout", "--connections", "1000"], ["deliveries_per_s", "p50_us", "p99_us", "max_us"])
 
 # The servers that speak permessage-deflate, for the deflate mode (a client that compresses:
 # 64 KiB of compressible text per message). Node ws's echo turns it on (its default is off).
@@ -132,30 +115,25 @@ MISS_NOTES = {
         "and a descriptor: check `ulimit -n` and vm.max_map_count.",
     "past the cap: 503, process alive": "see the server's log.",
     "release binary (stripped) <= 1 MiB": "see Cargo.toml's release profile.",
-    "fanout deliveries/s >= best peer": "the load is open (10 talkers x 10 messages/s to 1000 "
-        "members): a server that keeps up delivers all of it, so this misses only when wsecho "
-        "falls behind or drops members.",
-    "fanout p99 <= best peer's p99": "a broadcast writes to every member from the talker's own "
-        "thread, one non-blocking send each; the last member of 1000 hears it after all the "
-        "others' sends.",
     "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
-    "deflate MB/s >= best peer": "wsecho inflates each message with a pooled miniz_oxide inflater "
-        "(pure Rust) straight into the message; the peers inflate with zlib (C), and compress "
-        "their replies, which wsecho does not.",
+    "deflate MB/s >= best peer": "wsecho inflates each message with its own decoder "
+        "(src/protocol/inflate/) straight into the message; the peers inflate with zlib (C), "
+        "and compress their replies, which wsecho does not.",
+    "instructions per compressed echo <= 3x plain": "see the profile of a compressed echo "
+        "(`python3 tests/bench/instructions.py` has `per_echo(..., compressed=True)`): the "
+        "frame's header, the fixed-code block's symbols one by one, and the end-of-message "
+        "check.",
     "deflate CPU per MB <= best peer's": "see the row above.",
-    "instructions per echo <= 1200": "see the profile above: a small whole message is made from "
+    "instructions per echo <= 1163": "see the profile above: a small whole message is made from "
         "one read by src/protocol/reader.rs; what is left is the two system calls' "
         "wrappers, one allocation for the message, its UTF-8 check and the budget's accounting.",
-    "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
-        "once; the load client, Redis and wsecho share two cores.",
-    "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "
-        "published; the cost is the publishing thread's share of the two cores.",
     "run handshakes/s >= websocketd": "each handshake starts a process (fork and exec of `cat`) "
         "and each close ends one; both servers pay that, and the spread between rounds is wide.",
     "run round trips/s >= websocketd": "a line goes socket -> thread -> the program's stdin, and "
         "back through its stdout: two pipe hops besides the socket's, for both servers.",
 }
 
+MISS_NOTES.update(fanout.MISS_NOTES)
 MISS_NOTES.update(http_carrier.MISS_NOTES)
 
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
@@ -171,6 +149,7 @@ MODES = [
     ("handshake", ["handshake"], ["per_s"]),
 ]
 
+ALL_MODES = [m for m, _, _ in MODES + fanout.MODES + [DEFLATE] + RUN]
 
 def sh(command, **kwargs):
     print("bench:", " ".join(str(c) for c in command), flush=True)
@@ -273,47 +252,41 @@ def run_modes(name, modes, servers, path, results, seconds):
 def measure(servers, rounds, seconds, modes):
     """results[server][mode][field] = [value per round]; plus client CPU shares."""
     echo_modes = [m for m in MODES if m[0] in modes]
-    fanout = [FANOUT] if FANOUT[0] in modes else []
+    fanout_modes = [m for m in fanout.MODES if m[0] in modes]
     deflate = [DEFLATE] if DEFLATE[0] in modes else []
     run = [r for r in RUN if "run" in modes]
-    results = {s: {m: {} for m, _, _ in MODES + [FANOUT, DEFLATE] + RUN} for s in servers}
+    results = {s: {m: {} for m in [*ALL_MODES, "fanout-max"]} for s in servers}
     for round_number in range(rounds):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
         for name in order:
             print(f"bench: round {round_number + 1}/{rounds}: {name}", flush=True)
             if echo_modes and name in SERVERS:
                 run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
-            if fanout and name in CHAT_SERVERS:
-                run_modes(name, fanout, CHAT_SERVERS, "/chat", results, seconds)
+            if fanout_modes and name in fanout.SERVERS:
+                run_modes(name, fanout_modes, fanout.SERVERS, "/chat", results, seconds)
             if deflate and name in DEFLATE_SERVERS:
                 run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
             if run and name in RUN_SERVERS:
                 run_modes(name, run, RUN_SERVERS, "/echo", results, seconds)
             if "http" in modes and name in http_carrier.SERVERS:
                 http_carrier.run(name, results, seconds, start, stop)
+    if "fanout-max" in modes:
+        fanout.highest_rates(servers, results, seconds, start, stop, wsload)
     return results
 
 
 def count_instructions(servers):
-    """Instructions per 32-byte echo (callgrind) of wsecho, the floor and tokio-tungstenite;
-    for wsecho (a build with symbols), also per function. Outside the rounds: counts do not
-    vary with the machine's load."""
-    counts, profile = {}, []
-    commands = {"wsecho": lambda port: [str(WSECHO_SYMBOLS), *SERVERS["wsecho"](port)[1:]],
-                "raw-tcp": SERVERS["raw-tcp"], "tokio-tungstenite": SERVERS["tokio-tungstenite"]}
-    for name, command in commands.items():
-        if name not in servers:
-            continue
-        print(f"bench: instructions: {name} under callgrind", flush=True)
-        try:
-            counts[name], functions = instructions.per_echo(command, free_port, name == "wsecho")
-        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-            print(f"bench:   instructions: {name}: failed: {error}", flush=True)
-            continue
-        if name == "wsecho":
-            profile = functions
-        print(f"bench:   instructions: {name}: {counts[name]:.0f} per echo", flush=True)
-    return counts, profile
+    """Instructions per echo (instructions.py) of wsecho (a build with symbols, profiled by
+    function), the floor and tokio-tungstenite; and of an echo whose message the client
+    compressed, for wsecho and Python websockets (tokio-tungstenite's tungstenite has no
+    permessage-deflate). Outside the rounds: counts do not vary with the machine's load."""
+    symbols = lambda port: [str(WSECHO_SYMBOLS), *SERVERS["wsecho"](port)[1:]]  # noqa: E731
+    rows = [("wsecho", symbols, False, True), ("raw-tcp", SERVERS["raw-tcp"], False, False),
+            ("tokio-tungstenite", SERVERS["tokio-tungstenite"], False, False),
+            ("websockets", SERVERS["websockets"], False, False),
+            ("wsecho compressed", symbols, True, False),
+            ("websockets compressed", SERVERS["websockets"], True, False)]
+    return instructions.count([row for row in rows if row[0].split()[0] in servers], free_port)
 
 
 def median(values):
@@ -451,18 +424,10 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
                    [("rss_per_conn_kib", 1), ("mem_available_drop_kib", 1),
                     ("kernel_stack_kib", 1), ("slab_kib", 1), ("page_tables_kib", 2)])
     cpu = ", ".join(f"{mode} {median(results['wsecho'][mode].get('client_cpu', [])):.2f}"
-                    for mode, _, _ in MODES + [FANOUT, DEFLATE] if "wsecho" in results and mode in ran)
+                    for mode, _, _ in MODES + fanout.MODES + [DEFLATE]
+                    if "wsecho" in results and mode in ran)
     out(f"Load client CPU share (cores) against wsecho, by mode: {cpu}.\n")
-    if "fanout" in ran:
-        out("Fanout: each server's chat room (wsecho's `/chat` protocol; the peers in "
-            "`tests/bench/peers/*_chat.*` do the same work: parse the JSON, stamp it, serialise "
-            "once, send to every member), 1000 members, 10 of them each saying 10 messages/s "
-            "(open loop: 100,000 deliveries/s offered); every member hears every message, the "
-            "speaker too. Latency is from the say leaving the client to each member hearing it.\n")
-        mode_table(out, results, servers, "fanout",
-                   ["deliveries/s", "delivery p50 µs", "delivery p99 µs", "delivery max µs"],
-                   [("deliveries_per_s", 0), ("p50_us", 0), ("p99_us", 0), ("max_us", 0)])
-
+    fanout.section(out, results, servers, mode_table)
     if "deflate" in ran:
         out("Deflate: one connection offering permessage-deflate, as browsers do, sending 64 KiB "
             "messages of compressible text (JSON-like lines, about 10 to 1) compressed, 16 in "
@@ -491,28 +456,7 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
     http_carrier.section(out, results, cell)
 
     counts, profile = counted
-    if counts:
-        out("## Instructions per echo\n")
-        out(f"User-space instructions per 32-byte echo, counted by `valgrind --tool=callgrind` "
-            f"(every thread of the server): {instructions.BIG} and {instructions.SMALL} round "
-            "trips, one at a time, the difference of the two totals divided by the difference "
-            "of the counts (start-up and shutdown cancel out). A count, not a time: the same "
-            "build and inputs give the same figure on a busy machine.\n")
-        out("| server | instructions per echo | vs the floor |")
-        out("|---|---:|---:|")
-        for name, count in counts.items():
-            floor_count = counts.get("raw-tcp", float("nan"))
-            out(f"| {name} | {count:.0f} | {count / floor_count:.1f}x |")
-        out("")
-    if profile:
-        shown = [f for f in profile if f[1] >= 10][:20]
-        out("Where wsecho's go (self cost per echo by function, from a build with symbols: "
-            "`target/profile/release/wsecho`; functions under 10 left out):\n")
-        out("| instructions | function |")
-        out("|---:|---|")
-        for name, count in shown:
-            out(f"| {count:.0f} | `{name}` |")
-        out("")
+    instructions.section(out, counts, profile)
 
     def get(server, mode, field):
         return m.get(server, {}).get(mode, {}).get(field, float("nan"))
@@ -522,8 +466,6 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
 
     present_peers = [p for p in PEERS if p in m]
     best_paced_p99 = min((get(p, "paced", "p99_us") for p in present_peers), default=float("nan"))
-    best_fanout = max((get(p, "fanout", "deliveries_per_s") for p in present_peers), default=float("nan"))
-    best_fanout_p99 = min((get(p, "fanout", "p99_us") for p in present_peers), default=float("nan"))
     # Only the peers that speak permessage-deflate have deflate figures (nan for the rest).
     deflate_mb = [v for p in present_peers if (v := get(p, "deflate", "mb_per_s")) == v]
     deflate_cpu = [v for p in present_peers if (v := get(p, "deflate", "server_cpu_ms_per_mb")) == v]
@@ -545,21 +487,19 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         ("past the cap: 503, process alive", checks.get("past_cap_503", 0) if checks.get("alive") else 0, ">=", 20),
         ("release binary (stripped) <= 1 MiB", checks.get("binary_kib", float("nan")), "<=", 1024),
         ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
-        ("fanout deliveries/s >= best peer", ratio(get(w, "fanout", "deliveries_per_s"), best_fanout), ">=", 1.0),
-        ("fanout p99 <= best peer's p99", ratio(get(w, "fanout", "p99_us"), best_fanout_p99), "<=", 1.0),
-        ("instructions per echo <= 1200", counts.get("wsecho", float("nan")), "<=", 1200),
-        ("fanout through redis >= 0.8x wsecho's deliveries/s", ratio(get("wsecho-redis", "fanout", "deliveries_per_s"), get(w, "fanout", "deliveries_per_s")), ">=", 0.8),
-        ("fanout through redis adds <= 1 ms to p99", (get("wsecho-redis", "fanout", "p99_us") - get(w, "fanout", "p99_us")) / 1000, "<=", 1.0),
+        *instructions.targets(counts),
         ("deflate MB/s >= best peer", ratio(get(w, "deflate", "mb_per_s"), best_deflate), ">=", 1.0),
         ("deflate CPU per MB <= best peer's", ratio(get(w, "deflate", "server_cpu_ms_per_mb"), best_deflate_cpu), "<=", 1.0),
         ("run handshakes/s >= websocketd", ratio(get(w, "run-handshake", "per_s"), get("websocketd", "run-handshake", "per_s")), ">=", 1.0),
         ("run round trips/s >= websocketd", ratio(get(w, "run-conc", "msgs_per_s"), get("websocketd", "run-conc", "msgs_per_s")), ">=", 1.0),
+        *fanout.targets(get, ratio, present_peers),
         *http_carrier.targets(get, ratio),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
                "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
-               "fanout": "fanout", "instructions": "instructions", "deflate": "deflate",
+               "fanout": "fanout", "fanout500": "fanout500", "fanout-max": "fanout-max",
+               "instructions": "instructions", "deflate": "deflate",
                "run": "run-conc", "http": "http-fanout"}
     if counts:
         ran = ran | {"instructions"}
@@ -609,7 +549,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis", "websocketd", "socketio"]))
-    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + [FANOUT, DEFLATE]), "run", "http", "instructions"]),
+    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + fanout.MODES + [DEFLATE]), "fanout-max", "run", "http", "instructions"]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
     parser.add_argument("--baseline", metavar="BINARY",
@@ -621,7 +561,7 @@ def main():
         baseline = str(Path(options.baseline).resolve())
         SERVERS["wsecho-baseline"] = lambda port: [baseline, *SERVERS["wsecho"](port)[1:]]
         servers.append("wsecho-baseline")
-    unknown = set(servers) - set(SERVERS) - set(CHAT_SERVERS) - set(RUN_SERVERS) - set(http_carrier.SERVERS)
+    unknown = set(servers) - set(SERVERS) - set(fanout.SERVERS) - set(RUN_SERVERS) - set(http_carrier.SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
     install()
@@ -632,7 +572,7 @@ def main():
         port = free_port()
         redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                   "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        REDIS["url"] = f"redis://127.0.0.1:{port}"
+        fanout.REDIS["url"] = f"redis://127.0.0.1:{port}"
         wait_listening(port, redis)
     spinners = busy_loops()
     try:
