@@ -169,6 +169,11 @@ fn echo_and_page_over_tls_with_plain_answers_where_plain_is_asked() {
     assert_eq!(shown(client.get_ref()), der_of(&files));
     client.send(Message::text("hello over wss")).unwrap();
     assert_eq!(next_message(&mut client), Message::text("hello over wss"));
+    // Quiet for longer than a read waits before giving back its thread's stack: answered the
+    // same after it.
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(Message::text("after a pause")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("after a pause"));
     // Bigger than one TLS record, than the server's 16 KiB pieces and its 64 KiB TLS buffer.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     client.send(Message::binary(big.clone())).unwrap();

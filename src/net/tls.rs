@@ -6,6 +6,7 @@
 //! between the connection's thread and its `Sender`s behind a mutex: every byte in either
 //! direction passes through it, so records go out in the order their bytes were given.
 
+use crate::net::threads;
 use crate::net::wake;
 use crate::net::wire::Wire;
 use rustls::ServerConnection;
@@ -21,6 +22,10 @@ use std::time::{Duration, Instant};
 /// Most encrypted bytes a session holds for a client that has not taken them yet (rustls'
 /// own default); past it, `send_now` takes nothing, like a full socket.
 const PENDING_LIMIT: usize = 64 * 1024;
+
+/// A read that waits longer than this gives back the stack its TLS work touched (see
+/// `Session::read`): a connection that goes quiet costs about what a plain one does.
+const QUIET: Duration = Duration::from_millis(100);
 
 /// The certificate and key both ports serve, reloadable.
 pub struct Certificates {
@@ -177,8 +182,11 @@ impl Session {
     }
 
     /// Blocking read, within the socket's read timeout (`WouldBlock` after it, like the socket).
+    /// The timeout is asked of the socket (a system call) only once the read has to wait; a
+    /// wait past `QUIET` gives back the stack TLS work touched (`threads::shed_stack`).
     pub fn read(&self, wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
-        let deadline = deadline_after(wire.read_timeout()?);
+        let mut deadline = None;
+        let mut quiet = true;
         loop {
             let writable = {
                 let mut tls = self.lock();
@@ -187,23 +195,50 @@ impl Session {
                     done => return done,
                 }
             };
+            let deadline = match deadline {
+                Some(deadline) => deadline,
+                None => *deadline.insert(deadline_after(wire.read_timeout()?)),
+            };
+            let soon = Instant::now() + QUIET;
+            if quiet && deadline.is_none_or(|deadline| deadline > soon) {
+                match wait(wire, true, writable, Some(soon)) {
+                    Ok(()) => continue,
+                    // Quiet: shed right before the long wait (a read first would go deep again).
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        quiet = false;
+                        threads::shed_stack();
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
             wait(wire, true, writable, deadline)?;
         }
     }
 
     /// Blocking write, within the socket's write timeout: returns once what it took is on the
-    /// socket, as a plain socket's write does.
+    /// socket, as a plain socket's write does. (The timeout is asked of the socket only if the
+    /// write has to wait.)
     pub fn write(&self, wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let deadline = deadline_after(wire.write_timeout()?);
+        let mut deadline = None;
         let taken = loop {
             match self.send_now(wire, bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    wait(wire, false, true, deadline)?
+                    let until = match deadline {
+                        Some(until) => until,
+                        None => *deadline.insert(deadline_after(wire.write_timeout()?)),
+                    };
+                    wait(wire, false, true, until)?
                 }
                 done => break done?,
             }
         };
-        self.flush_until(wire, deadline)?;
+        if !self.flush_now(wire)? {
+            let until = match deadline {
+                Some(until) => until,
+                None => deadline_after(wire.write_timeout()?),
+            };
+            self.flush_until(wire, until)?;
+        }
         Ok(taken)
     }
 

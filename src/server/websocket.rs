@@ -386,6 +386,9 @@ pub(super) fn run_handler(
     handler: &dyn Handler,
     linger: Duration,
 ) -> (Ending, Traffic) {
+    // What the handshake touched of the thread's stack goes back before the connection
+    // settles into its messages (an idle one costs its thread's stack).
+    threads::shed_stack();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
     match outcome {
         Ok(Ok(())) => {}

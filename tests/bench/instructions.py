@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,10 +56,11 @@ def stop(process, patience=10):
             process.wait()
 
 
-def total(command, port, echoes, by_function=False, compressed=False):
+def total(command, port, echoes, by_function=False, compressed=False, tls=False):
     """The server's whole instruction count for a run with `echoes` round trips; with
     `by_function`, also {function: instructions} (callgrind_annotate's self cost); with
-    `compressed`, each message compressed as a browser sends it."""
+    `compressed`, each message compressed as a browser sends it; with `tls`, over TLS (wss:
+    the handshake is start-up, and cancels out)."""
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
         server = subprocess.Popen(
@@ -76,6 +78,12 @@ def total(command, port, echoes, by_function=False, compressed=False):
                         raise RuntimeError("the server did not listen under valgrind")
                     time.sleep(0.1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                # The bench's own certificate, on loopback: nothing to check it against.
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(sock, server_hostname="localhost")
             sock.sendall(rawws.upgrade_request(extra=DEFLATE_OFFER if compressed else ""))
             head = rawws.read_head(sock)
             if compressed and b"permessage-deflate" not in head:
@@ -107,17 +115,18 @@ def total(command, port, echoes, by_function=False, compressed=False):
                        f"{lines[-3:]})")
 
 
-def per_echo(command_for_port, free_port, by_function=False, compressed=False):
+def per_echo(command_for_port, free_port, by_function=False, compressed=False, tls=False):
     """Instructions per 32-byte echo of the server `command_for_port(port)` starts; and with
     `by_function`, the same per function, biggest first; with `compressed`, of an echo whose
-    message the client compressed (permessage-deflate)."""
+    message the client compressed (permessage-deflate); with `tls`, over wss."""
     runs = []
     for echoes in (SMALL, BIG):
         # Once more if valgrind fails: a count, unlike a time, is the same when it works.
         for attempt in (1, 2):
             port = free_port()
             try:
-                runs.append(total(command_for_port(port), port, echoes, by_function, compressed))
+                runs.append(total(command_for_port(port), port, echoes, by_function, compressed,
+                                  tls))
                 break
             except RuntimeError as error:
                 if attempt == 2:
@@ -130,13 +139,15 @@ def per_echo(command_for_port, free_port, by_function=False, compressed=False):
 
 
 def count(rows, free_port):
-    """Count each row, (label, command_for_port, compressed, by_function): ({label: instructions
-    per echo}, the profile of the row counted by function). A row that fails is left out."""
+    """Count each row, (label, command_for_port, by_function): ({label: instructions per echo},
+    the profile of the row counted by function). A label ending in " compressed" or " wss" is
+    that kind of echo. A row that fails is left out."""
     counts, profile = {}, []
-    for label, command, compressed, by_function in rows:
+    for label, command, by_function in rows:
         print(f"bench: instructions: {label} under callgrind", flush=True)
+        compressed, tls = label.endswith(" compressed"), label.endswith(" wss")
         try:
-            counts[label], functions = per_echo(command, free_port, by_function, compressed)
+            counts[label], functions = per_echo(command, free_port, by_function, compressed, tls)
         except (RuntimeError, OSError, subprocess.SubprocessError) as error:
             print(f"bench:   instructions: {label}: failed: {error}", flush=True)
             continue
@@ -159,16 +170,18 @@ def section(out, counts, profile):
         "browser does, and sends each message compressed on its own (as a browser's 32-byte "
         "message is: one fixed-Huffman block); the server inflates it, and replies as it "
         "chooses (wsecho uncompressed, Python websockets compressed). tokio-tungstenite has no "
-        "permessage-deflate.\n")
-    out("| server | plain | vs the floor | compressed | compressed vs plain |")
-    out("|---|---:|---:|---:|---:|")
+        "permessage-deflate. wss: the same plain echo over TLS (rustls with ring for wsecho and "
+        "tokio-tungstenite alike; the client is Python's ssl).\n")
+    out("| server | plain | vs the floor | compressed | compressed vs plain | wss | wss vs plain |")
+    out("|---|---:|---:|---:|---:|---:|---:|")
     floor = counts.get("raw-tcp", float("nan"))
     for name in [n for n in counts if " " not in n]:
         plain = counts[name]
-        packed = counts.get(f"{name} compressed", float("nan"))
-        shown = f"{packed:.0f}" if packed == packed else "n/a"
-        ratio = f"{packed / plain:.2f}x" if packed == packed else "n/a"
-        out(f"| {name} | {plain:.0f} | {plain / floor:.1f}x | {shown} | {ratio} |")
+        cells = []
+        for kind in ("compressed", "wss"):
+            other = counts.get(f"{name} {kind}", float("nan"))
+            cells += [f"{other:.0f}", f"{other / plain:.2f}x"] if other == other else ["n/a", "n/a"]
+        out(f"| {name} | {plain:.0f} | {plain / floor:.1f}x | " + " | ".join(cells) + " |")
     out("")
     if profile:
         shown = [f for f in profile if f[1] >= 10][:20]

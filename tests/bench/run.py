@@ -7,6 +7,8 @@ vCPUs from sleeping (their wake-up would otherwise dominate one-connection round
 Prints medians with min-max over the rounds and ratios, checks the targets, and writes
 BENCHMARKS.md with the machine, the date and the command.
 
+The wss modes (wss.py) run rtt, stream, handshakes, idle and fanout over TLS.
+
 The http modes (http_carrier.py) run wsecho's sessions over HTTP and socket.io's long-polling.
 
 The fanout modes (fanout.py) run each server's chat room instead of its echo, at 100,000 and
@@ -21,6 +23,7 @@ import argparse
 import fanout
 import http_carrier
 import instructions
+import wss
 from instructions import stop
 import json
 import datetime
@@ -134,6 +137,7 @@ MISS_NOTES = {
 }
 
 MISS_NOTES.update(fanout.MISS_NOTES)
+MISS_NOTES.update(wss.MISS_NOTES)
 MISS_NOTES.update(http_carrier.MISS_NOTES)
 
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
@@ -165,6 +169,7 @@ def install():
         str(ROOT / "target" / "profile")], cwd=ROOT,
        env={**os.environ, "CARGO_PROFILE_RELEASE_STRIP": "false", "CARGO_PROFILE_RELEASE_DEBUG": "1"})
     BUILD.mkdir(parents=True, exist_ok=True)
+    wss.certificate()
     tcp_echo = BUILD / "tcp_echo"
     source = BENCH / "peers" / "tcp_echo.rs"
     if not tcp_echo.exists() or tcp_echo.stat().st_mtime < source.stat().st_mtime:
@@ -212,8 +217,8 @@ def start(name, servers=SERVERS):
     return process, port
 
 
-def wsload(args, port, pid, seconds, path="/echo"):
-    command = [str(WSLOAD), *args, f"ws://127.0.0.1:{port}{path}", "--pid", str(pid),
+def wsload(args, port, pid, seconds, path="/echo", scheme="ws"):
+    command = [str(WSLOAD), *args, f"{scheme}://127.0.0.1:{port}{path}", "--pid", str(pid),
                "--seconds", str(seconds)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds)
     if done.returncode != 0:
@@ -255,7 +260,7 @@ def measure(servers, rounds, seconds, modes):
     fanout_modes = [m for m in fanout.MODES if m[0] in modes]
     deflate = [DEFLATE] if DEFLATE[0] in modes else []
     run = [r for r in RUN if "run" in modes]
-    results = {s: {m: {} for m in [*ALL_MODES, "fanout-max"]} for s in servers}
+    results = {s: {m: {} for m in [*ALL_MODES, *wss.NAMES, "fanout-max"]} for s in servers}
     for round_number in range(rounds):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
         for name in order:
@@ -264,6 +269,7 @@ def measure(servers, rounds, seconds, modes):
                 run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
             if fanout_modes and name in fanout.SERVERS:
                 run_modes(name, fanout_modes, fanout.SERVERS, "/chat", results, seconds)
+            wss.run(name, modes, results, seconds, start, stop, wsload)
             if deflate and name in DEFLATE_SERVERS:
                 run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
             if run and name in RUN_SERVERS:
@@ -277,15 +283,18 @@ def measure(servers, rounds, seconds, modes):
 
 def count_instructions(servers):
     """Instructions per echo (instructions.py) of wsecho (a build with symbols, profiled by
-    function), the floor and tokio-tungstenite; and of an echo whose message the client
-    compressed, for wsecho and Python websockets (tokio-tungstenite's tungstenite has no
-    permessage-deflate). Outside the rounds: counts do not vary with the machine's load."""
+    function), the floor, tokio-tungstenite and Python websockets; of an echo whose message the
+    client compressed, for wsecho and Python websockets (tokio-tungstenite's tungstenite has no
+    permessage-deflate); over wss, for wsecho and tokio-tungstenite. Outside the rounds: counts
+    do not vary with the machine's load."""
     symbols = lambda port: [str(WSECHO_SYMBOLS), *SERVERS["wsecho"](port)[1:]]  # noqa: E731
-    rows = [("wsecho", symbols, False, True), ("raw-tcp", SERVERS["raw-tcp"], False, False),
-            ("tokio-tungstenite", SERVERS["tokio-tungstenite"], False, False),
-            ("websockets", SERVERS["websockets"], False, False),
-            ("wsecho compressed", symbols, True, False),
-            ("websockets compressed", SERVERS["websockets"], True, False)]
+    rows = [("wsecho", symbols, True), ("raw-tcp", SERVERS["raw-tcp"], False),
+            ("tokio-tungstenite", SERVERS["tokio-tungstenite"], False),
+            ("websockets", SERVERS["websockets"], False),
+            ("wsecho compressed", symbols, False),
+            ("websockets compressed", SERVERS["websockets"], False),
+            ("wsecho wss", wss.SERVERS["wsecho"], False),
+            ("tokio-tungstenite wss", wss.SERVERS["tokio-tungstenite"], False)]
     return instructions.count([row for row in rows if row[0].split()[0] in servers], free_port)
 
 
@@ -428,6 +437,7 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
                     if "wsecho" in results and mode in ran)
     out(f"Load client CPU share (cores) against wsecho, by mode: {cpu}.\n")
     fanout.section(out, results, servers, mode_table)
+    wss.section(out, results, servers, cell)
     if "deflate" in ran:
         out("Deflate: one connection offering permessage-deflate, as browsers do, sending 64 KiB "
             "messages of compressible text (JSON-like lines, about 10 to 1) compressed, 16 in "
@@ -493,12 +503,14 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         ("run handshakes/s >= websocketd", ratio(get(w, "run-handshake", "per_s"), get("websocketd", "run-handshake", "per_s")), ">=", 1.0),
         ("run round trips/s >= websocketd", ratio(get(w, "run-conc", "msgs_per_s"), get("websocketd", "run-conc", "msgs_per_s")), ">=", 1.0),
         *fanout.targets(get, ratio, present_peers),
+        *wss.targets(get, ratio),
         *http_carrier.targets(get, ratio),
     ]
     # Targets of modes this run did not measure are left out.
     mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
                "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
                "fanout": "fanout", "fanout500": "fanout500", "fanout-max": "fanout-max",
+               **{mode: mode for mode in wss.NAMES}, "wss-handshakes/s": "wss-handshake",
                "instructions": "instructions", "deflate": "deflate",
                "run": "run-conc", "http": "http-fanout"}
     if counts:
@@ -549,7 +561,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--servers", default=",".join([*SERVERS, "wsecho-redis", "websocketd", "socketio"]))
-    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + fanout.MODES + [DEFLATE]), "fanout-max", "run", "http", "instructions"]),
+    parser.add_argument("--modes", default=",".join([*(m for m, _, _ in MODES + fanout.MODES + [DEFLATE]), "fanout-max", *wss.NAMES, "run", "http", "instructions"]),
                         help="which modes to run (default: all)")
     parser.add_argument("--no-write", action="store_true", help="print, but do not write BENCHMARKS.md")
     parser.add_argument("--baseline", metavar="BINARY",

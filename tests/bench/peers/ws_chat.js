@@ -1,9 +1,11 @@
 // Node.js `ws` serving wsecho's /chat protocol (see README), for the fanout bench: one room,
-// a broadcast is a loop over `wss.clients`, the message encoded once. Run: node ws_chat.js PORT
+// a broadcast is a loop over `wss.clients`, the message encoded once.
+// Run: node ws_chat.js PORT [CERT KEY]   (with a certificate and key: wss, over node's https)
 "use strict";
 const { WebSocketServer, WebSocket } = require("ws");
+const { listening } = require("./ws_listen");
 
-const server = new WebSocketServer({ host: "127.0.0.1", port: Number(process.argv[2]) });
+const server = new WebSocketServer(listening(process.argv));
 const names = new Map(); // socket -> name
 
 function broadcast(object, except) {

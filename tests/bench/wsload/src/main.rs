@@ -1,4 +1,4 @@
-//! wsload: the load client behind `make bench`, for any `ws://` echo server.
+//! wsload: the load client behind `make bench`, for any `ws://` or `wss://` echo server.
 //!
 //! It speaks just enough WebSocket to measure: a fixed upgrade request, client frames with a
 //! zero mask key (legal, and free to apply), server frames parsed in place. Many connections
@@ -7,12 +7,15 @@
 //!
 //! Output: one line of `key=value` fields, read by tests/bench/run.py.
 
+use conn::{Conn, TlsClient};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+mod conn;
 
 const HELP: &str = "\
 wsload: load for WebSocket echo servers (used by `make bench`)
@@ -34,7 +37,11 @@ Modes:
              10 of them each say --rate messages/s, a timestamp as the text: deliveries/s
              and delivery latency p50/p99/max over every member
 
+URL: ws://HOST:PORT/PATH, or wss://HOST:PORT/PATH with --ca (the server's certificate, or the
+one that signed it, in PEM; HOST must be a name it is for)
+
 Options: --seconds S [default: 3]  --connections N [default: 100]  --pid PID (the server's)
+         --ca FILE (wss: the certificate to trust)
          --rate R (fanout: messages per second per talker) [default: 10]
 ";
 
@@ -51,6 +58,7 @@ struct Options {
     connections: usize,
     pid: Option<u32>,
     rate: u32,
+    tls: Option<TlsClient>,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +82,7 @@ fn parse() -> Result<Options, String> {
     }
     let mut positional = Vec::new();
     let (mut seconds, mut connections, mut pid, mut rate) = (3.0, 100, None, 10);
+    let mut ca = None;
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
         let mut value = |name: &str| iter.next().ok_or(format!("{name} needs a value"));
@@ -95,6 +104,7 @@ fn parse() -> Result<Options, String> {
                     .filter(|&rate| rate > 0)
                     .ok_or("--rate: a whole number of messages per second, at least 1")?
             }
+            "--ca" => ca = Some(value("--ca")?),
             "--pid" => pid = Some(value("--pid")?.parse().map_err(|e| format!("--pid: {e}"))?),
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
             _ => positional.push(arg),
@@ -102,10 +112,20 @@ fn parse() -> Result<Options, String> {
     }
     let [mode, url] =
         <[String; 2]>::try_from(positional).map_err(|_| "usage: wsload MODE URL".to_string())?;
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("the URL must start with ws://")?;
+    let (secure, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err("the URL must start with ws:// or wss://".into()),
+    };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    let tls = match (secure, ca) {
+        (false, _) => None,
+        (true, Some(ca)) => Some(TlsClient::new(&ca, host)?),
+        (true, None) => return Err("a wss:// URL needs --ca FILE, the certificate to trust".into()),
+    };
     let addr = authority
         .to_socket_addrs()
         .map_err(|e| format!("{authority}: {e}"))?
@@ -125,6 +145,7 @@ fn parse() -> Result<Options, String> {
         connections,
         pid,
         rate,
+        tls,
     })
 }
 
@@ -150,15 +171,16 @@ fn run(options: &Options) -> Result<String, String> {
 // --- the wire ---------------------------------------------------------------------------
 
 /// Connect and upgrade; the socket is left blocking, with TCP_NODELAY.
-fn open(options: &Options) -> io::Result<TcpStream> {
+fn open(options: &Options) -> io::Result<Conn> {
     Ok(open_with_head(options)?.0)
 }
 
 /// As `open`, with the head of the server's 101 answer.
-fn open_with_head(options: &Options) -> io::Result<(TcpStream, String)> {
-    let mut stream = TcpStream::connect(options.addr)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+fn open_with_head(options: &Options) -> io::Result<(Conn, String)> {
+    let mut stream = Conn::connect(options.addr, options.tls.as_ref())?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(&options.request)?;
     let mut head = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
@@ -208,14 +230,14 @@ struct Inbox {
 impl Inbox {
     /// Read what the socket has; count whole data frames (pings are ignored: none expected).
     /// A close frame is an error: no server closes during a measurement.
-    fn pull(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    fn pull(&mut self, stream: &mut Conn) -> io::Result<usize> {
         match self.pull_frames(stream)? {
             Pulled::Messages(n) => Ok(n),
             Pulled::Close => Err(io::Error::other("the server sent a close frame")),
         }
     }
 
-    fn pull_frames(&mut self, stream: &mut TcpStream) -> io::Result<Pulled> {
+    fn pull_frames(&mut self, stream: &mut Conn) -> io::Result<Pulled> {
         self.pull_payloads(stream, |_| {})
     }
 
@@ -223,17 +245,23 @@ impl Inbox {
     /// are unmasked).
     fn pull_payloads(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Conn,
         mut on_message: impl FnMut(&[u8]),
     ) -> io::Result<Pulled> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Err(io::Error::other("the server closed the connection")),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pulled::Messages(0)),
-            Err(e) => return Err(e),
-        };
-        self.buf.extend_from_slice(&chunk[..n]);
+        // One read, unless TLS decrypted more than it took (the socket would not wake us).
+        loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(0) => return Err(io::Error::other("the server closed the connection")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            };
+            self.buf.extend_from_slice(&chunk[..n]);
+            if !stream.has_buffered() {
+                break;
+            }
+        }
         let mut consumed = 0;
         let mut messages = 0;
         while let Some((opcode, header, payload)) = frame_head(&self.buf[consumed..]) {
@@ -283,7 +311,7 @@ impl Counter {
     }
 
     /// Read what the socket has; the number of data frames it completed.
-    fn pull(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    fn pull(&mut self, stream: &mut Conn) -> io::Result<usize> {
         let n = match stream.read(&mut self.buf)? {
             0 => return Err(io::Error::other("the server closed the connection")),
             n => n,
@@ -356,13 +384,13 @@ fn rtt(options: &Options, duration: Duration) -> io::Result<String> {
 }
 
 /// Open `n` upgraded connections and register them, non-blocking, with a new epoll set.
-fn open_many(options: &Options, n: usize) -> io::Result<(Epoll, Vec<TcpStream>)> {
+fn open_many(options: &Options, n: usize) -> io::Result<(Epoll, Vec<Conn>)> {
     let epoll = Epoll::new()?;
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
         let stream = open(options)?;
-        stream.set_nonblocking(true)?;
-        epoll.add(&stream, i as u64)?;
+        stream.tcp().set_nonblocking(true)?;
+        epoll.add(stream.tcp(), i as u64)?;
         streams.push(stream);
     }
     Ok((epoll, streams))
@@ -473,6 +501,7 @@ fn deflate(options: &Options, duration: Duration) -> io::Result<String> {
     let offering = Options {
         request: request.into_bytes(),
         mode: options.mode.clone(),
+        tls: options.tls.clone(),
         ..*options
     };
     let (stream, head) = open_with_head(&offering)?;
@@ -541,7 +570,7 @@ fn compressed(payload: &[u8]) -> io::Result<Vec<u8>> {
 
 /// Send `message` over and over, `STREAM_IN_FLIGHT` at a time, counting echoes (any data
 /// frame) for `duration`: (echoes, seconds).
-fn stream_through(stream: TcpStream, message: &[u8], duration: Duration) -> io::Result<(u64, f64)> {
+fn stream_through(stream: Conn, message: &[u8], duration: Duration) -> io::Result<(u64, f64)> {
     let mut reader = stream.try_clone()?;
     let mut writer = stream;
     // Tokens bound what is in flight: the writer takes one per message, the reader returns one
@@ -845,7 +874,7 @@ impl Epoll {
         }
     }
 
-    fn add(&self, stream: &TcpStream, token: u64) -> io::Result<()> {
+    fn add(&self, stream: &std::net::TcpStream, token: u64) -> io::Result<()> {
         let mut event = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: token,

@@ -1,14 +1,18 @@
 //! tokio-tungstenite serving wsecho's /chat protocol (see README), for the fanout bench: one
 //! room as a `tokio::sync::broadcast` channel, each message serialised once; a task per
-//! connection. Run: tokio-chat PORT
+//! connection. Run: tokio-chat PORT [CERT KEY]   (with a certificate and key: wss)
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+#[path = "../tls.rs"]
+mod tls;
 
 /// (connection not to deliver to, the message)
 type Said = (u64, Utf8Bytes);
@@ -24,8 +28,7 @@ impl Room {
     }
 }
 
-async fn serve(stream: TcpStream, id: u64, room: Arc<Room>) {
-    let _ = stream.set_nodelay(true);
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, id: u64, room: Arc<Room>) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -92,9 +95,22 @@ async fn serve(stream: TcpStream, id: u64, room: Arc<Room>) {
     }
 }
 
+async fn accept(stream: TcpStream, id: u64, room: Arc<Room>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve(stream, id, room).await,
+        Some(tls) => {
+            if let Ok(stream) = tls.accept(stream).await {
+                serve(stream, id, room).await
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let port = std::env::args().nth(1).expect("usage: tokio-chat PORT");
+    let port = std::env::args().nth(1).expect("usage: tokio-chat PORT [CERT KEY]");
+    let tls = tls::acceptor_from_args();
     let listener = TcpListener::bind(format!("127.0.0.1:{port}")).await.expect("bind");
     let room = Arc::new(Room {
         names: Mutex::new(Vec::new()),
@@ -102,6 +118,7 @@ async fn main() {
     });
     let ids = AtomicU64::new(1);
     while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(serve(stream, ids.fetch_add(1, Ordering::Relaxed), Arc::clone(&room)));
+        let (id, room, tls) = (ids.fetch_add(1, Ordering::Relaxed), Arc::clone(&room), tls.clone());
+        tokio::spawn(accept(stream, id, room, tls));
     }
 }
