@@ -232,13 +232,14 @@ def busy_loops():
             for _ in range(os.cpu_count() or 1)]
 
 
-def run_modes(name, modes, servers, path, results, seconds):
-    """Start `name` from `servers`, run each mode against it (at `path`), stop it."""
+def run_modes(name, modes, servers, path, results, seconds, scheme="ws"):
+    """Start `name` from `servers`, run each mode against it (at `path`, over `scheme`), stop
+    it."""
     process, port = start(name, servers)
     try:
         for mode, args, fields in modes:
             try:
-                figures = wsload(args, port, process.pid, seconds, path)
+                figures = wsload(args, port, process.pid, seconds, path, scheme)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 print(f"bench:   {mode}: failed: {error}", flush=True)
                 continue
@@ -269,7 +270,7 @@ def measure(servers, rounds, seconds, modes):
                 run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
             if fanout_modes and name in fanout.SERVERS:
                 run_modes(name, fanout_modes, fanout.SERVERS, "/chat", results, seconds)
-            wss.run(name, modes, results, seconds, start, stop, wsload)
+            wss.run(name, modes, results, seconds, run_modes)
             if deflate and name in DEFLATE_SERVERS:
                 run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
             if run and name in RUN_SERVERS:

@@ -11,7 +11,6 @@ run by `openssl` (P-256, for localhost and 127.0.0.1).
 """
 
 import subprocess
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -80,30 +79,14 @@ def certificate():
                    check=True, capture_output=True)
 
 
-def run(name, modes, results, seconds, start, stop, wsload):
-    """Start `name` over TLS, run its wss modes (the chat server for wss-fanout), stop it."""
+def run(name, modes, results, seconds, run_modes):
+    """Run `name`'s wss modes through run.py's `run_modes`: its echo, then its chat room for
+    wss-fanout, each started over TLS."""
     for servers, path, wanted in [(SERVERS, "/echo", MODES), (CHAT_SERVERS, "/chat", FANOUT)]:
-        chosen = [m for m in wanted if m[0] in modes]
-        if not chosen or name not in servers:
-            continue
-        process, port = start(name, servers)
-        try:
-            for mode, args, fields in chosen:
-                try:
-                    figures = wsload([*args, "--ca", str(CERT)], port, process.pid, seconds, path,
-                                     scheme="wss")
-                except (RuntimeError, subprocess.TimeoutExpired) as error:
-                    print(f"bench:   {mode}: failed: {error}", flush=True)
-                    continue
-                for field in fields + ["client_cpu", "server_cpu"]:
-                    if field in figures:
-                        results[name][mode].setdefault(field, []).append(figures[field])
-                shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
-                print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
-                      flush=True)
-                time.sleep(1)
-        finally:
-            stop(process)
+        chosen = [(mode, [*args, "--ca", str(CERT)], fields)
+                  for mode, args, fields in wanted if mode in modes]
+        if chosen and name in servers:
+            run_modes(name, chosen, servers, path, results, seconds, scheme="wss")
 
 
 def section(out, results, servers, cell):

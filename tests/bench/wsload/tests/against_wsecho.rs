@@ -3,28 +3,9 @@
 //! noisy): only that each mode runs and reports what it should. wsecho runs in this test's
 //! own process (its pid is the server's, for the CPU, memory and thread figures).
 
-use std::collections::HashMap;
-use std::process::Command;
+mod common;
 
-fn wsload(mode: &str, url: &str, pid: u32, extra: &[&str]) -> HashMap<String, f64> {
-    let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
-        .args([mode, url, "--seconds", "1", "--pid", &pid.to_string()])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{mode}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with(&format!("mode={mode} ")), "{stdout}");
-    stdout
-        .split_whitespace()
-        .filter_map(|field| field.split_once('='))
-        .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
-        .collect()
-}
+use common::wsload;
 
 #[test]
 fn every_mode_runs_against_wsecho_and_reports_its_figures() {
@@ -38,33 +19,33 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     })
     .expect("wsecho starts");
     let ws = server.ws_addr();
-    let (pid, url) = (std::process::id(), format!("ws://{ws}/echo"));
+    let url = format!("ws://{ws}/echo");
 
     // First, while the server is quiet: each held connection is one server thread.
-    let idle = wsload("idle", &url, pid, &["--connections", "100"]);
+    let idle = wsload("idle", &url, &["--connections", "100"]);
     assert!((0.9..=1.1).contains(&idle["threads_per_conn"]), "{idle:?}");
     assert!(idle["rss_per_conn_kib"] > 0.0, "{idle:?}");
 
-    let rtt = wsload("rtt", &url, pid, &[]);
+    let rtt = wsload("rtt", &url, &[]);
     assert!(rtt["messages"] > 100.0 && rtt["p50_us"] > 0.0 && rtt["p99_us"] >= rtt["p50_us"]);
     assert!(rtt.contains_key("client_cpu") && rtt.contains_key("server_cpu"));
 
-    let conc = wsload("conc", &url, pid, &["--connections", "20"]);
+    let conc = wsload("conc", &url, &["--connections", "20"]);
     assert_eq!(conc["connections"], 20.0);
     assert!(conc["msgs_per_s"] > 100.0 && conc["p99_us"] >= conc["p50_us"]);
 
-    let paced = wsload("paced", &url, pid, &["--connections", "20"]);
+    let paced = wsload("paced", &url, &["--connections", "20"]);
     assert!(
         paced["sent"] >= 150.0,
         "20 connections x 10/s for 1 s: {paced:?}"
     );
     assert!(paced["answered"] > 0.0 && paced["max_us"] >= paced["p99_us"]);
 
-    let stream = wsload("stream", &url, pid, &[]);
+    let stream = wsload("stream", &url, &[]);
     assert!(stream["messages"] > 16.0 && stream["mb_per_s"] > 0.0);
 
     // Compressed 64 KiB messages: wsecho agrees to permessage-deflate and echoes them.
-    let deflate = wsload("deflate", &url, pid, &[]);
+    let deflate = wsload("deflate", &url, &[]);
     assert!(
         deflate["messages"] > 16.0 && deflate["mb_per_s"] > 0.0,
         "{deflate:?}"
@@ -75,12 +56,12 @@ fn every_mode_runs_against_wsecho_and_reports_its_figures() {
     );
     assert!(deflate["server_cpu_ms_per_mb"] > 0.0, "{deflate:?}");
 
-    let handshake = wsload("handshake", &url, pid, &[]);
+    let handshake = wsload("handshake", &url, &[]);
     assert!(handshake["handshakes"] > 10.0 && handshake["per_s"] > 0.0);
 
     // The chat room: every say reaches every one of the 20 members.
     let chat = format!("ws://{ws}/chat");
-    let fanout = wsload("fanout", &chat, pid, &["--connections", "20"]);
+    let fanout = wsload("fanout", &chat, &["--connections", "20"]);
     assert!(
         fanout["said"] >= 50.0,
         "10 talkers x 10/s for 1 s: {fanout:?}"

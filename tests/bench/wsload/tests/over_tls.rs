@@ -2,12 +2,14 @@
 //! echo made here (rustls in front of tungstenite, a thread per connection), with a
 //! certificate made now by `openssl`. Figures are not judged, only that each mode runs.
 
+mod common;
+
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -78,25 +80,9 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>) {
     }
 }
 
-fn wsload(mode: &str, url: &str, ca: &PathBuf, extra: &[&str]) -> HashMap<String, f64> {
-    let output = Command::new(env!("CARGO_BIN_EXE_wsload"))
-        .args([mode, url, "--seconds", "1", "--ca"])
-        .arg(ca)
-        .args(["--pid", &std::process::id().to_string()])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{mode}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .filter_map(|field| field.split_once('='))
-        .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
-        .collect()
+fn wsload(mode: &str, url: &str, ca: &Path, extra: &[&str]) -> HashMap<String, f64> {
+    let ca = ca.to_str().unwrap();
+    common::wsload(mode, url, &[&["--ca", ca], extra].concat())
 }
 
 #[test]
