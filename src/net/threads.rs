@@ -208,8 +208,8 @@ const STACK_KEPT_BELOW: usize = 512;
 /// the pages deep calls touched (a TLS handshake, a record's decryption: about 12 KiB past a
 /// plain connection's) otherwise stay resident for the thread's whole life, though nothing
 /// lives there once the calls have returned. They come back zeroed when the thread goes that
-/// deep again. For threads from `spawn` (the main thread's
-/// stack is found through /proc, which is slow).
+/// deep again. For threads from `spawn` (the main thread's stack is found through /proc,
+/// which is slow).
 pub fn shed_stack() {
     let sp = below_caller();
     // SAFETY: the attribute is initialised by pthread_getattr_np before use and destroyed

@@ -195,10 +195,7 @@ impl Session {
                     done => return done,
                 }
             };
-            let deadline = match deadline {
-                Some(deadline) => deadline,
-                None => *deadline.insert(deadline_after(wire.read_timeout()?)),
-            };
+            let deadline = deadline_once(&mut deadline, || wire.read_timeout())?;
             let soon = Instant::now() + QUIET;
             if quiet && deadline.is_none_or(|deadline| deadline > soon) {
                 match wait(wire, true, writable, Some(soon)) {
@@ -223,20 +220,14 @@ impl Session {
         let taken = loop {
             match self.send_now(wire, bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let until = match deadline {
-                        Some(until) => until,
-                        None => *deadline.insert(deadline_after(wire.write_timeout()?)),
-                    };
+                    let until = deadline_once(&mut deadline, || wire.write_timeout())?;
                     wait(wire, false, true, until)?
                 }
                 done => break done?,
             }
         };
         if !self.flush_now(wire)? {
-            let until = match deadline {
-                Some(until) => until,
-                None => deadline_after(wire.write_timeout()?),
-            };
+            let until = deadline_once(&mut deadline, || wire.write_timeout())?;
             self.flush_until(wire, until)?;
         }
         Ok(taken)
@@ -328,6 +319,18 @@ impl Write for Now<'_> {
 
 fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|timeout| Instant::now() + timeout)
+}
+
+/// The deadline in `deadline`, set from `timeout` (the socket's, a system call to ask) the
+/// first time one is needed.
+fn deadline_once(
+    deadline: &mut Option<Option<Instant>>,
+    timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+) -> io::Result<Option<Instant>> {
+    if let Some(deadline) = *deadline {
+        return Ok(deadline);
+    }
+    Ok(*deadline.insert(deadline_after(timeout()?)))
 }
 
 /// Wait for the socket until `deadline` (`None`: for ever); `WouldBlock` when it passes, as a

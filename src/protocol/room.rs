@@ -273,7 +273,7 @@ impl Members {
         // Sent outside the lock: writing to every member's socket under it kept every other
         // broadcast (and join and leave) of the room waiting, so a busy room used one core.
         // Each sender's broadcasts still reach every member in the order it made them.
-        let members: Vec<Sender> = self
+        let mut members: Vec<Sender> = self
             .lock()
             .iter()
             .filter(|&(&id, _)| Some(id) != except)
@@ -284,17 +284,14 @@ impl Members {
         // and a member another thread is writing to already gets this one from that thread.
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
-        let queued: Vec<&Sender> = members
-            .iter()
-            .filter(|member| match member.queue(frames) {
-                Ok(()) => true,
-                Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
-                    gone.push(member.id());
-                    false
-                }
-            })
-            .collect();
-        for member in queued {
+        members.retain(|member| match member.queue(frames) {
+            Ok(()) => true,
+            Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
+                gone.push(member.id());
+                false
+            }
+        });
+        for member in &members {
             match member.write_queued() {
                 Ok(()) => delivery.sent += 1,
                 Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {

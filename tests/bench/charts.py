@@ -16,26 +16,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# What several modes chart alike.
+ROUND_TRIP = [("p50_us", "p50 µs", "lower"), ("p99_us", "p99 µs", "lower")]
+DELIVERY = [("deliveries_per_s", "deliveries/s", "higher"), ("p99_us", "delivery p99 µs", "lower")]
+STREAM = [("mb_per_s", "MB/s", "higher")]
+HANDSHAKES = [("per_s", "handshakes/s", "higher")]
+IDLE = [("rss_per_conn_kib", "KiB RSS per connection", "lower")]
+
 # mode: (title, [(field, axis label, which way is better)])
 CHARTS = {
-    "rtt": ("Round trip, one connection", [("p50_us", "p50 µs", "lower"), ("p99_us", "p99 µs", "lower")]),
+    "rtt": ("Round trip, one connection", ROUND_TRIP),
     "conc100": ("100 connections ping-pong", [("msgs_per_s", "messages/s", "higher"), ("p99_us", "p99 µs", "lower")]),
     "conc1000": ("1000 connections ping-pong", [("msgs_per_s", "messages/s", "higher"), ("p99_us", "p99 µs", "lower")]),
-    "stream": ("64 KiB messages, 16 in flight", [("mb_per_s", "MB/s", "higher")]),
-    "handshake": ("Connect, upgrade, close", [("per_s", "handshakes/s", "higher")]),
-    "idle": ("Idle connections", [("rss_per_conn_kib", "KiB RSS per connection", "lower")]),
-    "fanout": ("Chat room, 1000 members, 100 broadcasts/s",
-               [("deliveries_per_s", "deliveries/s", "higher"), ("p99_us", "delivery p99 µs", "lower")]),
-    "fanout500": ("Chat room, 1000 members, 500 broadcasts/s",
-                  [("deliveries_per_s", "deliveries/s", "higher"), ("p99_us", "delivery p99 µs", "lower")]),
+    "stream": ("64 KiB messages, 16 in flight", STREAM),
+    "handshake": ("Connect, upgrade, close", HANDSHAKES),
+    "idle": ("Idle connections", IDLE),
+    "fanout": ("Chat room, 1000 members, 100 broadcasts/s", DELIVERY),
+    "fanout500": ("Chat room, 1000 members, 500 broadcasts/s", DELIVERY),
     "fanout-max": ("Chat room: the highest rate sustained with every delivery made and p99 < 100 ms",
                    [("deliveries_per_s", "deliveries/s", "higher")]),
-    "wss-rtt": ("wss: round trip, one connection", [("p50_us", "p50 µs", "lower"), ("p99_us", "p99 µs", "lower")]),
-    "wss-stream": ("wss: 64 KiB messages, 16 in flight", [("mb_per_s", "MB/s", "higher")]),
-    "wss-handshake": ("wss: connect, TLS, upgrade, close", [("per_s", "handshakes/s", "higher")]),
-    "wss-idle": ("wss: idle connections", [("rss_per_conn_kib", "KiB RSS per connection", "lower")]),
-    "wss-fanout": ("wss: chat room, 1000 members, 100 broadcasts/s",
-                   [("deliveries_per_s", "deliveries/s", "higher"), ("p99_us", "delivery p99 µs", "lower")]),
+    "wss-rtt": ("wss: round trip, one connection", ROUND_TRIP),
+    "wss-stream": ("wss: 64 KiB messages, 16 in flight", STREAM),
+    "wss-handshake": ("wss: connect, TLS, upgrade, close", HANDSHAKES),
+    "wss-idle": ("wss: idle connections", IDLE),
+    "wss-fanout": ("wss: chat room, 1000 members, 100 broadcasts/s", DELIVERY),
     "run-conc": ("A program per connection (cat), 100 connections",
                  [("msgs_per_s", "round trips/s", "higher"), ("p99_us", "p99 µs", "lower")]),
     "deflate": ("64 KiB compressible text, sent compressed (permessage-deflate)",

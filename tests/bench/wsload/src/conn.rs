@@ -125,21 +125,11 @@ impl Session {
             self.tls
                 .process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            loop {
-                let at = self.plain.len();
-                self.plain.resize(at + 16 * 1024, 0);
-                let n = match self.tls.reader().read(&mut self.plain[at..]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(e) => {
-                        self.plain.truncate(at);
-                        return Err(e);
-                    }
-                };
-                self.plain.truncate(at + n);
-                if n == 0 {
-                    break;
-                }
+            // All the plaintext there is (read_to_end keeps what it read when it stops at
+            // WouldBlock, and fills spare room without zeroing it first).
+            match self.tls.reader().read_to_end(&mut self.plain) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
             }
         }
         Ok(())
