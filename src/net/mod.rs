@@ -6,6 +6,7 @@
 pub(crate) mod accept;
 pub(crate) mod host;
 pub(crate) mod http;
+pub(crate) mod listen;
 pub(crate) mod proxy;
 pub(crate) mod registry;
 pub(crate) mod stream;

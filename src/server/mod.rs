@@ -8,6 +8,7 @@ use crate::apps::program;
 use crate::apps::subscribe;
 use crate::net::accept;
 use crate::net::host;
+use crate::net::listen;
 use crate::net::registry::Admissions;
 use crate::net::threads;
 use crate::net::tls::Certificates;
@@ -542,7 +543,7 @@ fn bind(
     what: &'static str,
     field: &'static str,
 ) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).map_err(|source| StartError::Bind {
+    listen::bind(addr).map_err(|source| StartError::Bind {
         what,
         addr,
         field,
@@ -574,7 +575,7 @@ fn fit_to_host(config: &mut Config) {
 
 /// The policy port is a convenience: failing to bind it is a warning, not an error.
 fn bind_policy(addr: SocketAddr) -> Option<TcpListener> {
-    match TcpListener::bind(addr) {
+    match listen::bind(addr) {
         Ok(listener) => Some(listener),
         Err(error) => {
             let fix = if error.kind() == io::ErrorKind::PermissionDenied {

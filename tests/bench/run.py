@@ -20,6 +20,7 @@ Usage: python3 tests/bench/run.py [--rounds N] [--seconds S] [--servers a,b,...]
 """
 
 import argparse
+import checks as wsecho_checks
 import fanout
 import http_carrier
 import instructions
@@ -311,57 +312,6 @@ def cell(values, digits=1):
     return f"{median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-def extra_checks():
-    """wsecho alone: binary size, start to listening, 10,000 connections then 503 past the cap."""
-    checks = {"binary_kib": WSECHO.stat().st_size / 1024}
-    starts = []
-    for _ in range(10):
-        port = free_port()
-        began = time.monotonic()
-        process = subprocess.Popen(SERVERS["wsecho"](port), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_listening(port, process)
-            starts.append((time.monotonic() - began) * 1000)
-        finally:
-            stop(process)
-    checks["start_ms"] = median(starts)
-    process, port = start("wsecho")
-    try:
-        held = wsload(["idle", "--connections", str(WSECHO_CAP)], port, process.pid, 1)
-        checks["held"] = held.get("connections", 0)
-        checks["held_rss_per_conn_kib"] = held.get("rss_per_conn_kib", float("nan"))
-    except (RuntimeError, subprocess.TimeoutExpired) as error:
-        print(f"bench: holding {WSECHO_CAP} connections failed: {error}")
-        checks["held"] = 0
-    # (wsload has exited, so its connections are closing; open more than the cap at once.)
-    time.sleep(2)
-    sockets, statuses = [], []
-    try:
-        for _ in range(WSECHO_CAP + 20):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-            sockets.append(sock)
-        # Which ones are past the cap depends on how fast the server finished the handshakes
-        # of the first (one address may hold only a quarter of the cap in its openings at a
-        # time): every answer counts.
-        for sock in sockets:
-            statuses.append(sock.recv(64)[9:12].decode(errors="replace"))
-    except OSError as error:
-        print(f"bench: past-the-cap check: {error}")
-    finally:
-        for sock in sockets:
-            sock.close()
-    checks["past_cap_503"] = statuses.count("503")
-    checks["alive"] = process.poll() is None
-    print(f"bench: {len(statuses)} connections at once against a cap of {WSECHO_CAP}: "
-          f"{statuses.count('101')} upgraded, {statuses.count('503')} refused with 503; the server "
-          f"{'is alive' if checks['alive'] else f'exited with {process.returncode}'}", flush=True)
-    stop(process)
-    return checks
-
-
 def draw_charts(results):
     """The charts, one PNG per mode, in tests/bench/charts/ (charts.py, in the bench's venv)."""
     BUILD.mkdir(parents=True, exist_ok=True)
@@ -590,7 +540,8 @@ def main():
     spinners = busy_loops()
     try:
         results = measure(servers, options.rounds, options.seconds, options.modes.split(","))
-        checks = extra_checks() if "wsecho" in servers and "idle" in options.modes.split(",") else {}
+        checks = (wsecho_checks.run(SERVERS["wsecho"], WSECHO_CAP, start, wsload, free_port, wait_listening)
+                  if "wsecho" in servers and "idle" in options.modes.split(",") else {})
     finally:
         for spinner in spinners:
             spinner.kill()
