@@ -55,8 +55,10 @@ MISS_NOTES = {
         "handshake freed into the thread's malloc cache.",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
-    "wss-stream >= tokio-tungstenite": "the load client's TLS is the bottleneck of this mode "
-        "(see its CPU share): both servers wait on it.",
+    "wss-stream >= tokio-tungstenite": "not the server's CPU: perf and the servers' CPU time "
+        "give both 0.87-0.88 ms per MB (AES-GCM each way is half of it). The load client, one "
+        "core's worth, is the bottleneck of this mode, and it gets less done against wsecho "
+        "(CPU share 0.85 against 0.95): where the two sides wait on each other is not found yet.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
         "the same for both.",
     "wss-fanout deliveries/s >= tokio-tungstenite": "each delivery is encrypted once per member.",
