@@ -136,6 +136,7 @@ mod server;
 mod session;
 
 pub use apps::echo::handle_echo_client;
+pub use net::listen::ListenAddr;
 pub use ops::config::{Config, ConfigError, Program, TlsFiles};
 pub use ops::metrics::Traffic;
 pub use ops::shutdown::{Shutdown, Trigger};

@@ -1,15 +1,24 @@
 //! The accept loop every listener runs until shutdown, the answer to a connection its registry
 //! does not admit or the host has no thread for, and the way shutdown wakes the loop.
+//!
+//! The loop waits for a client in `ppoll` and accepts only when one is there, so shutdown
+//! wakes it with a nudge (`wake_accept_loop`) instead of a connection of its own: with socket
+//! activation the listening socket outlives the process, and every client queued in it when
+//! the process stops is left for the next one.
 
 use crate::net::http::Refusal;
+use crate::net::listen::Listener;
 use crate::net::registry::NotAdmitted;
 use crate::net::stream::Stream;
+use crate::net::wake::{self, Woken};
+use crate::net::wire::Wire;
 use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
 use log::{info, warn};
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,20 +30,32 @@ use std::time::{Duration, Instant};
 /// no answer at all until some connection closed: one descriptor is kept in reserve for them,
 /// let go to accept a waiting client, refuse it (503), and taken back.
 pub fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     shutdown: &Shutdown,
     metrics: &Metrics,
     cap_field: &str,
-    mut admit: impl FnMut(TcpStream, SocketAddr),
+    mut admit: impl FnMut(Wire, SocketAddr),
 ) {
+    // Before the first look at the flag: a nudge sent from here on is never lost.
+    wake::install();
+    wake::prepare();
     let mut reserve = Reserve::take();
     // Failures come in runs (out of descriptors until connections close): one line per run.
     let (mut failing, mut refused) = (false, 0u64);
     loop {
-        let accepted = listener.accept();
         if shutdown.is_triggered() {
             return;
         }
+        match wake::wait(listener.as_raw_fd(), true, false, &[], None) {
+            Ok(Woken::Ready) => {}
+            Ok(_) => continue,
+            Err(error) => {
+                warn!("cannot wait for connections: {error}; retrying");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        }
+        let accepted = listener.accept();
         match accepted {
             Ok((stream, peer)) => {
                 if failing {
@@ -67,10 +88,10 @@ pub fn accept_loop(
                     failing = true;
                 }
                 if out_of_descriptors && reserve.release() {
-                    if let Ok((stream, _peer)) = listener.accept() {
+                    if let Ok((wire, _peer)) = listener.accept() {
                         metrics.refused(Reason::Descriptors);
                         let message = "server busy: out of descriptors, try again later";
-                        Refusal::new(503, message).send_without_blocking(&Stream::new(stream));
+                        Refusal::new(503, message).send_without_blocking(&Stream::new(wire));
                         refused += 1;
                     }
                     reserve.retake();
@@ -197,14 +218,7 @@ impl Quiet {
     }
 }
 
-/// Connect to our own listener so its blocked `accept()` returns and sees the shutdown.
-pub fn wake_listener(addr: SocketAddr) -> io::Result<()> {
-    let mut target = addr;
-    if target.ip().is_unspecified() {
-        target.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    TcpStream::connect_timeout(&target, Duration::from_secs(1)).map(drop)
+/// Wake the accept loop running on `thread` so that it sees the shutdown (fired before).
+pub fn wake_accept_loop(thread: &thread::JoinHandle<()>) {
+    wake::nudge(thread.as_pthread_t());
 }

@@ -4,6 +4,7 @@
 //! WebSocket frames or applications.
 
 pub(crate) mod accept;
+pub(crate) mod activation;
 pub(crate) mod host;
 pub(crate) mod http;
 pub(crate) mod listen;

@@ -2,6 +2,7 @@
 //! timeouts, with the defaults `wsecho --help` shows. Also the small JSON view of the bound
 //! ports that the page fetches as `/config.json`.
 
+use crate::net::listen::ListenAddr;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,13 +16,15 @@ pub const CHAT_PATH: &str = "/chat";
 /// Settings for one server. `Config::default()` is what `wsecho` runs with no flags.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the page (and `/config.json`, `/metrics`, `/healthz`) listens; `None` runs no
-    /// page port, for an app that serves only WebSockets.
-    pub http: Option<SocketAddr>,
-    /// Where WebSocket upgrades (and inline Flash policy requests) are answered.
-    pub ws: SocketAddr,
-    /// Port of the dedicated Flash policy listener, on the `ws` address; `None` runs none.
-    /// `Some(0)` picks a free port (tests use that).
+    /// Where the page (and `/config.json`, `/metrics`, `/healthz`) listens: a TCP address or
+    /// a Unix socket; `None` runs no page port, for an app that serves only WebSockets.
+    pub http: Option<ListenAddr>,
+    /// Where WebSocket upgrades (and inline Flash policy requests) are answered: a TCP
+    /// address or a Unix socket (`"unix:/run/wsecho/ws.sock".parse()`).
+    pub ws: ListenAddr,
+    /// Port of the dedicated Flash policy listener, on the `ws` address's IP (the page's if
+    /// `ws` is a Unix socket; none if both are); `None` runs none. `Some(0)` picks a free
+    /// port (tests use that).
     pub policy_port: Option<u16>,
     /// The `domain` the Flash policy grants.
     pub policy_domain: String,
@@ -109,8 +112,8 @@ pub struct TlsFiles {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            ws: SocketAddr::from(([127, 0, 0, 1], 8087)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080)).into()),
+            ws: SocketAddr::from(([127, 0, 0, 1], 8087)).into(),
             policy_port: Some(843),
             policy_domain: "*".to_string(),
             www: None,

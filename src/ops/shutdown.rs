@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct Trigger {
     sender: Arc<Mutex<Option<Sender<()>>>>,
     fired: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
 }
 
 /// Tells whether the server's shutdown has begun, and can wait for it: for an app's own
@@ -22,22 +23,36 @@ pub struct Trigger {
 pub struct Shutdown {
     receiver: Receiver<()>,
     fired: Arc<AtomicBool>,
+    restart: Arc<AtomicBool>,
 }
 
 /// A new trigger and the signal it drives.
 pub(crate) fn channel() -> (Trigger, Shutdown) {
     let (sender, receiver) = crossbeam_channel::bounded(0);
     let fired = Arc::new(AtomicBool::new(false));
+    let restart = Arc::new(AtomicBool::new(false));
     (
         Trigger {
             sender: Arc::new(Mutex::new(Some(sender))),
             fired: Arc::clone(&fired),
+            restart: Arc::clone(&restart),
         },
-        Shutdown { receiver, fired },
+        Shutdown {
+            receiver,
+            fired,
+            restart,
+        },
     )
 }
 
 impl Trigger {
+    /// Say that the shutdown to come is a restart: clients are then closed with 1012 (service
+    /// restart, come back soon) instead of 1001 (going away). The server says so itself when
+    /// its listening sockets outlive it (socket activation).
+    pub fn will_restart(&self) {
+        self.restart.store(true, Ordering::SeqCst);
+    }
+
     /// Begin shutdown: the flag is set, then dropping the only sender disconnects every signal.
     pub fn fire(&self) {
         self.fired.store(true, Ordering::SeqCst);
@@ -52,6 +67,11 @@ impl Shutdown {
     /// Whether shutdown has begun.
     pub fn is_triggered(&self) -> bool {
         self.fired.load(Ordering::Acquire)
+    }
+
+    /// Whether the shutdown is a restart (see [`Trigger::will_restart`]).
+    pub fn is_restart(&self) -> bool {
+        self.restart.load(Ordering::Acquire)
     }
 
     /// Block until shutdown begins.

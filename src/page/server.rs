@@ -14,11 +14,13 @@
 
 use crate::net::accept::{self, Quiet};
 use crate::net::http::{self, HeadError, Refusal, Request};
+use crate::net::listen::Listener;
 use crate::net::proxy::Client;
 use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
 use crate::net::threads;
 use crate::net::tls::Certificates;
+use crate::net::wire::Wire;
 use crate::ops::escape::escape;
 use crate::ops::metrics::{Metrics, Reason};
 use crate::ops::shutdown::Shutdown;
@@ -28,7 +30,7 @@ use crate::page::publish::{self, Publishing};
 use log::{debug, warn};
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,7 +83,7 @@ pub fn has_flash_fallback(root: &Path) -> bool {
 }
 
 /// Accept page connections until shutdown, one thread each.
-pub fn accept_loop(listener: TcpListener, site: Arc<Site>) {
+pub fn accept_loop(listener: Listener, site: Arc<Site>) {
     accept::accept_loop(
         listener,
         &site.shutdown,
@@ -91,11 +93,10 @@ pub fn accept_loop(listener: TcpListener, site: Arc<Site>) {
     );
 }
 
-fn admit(stream: TcpStream, peer: SocketAddr, site: &Arc<Site>) {
-    // A response head and its file go out as two writes: without this the file would wait
-    // for the client's delayed ACK of the head.
-    let _ = stream.set_nodelay(true);
-    let stream = Arc::new(Stream::new(stream));
+/// (TCP connections come with TCP_NODELAY set: a response head and its file go out as two
+/// writes, and the file must not wait for the client's delayed ACK of the head.)
+fn admit(wire: Wire, peer: SocketAddr, site: &Arc<Site>) {
+    let stream = Arc::new(Stream::new(wire));
     let ticket = match site.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
         Err(why) => {

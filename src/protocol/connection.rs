@@ -159,7 +159,8 @@ impl Connection {
                 return Ok(Incoming::Closed);
             }
             if self.shutdown.is_triggered() {
-                self.close(CloseCode::Away, "server shutting down")?;
+                let (code, reason) = shutdown_close(&self.shutdown);
+                self.close(code, reason)?;
                 return Ok(Incoming::Closed);
             }
             match self.socket.next() {
@@ -490,7 +491,8 @@ impl Connection {
         let (code, reason) = match fault {
             Fault::Ended if self.shutdown.is_triggered() => {
                 // Our own wake-up at shutdown: everything the client sent has been read.
-                (CloseCode::Away, "server shutting down".to_string())
+                let (code, reason) = shutdown_close(&self.shutdown);
+                (code, reason.to_string())
             }
             Fault::Ended => {
                 let error = Error::Protocol(ProtocolError::ResetWithoutClosingHandshake);
@@ -550,4 +552,13 @@ fn write_stored(socket: &mut Socket, opcode: u8, payload: &[u8]) -> Result<(), E
         .chain(blocks)
         .collect();
     Ok(socket.write_slices(&mut slices)?)
+}
+
+/// The close a client gets at shutdown: 1012 when the server restarts, else 1001.
+fn shutdown_close(shutdown: &Shutdown) -> (CloseCode, &'static str) {
+    if shutdown.is_restart() {
+        (CloseCode::Restart, "server restarting")
+    } else {
+        (CloseCode::Away, "server shutting down")
+    }
 }

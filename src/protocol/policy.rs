@@ -19,9 +19,13 @@ pub fn is_request(opening: &[u8]) -> bool {
     }
 }
 
-/// The policy document, NUL-terminated, granting `domain` access to `ws_port`.
-pub fn reply(domain: &str, ws_port: u16) -> Vec<u8> {
+/// The policy document, NUL-terminated, granting `domain` access to `ws_port` (any port when
+/// `None`).
+pub fn reply(domain: &str, ws_port: Option<u16>) -> Vec<u8> {
     let domain = escape_attribute(domain);
+    // Without a TCP port of its own (a Unix socket behind a proxy), whichever port the proxy
+    // serves it on.
+    let ws_port = ws_port.map_or_else(|| "*".to_string(), |port| port.to_string());
     let mut document = format!(
         "<?xml version=\"1.0\"?>\
          <cross-domain-policy>\
@@ -58,10 +62,12 @@ mod tests {
 
     #[test]
     fn reply_is_nul_terminated_and_escapes_the_domain() {
-        let reply = reply("a\"b<c>&", 9000);
+        let reply = reply("a\"b<c>&", Some(9000));
         assert_eq!(reply.last(), Some(&0));
         let text = std::str::from_utf8(&reply[..reply.len() - 1]).unwrap();
         assert!(text.contains("domain=\"a&quot;b&lt;c&gt;&amp;\" to-ports=\"9000\""));
         assert!(!text.contains('\0'));
+        let behind_a_proxy = super::reply("*", None);
+        assert!(String::from_utf8_lossy(&behind_a_proxy).contains("to-ports=\"*\""));
     }
 }

@@ -1,5 +1,7 @@
-//! Binds the three listeners, runs their threads, and on shutdown stops them, closes every
-//! connection with 1001, waits for the connection threads (bounded) and reports a summary.
+//! Binds the three listeners (or takes those socket activation passed), runs their threads,
+//! and on shutdown stops them, closes every connection with 1001 (1012 when the listening
+//! sockets outlive the process: a restart), waits for the connection threads (bounded) and
+//! reports a summary.
 
 use crate::apps::chat;
 use crate::apps::cluster::Cluster;
@@ -8,7 +10,7 @@ use crate::apps::program;
 use crate::apps::subscribe;
 use crate::net::accept;
 use crate::net::host;
-use crate::net::listen;
+use crate::net::listen::ListenAddr;
 use crate::net::registry::Admissions;
 use crate::net::threads;
 use crate::net::tls::Certificates;
@@ -24,15 +26,17 @@ use crate::protocol::room::{Link, Room, Rooms};
 use crate::protocol::routes::Routes;
 use crate::session::Sessions;
 mod in_memory;
+mod ports;
 mod session_start;
 mod websocket;
 
 pub use in_memory::TestClient;
 
 use log::{info, warn};
+use ports::Ports;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -53,8 +57,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// [`return_big_frees_to_the_system`](crate::return_big_frees_to_the_system) are the
 /// program's to call, as the `wsecho` binary does.
 pub struct Server {
-    ws_addr: SocketAddr,
-    http_addr: Option<SocketAddr>,
+    ws: ListenAddr,
+    http: Option<ListenAddr>,
     policy_addr: Option<SocketAddr>,
     trigger: Trigger,
     signal: Shutdown,
@@ -122,12 +126,14 @@ pub enum StartError {
         /// Which listener.
         what: &'static str,
         /// The address asked for.
-        addr: SocketAddr,
+        addr: ListenAddr,
         /// The `Config` field that sets it.
         field: &'static str,
         /// What the operating system said.
         source: io::Error,
     },
+    /// The sockets socket activation passed cannot be used (what is wrong, what to do).
+    Activation(String),
     /// The page folder is missing.
     Www {
         /// The folder asked for.
@@ -164,7 +170,9 @@ impl fmt::Display for StartError {
                 path.display()
             ),
             StartError::Tls(error) => write!(f, "{error}"),
-            StartError::Redis(message) => write!(f, "{message}"),
+            StartError::Activation(message) | StartError::Redis(message) => {
+                write!(f, "{message}")
+            }
             StartError::Io(source) => write!(f, "cannot start: {source}"),
         }
     }
@@ -183,8 +191,10 @@ impl From<io::Error> for StartError {
 pub struct Summary {
     /// Admissions admitted over the server's life (WebSocket and policy).
     pub served: u64,
-    /// Admissions open when shutdown began; each was sent close 1001.
+    /// Admissions open when shutdown began; each was sent close 1001 (1012 for a restart).
     pub closed_at_shutdown: usize,
+    /// Whether the shutdown was a restart (the listening sockets outlive the process).
+    pub restart: bool,
     /// Connection threads still running when shutdown gave up waiting.
     pub stragglers: usize,
 }
@@ -193,8 +203,11 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "stopped: {} connections served, {} closed with 1001 at shutdown, {} left unfinished",
-            self.served, self.closed_at_shutdown, self.stragglers
+            "stopped: {} connections served, {} closed with {} at shutdown, {} left unfinished",
+            self.served,
+            self.closed_at_shutdown,
+            if self.restart { 1012 } else { 1001 },
+            self.stragglers
         )
     }
 }
@@ -230,26 +243,21 @@ impl Server {
             })?),
             None => None,
         };
-        let ws_listener = bind(config.ws, "WebSocket listener", "ws")?;
-        let ws_addr = ws_listener.local_addr()?;
-        let policy_listener = config
-            .policy_port
-            .and_then(|port| bind_policy(SocketAddr::new(ws_addr.ip(), port)));
-        let policy_addr = match &policy_listener {
-            Some(listener) => Some(listener.local_addr()?),
-            None => None,
-        };
-        let http_listener = match config.http {
-            Some(addr) => Some(bind(addr, "page", "http")?),
-            None => None,
-        };
-        let http_addr = match &http_listener {
-            Some(listener) => Some(listener.local_addr()?),
-            None => None,
-        };
+        let ports = ports::open(&config)?;
+        let (ws, http) = (ports.ws.local().clone(), ports.http_addr());
+        let policy_addr = ports.policy_addr();
+        let Ports {
+            ws: ws_listener,
+            http: http_listener,
+            policy: policy_listener,
+            restart,
+        } = ports;
         fit_to_host(&mut config);
 
         let (trigger, signal) = shutdown::channel();
+        if restart {
+            trigger.will_restart();
+        }
         let connections = Admissions::new(
             config.max_connections,
             config.max_per_address,
@@ -274,7 +282,8 @@ impl Server {
         let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
         let rooms = Rooms::new(link);
         let serves_chat = routes.find(CHAT_PATH).is_some();
-        let policy_reply = policy::reply(&config.policy_domain, ws_addr.port());
+        let ws_port = ws.tcp().map(|addr| addr.port());
+        let policy_reply = policy::reply(&config.policy_domain, ws_port);
         let (handoff, pool) = threads::pool();
         let shared = Arc::new(Shared {
             config,
@@ -295,7 +304,7 @@ impl Server {
         let site = Arc::new(Site {
             folder,
             config_json: config::page_config_json(
-                Some(ws_addr.port()),
+                ws_port,
                 policy_addr.map(|a| a.port()),
                 flash_fallback,
                 &paths,
@@ -347,21 +356,31 @@ impl Server {
             })?);
         }
 
-        let (http, ws) = if tls.is_some() {
-            ("https", "wss")
-        } else {
-            ("http", "ws")
-        };
-        match http_addr {
-            Some(addr) => info!("page: {http}://{addr}/ (open this in a browser)"),
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if restart {
+            info!(
+                "serving the listening sockets socket activation passed: a stop closes clients \
+                 with 1012 (restart), and clients connecting meanwhile wait for the next process"
+            );
+        }
+        match &http {
+            Some(ListenAddr::Tcp(addr)) => {
+                info!("page: {scheme}://{addr}/ (open this in a browser)")
+            }
+            Some(unix) => info!("page: {unix} ({scheme} through a proxy)"),
             None => info!("no page port (`http` is off)"),
         }
+        let ws_scheme = if tls.is_some() { "wss" } else { "ws" };
+        let ws_url = match &ws {
+            ListenAddr::Tcp(addr) => format!("{ws_scheme}://{addr}"),
+            unix => format!("{unix} ({ws_scheme} through a proxy), path "),
+        };
         info!(
-            "WebSocket: {ws}://{ws_addr}{}; the Flash policy is also answered here",
+            "WebSocket: {ws_url}{}; the Flash policy is also answered here",
             paths_for_log(&shared.routes)
         );
-        if let (true, Some(addr)) = (serves_chat, http_addr) {
-            info!("chat room: {http}://{addr}/chat.html (WebSocket path {CHAT_PATH})");
+        if let (true, Some(ListenAddr::Tcp(addr))) = (serves_chat, &http) {
+            info!("chat room: {scheme}://{addr}/chat.html (WebSocket path {CHAT_PATH})");
         }
         if let Some(certificates) = &tls {
             let files = certificates.files();
@@ -376,7 +395,7 @@ impl Server {
             info!("Flash policy: {addr}");
         }
         match (&site.folder, flash_fallback) {
-            _ if http_addr.is_none() => {}
+            _ if http.is_none() => {}
             (_, true) => {}
             (Some(folder), false) => warn!(
                 "Flash fallback unavailable: web-socket-js is not in {}/vendor; run `make assets` \
@@ -389,8 +408,8 @@ impl Server {
             ),
         }
         Ok(Server {
-            ws_addr,
-            http_addr,
+            ws,
+            http,
             policy_addr,
             trigger,
             signal,
@@ -415,14 +434,26 @@ impl Server {
         self.tls.clone().map(TlsReloader)
     }
 
-    /// Where the WebSocket port listens (the port actually bound, when 0 was asked for).
+    /// Where the WebSocket port listens over TCP (the port actually bound, when 0 was asked
+    /// for); `0.0.0.0:0` when it listens on a Unix socket (see [`Server::ws_listen`]).
     pub fn ws_addr(&self) -> SocketAddr {
-        self.ws_addr
+        self.ws.tcp().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Where the page listens; `None` when `Config::http` turned it off.
+    /// Where the page listens over TCP; `None` when `Config::http` turned it off or it
+    /// listens on a Unix socket (see [`Server::http_listen`]).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
+        self.http.as_ref().and_then(ListenAddr::tcp)
+    }
+
+    /// Where the WebSocket port listens: a TCP address or a Unix socket.
+    pub fn ws_listen(&self) -> &ListenAddr {
+        &self.ws
+    }
+
+    /// Where the page listens: a TCP address or a Unix socket; `None` when it is off.
+    pub fn http_listen(&self) -> Option<&ListenAddr> {
+        self.http.as_ref()
     }
 
     /// The dedicated policy listener, if one is running.
@@ -471,11 +502,10 @@ impl Server {
     /// Run until shutdown is triggered, then stop everything and report.
     pub fn wait(self) -> Summary {
         self.signal.wait();
-        let listeners = [Some(self.ws_addr), self.policy_addr, self.http_addr];
-        for addr in listeners.into_iter().flatten() {
-            if let Err(error) = accept::wake_listener(addr) {
-                warn!("could not wake the listener on {addr}: {error}");
-            }
+        // (The accept loops stop; with socket activation, whoever is queued on the listening
+        // sockets stays there for the next process.)
+        for thread in &self.threads {
+            accept::wake_accept_loop(thread);
         }
         let closed_at_shutdown = self.connections.open_count();
         self.connections.stop_and_wake();
@@ -494,6 +524,7 @@ impl Server {
         Summary {
             served: self.connections.admitted_count(),
             closed_at_shutdown,
+            restart: self.signal.is_restart(),
             stragglers,
         }
     }
@@ -538,19 +569,6 @@ fn paths_for_log(routes: &Routes) -> String {
     format!("{first} (serving {})", routes.paths())
 }
 
-fn bind(
-    addr: SocketAddr,
-    what: &'static str,
-    field: &'static str,
-) -> Result<TcpListener, StartError> {
-    listen::bind(addr).map_err(|source| StartError::Bind {
-        what,
-        addr,
-        field,
-        source,
-    })
-}
-
 /// Keep both ports' caps within what the host can hold (see `host.rs`), with one warning line
 /// when they must come down. The page keeps its cap unless that is over a quarter of the room.
 fn fit_to_host(config: &mut Config) {
@@ -571,26 +589,6 @@ fn fit_to_host(config: &mut Config) {
     );
     config.max_connections = fitted_ws;
     config.max_page_connections = fitted_page;
-}
-
-/// The policy port is a convenience: failing to bind it is a warning, not an error.
-fn bind_policy(addr: SocketAddr) -> Option<TcpListener> {
-    match listen::bind(addr) {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            let fix = if error.kind() == io::ErrorKind::PermissionDenied {
-                "ports below 1024 need root or `sudo setcap cap_net_bind_service=+ep <wsecho binary>`"
-            } else {
-                "another program holds it"
-            };
-            warn!(
-                "no Flash policy listener on {addr}: {error} ({fix}). Flash clients still get \
-                 the policy inline on the WebSocket port after a few seconds; \
-                 without `policy_port` this listener is not started"
-            );
-            None
-        }
-    }
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {

@@ -6,11 +6,13 @@
 
 use crate::net::accept::{self, Quiet};
 use crate::net::http::{Head, Refusal, Request};
+use crate::net::listen::Listener;
 use crate::net::proxy::Client;
 use crate::net::registry::{Admissions, Ticket};
 use crate::net::stream::Stream;
 use crate::net::threads::{self, Pool};
 use crate::net::tls::Certificates;
+use crate::net::wire::Wire;
 use crate::ops::budget::Holding;
 use crate::ops::config::{Config, seconds_text};
 use crate::ops::escape::escape;
@@ -26,7 +28,7 @@ use crate::session::websocket::{self as session_carrier, PROTOCOL as SESSION_PRO
 use log::{error, info, warn};
 use std::any::Any;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -75,7 +77,7 @@ pub struct Job {
 pub type Handoff = threads::Handoff<Job>;
 
 /// Accept until shutdown, one thread per admitted connection.
-pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
+pub fn accept_loop(listener: Listener, port: Port, shared: Arc<Shared>, handoff: Handoff) {
     accept::accept_loop(
         listener,
         &shared.shutdown,
@@ -85,9 +87,8 @@ pub fn accept_loop(listener: TcpListener, port: Port, shared: Arc<Shared>, hando
     );
 }
 
-fn admit(stream: TcpStream, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
-    let _ = stream.set_nodelay(true);
-    let stream = Arc::new(Stream::new(stream));
+fn admit(wire: Wire, peer: SocketAddr, port: Port, shared: &Arc<Shared>, handoff: &Handoff) {
+    let stream = Arc::new(Stream::new(wire));
     let ticket = match shared.connections.admit(Arc::clone(&stream), peer.ip()) {
         Ok(ticket) => ticket,
         Err(why) => {

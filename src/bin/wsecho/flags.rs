@@ -42,16 +42,17 @@ pub const FLAGS: &[Flag] = &[
         name: "http",
         value: "ADDR",
         field: "http",
-        help: "page (HTTP) address, also /metrics and /healthz;\n`off` runs no page port",
+        help: "page (HTTP) address, HOST:PORT or unix:PATH, also /metrics\nand /healthz; `off` runs no page port",
         answer: "",
         default: |c| {
             c.http
+                .as_ref()
                 .map_or_else(|| "off".to_string(), |addr| addr.to_string())
         },
         set: |p, v| {
             p.config.http = match v {
                 "off" => None,
-                v => Some(address(v)?),
+                v => Some(v.parse()?),
             };
             Ok(())
         },
@@ -60,11 +61,11 @@ pub const FLAGS: &[Flag] = &[
         name: "ws",
         value: "ADDR",
         field: "ws",
-        help: "WebSocket address, /echo /chat",
+        help: "WebSocket address, HOST:PORT or unix:PATH, /echo /chat",
         answer: "",
         default: |c| c.ws.to_string(),
         set: |p, v| {
-            p.config.ws = address(v)?;
+            p.config.ws = v.parse()?;
             Ok(())
         },
     },
@@ -507,13 +508,6 @@ where
 }
 
 /// A listen address, `HOST:PORT`; a bare port is a natural slip (`--policy-port` takes one).
-fn address(text: &str) -> Result<std::net::SocketAddr, String> {
-    parse(text).map_err(|error| match text.parse::<u16>() {
-        Ok(port) => format!("{error}: give HOST:PORT, e.g. 127.0.0.1:{port} or 0.0.0.0:{port}"),
-        Err(_) => format!("{error}: give HOST:PORT, e.g. 127.0.0.1:8080"),
-    })
-}
-
 /// Seconds, fractions allowed (`0.5`); their range is `Config::validate`'s to check.
 fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = parse(text)?;

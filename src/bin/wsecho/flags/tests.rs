@@ -147,9 +147,10 @@ fn bad_values_name_the_flag() {
         (&["--bogus"][..], "--bogus"),
         (
             &["--http", "20080"][..],
-            "--http ADDR: invalid socket address syntax: give HOST:PORT, e.g. 127.0.0.1:20080",
+            "--http ADDR: `20080` is a port alone: give HOST:PORT (127.0.0.1:20080",
         ),
-        (&["--ws", "any"][..], "give HOST:PORT, e.g. 127.0.0.1:8080"),
+        (&["--ws", "any"][..], "give HOST:PORT with an IP address"),
+        (&["--ws", "unix:"][..], "`unix:` needs the socket's path"),
         (
             &["--memory-budget", "1000", "--max-message-size", "1001"][..],
             "--max-message-size (1001) is larger than --memory-budget (1000)",
