@@ -182,13 +182,40 @@ impl Admissions {
         lock(&self.state).next_id - 1
     }
 
-    /// Stop admitting and wake every open connection: its blocked `read()` returns at once,
-    /// while data already received stays readable, so no accepted message is lost.
+    /// Stop admitting and wake every established connection: its blocked `read()` returns at
+    /// once, while data already received stays readable, so no accepted message is lost.
+    /// Connections still opening are woken by `wake_openers`, a moment later: a client accepted
+    /// as shutdown began is answered and closed like the others, rather than cut off before
+    /// its request has arrived.
     pub fn stop_and_wake(&self) {
         let mut state = lock(&self.state);
         state.completion = None;
         for entry in state.open.values() {
-            let _ = entry.socket.wire().shutdown(Shutdown::Read);
+            if entry.opening_since.is_none() {
+                let _ = entry.socket.wire().shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    /// Wake the connections still opening (after `stop_and_wake`).
+    pub fn wake_openers(&self) {
+        let state = lock(&self.state);
+        for entry in state.open.values() {
+            if entry.opening_since.is_some() {
+                let _ = entry.socket.wire().shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    /// Wait until every admitted connection has finished or `deadline` passes; true if
+    /// they all have.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        loop {
+            match self.finished.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+                Ok(()) => {}
+            }
         }
     }
 
@@ -196,13 +223,8 @@ impl Admissions {
     /// sockets of any left (a thread stuck writing to a client that does not read) and return
     /// how many were still open.
     pub fn wait_finished(&self, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.finished.recv_deadline(deadline) {
-                Err(RecvTimeoutError::Disconnected) => return 0,
-                Err(RecvTimeoutError::Timeout) => break,
-                Ok(()) => {}
-            }
+        if self.wait_until(Instant::now() + timeout) {
+            return 0;
         }
         let state = lock(&self.state);
         for entry in state.open.values() {

@@ -46,6 +46,11 @@ use websocket::{Port, Shared};
 /// How long shutdown waits for connection threads before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long shutdown lets connections still opening go on before it wakes them too: long
+/// enough for the request of a client accepted as shutdown began to arrive, short against
+/// `DRAIN_TIMEOUT` for one that sends nothing.
+const OPENING_GRACE: Duration = Duration::from_millis(500);
+
 /// A running server. Dropping it without `shutdown` leaves its threads running.
 ///
 /// What it does to the process: at start it reads the host's limits (open files, memory
@@ -502,21 +507,25 @@ impl Server {
     /// Run until shutdown is triggered, then stop everything and report.
     pub fn wait(self) -> Summary {
         self.signal.wait();
-        // (The accept loops stop; with socket activation, whoever is queued on the listening
-        // sockets stays there for the next process.)
+        // The accept loops stop first: with socket activation, whoever is queued on the
+        // listening sockets stays there for the next process, and whoever was just accepted
+        // is admitted, answered, and closed with the rest.
         for thread in &self.threads {
             accept::wake_accept_loop(thread);
+        }
+        for thread in self.threads {
+            let _ = thread.join();
         }
         let closed_at_shutdown = self.connections.open_count();
         self.connections.stop_and_wake();
         self.page_connections.stop_and_wake();
         let drain_started = Instant::now();
+        if !self.connections.wait_until(drain_started + OPENING_GRACE) {
+            self.connections.wake_openers();
+        }
         let stragglers = self.connections.wait_finished(DRAIN_TIMEOUT)
             + (self.page_connections)
                 .wait_finished(DRAIN_TIMEOUT.saturating_sub(drain_started.elapsed()));
-        for thread in self.threads {
-            let _ = thread.join();
-        }
         // After the members' last words (their "left"), which went out through it.
         if let Some(cluster) = &self.cluster {
             cluster.stop();

@@ -107,10 +107,12 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(config) {
         Ok(server) => server,
-        // A certificate, key or Redis URL that cannot be used is a mistake on the command line.
+        // A certificate, key or Redis URL that cannot be used is a mistake on the command line
+        // (and sockets that socket activation cannot place, one in the .socket unit).
         Err(
             error @ (wsecho::StartError::Tls(_)
             | wsecho::StartError::Redis(_)
+            | wsecho::StartError::Activation(_)
             | wsecho::StartError::Config(_)),
         ) => {
             log::error!("{error}");
@@ -121,7 +123,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(error) = stop_on_signals(stops, server.trigger()) {
+    if let Err(error) = stop_on_signals(stops, &server) {
         log::error!("cannot start the SIGINT/SIGTERM thread: {error}");
         return ExitCode::from(1);
     }
@@ -258,13 +260,18 @@ fn parse_ping_args(mut parser: lexopt::Parser) -> Result<Option<ping::PingOption
 }
 
 /// SIGINT and SIGTERM begin a graceful shutdown; a second one exits at once.
-fn stop_on_signals(mut signals: Signals, trigger: wsecho::Trigger) -> std::io::Result<()> {
+fn stop_on_signals(mut signals: Signals, server: &Server) -> std::io::Result<()> {
+    let (trigger, restart) = (server.trigger(), server.on_shutdown().is_restart());
+    let code = if restart { 1012 } else { 1001 };
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut received = signals.forever();
             if received.next().is_some() {
-                log::info!("shutting down: closing every connection with 1001 (signal again to quit at once)");
+                log::info!(
+                    "shutting down: closing every connection with {code} (signal again to quit \
+                     at once)"
+                );
                 trigger.fire();
             }
             if received.next().is_some() {
