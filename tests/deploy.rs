@@ -1,8 +1,10 @@
-//! The deployment files in `deploy/`: the systemd unit is valid (`systemd-analyze verify`),
-//! hardened as docs/operating.md promises, and its command line is one wsecho accepts.
+//! The deployment files in `deploy/`: the systemd units are valid (`systemd-analyze verify`),
+//! the service hardened as docs/operating.md promises, its command line one wsecho accepts,
+//! and the socket unit's sockets the ones wsecho places by their addresses.
 use std::process::Command;
 
 const UNIT: &str = include_str!("../deploy/wsecho.service");
+const SOCKETS: &str = include_str!("../deploy/wsecho.socket");
 const INSTALLED: &str = "/usr/local/bin/wsecho";
 
 fn setting<'a>(key: &str) -> Vec<&'a str> {
@@ -11,22 +13,65 @@ fn setting<'a>(key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
-fn the_systemd_unit_passes_systemd_analyze_verify() {
+/// `systemd-analyze verify` of these units, written to a folder of their own; its complaints.
+fn verify(units: &[(&str, &str)]) -> Result<(), String> {
     // verify checks that ExecStart's program exists: point it at the one just built.
-    let folder = std::env::temp_dir().join(format!("wsecho-unit-{}", std::process::id()));
+    let folder = std::env::temp_dir().join(format!(
+        "wsecho-unit-{}-{}",
+        std::process::id(),
+        units.len()
+    ));
     std::fs::create_dir_all(&folder).unwrap();
-    let unit = folder.join("wsecho.service");
-    std::fs::write(&unit, UNIT.replace(INSTALLED, env!("CARGO_BIN_EXE_wsecho"))).unwrap();
+    let mut paths = Vec::new();
+    for (name, text) in units {
+        let path = folder.join(name);
+        std::fs::write(&path, text.replace(INSTALLED, env!("CARGO_BIN_EXE_wsecho"))).unwrap();
+        paths.push(path);
+    }
     let verified = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&unit)
+        .args(&paths)
         .output()
         .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
     let _ = std::fs::remove_dir_all(&folder);
-    let complaints = String::from_utf8_lossy(&verified.stderr);
-    assert!(verified.status.success(), "{complaints}");
-    assert!(complaints.trim().is_empty(), "warnings: {complaints}");
+    let complaints = String::from_utf8_lossy(&verified.stderr).trim().to_string();
+    match (verified.status.success(), complaints.is_empty()) {
+        (true, true) => Ok(()),
+        _ => Err(complaints),
+    }
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    assert_eq!(verify(&[("wsecho.service", UNIT)]), Ok(()));
+}
+
+#[test]
+fn the_socket_unit_passes_systemd_analyze_verify_with_its_service() {
+    let units = [("wsecho.service", UNIT), ("wsecho.socket", SOCKETS)];
+    assert_eq!(verify(&units), Ok(()));
+}
+
+#[test]
+fn the_socket_units_sockets_are_the_services_ports_as_wsecho_places_them() {
+    let listens: Vec<&str> = SOCKETS
+        .lines()
+        .filter_map(|line| line.strip_prefix("ListenStream="))
+        .collect();
+    let exec: Vec<&str> = setting("ExecStart")[0].split_whitespace().collect();
+    let flag = |name: &str| {
+        let at = exec.iter().position(|word| *word == name).unwrap();
+        exec[at + 1]
+    };
+    let policy_port = wsecho::Config::default().policy_port.unwrap();
+    assert_eq!(
+        listens,
+        [
+            flag("--http").to_string(),
+            flag("--ws").to_string(),
+            format!("0.0.0.0:{policy_port}")
+        ]
+    );
 }
 
 #[test]
