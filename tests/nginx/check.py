@@ -3,6 +3,7 @@ on free loopback ports, in front of two wsecho instances, with a certificate mad
 
 - the page and /config.json over https (the WebSocket port left for the page to infer), and
   /metrics kept off the public side;
+- the instances' WebSocket ports are Unix sockets, as the file shows;
 - echo over wss through nginx, the page's Origin accepted (Host kept), `Origin: null` refused;
 - the instances' logs name the client from X-Forwarded-For (--trusted-proxy);
 - one instance stopped: its clients get 1001, the other's keep echoing, new clients reach it.
@@ -44,10 +45,15 @@ def free_port():
 
 
 def wait_for_port(port):
+    """Wait until something listens on `port` (a TCP port, or a Unix socket's path)."""
     deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            if isinstance(port, int):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            else:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(str(port))
             return
         except OSError:
             time.sleep(0.05)
@@ -55,16 +61,16 @@ def wait_for_port(port):
 
 
 class Wsecho:
-    def __init__(self, binary, http_port, ws_port, extra=()):
+    def __init__(self, binary, http_port, ws_socket, extra=()):
         self.http_port = http_port
         self.process = subprocess.Popen(
-            [binary, "--http", f"127.0.0.1:{http_port}", "--ws", f"127.0.0.1:{ws_port}",
+            [binary, "--http", f"127.0.0.1:{http_port}", "--ws", f"unix:{ws_socket}",
              "--policy-port", "0", "--trusted-proxy", "127.0.0.1", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, env={"RUST_LOG": "info"})
         self.log = []
         threading.Thread(target=lambda: self.log.extend(self.process.stderr), daemon=True).start()
-        wait_for_port(ws_port)
+        wait_for_port(ws_socket)
         wait_for_port(http_port)
 
 
@@ -111,7 +117,7 @@ def start_stack(binary, extra=()):
     work = Path(tempfile.mkdtemp(prefix="wsecho-nginx-"))
     # Run as root, nginx's workers are another user: they must reach their temp folders.
     work.chmod(0o755)
-    port, a, b = free_port(), (free_port(), free_port()), (free_port(), free_port())
+    port, a, b = free_port(), (free_port(), work / "ws-1.sock"), (free_port(), work / "ws-2.sock")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
@@ -119,7 +125,8 @@ def start_stack(binary, extra=()):
         check=True, capture_output=True)
     site = (ROOT / "deploy" / "nginx.conf").read_text()
     for old, new in [("127.0.0.1:8080", f"127.0.0.1:{a[0]}"), ("127.0.0.1:8081", f"127.0.0.1:{b[0]}"),
-                     ("127.0.0.1:8087", f"127.0.0.1:{a[1]}"), ("127.0.0.1:8088", f"127.0.0.1:{b[1]}"),
+                     ("unix:/run/wsecho/ws-1.sock", f"unix:{a[1]}"),
+                     ("unix:/run/wsecho/ws-2.sock", f"unix:{b[1]}"),
                      ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
                      ("/etc/ssl/certs/wsecho.pem", str(work / "cert.pem")),
                      ("/etc/ssl/private/wsecho.key", str(work / "key.pem"))]:
@@ -129,7 +136,9 @@ def start_stack(binary, extra=()):
     temp = "".join(f"    {kind}_temp_path {work}/{kind};\n"
                    for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
     (work / "nginx.conf").write_text(
-        f"daemon off;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        # The workers as the user running the test, who made the sockets (mode 0660): as
+        # root, nginx would otherwise run them as nobody.
+        f"daemon off;\n{worker_user()}pid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
         f"events {{ worker_connections 256; }}\n"
         f"http {{\n    access_log off;\n{temp}    include {work}/wsecho.conf;\n}}\n")
 
@@ -139,6 +148,12 @@ def start_stack(binary, extra=()):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_port(port)
     return work, port, first, second, proxy
+
+
+def worker_user():
+    """nginx's `user` line: as root, root (the instances run as root and made the sockets);
+    otherwise none (the workers are this user anyway)."""
+    return "user root;\n" if os.geteuid() == 0 else ""
 
 
 def serve(binary, extra):
