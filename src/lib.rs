@@ -112,8 +112,9 @@
 //! - `protocol/`: the opening handshake (and the Flash policy answer), [`Routes`], frames in and
 //!   out, permessage-deflate, [`Connection`], the outbox behind [`Sender`], and [`Room`]s (which
 //!   reach other instances through a link the Redis cluster implements).
-//! - `net/`: listeners, accept loops, connection threads, the admission registry, sockets plain
-//!   or TLS, wake-ups, HTTP heads and plain answers, the host's limits. Bytes, not messages.
+//! - `net/`: listeners (TCP or Unix, bound or passed by socket activation: [`ListenAddr`]),
+//!   accept loops, connection threads, the admission registry, sockets plain or TLS, wake-ups,
+//!   HTTP heads and plain answers, the host's limits. Bytes, not messages.
 //! - `ops/`: [`Config`], the memory budget, metrics, the shutdown signal, escaping.
 //!
 //! `fuzzing.rs` holds the fuzz targets' checks (feature `fuzzing`, for `fuzz/`). The binary,
