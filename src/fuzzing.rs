@@ -272,6 +272,8 @@ pub(crate) fn read_all(mut reader: Reader, mut source: Replay) -> (Vec<Message>,
             Err(Fault::BadDeflate(_)) => break "deflate".to_string(),
             Err(Fault::Io(error)) => break format!("io {:?}", error.kind()),
             Err(Fault::Interrupted) => break "interrupted".to_string(),
+            // The fuzzed readers have no rate limit.
+            Err(Fault::RateLimit { .. }) => break "rate limit".to_string(),
         }
     };
     (messages, failure)

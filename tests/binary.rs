@@ -140,22 +140,6 @@ fn without_www_it_serves_its_built_in_page_from_any_folder() {
     assert_eq!(next_message(&mut client), Message::text("built in"));
 }
 
-/// Log lines until one contains `needle` (bounded by PATIENCE per line).
-fn log_until(server: &Running, needle: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let line = server
-            .log
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?} in {lines:#?}"));
-        let found = line.contains(needle);
-        lines.push(line);
-        if found {
-            return lines;
-        }
-    }
-}
-
 #[test]
 fn connections_log_a_line_when_they_open_and_when_they_end() {
     use tungstenite::protocol::CloseFrame;
@@ -171,7 +155,7 @@ fn connections_log_a_line_when_they_open_and_when_they_end() {
         .unwrap();
     while client.read().is_ok() {}
     drop(client);
-    let lines = log_until(&server, "#1 closed");
+    let lines = server.log_until("#1 closed");
     let open = lines
         .iter()
         .find(|l| l.contains("#1 open 127.0.0.1:"))
@@ -186,7 +170,7 @@ fn connections_log_a_line_when_they_open_and_when_they_end() {
 
     let answer = upgrade_answer(server.ws, upgrade_request("/nope", "").as_bytes());
     assert_eq!(status_of(answer.as_bytes()), 404);
-    let refusal = log_until(&server, "refused 404").pop().unwrap();
+    let refusal = server.log_until("refused 404").pop().unwrap();
     assert!(
         refusal.contains("WARN") && refusal.contains("#2 127.0.0.1:"),
         "{refusal}"
@@ -210,7 +194,7 @@ fn a_page_request_declaring_a_huge_body_is_refused_and_the_process_lives() {
     });
     let request = b"GET /favicon.svg HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n";
     assert_eq!(status_of(&raw_exchange(server.http, request)), 413);
-    let refusal = log_until(&server, "page: refused").pop().unwrap();
+    let refusal = server.log_until("page: refused").pop().unwrap();
     assert!(refusal.contains("413"), "{refusal}");
     // The WebSocket opened before the attack is still served, and the page still answers.
     client.send(Message::text("still here")).unwrap();
@@ -225,7 +209,7 @@ fn sighup_without_tls_is_logged_and_the_server_carries_on() {
     let server = spawn_server();
     let mut client = connect_to(server.ws, "/echo").expect("upgrade");
     signal(&server.child, libc::SIGHUP);
-    log_until(&server, "SIGHUP: nothing to reload");
+    server.log_until("SIGHUP: nothing to reload");
     client.send(Message::text("still here")).unwrap();
     assert_eq!(next_message(&mut client), Message::text("still here"));
 }
@@ -271,7 +255,7 @@ fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection()
         next_message(&mut client),
         tungstenite::Message::text("done")
     );
-    let lines = log_until(&server, "program stderr");
+    let lines = server.log_until("program stderr");
     let line = lines.last().unwrap();
     assert!(
         line.contains("#1 program stderr: bad \\u{1b}[31mred"),

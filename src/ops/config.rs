@@ -39,6 +39,10 @@ pub struct Config {
     /// Most bytes queued for one client by `Sender`s (pushes and broadcasts it has not read
     /// yet); a send past it closes the client with 1008.
     pub max_queue: usize,
+    /// Most text and binary messages one connection may send a second, on every route (a
+    /// burst of one second's worth at once is allowed); one more closes it with 1008
+    /// ("message rate limit"). `None`: no limit (the default).
+    pub max_messages_per_second: Option<u32>,
     /// Most bytes of messages in flight (incoming ones not yet handed to the application,
     /// outgoing ones not yet sent) held for all connections together; a message that would
     /// go past it closes its connection with 1013 (try again later).
@@ -120,6 +124,7 @@ impl Default for Config {
             max_message_size: 16 << 20,
             deflate: true,
             max_queue: 1 << 20,
+            max_messages_per_second: None,
             memory_budget: 256 << 20,
             max_connections: 1024,
             max_page_connections: 256,

@@ -494,6 +494,8 @@ pub enum Reason {
     Tls,
     /// The memory budget had no room (close 1013).
     Memory,
+    /// A client sent past its message rate (close 1008).
+    RateLimit,
     /// No thread could be had for the connection (503).
     Threads,
     /// No descriptor could be had for the connection (503).
@@ -544,6 +546,7 @@ impl Reason {
             Reason::Other => "other",
             Reason::Tls => "tls",
             Reason::Memory => "memory",
+            Reason::RateLimit => "rate_limit",
             Reason::Threads => "threads",
             Reason::Descriptors => "descriptors",
             Reason::Cap => "cap",

@@ -4,11 +4,13 @@
 //! after `ping_interval` of silence, close 1011 when a second interval passes with nothing
 //! heard, the right close code for a protocol fault (1002), invalid UTF-8 or compressed data
 //! (1007) or an oversized message (1009), close 1013 for a message the memory budget has no
-//! room for, close 1001 when the server shuts down, and counts of what went each way.
+//! room for, close 1001 when the server shuts down (1012 for a restart), close 1008 for a client
+//! past its message rate (`Config::max_messages_per_second`), and counts of what went each way.
 
 use crate::net::http::{self, Head};
 use crate::net::stream::discard_until;
 use crate::net::wire::set_timeout_until;
+use crate::ops::config::Config;
 use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::deflate::{self, STORED_END, Stored};
@@ -97,16 +99,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wrap an upgraded socket. Its read timeout is the keepalive tick, so it is set here.
+    /// Wrap an upgraded socket, with `config`'s keepalive, queue limit and message rate. Its
+    /// read timeout is the keepalive tick, so it is set here.
     pub(crate) fn new(
         socket: Socket,
         about: About,
-        ping_interval: Duration,
-        max_queue: usize,
+        config: &Config,
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
         rooms: Rooms,
     ) -> std::io::Result<Connection> {
+        let ping_interval = config.ping_interval;
+        let mut socket = socket;
+        if let Some(per_second) = config.max_messages_per_second {
+            socket.reader().limit_rate(per_second);
+        }
         socket.wire().set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
         socket.wire().set_write_timeout(Some(ping_interval * 2))?;
@@ -116,7 +123,7 @@ impl Connection {
             shutdown,
             ping_outstanding: false,
             await_close_reply: false,
-            max_queue,
+            max_queue: config.max_queue,
             traffic: metrics.track(),
             metrics,
             ending: Ending::Open,
@@ -507,6 +514,15 @@ impl Connection {
             Fault::TooBig { .. } => (CloseCode::Size, fault.to_string()),
             Fault::Utf8 | Fault::BadDeflate(_) => (CloseCode::Invalid, fault.to_string()),
             Fault::Protocol(what) => (CloseCode::Protocol, what.to_string()),
+            Fault::RateLimit { .. } => {
+                warn!(
+                    "#{} {} on {}: {fault} (`max_messages_per_second`); closing it with 1008",
+                    self.about.id, self.about.peer, self.about.path
+                );
+                self.metrics.refused(Reason::RateLimit);
+                // As `close`: the client's reply is awaited.
+                return self.close(CloseCode::Policy, "message rate limit");
+            }
             // Handled where reading goes on.
             Fault::Timeout | Fault::Interrupted => return Ok(()),
         };

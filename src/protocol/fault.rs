@@ -29,6 +29,8 @@ pub enum Fault {
     TooBig { limit: usize },
     /// No room in the memory budget: close 1013.
     OverBudget(OverBudget),
+    /// A message past the client's rate (`Config::max_messages_per_second`): close 1008.
+    RateLimit { per_second: u32 },
 }
 
 impl fmt::Display for Fault {
@@ -43,6 +45,9 @@ impl fmt::Display for Fault {
             Fault::BadDeflate(error) => write!(f, "{error}"),
             Fault::TooBig { limit } => write!(f, "message larger than {limit} bytes"),
             Fault::OverBudget(refusal) => write!(f, "{refusal}"),
+            Fault::RateLimit { per_second } => {
+                write!(f, "more than {per_second} messages a second")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod handshake;
 pub(crate) mod inflate;
 pub(crate) mod outbox;
 pub(crate) mod policy;
+pub(crate) mod rate_limit;
 pub(crate) mod reader;
 pub(crate) mod room;
 pub(crate) mod routes;

@@ -88,15 +88,7 @@ impl TestClient {
         };
         // Nothing ever fires it: a test's connection never sees a server shut down.
         let (_, never) = shutdown::channel();
-        let connection = Connection::new(
-            socket,
-            about,
-            config.ping_interval,
-            config.max_queue,
-            never,
-            metrics,
-            Rooms::default(),
-        )?;
+        let connection = Connection::new(socket, about, &config, never, metrics, Rooms::default())?;
         let linger = config.handshake_timeout;
         let handler = thread::Builder::new()
             .name(format!("test {path}"))

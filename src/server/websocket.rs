@@ -328,8 +328,7 @@ pub(super) fn connection(
     Connection::new(
         socket,
         about,
-        config.ping_interval,
-        config.max_queue,
+        config,
         shared.shutdown.clone(),
         Arc::clone(&shared.metrics),
         shared.rooms.clone(),

@@ -355,6 +355,22 @@ pub struct Running {
 }
 
 impl Running {
+    /// Log lines until one contains `needle` (bounded by PATIENCE per line).
+    pub fn log_until(&self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .log
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?} in {lines:#?}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+    }
+
     /// Every line still to come, once the process has exited: read until its stderr closes
     /// (bounded by PATIENCE), so that none still on its way is missed.
     pub fn rest_of_log(&self) -> Vec<String> {

@@ -131,6 +131,22 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "max-messages-per-second",
+        value: "N",
+        field: "max_messages_per_second",
+        help: "messages one connection may send a second, any route (a burst\nof N at once); more close it with 1008; 0 for no limit",
+        answer: "close 1008",
+        default: |c| {
+            c.max_messages_per_second
+                .map_or_else(|| "no limit".to_string(), |n| n.to_string())
+        },
+        set: |p, v| {
+            let per_second: u32 = parse(v)?;
+            p.config.max_messages_per_second = (per_second != 0).then_some(per_second);
+            Ok(())
+        },
+    },
+    Flag {
         name: "memory-budget",
         value: "BYTES",
         field: "memory_budget",
@@ -507,11 +523,29 @@ where
     text.parse().map_err(|error: T::Err| error.to_string())
 }
 
-/// A listen address, `HOST:PORT`; a bare port is a natural slip (`--policy-port` takes one).
-/// Seconds, fractions allowed (`0.5`); their range is `Config::validate`'s to check.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = parse(text)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} is not a number of seconds"))
+/// Seconds, fractions allowed down to nanoseconds (`30`, `0.5`, `.25`); their range is the
+/// caller's to check. Read without floating point: parsing an `f64` would bring about 15 KB
+/// of tables and code into a binary that must stay under 1 MiB.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text} is not a number of seconds");
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    let too_fine = fraction.len() > 9;
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) || too_fine
+    {
+        return Err(bad());
+    }
+    let secs: u64 = match whole {
+        "" => 0,
+        whole => whole.parse().map_err(|_| bad())?,
+    };
+    let mut nanos = 0u32;
+    let mut scale = 100_000_000u32;
+    for digit in fraction.bytes() {
+        nanos += u32::from(digit - b'0') * scale;
+        scale /= 10;
+    }
+    Ok(Duration::new(secs, nanos))
 }
 
 #[cfg(test)]

@@ -156,14 +156,15 @@ fn positive(number: usize, flag: &str) -> Result<usize, String> {
 
 /// Seconds, fractions allowed (`0.5`), more than zero.
 fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
-    let secs: f64 = value(parser, flag)?;
-    if !(secs > 0.0 && secs <= 86_400.0) {
+    let text: String = value(parser, flag)?;
+    let secs = flags::seconds(&text).map_err(|error| format!("{flag}: {error}"))?;
+    if secs.is_zero() || secs > Duration::from_secs(86_400) {
         return Err(format!(
             "{flag} takes seconds between 0 and 86400, not {}",
-            seconds_text(Duration::try_from_secs_f64(secs).unwrap_or_default())
+            seconds_text(secs)
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(secs)
 }
 
 /// A duration as seconds with its milliseconds (`2.5`, `30`), without floating point: the

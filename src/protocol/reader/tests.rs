@@ -442,3 +442,34 @@ fn many_connections_inflate_at_once() {
         }
     });
 }
+
+#[test]
+fn past_the_rate_limit_a_message_is_refused_whole_or_in_fragments_and_nothing_stays_held() {
+    for fragmented in [false, true] {
+        let mut bytes = Vec::new();
+        for n in 0..3u8 {
+            let payload = vec![n; 20_000];
+            if fragmented {
+                bytes.extend(frame(BINARY, false, &payload[..10_000], [1, 2, 3, 4]));
+                bytes.extend(frame(CONTINUATION, true, &payload[10_000..], [1, 2, 3, 4]));
+            } else {
+                bytes.extend(frame(BINARY, true, &payload, [1, 2, 3, 4]));
+            }
+        }
+        let mut reader = reader(1 << 20, 1 << 20, false);
+        reader.limit_rate(2);
+        let budget = Arc::clone(reader.budget());
+        let mut source = Replay::new(&bytes, vec![usize::MAX]);
+        for n in 0..2u8 {
+            let message = next(&mut reader, &mut source).unwrap();
+            assert_eq!(message, Message::binary(vec![n; 20_000]));
+            reader.release_delivered();
+        }
+        let fault = next(&mut reader, &mut source);
+        assert!(
+            matches!(fault, Err(Fault::RateLimit { per_second: 2 })),
+            "fragmented {fragmented}: {fault:?}"
+        );
+        assert_eq!(budget.in_use(), 0, "fragmented {fragmented}");
+    }
+}

@@ -216,3 +216,29 @@ fn every_flag_is_in_the_help_once_and_names_a_real_field() {
         "cannot listen on 127.0.0.1:1 (--ws); lower --max-connections"
     );
 }
+
+#[test]
+fn seconds_are_read_to_the_nanosecond_without_floating_point() {
+    use std::time::Duration;
+    for (text, expected) in [
+        ("30", Duration::from_secs(30)),
+        ("0.5", Duration::from_millis(500)),
+        (".25", Duration::from_millis(250)),
+        ("2.", Duration::from_secs(2)),
+        ("1.000000001", Duration::new(1, 1)),
+    ] {
+        assert_eq!(super::seconds(text), Ok(expected), "{text}");
+    }
+    for text in [
+        "",
+        ".",
+        "1.2.3",
+        "-1",
+        "1e3",
+        "0.1234567891",
+        "ten",
+        "99999999999999999999",
+    ] {
+        assert!(super::seconds(text).is_err(), "{text} was taken");
+    }
+}
