@@ -71,7 +71,7 @@ pub fn upgrade(bytes: &[u8]) {
     let peer: SocketAddr = ([127, 0, 0, 1], 40_000).into();
     let origins = ["http://allowed.test".to_string()];
     let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
-    match handshake::check_upgrade(&request, peer, &routes, &origins, &hosts, true) {
+    match handshake::check_upgrade(&request, peer, &routes, &origins, &hosts, true, None) {
         Ok(upgrade) => {
             let reply = handshake::switching_protocols(&upgrade);
             let head = reply

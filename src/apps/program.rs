@@ -396,6 +396,11 @@ fn environment(client: &Connection, settings: &Settings) -> Vec<(String, String)
     if client.is_tls() {
         vars.push(("HTTPS".to_string(), "on".to_string()));
     }
+    // CGI's names for who the client authenticated as: its token's `sub`.
+    if let Some(subject) = client.subject() {
+        vars.push(("AUTH_TYPE".to_string(), "Bearer".to_string()));
+        vars.push(("REMOTE_USER".to_string(), subject.to_string()));
+    }
     for (name, value) in headers {
         let Some(variable) = header_variable(name) else {
             continue;

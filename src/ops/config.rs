@@ -85,6 +85,10 @@ pub struct Config {
     /// `POST /publish/NAME` on the page port; clients hear a room on `/rooms/NAME`. `None`:
     /// neither exists.
     pub publish_token: Option<String>,
+    /// The key of the signed tokens (JWT, HS256) every WebSocket upgrade and every session
+    /// opened over HTTP must bring; `None`: no token required (see `protocol/token.rs`). At
+    /// least 16 bytes; 32 random ones are usual.
+    pub jwt_key: Option<Vec<u8>>,
     /// How long a session (the HTTP carrier's) waits for its client to come back after its
     /// carrier dropped, keeping what the handler sends (at most `max_queue`).
     pub resume_window: Duration,
@@ -140,6 +144,7 @@ impl Default for Config {
             program_grace: Duration::from_secs(3),
             passenv: Vec::new(),
             publish_token: None,
+            jwt_key: None,
             resume_window: Duration::from_secs(30),
         }
     }
@@ -199,6 +204,14 @@ impl Config {
             return Err(ConfigError::new(
                 "publish_token",
                 "`publish_token` must be 1 to 4096 characters without spaces or control characters"
+                    .to_string(),
+            ));
+        }
+        if self.jwt_key.as_ref().is_some_and(|key| key.len() < 16) {
+            return Err(ConfigError::new(
+                "jwt_key",
+                "`jwt_key` must be at least 16 bytes (32 random ones are usual: \
+                 head -c 32 /dev/urandom | base64 > jwt.key)"
                     .to_string(),
             ));
         }

@@ -75,6 +75,8 @@ pub(crate) struct About {
     pub protocol: Option<String>,
     /// The upgrade request's head, for its query and headers.
     pub head: Head,
+    /// The `sub` of its token (`Config::jwt_key`), if it brought one that has it.
+    pub subject: Option<String>,
 }
 
 /// One open WebSocket, owned by its thread: receive whole messages, send, close.
@@ -342,6 +344,12 @@ impl Connection {
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.about.peer
+    }
+
+    /// Who the client's token says it is: the `sub` claim of the signed token it connected
+    /// with, when `Config::jwt_key` requires one (`None` without, or when it has no `sub`).
+    pub fn subject(&self) -> Option<&str> {
+        self.about.subject.as_deref()
     }
 
     /// The path it connected to (the route), without the query.

@@ -12,6 +12,7 @@ use crate::ops::metrics::Reason;
 use crate::protocol::deflate;
 use crate::protocol::policy;
 use crate::protocol::routes::{Route, Routes, UpgradeRequest};
+use crate::protocol::token;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -98,6 +99,8 @@ pub struct Upgrade {
     pub looks_like_flash: bool,
     /// Our `Sec-WebSocket-Extensions` answer when permessage-deflate is agreed.
     pub deflate: Option<String>,
+    /// The `sub` of the client's token, when tokens are required and it has one.
+    pub subject: Option<String>,
 }
 
 /// Decide whether `request` may become a WebSocket, and on which route. `allowed_origins`
@@ -111,6 +114,7 @@ pub fn check_upgrade(
     allowed_origins: &[String],
     allowed_hosts: &[String],
     deflate: bool,
+    jwt_key: Option<&[u8]>,
 ) -> Result<Upgrade, Refusal> {
     http::check_host(request, allowed_hosts)?;
     let Some((route_path, route)) = routes.find(request.path()) else {
@@ -154,8 +158,13 @@ pub fn check_upgrade(
         return Err(Refusal::new(400, "missing or invalid Sec-WebSocket-Key"));
     };
     let origin = check_origin(request, allowed_origins)?;
+    let upgrade_request = UpgradeRequest::new(request, peer);
+    let subject = match jwt_key {
+        Some(key) => token::check(&upgrade_request, key, token::now())?.subject,
+        None => None,
+    };
     let protocol = route
-        .judge(&UpgradeRequest::new(request, peer))
+        .judge(&upgrade_request)
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
     Ok(Upgrade {
         route: route.clone(),
@@ -172,6 +181,7 @@ pub fn check_upgrade(
                 deflate::negotiate(offers.map(|(_, value)| value))
             })
             .flatten(),
+        subject,
     })
 }
 

@@ -15,4 +15,6 @@ pub(crate) mod rate_limit;
 pub(crate) mod reader;
 pub(crate) mod room;
 pub(crate) mod routes;
+pub(crate) mod sha256;
 pub(crate) mod socket;
+pub(crate) mod token;

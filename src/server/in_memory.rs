@@ -85,6 +85,7 @@ impl TestClient {
             path: path.clone(),
             protocol: None,
             head: Head::of(&request),
+            subject: None,
         };
         // Nothing ever fires it: a test's connection never sees a server shut down.
         let (_, never) = shutdown::channel();

@@ -15,6 +15,7 @@ use crate::ops::metrics::Reason;
 use crate::protocol::connection::About;
 use crate::protocol::routes::UpgradeRequest;
 use crate::protocol::socket::Socket;
+use crate::protocol::token;
 use log::info;
 use std::io;
 use std::net::SocketAddr;
@@ -43,8 +44,13 @@ pub fn start(
             ),
         ));
     };
+    let upgrade_request = UpgradeRequest::new(request, client);
+    let subject = match &shared.config.jwt_key {
+        Some(key) => token::check(&upgrade_request, key, token::now())?.subject,
+        None => None,
+    };
     let protocol = route
-        .judge(&UpgradeRequest::new(request, client))
+        .judge(&upgrade_request)
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;
     let stream = Arc::new(Stream::new(socket));
     stream.send_to(sink);
@@ -70,6 +76,7 @@ pub fn start(
         path: request.path().to_string(),
         protocol,
         head: Head::of(request),
+        subject,
     };
     let connection = connection(socket, about, shared).map_err(no_socket)?;
     info!(

@@ -249,6 +249,7 @@ fn open(
         &config.allowed_origins,
         &config.allowed_hosts,
         config.deflate,
+        config.jwt_key.as_deref(),
     ) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
@@ -290,6 +291,7 @@ fn open(
         path: request_path,
         protocol: upgrade.protocol,
         head,
+        subject: upgrade.subject,
     };
     match connection(socket, about, shared) {
         Ok(connection) => {

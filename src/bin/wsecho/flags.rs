@@ -370,6 +370,20 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "jwt-key-file",
+        value: "FILE",
+        field: "jwt_key",
+        help: "require a token signed with the key in FILE (JWT, HS256) on every\nWebSocket and session: Authorization: Bearer, ?token= or the\nwsecho_token cookie; its sub is the client's name",
+        answer: "401",
+        default: |_| "off".to_string(),
+        set: |p, v| {
+            let key = std::fs::read(v)
+                .map_err(|error| format!("cannot read the key file {v}: {error}"))?;
+            p.config.jwt_key = Some(key.trim_ascii().to_vec());
+            Ok(())
+        },
+    },
 ];
 
 /// `--run PATH=COMMAND`: one more program route.

@@ -4,6 +4,7 @@
 
 mod client;
 mod flags;
+mod logger;
 mod ping;
 mod words;
 
@@ -75,20 +76,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        // The library names `Config` fields; the operator reads the flags that set them.
-        .format(|out, record| {
-            use std::io::Write;
-            writeln!(
-                out,
-                "[{} {:<5} {}] {}",
-                out.timestamp(),
-                record.level(),
-                record.target(),
-                flags::with_flags(&record.args().to_string())
-            )
-        })
-        .init();
+    // The library names `Config` fields; the operator reads the flags that set them.
+    logger::init(|text| flags::with_flags(text).into_owned());
     log_panics_as_one_line();
     wsecho::return_big_frees_to_the_system();
     if !wsecho::raise_open_file_limit() {
