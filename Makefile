@@ -1,7 +1,7 @@
 # The two set-up commands README promises: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint assets build browser-test conformance metrics-test nginx-test bench fuzz soak
+.PHONY: run test lint assets build browser-test conformance metrics-test nginx-test deploy-test bench fuzz soak
 
 ## run: fetch the Flash fallback if missing, build and start wsecho with its defaults, serving
 ## the checkout's www/ (so that the fallback is there, and page edits show without a rebuild)
@@ -15,6 +15,7 @@ test: lint assets
 	$(MAKE) --no-print-directory browser-test
 	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory nginx-test
+	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory conformance
 
 # The build with every feature (`tls`: wss:// and https://; `redis`: rooms across instances)
@@ -132,6 +133,12 @@ $(METRICS)/.venv/bin/python: $(METRICS)/requirements.txt
 nginx-test:
 	$(CARGO) build --release --quiet
 	timeout 120 python3 tests/nginx/check.py target/release/wsecho
+
+## deploy-test: docs/operating.md's "Deploy" walkthrough, command by command (real nginx,
+## redis-server, systemd-analyze), on the build it installs (tls and redis)
+deploy-test:
+	$(CARGO) build --release --quiet --bins --all-features --target-dir $(FULL_TARGET)
+	timeout 120 python3 tests/deploy/walkthrough.py $(FULL_TARGET)/release/wsecho
 
 # --- Fuzzing (not part of `make test`; `cargo test` replays what it keeps (src/fuzzing.rs)) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the machine's stable toolchain

@@ -107,9 +107,9 @@ fn a_port_in_use_names_the_address_and_exits_1() {
 }
 
 #[test]
-fn a_missing_page_folder_says_what_to_do_and_exits_1() {
+fn a_missing_page_folder_says_what_to_do_and_exits_2_as_any_bad_option() {
     let output = run(wsecho().args(["--www", "/nonexistent/wsecho-www", "--ws", "127.0.0.1:0"]));
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("/nonexistent/wsecho-www"), "{stderr}");
     assert!(stderr.contains("leave --www out"), "{stderr}");
@@ -226,6 +226,11 @@ fn tls_flags_on_a_build_without_tls_say_how_to_get_it_and_exit_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("built without TLS"), "{stderr}");
     assert!(stderr.contains("--features tls"), "{stderr}");
+    // Whichever way it was built: with cargo build, or cargo install.
+    assert!(
+        stderr.contains("cargo install --path . --locked --features tls"),
+        "{stderr}"
+    );
 }
 
 #[test]

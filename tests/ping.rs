@@ -155,3 +155,33 @@ fn ctrl_c_prints_the_summary() {
     assert!(summary.contains("0% lost"), "{summary}");
     server.shutdown();
 }
+
+/// Echoes, then reports how the connection ended: the client's close code.
+fn close_code(
+    client: &mut Connection,
+    heard: &std::sync::mpsc::Sender<Option<u16>>,
+) -> Result<(), Error> {
+    while let Some(message) = client.receive()? {
+        client.send(message)?;
+    }
+    let code = match client.ending() {
+        wsecho::Ending::ClosedByClient(code) => Some(*code),
+        _ => None,
+    };
+    let _ = heard.send(code);
+    Ok(())
+}
+
+#[test]
+fn ping_ends_its_connection_with_a_normal_close() {
+    let (heard, codes) = std::sync::mpsc::channel();
+    let heard = std::sync::Mutex::new(heard);
+    let routes = Routes::new().route("/echo", move |client: &mut Connection| {
+        let heard = heard.lock().unwrap().clone();
+        close_code(client, &heard)
+    });
+    let server = Server::start_with(config(), routes).unwrap();
+    let (status, _, _) = ping(&["--count", "1", &url(&server, "/echo")]);
+    assert_eq!(status, Some(0));
+    assert_eq!(codes.recv_timeout(PATIENCE), Ok(Some(1000)));
+}

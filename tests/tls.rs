@@ -540,3 +540,27 @@ fn a_wss_member_that_never_reads_is_dropped_while_the_others_keep_hearing() {
     assert!(common::eventually(|| server.open_connections() == 3));
     server.shutdown();
 }
+
+#[test]
+fn an_ec_key_in_its_own_sec1_form_serves_as_well_as_pkcs8() {
+    let (mut config, files) = tls_config("sec1");
+    let sec1 = files.key.with_extension("sec1.key");
+    let converted = Command::new("openssl")
+        .args(["ec", "-in"])
+        .arg(&files.key)
+        .arg("-out")
+        .arg(&sec1)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{converted:?}");
+    let pem = std::fs::read_to_string(&sec1).unwrap();
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+    config.tls = Some(TlsFiles {
+        cert: files.cert.clone(),
+        key: sec1,
+    });
+    let server = Server::start(config).expect("server starts with a SEC1 key");
+    let mut client = wss(server.ws_addr(), "/echo");
+    client.send(Message::text("sec1")).unwrap();
+    assert_eq!(next_message(&mut client), Message::text("sec1"));
+}

@@ -10,8 +10,9 @@ pub enum Cluster {}
 impl Cluster {
     pub fn start(_url: &str) -> Result<Arc<Cluster>, String> {
         Err(
-            "this wsecho was built without Redis: build it with `cargo build --release \
-             --features redis` to share rooms across instances"
+            "this wsecho was built without Redis: build it with `cargo build --release --locked \
+             --features redis` (or `cargo install --path . --locked --features redis`) to share \
+             rooms across instances"
                 .to_string(),
         )
     }

@@ -13,8 +13,9 @@ pub enum Certificates {}
 impl Certificates {
     pub fn load(_cert: &Path, _key: &Path) -> Result<Arc<Certificates>, String> {
         Err(
-            "this wsecho was built without TLS: build it with `cargo build --release \
-             --features tls`, or let a proxy in front of it speak TLS (deploy/nginx.conf)"
+            "this wsecho was built without TLS: build it with `cargo build --release --locked \
+             --features tls` (or `cargo install --path . --locked --features tls`), or let a \
+             proxy in front of it speak TLS (deploy/nginx.conf)"
                 .to_string(),
         )
     }

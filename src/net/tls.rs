@@ -89,7 +89,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
         format!(
             "cannot read a private key from {}: {error}; give `tls.key` a PEM key \
-             (PKCS#8, RSA or EC)",
+             (PKCS#8, or BEGIN RSA/EC PRIVATE KEY)",
             key.display()
         )
     })?;

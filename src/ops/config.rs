@@ -113,7 +113,7 @@ pub struct Program {
 pub struct TlsFiles {
     /// The certificate chain, the server's own certificate first.
     pub cert: PathBuf,
-    /// Its private key (PKCS#8, RSA or EC).
+    /// Its private key, PEM: PKCS#8, or the RSA (PKCS#1) and EC (SEC1) forms.
     pub key: PathBuf,
 }
 

@@ -124,7 +124,7 @@ def start_stack(binary, extra=()):
          "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")],
         check=True, capture_output=True)
     site = (ROOT / "deploy" / "nginx.conf").read_text()
-    for old, new in [("127.0.0.1:8080", f"127.0.0.1:{a[0]}"), ("127.0.0.1:8081", f"127.0.0.1:{b[0]}"),
+    for old, new in [("127.0.0.1:8081;", f"127.0.0.1:{a[0]};"), ("127.0.0.1:8082;", f"127.0.0.1:{b[0]};"),
                      ("unix:/run/wsecho/ws-1.sock", f"unix:{a[1]}"),
                      ("unix:/run/wsecho/ws-2.sock", f"unix:{b[1]}"),
                      ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),

@@ -1,5 +1,6 @@
 //! The `wsecho` command: flags to a `Config`, logging, signals, exit codes.
-//! Exit 0 after a clean shutdown, 1 when the server cannot start, 2 for a bad command line.
+//! Exit 0 after a clean shutdown, 2 for a mistake in the command line or a file it names, 1
+//! when the host refuses what it asks (an address in use, a privileged port, a thread).
 //! `wsecho ping URL` measures round trips to any echo endpoint, with ping(8)'s exit codes.
 
 mod client;
@@ -32,6 +33,11 @@ Options:
 
 Logging: RUST_LOG=debug (or warn, ...) [default: info]. Stop with Ctrl-C or SIGTERM.
 SIGHUP reloads the TLS certificate and key; open connections keep theirs.
+
+Exit status: 0 after a clean stop; 2 for a mistake in the command line or a file it
+names (a flag or value, the page folder, certificate, key, Redis URL, a program, a
+socket-activation socket); 1 when the host refuses (an address in use, no permission
+for a port below 1024, no thread).
 
 Sizing a host: every connection (either port) takes a thread, a descriptor and two
 memory mappings. At start, caps above what `ulimit -n`, vm.max_map_count and the
@@ -96,11 +102,12 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(config) {
         Ok(server) => server,
-        // A certificate, key or Redis URL that cannot be used is a mistake on the command line
-        // (and sockets that socket activation cannot place, one in the .socket unit).
+        // A page folder, certificate, key or Redis URL that cannot be used is a mistake on the
+        // command line (and sockets socket activation cannot place, one in the .socket unit).
         Err(
             error @ (wsecho::StartError::Tls(_)
             | wsecho::StartError::Redis(_)
+            | wsecho::StartError::Www { .. }
             | wsecho::StartError::Activation(_)
             | wsecho::StartError::Config(_)),
         ) => {
