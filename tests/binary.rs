@@ -199,7 +199,10 @@ fn a_page_request_declaring_a_huge_body_is_refused_and_the_process_lives() {
     // The WebSocket opened before the attack is still served, and the page still answers.
     client.send(Message::text("still here")).unwrap();
     assert_eq!(next_message(&mut client), Message::text("still here"));
-    let page = raw_exchange(server.http, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let page = raw_exchange(
+        server.http,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status_of(&page), 200);
     assert!(server.child.try_wait().unwrap().is_none(), "wsecho exited");
 }

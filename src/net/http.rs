@@ -205,14 +205,13 @@ pub fn read_more(
 /// The request head at the start of `received`: `Ok(None)` while more bytes are needed.
 /// On success the bytes move into the `Request`.
 pub fn parse_head(received: &mut Vec<u8>) -> Result<Option<Request>, HeadError> {
-    let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(head_len) = head_end(received) else {
         return if received.len() > MAX_HEAD_LEN {
             Err(HeadError::TooLarge)
         } else {
             Ok(None)
         };
     };
-    let head_len = end + 4;
     if head_len > MAX_HEAD_LEN {
         return Err(HeadError::TooLarge);
     }
@@ -238,6 +237,20 @@ pub fn parse_head(received: &mut Vec<u8>) -> Result<Option<Request>, HeadError> 
     for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
         *field = (span(header.name.as_bytes()), span(header.value));
     }
+    // RFC 9112 section 3.2: an HTTP/1.1 request without Host, or with more than one, gets 400.
+    let hosts = parsed
+        .headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("Host"))
+        .count();
+    if parsed.version == Some(1) && hosts != 1 {
+        let why = if hosts == 0 {
+            "an HTTP/1.1 request needs a Host header"
+        } else {
+            "a request may have one Host header, not several"
+        };
+        return Err(HeadError::Malformed(why.into()));
+    }
     Ok(Some(Request {
         method: span(parsed.method.unwrap_or_default().as_bytes()),
         target: span(parsed.path.unwrap_or_default().as_bytes()),
@@ -247,6 +260,27 @@ pub fn parse_head(received: &mut Vec<u8>) -> Result<Option<Request>, HeadError> 
         head_len,
         received: std::mem::take(received),
     }))
+}
+
+/// The length of the head at the start of `received` (up to and including the empty line that
+/// ends it), once it is all there. Lines end with CRLF, or with a lone LF, which RFC 9112
+/// (section 2.2) lets a server take as a line's end; either way the head is complete at once.
+/// Empty lines before the request line are skipped, as RFC 9112 (section 2.2) asks.
+fn head_end(received: &[u8]) -> Option<usize> {
+    let (mut line_start, mut lines) = (0, 0);
+    for (at, &byte) in received.iter().enumerate() {
+        if byte != b'\n' {
+            continue;
+        }
+        let line = &received[line_start..at];
+        let empty = line.is_empty() || line == b"\r";
+        if empty && lines > 0 {
+            return Some(at + 1);
+        }
+        lines += usize::from(!empty);
+        line_start = at + 1;
+    }
+    None
 }
 
 /// The host of an authority (`host`, `host:port`, `[v6]:port`), without the port.
@@ -473,6 +507,44 @@ pub fn refusal_for(error: &HeadError) -> Option<Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(head: &[u8]) -> Result<Option<Request>, HeadError> {
+        parse_head(&mut head.to_vec())
+    }
+
+    #[test]
+    fn host_is_required_once_in_http_1_1_as_rfc_9112_says() {
+        let refused = |head: &[u8]| match parsed(head) {
+            Err(error @ HeadError::Malformed(_)) => refusal_for(&error).map(|r| r.status),
+            _ => None,
+        };
+        assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Some(400)
+        );
+        assert!(matches!(
+            parsed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some(_))
+        ));
+        // HTTP/1.0 had no Host.
+        assert!(matches!(parsed(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some(_))));
+    }
+
+    #[test]
+    fn lines_may_end_with_a_lone_lf_and_empty_lines_before_the_request_are_skipped() {
+        let Ok(Some(request)) = parsed(b"GET /chat HTTP/1.1\nHost: h\nX-A: 1\n\nrest") else {
+            panic!("a head with LF line ends is complete at once");
+        };
+        assert_eq!(request.path(), "/chat");
+        assert_eq!(request.header("X-A"), Some("1"));
+        assert_eq!(request.rest(), b"rest");
+        let Ok(Some(request)) = parsed(b"\r\n\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n") else {
+            panic!("empty lines before the request line are skipped");
+        };
+        assert_eq!(request.path(), "/x");
+        assert!(matches!(parsed(b"GET / HTTP/1.1\nHost: h\n"), Ok(None)));
+    }
 
     #[test]
     fn a_head_is_parsed_once_whole_and_keeps_what_follows() {
