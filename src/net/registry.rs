@@ -7,7 +7,9 @@
 //! (`shutdown(Read)` makes it return at once) instead of waiting for a timeout.
 //!
 //! One address may hold at most `max_per_address` of them, counted from accept (openings
-//! included), so one client cannot take every place. A trusted proxy's connections are counted
+//! included), so one client cannot take every place. IPv6 addresses count by their first
+//! `ipv6_prefix` bits (64 by default): any IPv6 client owns at least a /64, and would otherwise
+//! have 2^64 addresses to spread its connections over. A trusted proxy's connections are counted
 //! only once its request names the client (`Ticket::count_as`): against that client.
 //!
 //! Admissions still in their opening (and Flash policy requests, which never go further) share
@@ -23,7 +25,7 @@ use crate::net::stream::Stream;
 use crate::ops::metrics::Reason;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown};
+use std::net::{IpAddr, Ipv6Addr, Shutdown};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,8 @@ pub struct Admissions {
     max_openings: Option<usize>,
     /// Addresses whose connections carry other clients (`--trusted-proxy`).
     trusted_proxies: Vec<IpAddr>,
+    /// How many leading bits of an IPv6 address name its client.
+    ipv6_prefix: u8,
 }
 
 struct State {
@@ -104,6 +108,7 @@ impl Admissions {
         max_per_address: usize,
         max_openings: Option<usize>,
         trusted_proxies: Vec<IpAddr>,
+        ipv6_prefix: u8,
     ) -> Arc<Admissions> {
         let (completion, finished) = crossbeam_channel::bounded(0);
         Arc::new(Admissions {
@@ -120,6 +125,7 @@ impl Admissions {
             max_per_address,
             max_openings,
             trusted_proxies,
+            ipv6_prefix,
         })
     }
 
@@ -135,7 +141,8 @@ impl Admissions {
         let Some(completion) = state.completion.clone() else {
             return Err(NotAdmitted::ShuttingDown);
         };
-        let counted_as = (!self.trusted_proxies.contains(&address)).then_some(address);
+        let counted_as = (!self.trusted_proxies.contains(&address))
+            .then(|| address_key(address, self.ipv6_prefix));
         if let Some(address) = counted_as {
             state.check_address(address, self.max_per_address)?;
         }
@@ -325,6 +332,7 @@ impl Ticket {
     /// address (refused if it already holds its share). Any other connection is counted
     /// already, and this does nothing.
     pub fn count_as(&self, client: IpAddr) -> Result<(), NotAdmitted> {
+        let client = address_key(client, self.connections.ipv6_prefix);
         let mut state = lock(&self.connections.state);
         let state = &mut *state;
         let max = self.connections.max_per_address;
@@ -367,8 +375,51 @@ impl Drop for Ticket {
     }
 }
 
+/// The address `address`'s connections are counted under: an IPv4 address as it is (also
+/// when written as IPv6, `::ffff:a.b.c.d`), an IPv6 address cut to its first `prefix` bits.
+pub fn address_key(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(prefix.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+        },
+    }
+}
+
 /// Lock, ignoring poisoning: every critical section here leaves the state consistent, and a
 /// panicking connection thread must not take the registry down with it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(address: &str, prefix: u8) -> String {
+        address_key(address.parse().unwrap(), prefix).to_string()
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_prefix_and_ipv4_ones_by_their_address() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
+        assert_eq!(
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64),
+            "2001:db8:1:2::"
+        );
+        assert_ne!(key("2001:db8:1:3::1", 64), key("2001:db8:1:2::1", 64));
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::");
+        assert_eq!(key("2001:db8::7", 128), "2001:db8::7");
+        assert_eq!(key("2001:db8::7", 0), "::");
+        assert_eq!(key("::1", 64), "::");
+        assert_eq!(key("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7", 64), "192.0.2.7");
+    }
 }

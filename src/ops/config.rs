@@ -52,6 +52,9 @@ pub struct Config {
     /// Admissions one client address may hold on each port (the WebSocket and policy ports
     /// together, the page port apart), openings included; one more gets HTTP 503.
     pub max_per_address: usize,
+    /// How many leading bits of an IPv6 address name one client for `max_per_address` (an
+    /// IPv6 client owns at least a /64); 128 counts each address apart.
+    pub ipv6_prefix: u8,
     /// Open page connections allowed at once, counted apart from WebSockets; one more closes
     /// the connection idle longest, or gets HTTP 503 when none is idle.
     pub max_page_connections: usize,
@@ -133,6 +136,7 @@ impl Default for Config {
             max_connections: 1024,
             max_page_connections: 256,
             max_per_address: 64,
+            ipv6_prefix: 64,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),
@@ -213,6 +217,15 @@ impl Config {
                 "`jwt_key` must be at least 16 bytes (32 random ones are usual: \
                  head -c 32 /dev/urandom | base64 > jwt.key)"
                     .to_string(),
+            ));
+        }
+        if self.ipv6_prefix > 128 {
+            return Err(ConfigError::new(
+                "ipv6_prefix",
+                format!(
+                    "`ipv6_prefix` is a number of bits, 0 to 128, not {}",
+                    self.ipv6_prefix
+                ),
             ));
         }
         for (n, program) in self.programs.iter().enumerate() {

@@ -268,6 +268,7 @@ impl Server {
             config.max_per_address,
             Some(config::max_openings(config.max_connections)),
             config.trusted_proxies.clone(),
+            config.ipv6_prefix,
         );
         // The page has no openers' pool: its idle connections make room instead.
         let page_connections = Admissions::new(
@@ -275,6 +276,7 @@ impl Server {
             config.max_per_address,
             None,
             config.trusted_proxies.clone(),
+            config.ipv6_prefix,
         );
         let paths: Vec<String> = routes.each_path().collect();
         let metrics = Metrics::new(paths.clone(), Budget::new(config.memory_budget));

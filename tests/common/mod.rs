@@ -70,10 +70,20 @@ pub fn connect_to(addr: SocketAddr, path: &str) -> Result<Client, tungstenite::E
 
 /// The next data message, skipping pings and pongs.
 pub fn next_message<S: Read + Write>(client: &mut WebSocket<S>) -> Message {
+    // A read that a signal interrupted is read again, as `read_exact` would (a blocking read
+    // with a timeout returns EINTR even for a handler installed with SA_RESTART, such as the
+    // one glibc's threads answer set*id calls with); bounded all the same.
+    let mut interruptions = 0;
     loop {
-        match client.read().expect("a message") {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            message => return message,
+        match client.read() {
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(message) => return message,
+            Err(tungstenite::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::Interrupted && interruptions < 100 =>
+            {
+                interruptions += 1;
+            }
+            Err(error) => panic!("a message: {error:?}"),
         }
     }
 }

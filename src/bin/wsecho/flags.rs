@@ -195,6 +195,18 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "ipv6-prefix",
+        value: "BITS",
+        field: "ipv6_prefix",
+        help: "IPv6 clients count for --max-per-address by this many leading\nbits (one client owns a /64); 128 counts each address apart",
+        answer: "",
+        default: |c| c.ipv6_prefix.to_string(),
+        set: |p, v| {
+            p.config.ipv6_prefix = parse(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "handshake-timeout",
         value: "SECS",
         field: "handshake_timeout",
