@@ -95,6 +95,19 @@ fn mistakes_get_an_error_for_that_client_alone_and_the_connection_stays_open() {
             "1 to 32",
         ),
         (Message::binary(vec![1, 2, 3]), "text messages"),
+        // Names that would hide, or reorder the line they are shown on.
+        (
+            Message::text(json!({"type":"join","name":"admin\u{200B}"}).to_string()),
+            "invisible",
+        ),
+        (
+            Message::text(json!({"type":"join","name":"\u{202E}nimda"}).to_string()),
+            "U+202E",
+        ),
+        (
+            Message::text(json!({"type":"join","name":"\u{FEFF}"}).to_string()),
+            "invisible",
+        ),
     ] {
         client.send(sent).unwrap();
         let error = hear(&mut client);
@@ -144,4 +157,12 @@ fn a_hostile_name_travels_as_a_json_string_unchanged() {
     assert_eq!(said["from"], hostile);
     assert_eq!(said["text"], "\u{202e}</script>");
     server.shutdown();
+}
+
+#[test]
+fn a_name_differing_only_in_case_is_taken() {
+    let server = start(config());
+    let (_admin, _) = join(&server, "admin");
+    let (_other, welcome) = join(&server, "Admin");
+    assert_eq!(welcome["name"], "Admin 2");
 }

@@ -24,6 +24,8 @@
     for (var i = 0; i < members.length; i++) {
       var item = document.createElement("li");
       if (members[i] === myName) { item.className = "me"; }
+      // Its own direction: no name can reorder the list around it.
+      item.dir = "auto";
       item.appendChild(document.createTextNode(members[i]));
       memberList.appendChild(item);
     }

@@ -221,6 +221,9 @@
     for (var i = 0; i < all.length; i++) {
       var span = document.createElement("span");
       span.className = all[i][0];
+      // Each part isolated in its own direction: a name or message in another script, or
+      // one holding bidi controls, cannot reorder the rest of its line.
+      span.dir = "auto";
       span.appendChild(document.createTextNode(all[i][1]));
       item.appendChild(span);
     }

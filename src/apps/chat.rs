@@ -15,6 +15,7 @@
 //! Application code only, like `echo.rs`: the transport is the `Connection`, its `Sender` and
 //! the `Room`.
 
+use crate::apps::names;
 use crate::protocol::connection::Connection;
 use crate::protocol::outbox::Sender;
 use crate::protocol::room::Room;
@@ -160,8 +161,12 @@ fn parse(message: &Message) -> Result<Request, String> {
             if chars == 0 || chars > MAX_NAME_CHARS {
                 return Err(format!("a name has 1 to {MAX_NAME_CHARS} characters"));
             }
-            if name.chars().any(char::is_control) {
-                return Err("a name cannot contain control characters".into());
+            if let Some(c) = names::forbidden(name) {
+                return Err(format!(
+                    "a name cannot contain invisible, control or text-direction characters \
+                     (U+{:04X})",
+                    u32::from(c)
+                ));
             }
             Ok(Request::Join(name.to_string()))
         }
@@ -177,9 +182,10 @@ fn parse(message: &Message) -> Result<Request, String> {
     }
 }
 
-/// `wanted`, or `wanted 2`, `wanted 3`, ... whichever is free (cut to fit 32 characters).
-fn unique_name<'a>(wanted: &str, names: impl Iterator<Item = &'a String> + Clone) -> String {
-    let taken = |candidate: &str| names.clone().any(|name| name == candidate);
+/// `wanted`, or `wanted 2`, `wanted 3`, ... whichever is free (cut to fit 32 characters); a
+/// name differing from a member's only in case is taken.
+fn unique_name<'a>(wanted: &str, members: impl Iterator<Item = &'a String> + Clone) -> String {
+    let taken = |candidate: &str| members.clone().any(|name| names::same(name, candidate));
     if !taken(wanted) {
         return wanted.to_string();
     }
@@ -241,6 +247,8 @@ mod tests {
             .collect();
         assert_eq!(unique_name("bob", names.values()), "bob");
         assert_eq!(unique_name("ann", names.values()), "ann 3");
+        // Case does not make another name.
+        assert_eq!(unique_name("ANN", names.values()), "ANN 3");
         let long = "x".repeat(32);
         let names: BTreeMap<u64, String> = [(1, long.clone())].into_iter().collect();
         let given = unique_name(&long, names.values());
@@ -258,6 +266,10 @@ mod tests {
         assert!(reason(r#"{"type":"dance"}"#).contains("unknown type"));
         assert!(reason(r#"{"type":"join","name":"   "}"#).contains("1 to 32"));
         assert!(reason(r#"{"type":"join"}"#).contains("\"name\""));
+        for hidden in [r#"admin\u200b"#, r#"\u202eadmin"#, r#"\ufeff"#] {
+            let said = reason(&format!(r#"{{"type":"join","name":"{hidden}"}}"#));
+            assert!(said.contains("invisible"), "{hidden}: {said}");
+        }
         assert!(
             reason(&format!(
                 r#"{{"type":"say","text":"{}"}}"#,

@@ -11,5 +11,6 @@ pub(crate) mod cluster;
 #[path = "no_cluster.rs"]
 pub(crate) mod cluster;
 pub(crate) mod echo;
+pub(crate) mod names;
 pub(crate) mod program;
 pub(crate) mod subscribe;
