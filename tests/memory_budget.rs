@@ -151,7 +151,13 @@ fn a_client_that_never_reads_holds_its_echo_against_the_budget_until_it_is_cut_o
         }
         seen.push(line);
     };
-    assert!(ended.contains("dropped"), "{ended}");
+    // Cut off by the server, whichever came first: its write making no progress (dropped), or
+    // its silence to pings (1011). Under load either can; both give its 24 MiB back, which the
+    // next 20 MiB echo needs.
+    assert!(
+        ended.contains("dropped") || ended.contains("closed by server, code 1011"),
+        "{ended}"
+    );
     let mut third = connect_to(server.ws, "/echo").expect("upgrade");
     echoes(&mut third, Message::binary(vec![3u8; 20 * MIB]));
     drop(never_reads);
