@@ -41,7 +41,10 @@ const INVISIBLE: &[(char, char)] = &[
 /// The first character of `name` that a name may not hold, if any.
 pub fn forbidden(name: &str) -> Option<char> {
     name.chars().find(|&c| {
-        c.is_control() || INVISIBLE.iter().any(|&(first, last)| (first..=last).contains(&c))
+        c.is_control()
+            || INVISIBLE
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&c))
     })
 }
 

@@ -9,7 +9,7 @@
 //! them, then never touch the shared count.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Bytes of messages in flight each connection holds without taking them from the budget: part
 /// of a connection's baseline, like its socket buffers.
@@ -20,13 +20,20 @@ pub const ALLOWANCE: usize = 4096;
 pub struct Budget {
     limit: usize,
     in_use: AtomicUsize,
+    /// Whether `TRIM_AFTER` or more was held at once since the budget was last empty.
+    loaded: AtomicBool,
 }
+
+/// A load that held at least this much gives its memory back to the system when it is over
+/// (see `give_back`).
+const TRIM_AFTER: usize = 16 << 20;
 
 impl Budget {
     pub fn new(limit: usize) -> Arc<Budget> {
         Arc::new(Budget {
             limit,
             in_use: AtomicUsize::new(0),
+            loaded: AtomicBool::new(false),
         })
     }
 
@@ -40,18 +47,36 @@ impl Budget {
     }
 
     /// Take `bytes` if they fit under the limit.
+    #[inline(never)]
     fn take(&self, bytes: usize) -> bool {
-        self.in_use
+        let taken = self
+            .in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
                 in_use
                     .checked_add(bytes)
                     .filter(|&total| total <= self.limit)
-            })
-            .is_ok()
+            });
+        if let Ok(before) = taken
+            && before + bytes >= TRIM_AFTER
+        {
+            self.loaded.store(true, Ordering::Relaxed);
+        }
+        taken.is_ok()
     }
 
+    /// Give `bytes` back. When that empties the budget after a load of `TRIM_AFTER` or more,
+    /// malloc is asked to return the free pages inside its arenas too (not only at their tops):
+    /// with a thread per connection, a load spreads over every arena, and what it freed there
+    /// would otherwise stay with the process.
+    ///
+    /// Out of line (as `take`), so that `Holding::shrink` and `grow`, which call them only for
+    /// bytes past a connection's allowance, stay small on the path of every small message.
+    #[inline(never)]
     fn give_back(&self, bytes: usize) {
-        self.in_use.fetch_sub(bytes, Ordering::AcqRel);
+        let emptied = self.in_use.fetch_sub(bytes, Ordering::AcqRel) == bytes;
+        if emptied && self.loaded.swap(false, Ordering::Relaxed) {
+            release_free_memory();
+        }
     }
 }
 
@@ -90,6 +115,8 @@ impl Holding {
     }
 
     /// Hold `more` bytes besides, if the budget has room; false (and nothing taken) if not.
+    /// (Inlined: on every message's path, it costs a comparison unless the allowance is past.)
+    #[inline(always)]
     pub fn grow(&mut self, more: usize) -> bool {
         let Some(bytes) = self.bytes.checked_add(more) else {
             return false;
@@ -103,6 +130,7 @@ impl Holding {
     }
 
     /// Hold `fewer` bytes less.
+    #[inline(always)]
     pub fn shrink(&mut self, fewer: usize) {
         let bytes = self.bytes.saturating_sub(fewer);
         let freed = self.charged(self.bytes) - self.charged(bytes);
@@ -121,6 +149,15 @@ impl Holding {
 impl Drop for Holding {
     fn drop(&mut self) {
         self.shrink(self.bytes);
+    }
+}
+
+/// Return malloc's free pages to the system (glibc; elsewhere nothing).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it locks each arena as it goes.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
