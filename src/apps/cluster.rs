@@ -35,6 +35,9 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 const MEMBERS_TTL: Duration = Duration::from_secs(6);
 /// Waiting for Redis to connect or answer.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Waiting for Redis to say who is in a room, while a client waits to join or leave: past it,
+/// Redis counts as down, and the room as this instance's members only.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(250);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(5);
 /// Messages waiting for the publishing thread; past it, broadcasts stay local.
@@ -51,6 +54,9 @@ pub struct Cluster {
     rooms: Mutex<HashMap<String, Arc<dyn LocalRoom>>>,
     /// For the member lists that joining threads ask for.
     query: Mutex<Option<Connection>>,
+    /// What the last query said, room by room: the answer for a join or leave that finds
+    /// another one querying, rather than a wait in line behind it.
+    known: Mutex<HashMap<String, Vec<String>>>,
     /// Redis is unreachable: everything stays local until it is back.
     down: AtomicBool,
     stopping: AtomicBool,
@@ -82,6 +88,7 @@ impl Cluster {
             jobs,
             rooms: Mutex::new(HashMap::new()),
             query: Mutex::new(None),
+            known: Mutex::new(HashMap::new()),
             // Until the publishing thread has connected.
             down: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
@@ -147,9 +154,13 @@ impl Cluster {
     }
 
     fn connect(&self) -> redis::RedisResult<Connection> {
-        let connection = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
-        connection.set_read_timeout(Some(REDIS_TIMEOUT))?;
-        connection.set_write_timeout(Some(REDIS_TIMEOUT))?;
+        self.connect_within(REDIS_TIMEOUT)
+    }
+
+    fn connect_within(&self, timeout: Duration) -> redis::RedisResult<Connection> {
+        let connection = self.client.get_connection_with_timeout(timeout)?;
+        connection.set_read_timeout(Some(timeout))?;
+        connection.set_write_timeout(Some(timeout))?;
         Ok(connection)
     }
 
@@ -231,10 +242,18 @@ impl Cluster {
                 && Instant::now() >= next_beat
             {
                 next_beat = Instant::now() + HEARTBEAT;
-                if let Err(error) = self.heartbeat(connection, &mirror) {
-                    self.lost(&error);
-                    link = None;
-                    next_try = Instant::now() + retry;
+                match self.heartbeat(connection, &mirror) {
+                    Err(error) => {
+                        self.lost(&error);
+                        link = None;
+                        next_try = Instant::now() + retry;
+                    }
+                    // A member-list query may have found Redis slow and marked it down.
+                    Ok(()) if self.down.swap(false, Ordering::Relaxed) => info!(
+                        "redis at {} answers again: rooms span every instance again",
+                        self.address
+                    ),
+                    Ok(()) => {}
                 }
             }
         }
@@ -494,20 +513,35 @@ impl Link for Cluster {
     }
 
     /// The names of `room`'s members on the other live instances; `None` while Redis cannot
-    /// say (then only this instance's members are known).
+    /// say (then only this instance's members are known). Never waits long: a caller that
+    /// finds another querying takes what the last query said, and a Redis that does not answer
+    /// within `QUERY_TIMEOUT` is marked down by whoever notices first, until the publishing
+    /// thread's next heartbeat gets through.
     fn others(&self, name: &str) -> Option<Vec<String>> {
         if self.down.load(Ordering::Relaxed) {
             return None;
         }
-        let mut query = lock(&self.query);
+        let Ok(mut query) = self.query.try_lock() else {
+            return lock(&self.known).get(name).cloned();
+        };
         if query.is_none() {
-            *query = self.connect().ok();
+            match self.connect_within(QUERY_TIMEOUT) {
+                Ok(connection) => *query = Some(connection),
+                Err(error) => {
+                    self.lost(&error);
+                    return None;
+                }
+            }
         }
         let connection = query.as_mut()?;
         match self.others_on(connection, name) {
-            Ok(names) => Some(names),
-            Err(_) => {
+            Ok(names) => {
+                lock(&self.known).insert(name.to_string(), names.clone());
+                Some(names)
+            }
+            Err(error) => {
                 *query = None;
+                self.lost(&error);
                 None
             }
         }
