@@ -104,7 +104,7 @@ impl Connection {
     /// Wrap an upgraded socket, with `config`'s keepalive, queue limit and message rate. Its
     /// read timeout is the keepalive tick, so it is set here.
     pub(crate) fn new(
-        socket: Socket,
+        mut socket: Socket,
         about: About,
         config: &Config,
         shutdown: Shutdown,
@@ -112,7 +112,6 @@ impl Connection {
         rooms: Rooms,
     ) -> std::io::Result<Connection> {
         let ping_interval = config.ping_interval;
-        let mut socket = socket;
         if let Some(per_second) = config.max_messages_per_second {
             socket.reader().limit_rate(per_second);
         }

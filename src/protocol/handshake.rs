@@ -159,10 +159,7 @@ pub fn check_upgrade(
     };
     let origin = check_origin(request, allowed_origins)?;
     let upgrade_request = UpgradeRequest::new(request, peer);
-    let subject = match jwt_key {
-        Some(key) => token::check(&upgrade_request, key, token::now())?.subject,
-        None => None,
-    };
+    let subject = token::subject(&upgrade_request, jwt_key)?;
     let protocol = route
         .judge(&upgrade_request)
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;

@@ -24,19 +24,24 @@ pub struct Verified {
     pub subject: Option<String>,
 }
 
-/// Check the token `request` brings against `key`, at `now` (seconds since 1970).
-pub fn check(request: &UpgradeRequest, key: &[u8], now: u64) -> Result<Verified, Refusal> {
+/// With a `key` (tokens required), check the token `request` brings against it now: the
+/// token's `sub`, or the refusal. Without a key, nobody is named and everyone passes.
+pub fn subject(request: &UpgradeRequest, key: Option<&[u8]>) -> Result<Option<String>, Refusal> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
     let token = find(request).ok_or_else(|| {
         refused(format!(
             "a token is required: send it as Authorization: Bearer TOKEN, a `token` query \
              parameter or the {COOKIE} cookie"
         ))
     })?;
-    verify(token, key, now).map_err(refused)
+    let verified = verify(token, key, now()).map_err(refused)?;
+    Ok(verified.subject)
 }
 
 /// Seconds since 1970, as `exp` and `nbf` count them.
-pub fn now() -> u64 {
+fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
@@ -65,6 +70,8 @@ pub fn verify(token: &str, key: &[u8], now: u64) -> Result<Verified, String> {
     else {
         return Err(malformed());
     };
+    // The signature covers `header.payload` as sent.
+    let signed = &token[..header.len() + 1 + payload.len()];
     let header: serde_json::Value = decode(header)
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(malformed)?;
@@ -77,7 +84,6 @@ pub fn verify(token: &str, key: &[u8], now: u64) -> Result<Verified, String> {
         }
         None => return Err("the token's header names no algorithm (alg)".to_string()),
     }
-    let signed = &token[..header_and_payload_len(token)];
     let expected = hmac_sha256(key, signed.as_bytes());
     let given = decode(signature).ok_or_else(malformed)?;
     if !same(&given, &expected) {
@@ -126,11 +132,6 @@ pub fn verify(token: &str, key: &[u8], now: u64) -> Result<Verified, String> {
         ),
     };
     Ok(Verified { subject })
-}
-
-/// The length of `header.payload`, the part the signature covers.
-fn header_and_payload_len(token: &str) -> usize {
-    token.rfind('.').unwrap_or(token.len())
 }
 
 /// Equal, in a time that does not depend on where they differ.

@@ -4,6 +4,7 @@
 
 use super::websocket::run_handler;
 use crate::net::http::{Head, parse_head};
+use crate::net::listen::LOCAL_PEER;
 use crate::net::stream::Stream;
 use crate::ops::budget::{Budget, Holding};
 use crate::ops::config::Config;
@@ -14,7 +15,7 @@ use crate::protocol::room::Rooms;
 use crate::protocol::routes::Handler;
 use crate::protocol::socket::Socket;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,7 +82,7 @@ impl TestClient {
         let socket = Socket::new(stream, Vec::new(), holding, config.max_message_size, false);
         let about = About {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            peer: LOCAL_PEER,
             path: path.clone(),
             protocol: None,
             head: Head::of(&request),

@@ -45,10 +45,7 @@ pub fn start(
         ));
     };
     let upgrade_request = UpgradeRequest::new(request, client);
-    let subject = match &shared.config.jwt_key {
-        Some(key) => token::check(&upgrade_request, key, token::now())?.subject,
-        None => None,
-    };
+    let subject = token::subject(&upgrade_request, shared.config.jwt_key.as_deref())?;
     let protocol = route
         .judge(&upgrade_request)
         .map_err(|refused| Refusal::new(refused.status, refused.reason))?;

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "nginx"))
 from rawws import frame, read_frame, read_head, upgrade_request  # noqa: E402
-from check import free_port, wait_for_port, worker_user  # noqa: E402
+from check import free_port, main_conf, wait_for_port  # noqa: E402
 
 PATIENCE = 10
 DOC = ROOT / "docs" / "operating.md"
@@ -104,18 +104,6 @@ def run(command, what):
     return done
 
 
-def nginx_main_conf(scratch):
-    """What Debian's /etc/nginx/nginx.conf does for the site: include sites-enabled in http {}."""
-    temp = "".join(f"    {kind}_temp_path {scratch.work}/nginx/{kind};\n"
-                   for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
-    path = scratch.work / "nginx" / "nginx.conf"
-    path.write_text(
-        f"daemon off;\n{worker_user()}pid {scratch.work}/nginx/nginx.pid;\n"
-        f"error_log {scratch.work}/nginx/error.log warn;\nevents {{ worker_connections 256; }}\n"
-        f"http {{\n    access_log off;\n{temp}    include {scratch.work}/sites/*;\n}}\n")
-    return path
-
-
 def start_instances(scratch, names):
     unit = (scratch.work / "units" / "wsecho@.service").read_text()
     exec_start = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
@@ -169,8 +157,9 @@ def follow(scratch):
         elif words[:3] == ["systemctl", "enable", "--now"]:
             start_instances(scratch, words[3:])
         elif words == ["nginx", "-t"]:
-            run(["nginx", "-t", "-c", str(nginx_main_conf(scratch)), "-p", str(scratch.work / "nginx")],
-                "nginx -t")
+            # Debian's nginx.conf includes sites-enabled in http {}.
+            conf = main_conf(scratch.work / "nginx", f"{scratch.work}/sites/*")
+            run(["nginx", "-t", "-c", str(conf), "-p", str(scratch.work / "nginx")], "nginx -t")
         elif words == ["systemctl", "reload", "nginx"]:
             conf = scratch.work / "nginx" / "nginx.conf"
             scratch.start("nginx", ["nginx", "-c", str(conf), "-p", str(scratch.work / "nginx")])

@@ -133,14 +133,7 @@ def start_stack(binary, extra=()):
         assert old in site, f"deploy/nginx.conf no longer has {old}"
         site = site.replace(old, new)
     (work / "wsecho.conf").write_text(site)
-    temp = "".join(f"    {kind}_temp_path {work}/{kind};\n"
-                   for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
-    (work / "nginx.conf").write_text(
-        # The workers as the user running the test, who made the sockets (mode 0660): as
-        # root, nginx would otherwise run them as nobody.
-        f"daemon off;\n{worker_user()}pid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
-        f"events {{ worker_connections 256; }}\n"
-        f"http {{\n    access_log off;\n{temp}    include {work}/wsecho.conf;\n}}\n")
+    main_conf(work, work / "wsecho.conf")
 
     first, second = Wsecho(binary, *a, extra), Wsecho(binary, *b, extra)
     proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-p", str(work),
@@ -154,6 +147,21 @@ def worker_user():
     """nginx's `user` line: as root, root (the instances run as root and made the sockets);
     otherwise none (the workers are this user anyway)."""
     return "user root;\n" if os.geteuid() == 0 else ""
+
+
+def main_conf(work, site):
+    """`work`/nginx.conf: what a distribution's nginx.conf does for a site file (`site`, a path
+    or a glob, included in http {}), with everything nginx writes kept in `work`."""
+    temp = "".join(f"    {kind}_temp_path {work}/{kind};\n"
+                   for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+    path = work / "nginx.conf"
+    path.write_text(
+        # The workers as the user running the test, who made the sockets (mode 0660): as
+        # root, nginx would otherwise run them as nobody.
+        f"daemon off;\n{worker_user()}pid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{\n    access_log off;\n{temp}    include {site};\n}}\n")
+    return path
 
 
 def serve(binary, extra):
