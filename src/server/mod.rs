@@ -249,7 +249,7 @@ impl Server {
             None => None,
         };
         let ports = ports::open(&config)?;
-        let (ws, http) = (ports.ws.local().clone(), ports.http_addr());
+        let (ws, http) = (ports.ws.local().clone(), ports.http_listen());
         let policy_addr = ports.policy_addr();
         let Ports {
             ws: ws_listener,

@@ -21,7 +21,7 @@ pub struct Ports {
 }
 
 impl Ports {
-    pub fn http_addr(&self) -> Option<ListenAddr> {
+    pub fn http_listen(&self) -> Option<ListenAddr> {
         self.http.as_ref().map(|listener| listener.local().clone())
     }
 
