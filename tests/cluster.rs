@@ -412,3 +412,85 @@ fn while_redis_stops_answering_joins_and_leaves_do_not_wait_in_line_for_it() {
     // Once Redis answers again, rooms span both instances again.
     await_members(first.ws_addr(), &["ann".to_string()]);
 }
+
+/// A Redis that answers whatever it is sent with `$4000000000` and then zeros, as fast as it
+/// is read; what it managed to send on each connection is counted. Stops with the test.
+struct HostileRedis {
+    port: u16,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+/// Most it sends on one connection, should nothing stop it: well past any limit.
+const HOSTILE_REPLY: u64 = 512 << 20;
+
+impl HostileRedis {
+    fn start() -> HostileRedis {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let counts = sent.clone();
+        std::thread::spawn(move || {
+            // Bounded: a few connections a second (backoff) for the length of a test.
+            for stream in listener.incoming().take(200) {
+                let Ok(mut stream) = stream else { continue };
+                let counts = counts.clone();
+                std::thread::spawn(move || {
+                    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+                    let mut command = [0u8; 256];
+                    let _ = stream.read(&mut command);
+                    let mut sent = 0u64;
+                    let zeros = vec![0u8; 64 * 1024];
+                    if stream.write_all(b"$4000000000\r\n").is_ok() {
+                        while sent < HOSTILE_REPLY && stream.write_all(&zeros).is_ok() {
+                            sent += zeros.len() as u64;
+                        }
+                    }
+                    counts.lock().unwrap().push(sent);
+                });
+            }
+        });
+        HostileRedis { port, sent }
+    }
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_redis_that_sends_a_huge_reply_is_cut_off_at_the_limit_and_rooms_go_on_locally() {
+    let hostile = HostileRedis::start();
+    let url = format!("redis://127.0.0.1:{}", hostile.port);
+    // Replies may take --max-message-size plus 1 MiB: 2 MiB here.
+    let wsecho = spawn_command(
+        Command::new(env!("CARGO_BIN_EXE_wsecho")),
+        &["--redis", &url, "--max-message-size", "1048576"],
+    );
+    let warned = |line: &String| line.contains("redis at") && line.contains("failed");
+    let warning = match wsecho.startup_log.iter().find(|line| warned(line)) {
+        Some(line) => line.clone(),
+        None => wsecho.log_until("failed").pop().unwrap(),
+    };
+    assert!(
+        warning.contains("a reply larger than 2097152 bytes"),
+        "{warning}"
+    );
+    // Both of wsecho's links (the publisher's and the subscriber's) were cut off, each after
+    // at most the limit plus what the sockets' buffers hold, not after 512 MiB.
+    let deadline = Instant::now() + PATIENCE;
+    while hostile.sent.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "wsecho kept reading");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for sent in hostile.sent.lock().unwrap().iter() {
+        assert!(*sent < 64 << 20, "one connection took {sent} bytes");
+    }
+    assert!(resident_kib(wsecho.child.id()) < 128 * 1024);
+    // The chat room serves this instance's members meanwhile.
+    let (mut ann, welcome) = join(wsecho.ws, "ann");
+    assert_eq!(welcome["members"], json!(["ann"]));
+    say(&mut ann, json!({"type": "say", "text": "still here"}));
+    assert_eq!(hear_said(&mut ann)["text"], "still here");
+}

@@ -18,10 +18,10 @@
 //! and resumes. Pub/sub is at most once: what was published while an instance was cut off is
 //! lost to it.
 
+use crate::net::resp::{self, Address, Commands, Connection, Reply};
 use crate::protocol::room::{Link, LocalRoom};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{info, warn};
-use redis::{Client, Connection};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -45,9 +45,10 @@ const QUEUE: usize = 4096;
 
 /// This instance's link to the others.
 pub struct Cluster {
-    client: Client,
-    /// Where Redis is, for log lines (never the password).
-    address: String,
+    /// Where Redis is (shown in log lines without the password).
+    address: Address,
+    /// Most bytes one reply from Redis may take (see `resp`).
+    reply_limit: usize,
     /// This process's name among the instances: random, new at every start.
     instance: String,
     jobs: Sender<Job>,
@@ -72,18 +73,16 @@ enum Job {
 }
 
 impl Cluster {
-    /// Connect to `url` (`redis://HOST:PORT[/DB]`); an error only for a URL that is not one.
-    /// Returns once this instance hears the others (or, Redis being unreachable, after
+    /// Connect to `url` (see `resp::Address`); an error only for a URL that is not one.
+    /// A reply from Redis larger than `reply_limit` bytes drops the link, as if Redis were
+    /// down. Returns once this instance hears the others (or, Redis being unreachable, after
     /// `REDIS_TIMEOUT`: that is logged, and retried in the background).
-    pub fn start(url: &str) -> Result<Arc<Cluster>, String> {
-        let client = Client::open(url).map_err(|error| {
-            format!("`redis` {url}: {error}; give it as redis://HOST:PORT or redis://HOST:PORT/DB")
-        })?;
-        let address = client.get_connection_info().addr.to_string();
+    pub fn start(url: &str, reply_limit: usize) -> Result<Arc<Cluster>, String> {
+        let address = Address::parse(url)?;
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
         let cluster = Arc::new(Cluster {
-            client,
             address,
+            reply_limit,
             instance: random_name(),
             jobs,
             rooms: Mutex::new(HashMap::new()),
@@ -123,24 +122,41 @@ impl Cluster {
         &self,
         connection: &mut Connection,
         room: &str,
-    ) -> redis::RedisResult<Vec<String>> {
-        let instances: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(instances_key(room))
-            .query(connection)?;
-        let others: Vec<&String> = instances.iter().filter(|i| **i != self.instance).collect();
-        let mut pipe = redis::pipe();
+    ) -> Result<Vec<String>, resp::Error> {
+        let instances_key = instances_key(room);
+        let instances = connection
+            .query(&Commands::one(&[b"SMEMBERS", instances_key.as_bytes()]))?
+            .pop()
+            .map(Reply::into_strings)
+            .unwrap_or_default();
+        let others: Vec<Vec<u8>> = instances
+            .into_iter()
+            .filter(|instance| instance != self.instance.as_bytes())
+            .collect();
+        let mut pipe = Commands::default();
         for instance in &others {
-            pipe.cmd("HGETALL").arg(members_key(room, instance));
+            let key = members_key(room, &String::from_utf8_lossy(instance));
+            pipe.add(&[b"HGETALL", key.as_bytes()]);
         }
-        let hashes: Vec<BTreeMap<u64, String>> = pipe.query(connection)?;
+        let hashes = match pipe.len() {
+            0 => Vec::new(),
+            _ => connection.query(&pipe)?,
+        };
         let mut names = Vec::new();
-        for (instance, members) in others.iter().zip(hashes) {
+        for (instance, hash) in others.iter().zip(hashes) {
+            // Field, value, field, value: connection id, then name (in id order).
+            let fields = hash.into_strings();
+            let members: BTreeMap<u64, String> = fields
+                .chunks_exact(2)
+                .filter_map(|pair| {
+                    let id = std::str::from_utf8(&pair[0]).ok()?.parse().ok()?;
+                    Some((id, String::from_utf8_lossy(&pair[1]).into_owned()))
+                })
+                .collect();
             if members.is_empty() {
                 // Expired (the instance died), or just empty: a live one adds itself again.
-                let _: redis::RedisResult<()> = redis::cmd("SREM")
-                    .arg(instances_key(room))
-                    .arg(instance.as_str())
-                    .query(connection);
+                let forget = Commands::one(&[b"SREM", instances_key.as_bytes(), instance]);
+                let _ = connection.query(&forget);
             }
             names.extend(members.into_values());
         }
@@ -153,22 +169,19 @@ impl Cluster {
         let _ = self.jobs.send_timeout(Job::Stop, REDIS_TIMEOUT);
     }
 
-    fn connect(&self) -> redis::RedisResult<Connection> {
+    fn connect(&self) -> Result<Connection, resp::Error> {
         self.connect_within(REDIS_TIMEOUT)
     }
 
-    fn connect_within(&self, timeout: Duration) -> redis::RedisResult<Connection> {
-        let connection = self.client.get_connection_with_timeout(timeout)?;
-        connection.set_read_timeout(Some(timeout))?;
-        connection.set_write_timeout(Some(timeout))?;
-        Ok(connection)
+    fn connect_within(&self, timeout: Duration) -> Result<Connection, resp::Error> {
+        self.address.connect(timeout, self.reply_limit)
     }
 
     /// Redis failed us: one line when it starts.
-    fn lost(&self, error: &redis::RedisError) {
+    fn lost(&self, error: &resp::Error) {
         if !self.down.swap(true, Ordering::Relaxed) {
             warn!(
-                "redis at {} unreachable ({error}): rooms carry on with this instance's members \
+                "redis at {} failed ({error}): rooms carry on with this instance's members \
                  only; trying again with backoff",
                 self.address
             );
@@ -227,7 +240,7 @@ impl Cluster {
                     Err(error) => {
                         if first {
                             warn!(
-                                "cannot reach redis at {} ({error}): rooms carry on with this \
+                                "redis at {} failed ({error}): rooms carry on with this \
                                  instance's members only; trying again with backoff",
                                 self.address
                             );
@@ -265,16 +278,15 @@ impl Cluster {
         job: Job,
         mirror: &mut HashMap<String, BTreeMap<u64, String>>,
         connection: Option<&mut Connection>,
-    ) -> redis::RedisResult<()> {
+    ) -> Result<(), resp::Error> {
         match job {
             Job::Publish { room, payload } => {
                 let Some(connection) = connection else {
                     return Ok(());
                 };
-                redis::cmd("PUBLISH")
-                    .arg(channel(&room))
-                    .arg(payload)
-                    .query(connection)
+                let channel = channel(&room);
+                connection.query(&Commands::one(&[b"PUBLISH", channel.as_bytes(), &payload]))?;
+                Ok(())
             }
             Job::Joined { room, id, name } => {
                 mirror
@@ -284,14 +296,13 @@ impl Cluster {
                 let Some(connection) = connection else {
                     return Ok(());
                 };
-                let mut pipe = redis::pipe();
-                pipe.cmd("HSET")
-                    .arg(members_key(&room, &self.instance))
-                    .arg(id)
-                    .arg(name)
-                    .ignore();
+                let key = members_key(&room, &self.instance);
+                let id = id.to_string();
+                let mut pipe =
+                    Commands::one(&[b"HSET", key.as_bytes(), id.as_bytes(), name.as_bytes()]);
                 self.keep_alive(&mut pipe, &room);
-                pipe.query(connection)
+                connection.query(&pipe)?;
+                Ok(())
             }
             Job::Left { room, id } => {
                 if let Some(members) = mirror.get_mut(&room) {
@@ -300,10 +311,10 @@ impl Cluster {
                 let Some(connection) = connection else {
                     return Ok(());
                 };
-                redis::cmd("HDEL")
-                    .arg(members_key(&room, &self.instance))
-                    .arg(id)
-                    .query(connection)
+                let key = members_key(&room, &self.instance);
+                let id = id.to_string();
+                connection.query(&Commands::one(&[b"HDEL", key.as_bytes(), id.as_bytes()]))?;
+                Ok(())
             }
             Job::Stop => Ok(()),
         }
@@ -311,15 +322,15 @@ impl Cluster {
 
     /// Keep this instance's membership of `room` (and its place among the instances) alive for
     /// another `MEMBERS_TTL`.
-    fn keep_alive(&self, pipe: &mut redis::Pipeline, room: &str) {
-        pipe.cmd("PEXPIRE")
-            .arg(members_key(room, &self.instance))
-            .arg(MEMBERS_TTL.as_millis() as u64)
-            .ignore()
-            .cmd("SADD")
-            .arg(instances_key(room))
-            .arg(&self.instance)
-            .ignore();
+    fn keep_alive(&self, pipe: &mut Commands, room: &str) {
+        let ttl = MEMBERS_TTL.as_millis().to_string();
+        let key = members_key(room, &self.instance);
+        pipe.add(&[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+        pipe.add(&[
+            b"SADD",
+            instances_key(room).as_bytes(),
+            self.instance.as_bytes(),
+        ]);
     }
 
     /// Keep every membership of this instance alive; also proves Redis is there when no room
@@ -328,21 +339,23 @@ impl Cluster {
         &self,
         connection: &mut Connection,
         mirror: &HashMap<String, BTreeMap<u64, String>>,
-    ) -> redis::RedisResult<()> {
-        self.beat(redis::pipe(), connection, mirror)
+    ) -> Result<(), resp::Error> {
+        self.beat(Commands::default(), connection, mirror)
     }
 
     /// `pipe`, then a heartbeat, in one round trip.
     fn beat(
         &self,
-        mut pipe: redis::Pipeline,
+        mut pipe: Commands,
         connection: &mut Connection,
         mirror: &HashMap<String, BTreeMap<u64, String>>,
-    ) -> redis::RedisResult<()> {
+    ) -> Result<(), resp::Error> {
         for room in mirror.keys() {
             self.keep_alive(&mut pipe, room);
         }
-        pipe.cmd("PING").ignore().query(connection)
+        pipe.add(&[b"PING"]);
+        connection.query(&pipe)?;
+        Ok(())
     }
 
     /// Write every membership of this instance again (Redis may have lost them).
@@ -350,19 +363,21 @@ impl Cluster {
         &self,
         connection: &mut Connection,
         mirror: &HashMap<String, BTreeMap<u64, String>>,
-    ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
+    ) -> Result<(), resp::Error> {
+        let mut pipe = Commands::default();
         for (room, members) in mirror {
             let key = members_key(room, &self.instance);
-            pipe.cmd("DEL").arg(&key).ignore();
+            pipe.add(&[b"DEL", key.as_bytes()]);
             if members.is_empty() {
                 continue;
             }
-            pipe.cmd("HSET").arg(&key);
-            for (id, name) in members {
-                pipe.arg(*id).arg(name);
+            let ids: Vec<String> = members.keys().map(u64::to_string).collect();
+            let mut parts: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
+            for (id, name) in ids.iter().zip(members.values()) {
+                parts.push(id.as_bytes());
+                parts.push(name.as_bytes());
             }
-            pipe.ignore();
+            pipe.add(&parts);
         }
         self.beat(pipe, connection, mirror)
     }
@@ -372,34 +387,47 @@ impl Cluster {
         &self,
         connection: &mut Connection,
         mirror: &HashMap<String, BTreeMap<u64, String>>,
-    ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
+    ) -> Result<(), resp::Error> {
+        let mut pipe = Commands::default();
         for room in mirror.keys() {
-            pipe.cmd("DEL")
-                .arg(members_key(room, &self.instance))
-                .ignore()
-                .cmd("SREM")
-                .arg(instances_key(room))
-                .arg(&self.instance)
-                .ignore();
+            pipe.add(&[b"DEL", members_key(room, &self.instance).as_bytes()]);
+            pipe.add(&[
+                b"SREM",
+                instances_key(room).as_bytes(),
+                self.instance.as_bytes(),
+            ]);
         }
-        pipe.query(connection)
+        if pipe.len() > 0 {
+            connection.query(&pipe)?;
+        }
+        Ok(())
     }
 
     /// The subscribing thread: what other instances publish, to this instance's members.
     fn subscribe_loop(self: Arc<Self>, subscribed: Sender<()>) {
         let mut retry = RETRY_FIRST;
         while !self.stopping.load(Ordering::Relaxed) {
-            match self.connect() {
+            let failed = match self.connect().and_then(|mut connection| {
+                let pattern = channel("*");
+                let subscribe = Commands::one(&[b"PSUBSCRIBE", pattern.as_bytes()]);
+                connection.send(&subscribe, Instant::now() + REDIS_TIMEOUT)?;
+                connection.reply(Instant::now() + REDIS_TIMEOUT)?;
+                Ok(connection)
+            }) {
                 Ok(mut connection) => {
-                    let mut pubsub = connection.as_pubsub();
-                    if pubsub.psubscribe(channel("*")).is_ok() {
-                        let _ = subscribed.try_send(());
-                        retry = RETRY_FIRST;
-                        self.deliver_until_lost(&mut pubsub);
-                    }
+                    let _ = subscribed.try_send(());
+                    retry = RETRY_FIRST;
+                    self.deliver_until_lost(&mut connection)
                 }
-                Err(error) => log::debug!("redis subscriber: {error}"),
+                Err(error) => Some(error),
+            };
+            match failed {
+                // A reply past the limit, or not Redis's: as loud as the publisher's failures.
+                Some(error @ (resp::Error::TooLarge(_) | resp::Error::Protocol(_))) => {
+                    self.lost(&error)
+                }
+                Some(error) => log::debug!("redis subscriber: {error}"),
+                None => {}
             }
             if self.stopping.load(Ordering::Relaxed) {
                 return;
@@ -409,22 +437,31 @@ impl Cluster {
         }
     }
 
-    fn deliver_until_lost(&self, pubsub: &mut redis::PubSub<'_>) {
-        loop {
-            if self.stopping.load(Ordering::Relaxed) {
-                return;
-            }
-            match pubsub.get_message() {
-                Ok(message) => {
-                    self.deliver(message.get_channel_name(), message.get_payload_bytes())
+    /// Deliver what comes on the subscription until it fails (the error) or this instance
+    /// stops (`None`). The stop flag is looked at every `REDIS_TIMEOUT` at least.
+    fn deliver_until_lost(&self, connection: &mut Connection) -> Option<resp::Error> {
+        while !self.stopping.load(Ordering::Relaxed) {
+            let message =
+                connection
+                    .wait_for_reply(REDIS_TIMEOUT)
+                    .and_then(|arrived| match arrived {
+                        true => connection.reply(Instant::now() + REDIS_TIMEOUT).map(Some),
+                        false => Ok(None),
+                    });
+            match message {
+                Ok(Some(reply)) => {
+                    // `pmessage`, the pattern, the channel, the payload.
+                    if let [kind, _, channel, payload] = &reply.into_strings()[..]
+                        && kind == b"pmessage"
+                    {
+                        self.deliver(&String::from_utf8_lossy(channel), payload);
+                    }
                 }
-                Err(error) if error.is_timeout() => {}
-                Err(error) => {
-                    log::debug!("redis subscriber: {error}");
-                    return;
-                }
+                Ok(None) => {}
+                Err(error) => return Some(error),
             }
         }
+        None
     }
 
     /// One published message, to this instance's members of its room (unless it came from

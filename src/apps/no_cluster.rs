@@ -8,7 +8,7 @@ use tungstenite::Message;
 pub enum Cluster {}
 
 impl Cluster {
-    pub fn start(_url: &str) -> Result<Arc<Cluster>, String> {
+    pub fn start(_url: &str, _reply_limit: usize) -> Result<Arc<Cluster>, String> {
         Err(
             "this wsecho was built without Redis: build it with `cargo build --release --locked \
              --features redis` (or `cargo install --path . --locked --features redis`) to share \

@@ -283,7 +283,11 @@ impl Server {
         let flash_fallback = folder.as_deref().is_some_and(page::has_flash_fallback);
         // Last of what can fail, as it starts threads of its own.
         let cluster = match &config.redis {
-            Some(url) => Some(Cluster::start(url).map_err(StartError::Redis)?),
+            // A reply from Redis may carry a message of the largest size, and some more.
+            Some(url) => Some(
+                Cluster::start(url, config.max_message_size.saturating_add(1 << 20))
+                    .map_err(StartError::Redis)?,
+            ),
             None => None,
         };
         let link = cluster.clone().map(|cluster| cluster as Arc<dyn Link>);
