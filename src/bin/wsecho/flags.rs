@@ -318,7 +318,7 @@ pub const FLAGS: &[Flag] = &[
         name: "redis",
         value: "URL",
         field: "redis",
-        help: "share the chat room (and every named room) with every\ninstance using this Redis, redis://HOST:PORT[/DB]; needs a\nbuild with `--features redis`",
+        help: "share the chat room (and every named room) with every\ninstance using this Redis: redis://[:PASSWORD@]HOST:PORT[/DB]\nor unix:///PATH; needs a build with `--features redis`",
         answer: "",
         default: |_| "this instance only".to_string(),
         set: |p, v| {
