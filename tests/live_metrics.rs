@@ -9,24 +9,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 /// The body of `GET /metrics`.
 fn scrape(server: &wsecho::Server) -> String {
-    let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let response =
-        String::from_utf8_lossy(&raw_exchange(server.http_addr().unwrap(), request)).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert_eq!(status_of(head.as_bytes()), 200, "{head}");
-    body.to_string()
-}
-
-/// The value of the sample named exactly `name` (labels included).
-fn sample(body: &str, name: &str) -> u64 {
-    let line = body
-        .lines()
-        .find(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' '))
-        })
-        .unwrap_or_else(|| panic!("no {name} in\n{body}"));
-    line[name.len() + 1..].parse().unwrap()
+    metrics(server.http_addr().unwrap())
 }
 
 /// Close with `frame` and see the handshake through: read until the server's reply has come and

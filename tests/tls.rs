@@ -5,143 +5,16 @@
 
 mod common;
 
+use common::tls::*;
 use common::{PATIENCE, config, expect_close, next_message, spawn_command};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
 use wsecho::{Server, TlsFiles};
-
-type TlsStream = StreamOwned<ClientConnection, TcpStream>;
-type WssClient = WebSocket<TlsStream>;
-
-/// A fresh folder for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{name}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A self-signed certificate for localhost and its key, made now by `openssl`.
-fn make_pair(dir: &Path, name: &str) -> TlsFiles {
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", &format!("/CN={name}")])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl command (Debian's openssl package) makes the test certificate");
-    assert!(made.status.success(), "{made:?}");
-    TlsFiles { cert, key }
-}
-
-fn der_of(files: &TlsFiles) -> Vec<u8> {
-    CertificateDer::from_pem_file(&files.cert)
-        .unwrap()
-        .as_ref()
-        .to_vec()
-}
-
-/// Trusts whatever certificate the server shows: the tests check which one it was.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A TLS connection to `addr`, handshake done.
-fn tls_to(addr: SocketAddr) -> TlsStream {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    let connection = ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = common::tcp(addr);
-    let mut stream = StreamOwned::new(connection, tcp);
-    while stream.conn.is_handshaking() {
-        stream
-            .conn
-            .complete_io(&mut stream.sock)
-            .expect("TLS handshake");
-    }
-    stream
-}
-
-/// The certificate the server showed.
-fn shown(stream: &TlsStream) -> Vec<u8> {
-    stream.conn.peer_certificates().unwrap()[0]
-        .as_ref()
-        .to_vec()
-}
-
-/// A wss:// client on `path`.
-fn wss(addr: SocketAddr, path: &str) -> WssClient {
-    let url = format!("wss://localhost:{}{path}", addr.port());
-    let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(None);
-    match tungstenite::client::client_with_config(url.as_str(), tls_to(addr), Some(config)) {
-        Ok((client, _response)) => client,
-        Err(error) => panic!("wss upgrade: {error}"),
-    }
-}
 
 /// The test defaults with TLS on, with a certificate of its own made for `test`; and the files.
 fn tls_config(test: &str) -> (wsecho::Config, TlsFiles) {
@@ -563,4 +436,55 @@ fn an_ec_key_in_its_own_sec1_form_serves_as_well_as_pkcs8() {
     let mut client = wss(server.ws_addr(), "/echo");
     client.send(Message::text("sec1")).unwrap();
     assert_eq!(next_message(&mut client), Message::text("sec1"));
+}
+
+#[test]
+fn what_a_wave_of_a_thousand_wss_connections_took_is_given_back_once_it_is_over() {
+    assert!(wsecho::raise_open_file_limit());
+    let files = make_pair(&scratch("wave"), "localhost");
+    let (cert, key) = (
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
+    );
+    let server = spawn_command(
+        binary(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--max-connections",
+            "2000",
+        ],
+    );
+    let pid = server.child.id();
+    let baseline = common::resident_mib(pid);
+    let clients: Vec<WssClient> = (0..1000)
+        .map(|_| {
+            let mut client = wss(server.ws, "/echo");
+            client.send(Message::text("hello")).unwrap();
+            assert_eq!(next_message(&mut client), Message::text("hello"));
+            client
+        })
+        .collect();
+    let held = common::resident_mib(pid);
+    drop(clients);
+    // Their sessions are not message bytes (the budget never held them): a wave of connections
+    // three quarters closed gives them back. Given back, 13 MiB stayed over the baseline (the
+    // threads kept for the next connections, and malloc's own; this debug build), never given
+    // back 27 MiB (in release, after 2000: 11 and 37 MiB).
+    const KEPT_MIB: f64 = 20.0;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let kept = loop {
+        let kept = common::resident_mib(pid) - baseline;
+        if kept <= KEPT_MIB || Instant::now() >= deadline {
+            break kept;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        kept <= KEPT_MIB,
+        "{held:.1} MiB while open, still {kept:.1} MiB over the baseline ({baseline:.1} MiB) 4 s \
+         after every connection closed"
+    );
 }

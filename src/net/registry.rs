@@ -79,7 +79,13 @@ struct State {
     per_address: HashMap<IpAddr, usize>,
     /// How many of `open` are still opening.
     openings: usize,
+    /// The most open at once since memory was last given back (see `remove`).
+    peak: usize,
 }
+
+/// A wave of at least this many connections, three quarters of it closed, gives its memory
+/// back (`give_back`): what their threads and sessions took is not in the memory budget.
+const WAVE: usize = 256;
 
 struct Entry {
     socket: Arc<Stream>,
@@ -119,6 +125,7 @@ impl Admissions {
                 completion: Some(completion),
                 per_address: HashMap::new(),
                 openings: 0,
+                peak: 0,
             }),
             finished,
             max,
@@ -165,6 +172,7 @@ impl Admissions {
         };
         state.openings += usize::from(entry.opening_since.is_some());
         state.open.insert(id, entry);
+        state.peak = state.peak.max(state.open.len());
         if let Some(address) = counted_as {
             *state.per_address.entry(address).or_default() += 1;
         }
@@ -296,6 +304,16 @@ impl State {
         true
     }
 
+    /// Whether a wave of `WAVE` or more connections is now three quarters closed; the next
+    /// wave is counted from here.
+    fn wave_over(&mut self) -> bool {
+        let over = self.peak >= WAVE && self.open.len() <= self.peak / 4;
+        if over {
+            self.peak = self.open.len();
+        }
+        over
+    }
+
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.open.remove(&id)?;
         if entry.opening_since.is_some() {
@@ -371,7 +389,14 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        lock(&self.connections.state).remove(self.id);
+        let wave_over = {
+            let mut state = lock(&self.connections.state);
+            state.remove(self.id);
+            state.wave_over()
+        };
+        if wave_over {
+            crate::ops::give_back::soon();
+        }
     }
 }
 

@@ -65,9 +65,7 @@ impl Budget {
     }
 
     /// Give `bytes` back. When that empties the budget after a load of `TRIM_AFTER` or more,
-    /// malloc is asked to return the free pages inside its arenas too (not only at their tops):
-    /// with a thread per connection, a load spreads over every arena, and what it freed there
-    /// would otherwise stay with the process.
+    /// the memory the load took goes back to the system too (`give_back`).
     ///
     /// Out of line (as `take`), so that `Holding::shrink` and `grow`, which call them only for
     /// bytes past a connection's allowance, stay small on the path of every small message.
@@ -75,7 +73,7 @@ impl Budget {
     fn give_back(&self, bytes: usize) {
         let emptied = self.in_use.fetch_sub(bytes, Ordering::AcqRel) == bytes;
         if emptied && self.loaded.swap(false, Ordering::Relaxed) {
-            release_free_memory();
+            crate::ops::give_back::soon();
         }
     }
 }
@@ -149,15 +147,6 @@ impl Holding {
 impl Drop for Holding {
     fn drop(&mut self) {
         self.shrink(self.bytes);
-    }
-}
-
-/// Return malloc's free pages to the system (glibc; elsewhere nothing).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it locks each arena as it goes.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod session;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -147,6 +149,35 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
+}
+
+/// The resident memory of process `pid`, in MiB (`VmRSS` in `/proc`).
+pub fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
+/// The body of `GET /metrics` on the page port `http`.
+pub fn metrics(http: SocketAddr) -> String {
+    let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let response = String::from_utf8_lossy(&raw_exchange(http, request)).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert_eq!(status_of(head.as_bytes()), 200, "{head}");
+    body.to_string()
+}
+
+/// The value of the sample named exactly `name` (labels included) in a `/metrics` body.
+pub fn sample(body: &str, name: &str) -> u64 {
+    let line = body
+        .lines()
+        .find(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"));
+    line[name.len() + 1..].parse().unwrap()
 }
 
 /// The status code of a raw HTTP response.
