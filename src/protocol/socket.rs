@@ -33,9 +33,11 @@ struct Raw {
     stream: Arc<Stream>,
     /// Once the handler has asked for a `Sender`: every read and write goes through here.
     outbox: Option<Arc<Outbox>>,
-    /// Bytes read from the socket and not yet handed over, from `spilled_from` on.
+    /// Bytes read from the socket and not yet handed over: `spilled_from..spill_end`. Kept
+    /// at its full size while data streams in, so that it is zeroed once, not at every read.
     spill: Vec<u8>,
     spilled_from: usize,
+    spill_end: usize,
     /// The last read from the socket filled what was asked: more is probably waiting.
     streaming: bool,
     /// The latest read was handed over from the spill buffer, this many bytes.
@@ -56,6 +58,7 @@ impl Socket {
             raw: Raw {
                 stream,
                 outbox: None,
+                spill_end: early.len(),
                 spill: early,
                 spilled_from: 0,
                 streaming: false,
@@ -145,8 +148,8 @@ impl Read for Socket {
 impl Source for Raw {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         self.last_from_spill = 0;
-        if self.spilled_from < self.spill.len() {
-            let n = buf.len().min(self.spill.len() - self.spilled_from);
+        if self.spilled_from < self.spill_end {
+            let n = buf.len().min(self.spill_end - self.spilled_from);
             buf[..n].copy_from_slice(&self.spill[self.spilled_from..self.spilled_from + n]);
             self.spilled_from += n;
             self.last_from_spill = n;
@@ -156,6 +159,7 @@ impl Source for Raw {
             // A connection must never sit waiting for data while holding the spill buffer.
             self.spill = Vec::new();
             self.spilled_from = 0;
+            self.spill_end = 0;
         }
         if !self.streaming || buf.len() >= SPILL {
             let n = self.read_waiting(buf)?;
@@ -163,19 +167,22 @@ impl Source for Raw {
             return Ok(n);
         }
         // Take what is already waiting, without blocking.
-        self.spill.resize(SPILL, 0);
+        if self.spill.len() < SPILL {
+            self.spill = vec![0; SPILL];
+        }
         let n = match self.stream.recv_now(&mut self.spill) {
             Ok(n) if n > 0 => n,
             // Nothing waiting, the end, or an error: a plain read waits or reports it.
             _ => {
                 self.spill = Vec::new();
                 self.spilled_from = 0;
+                self.spill_end = 0;
                 self.streaming = false;
                 return self.read(buf);
             }
         };
         self.streaming = n == SPILL;
-        self.spill.truncate(n);
+        self.spill_end = n;
         self.spilled_from = 0;
         self.read(buf)
     }
@@ -184,9 +191,10 @@ impl Source for Raw {
         if tail.len() <= self.last_from_spill {
             self.spilled_from -= tail.len();
         } else {
-            let mut spill = Vec::with_capacity(tail.len() + self.spill.len() - self.spilled_from);
+            let mut spill = Vec::with_capacity(tail.len() + self.spill_end - self.spilled_from);
             spill.extend_from_slice(tail);
-            spill.extend_from_slice(&self.spill[self.spilled_from..]);
+            spill.extend_from_slice(&self.spill[self.spilled_from..self.spill_end]);
+            self.spill_end = spill.len();
             self.spill = spill;
             self.spilled_from = 0;
         }
@@ -234,6 +242,7 @@ mod tests {
             outbox: None,
             spill: Vec::new(),
             spilled_from: 0,
+            spill_end: 0,
             streaming: false,
             last_from_spill: 0,
         }
