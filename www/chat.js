@@ -36,12 +36,20 @@
   var retry = new transport.Retry();
   var rejoining = false;
 
+  // `joined`: a connection is open or opening (the name is taken, Leave ends it). Saying is
+  // enabled apart (`setInRoom`), only once the server's welcome says this page is a member:
+  // before it, what others say does not reach this page yet (over the Flash bridge the join
+  // takes a while), and what this page says would not be sent.
   function setJoined(joined) {
     nameInput.disabled = joined;
     $("join").disabled = joined;
     $("leave").disabled = !joined && !retry.waiting();
-    textInput.disabled = !joined;
-    $("say").disabled = !joined;
+    if (!joined) { setInRoom(false); }
+  }
+
+  function setInRoom(inRoom) {
+    textInput.disabled = !inRoom;
+    $("say").disabled = !inRoom;
   }
 
   function send(object) {
@@ -58,6 +66,7 @@
       rejoining = false;
       retry.succeeded();
       log(null, [["notice", "you joined as " + myName]]);
+      setInRoom(true);
       textInput.focus();
     },
     joined: function (m) {

@@ -252,6 +252,12 @@ async function joinChat(page, url, name) {
   await page.waitForSelector("#status.open");
 }
 
+// Press Leave and wait until Join can be pressed again.
+async function leaveChat(page) {
+  await page.click("#leave");
+  await page.waitForFunction(() => !document.getElementById("join").disabled);
+}
+
 async function say(page, message) {
   await page.fill("#text", message);
   await page.press("#text", "Enter");
@@ -536,6 +542,28 @@ const tests = [
       await say(native, "from a native page");
       await hears(flash, "native", "from a native page");
       await flash.screenshot({ path: path.join(ARTIFACTS, "browser-chat-flash-bridge-side.png") }).catch(() => {});
+      // As users would: both leave and join again, and once both pages let them (the message
+      // field enabled), each says something at once; 20 times, and each must hear the other
+      // every time.
+      // (The field used to be enabled as Join was pressed, before the server had the member:
+      // over the bridge, what the native page said then never reached the Flash page, and
+      // what the Flash page said was not sent.)
+      for (let round = 1; round <= 20; round++) {
+        const step = (what, promise) => promise.catch((error) => {
+          throw new Error(`round ${round}, ${what}: ${error.message}`);
+        });
+        await step("leaving", Promise.all([native, flash].map(leaveChat)));
+        const pages = [[native, "native"], [flash, "flash"]];
+        await Promise.all(pages.map(async ([page, name]) => {
+          await page.fill("#name", name);
+          await page.press("#name", "Enter");
+          await step(`${name} joining`,
+            page.waitForFunction(() => !document.getElementById("text").disabled));
+        }));
+        await Promise.all(pages.map(([page, name]) => say(page, `${name} says ${round}`)));
+        await step("the Flash page hearing", hears(flash, "native", `native says ${round}`));
+        await step("the native page hearing", hears(native, "flash", `flash says ${round}`));
+      }
       return native;
     },
   },
