@@ -56,9 +56,14 @@ MISS_NOTES = {
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
     "wss-stream >= tokio-tungstenite": "not the server's CPU: perf and the servers' CPU time "
-        "give both 0.87-0.88 ms per MB (AES-GCM each way is half of it). The load client, one "
-        "core's worth, is the bottleneck of this mode, and it gets less done against wsecho "
-        "(CPU share 0.85 against 0.95): where the two sides wait on each other is not found yet.",
+        "give both 0.87-0.88 ms per MB (AES-GCM each way is half of it). The load client (its "
+        "two threads share one TLS session, so one core's worth) is the bottleneck, and it "
+        "spends more per message against wsecho: 0.60 context switches per message against "
+        "0.34, twice as many sends that block. `ss -tmi` shows why: the client's kernel sized "
+        "its receive buffer from how soon each server answered (Linux's receive-buffer "
+        "autotuning), 470 KB against wsecho's prompt echoes and 1.9 MB against "
+        "tokio-tungstenite's, so wsecho's writes wait on a full window more often and the "
+        "pipeline stalls. A loopback artefact of a faster server, not found a cure for yet.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
         "the same for both.",
     "wss-fanout deliveries/s >= tokio-tungstenite": "each delivery is encrypted once per member.",
