@@ -23,6 +23,11 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// With more of redis-server's options.
+    fn start_with(options: &[&str]) -> Redis {
         // A port free a moment ago; should another process take it first, try another.
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -30,17 +35,18 @@ impl Redis {
                 .local_addr()
                 .unwrap()
                 .port();
-            if let Some(redis) = Redis::start_on(port) {
+            if let Some(redis) = Redis::start_on(port, options) {
                 return redis;
             }
         }
         panic!("redis-server (Debian's redis-server package) would not start");
     }
 
-    fn start_on(port: u16) -> Option<Redis> {
+    fn start_on(port: u16, options: &[&str]) -> Option<Redis> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(options)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (Debian's redis-server package)");
@@ -65,9 +71,10 @@ impl Redis {
         };
         let _ = stream.set_read_timeout(Some(PATIENCE));
         let mut reply = [0u8; 7];
+        // One that wants a password answers too, with -NOAUTH.
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+            && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
     }
 
     fn url(&self) -> String {
@@ -84,7 +91,7 @@ impl Redis {
         self.stop();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(again) = Redis::start_on(self.port) {
+            if let Some(again) = Redis::start_on(self.port, &[]) {
                 *self = again;
                 return;
             }
@@ -487,4 +494,37 @@ fn a_redis_that_sends_a_huge_reply_is_cut_off_at_the_limit_and_rooms_go_on_local
     assert_eq!(welcome["members"], json!(["ann"]));
     say(&mut ann, json!({"type": "say", "text": "still here"}));
     assert_eq!(hear_said(&mut ann)["text"], "still here");
+}
+
+#[test]
+fn a_redis_that_wants_a_password_is_reached_by_tcp_and_by_its_unix_socket_in_one_database() {
+    let socket = std::env::temp_dir().join(format!("wsecho-redis-{}.sock", std::process::id()));
+    let socket_path = socket.display().to_string();
+    let redis = Redis::start_with(&[
+        "--requirepass",
+        "a p@ss",
+        "--unixsocket",
+        &socket_path,
+        "--unixsocketperm",
+        "700",
+    ]);
+    let start = |url: String| {
+        Server::start(wsecho::Config {
+            redis: Some(url),
+            ..config()
+        })
+        .expect("an instance starts")
+    };
+    // The password %-escaped in the URL; database 3 for both, one by its socket.
+    let by_tcp = start(format!("redis://:a%20p%40ss@127.0.0.1:{}/3", redis.port));
+    let by_socket = start(format!("unix://{socket_path}?db=3&pass=a%20p%40ss"));
+    let (_ann, _) = join(by_tcp.ws_addr(), "ann");
+    await_members(by_socket.ws_addr(), &["ann".to_string()]);
+    let (_bob, welcome) = join(by_socket.ws_addr(), "bob");
+    let mut members: Vec<String> = serde_json::from_value(welcome["members"].clone()).unwrap();
+    members.sort();
+    assert_eq!(members, ["ann", "bob"]);
+    by_tcp.shutdown();
+    by_socket.shutdown();
+    let _ = std::fs::remove_file(&socket);
 }

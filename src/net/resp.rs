@@ -25,7 +25,7 @@ const ELEMENT_COST: usize = std::mem::size_of::<Reply>();
 const MAX_LINE: usize = 64 * 1024;
 
 /// Where Redis is, from `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` or
-/// `unix:///PATH[?db=DB]` (also spelled `redis+unix://`).
+/// `unix:///PATH[?db=DB&pass=PASSWORD&user=USER]` (also spelled `redis+unix://`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Address {
     target: Target,
@@ -58,19 +58,25 @@ impl Address {
             if !path.starts_with('/') {
                 return Err(bad("a Unix socket needs an absolute path"));
             }
-            let mut db = 0;
-            for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-                match pair.split_once('=') {
-                    Some(("db", value)) => db = value.parse().map_err(|_| bad("bad db"))?,
-                    _ => return Err(bad("the only option a socket path takes is ?db=N")),
-                }
-            }
-            return Ok(Address {
+            let mut address = Address {
                 target: Target::Unix(PathBuf::from(path)),
                 user: None,
                 password: None,
-                db,
-            });
+                db: 0,
+            };
+            for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+                let decoded = |value| percent_decoded(value).ok_or_else(|| bad("bad %-escape"));
+                match pair.split_once('=') {
+                    Some(("db", value)) => address.db = value.parse().map_err(|_| bad("bad db"))?,
+                    Some(("pass", value)) => address.password = Some(decoded(value)?),
+                    Some(("user", value)) => address.user = Some(decoded(value)?),
+                    _ => return Err(bad("a socket path takes ?db=N&pass=PASSWORD&user=USER")),
+                }
+            }
+            if address.user.is_some() && address.password.is_none() {
+                return Err(bad("a user without a password"));
+            }
+            return Ok(address);
         }
         let rest = url
             .strip_prefix("redis://")

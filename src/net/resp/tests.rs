@@ -155,9 +155,10 @@ fn addresses_take_the_forms_redis_urls_have() {
     for (url, expected) in cases {
         assert_eq!(Address::parse(url).unwrap(), expected, "{url}");
     }
-    let unix = Address::parse("unix:///run/redis.sock?db=4").unwrap();
+    let unix = Address::parse("unix:///run/redis.sock?db=4&pass=a%26b").unwrap();
     assert_eq!(unix.target, Target::Unix("/run/redis.sock".into()));
     assert_eq!(unix.db, 4);
+    assert_eq!(unix.password.as_deref(), Some("a&b"));
     assert_eq!(unix.to_string(), "/run/redis.sock (database 4)");
     assert_eq!(
         Address::parse("redis://:secret@h:1").unwrap().to_string(),
