@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -63,20 +63,7 @@ fn unfinished_compressed_message() -> Vec<u8> {
 fn hold(server: &Running, frame: &[u8]) -> TcpStream {
     let mut stream = tcp(server.ws);
     let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
-    stream
-        .write_all(upgrade_request("/echo", offer).as_bytes())
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "the upgrade was not answered"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let head = upgrade_with(&mut stream, offer).to_lowercase();
     assert!(head.contains("permessage-deflate"), "{head}");
     stream.write_all(frame).unwrap();
     stream
@@ -118,14 +105,7 @@ fn what_a_thousand_unfinished_messages_took_is_given_back_once_they_close() {
             sample(body, "wsecho_memory_budget_in_use_bytes") == 0
                 && sample(body, "wsecho_open_connections{route=\"/echo\"}") == 0
         });
-        let deadline = Instant::now() + GIVE_BACK;
-        let kept = loop {
-            let kept = resident_mib(pid) - baseline;
-            if kept <= KEPT_MIB || Instant::now() >= deadline {
-                break kept;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let kept = resident_over(pid, baseline, KEPT_MIB, GIVE_BACK);
         assert!(
             kept <= KEPT_MIB,
             "round {round}: {held:.1} MiB while held, still {kept:.1} MiB over the baseline \

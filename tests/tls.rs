@@ -474,14 +474,7 @@ fn what_a_wave_of_a_thousand_wss_connections_took_is_given_back_once_it_is_over(
     // threads kept for the next connections, and malloc's own; this debug build), never given
     // back 27 MiB (in release, after 2000: 11 and 37 MiB).
     const KEPT_MIB: f64 = 20.0;
-    let deadline = Instant::now() + Duration::from_secs(4);
-    let kept = loop {
-        let kept = common::resident_mib(pid) - baseline;
-        if kept <= KEPT_MIB || Instant::now() >= deadline {
-            break kept;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let kept = common::resident_over(pid, baseline, KEPT_MIB, Duration::from_secs(4));
     assert!(
         kept <= KEPT_MIB,
         "{held:.1} MiB while open, still {kept:.1} MiB over the baseline ({baseline:.1} MiB) 4 s \

@@ -504,12 +504,38 @@ pub fn refusal_for(error: &HeadError) -> Option<Refusal> {
     }
 }
 
+/// `%XX` decoding (URL paths, Redis URLs); `None` for a malformed escape or a result that is not UTF-8.
+pub fn percent_decode(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parsed(head: &[u8]) -> Result<Option<Request>, HeadError> {
         parse_head(&mut head.to_vec())
+    }
+
+    #[test]
+    fn percent_decoding_rejects_broken_escapes() {
+        assert_eq!(percent_decode("/a%2e%2E/b").as_deref(), Some("/a../b"));
+        assert_eq!(percent_decode("/%zz"), None);
+        assert_eq!(percent_decode("/%4"), None);
+        assert_eq!(percent_decode("/%ff"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! replies do, or is not complete by the caller's deadline: the caller drops the link. Memory
 //! for a reply grows with what has arrived, never with what was announced.
 
+use crate::net::http::percent_decode;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -65,7 +66,7 @@ impl Address {
                 db: 0,
             };
             for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-                let decoded = |value| percent_decoded(value).ok_or_else(|| bad("bad %-escape"));
+                let decoded = |value| percent_decode(value).ok_or_else(|| bad("bad %-escape"));
                 match pair.split_once('=') {
                     Some(("db", value)) => address.db = value.parse().map_err(|_| bad("bad db"))?,
                     Some(("pass", value)) => address.password = Some(decoded(value)?),
@@ -89,8 +90,8 @@ impl Address {
         let (user, password) = match credentials.map(|c| c.split_once(':').unwrap_or((c, ""))) {
             None => (None, None),
             Some((user, password)) => {
-                let user = percent_decoded(user).ok_or_else(|| bad("bad %-escape"))?;
-                let password = percent_decoded(password).ok_or_else(|| bad("bad %-escape"))?;
+                let user = percent_decode(user).ok_or_else(|| bad("bad %-escape"))?;
+                let password = percent_decode(password).ok_or_else(|| bad("bad %-escape"))?;
                 match (user.is_empty(), password.is_empty()) {
                     (_, true) => return Err(bad("a user without a password")),
                     (true, false) => (None, Some(password)),
@@ -102,15 +103,12 @@ impl Address {
             return Err(bad("no host"));
         }
         // A port is what follows the last colon, unless that colon is inside [an IPv6 address].
-        let has_port = host_port
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.contains(']'));
-        let target = if has_port {
-            let (_, port) = host_port.rsplit_once(':').unwrap_or_default();
-            port.parse::<u16>().map_err(|_| bad("bad port"))?;
-            host_port.to_string()
-        } else {
-            format!("{host_port}:6379")
+        let target = match host_port.rsplit_once(':') {
+            Some((_, port)) if !port.contains(']') => {
+                port.parse::<u16>().map_err(|_| bad("bad port"))?;
+                host_port.to_string()
+            }
+            _ => format!("{host_port}:6379"),
         };
         let db = match path.trim_end_matches('/') {
             "" => 0,
@@ -148,9 +146,7 @@ impl Address {
         if self.db != 0 {
             commands.add(&[b"SELECT", self.db.to_string().as_bytes()]);
         }
-        if commands.count > 0 {
-            connection.query(&commands)?;
-        }
+        connection.query(&commands)?;
         Ok(connection)
     }
 }
@@ -184,23 +180,6 @@ fn connect_tcp(host_port: &str, timeout: Duration) -> io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-fn percent_decoded(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// What went wrong with Redis.
@@ -302,10 +281,6 @@ impl Commands {
         self.count += 1;
         self
     }
-
-    pub fn len(&self) -> usize {
-        self.count
-    }
 }
 
 /// One connection to Redis.
@@ -319,8 +294,11 @@ pub struct Connection {
 
 impl Connection {
     /// Send `commands`, read one reply for each (all of them, so that the connection stays in
-    /// step), and give them back in order, or the first refusal.
+    /// step), and give them back in order, or the first refusal. No commands: nothing is sent.
     pub fn query(&mut self, commands: &Commands) -> Result<Vec<Reply>, Error> {
+        if commands.count == 0 {
+            return Ok(Vec::new());
+        }
         let deadline = Instant::now() + self.timeout;
         self.send(commands, deadline)?;
         let mut replies = Vec::with_capacity(commands.count);

@@ -460,7 +460,7 @@ impl<'a> Answer<'a> {
 
 /// The file a URL path names, if it is a regular file inside `root`.
 pub(crate) fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(url_path)?;
+    let decoded = http::percent_decode(url_path)?;
     let relative = decoded.strip_prefix('/')?;
     // Only plain names: nothing starting with `.` (so no `..`, `.`, `.env`), no backslashes,
     // no NULs; empty segments are skipped.
@@ -484,24 +484,6 @@ pub(crate) fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
     (!hidden && real.is_file()).then_some(real)
 }
 
-/// `%XX` decoding; `None` for a malformed escape or a result that is not UTF-8.
-fn percent_decode(input: &str) -> Option<String> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn content_type(file: &Path) -> &'static str {
     let extension = file.extension().and_then(|e| e.to_str()).unwrap_or("");
     match extension.to_ascii_lowercase().as_str() {
@@ -515,18 +497,5 @@ fn content_type(file: &Path) -> &'static str {
         "swf" => "application/x-shockwave-flash",
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding_rejects_broken_escapes() {
-        assert_eq!(percent_decode("/a%2e%2E/b").as_deref(), Some("/a../b"));
-        assert_eq!(percent_decode("/%zz"), None);
-        assert_eq!(percent_decode("/%4"), None);
-        assert_eq!(percent_decode("/%ff"), None);
     }
 }

@@ -99,6 +99,13 @@ impl Socket {
 }
 
 impl Raw {
+    /// Free the spill buffer (nothing in it is still to be handed over).
+    fn drop_spill(&mut self) {
+        self.spill = Vec::new();
+        self.spilled_from = 0;
+        self.spill_end = 0;
+    }
+
     /// Wait for data (up to the read timeout) and read it.
     fn read_waiting(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         match &self.outbox {
@@ -157,9 +164,7 @@ impl Source for Raw {
         }
         if !self.streaming {
             // A connection must never sit waiting for data while holding the spill buffer.
-            self.spill = Vec::new();
-            self.spilled_from = 0;
-            self.spill_end = 0;
+            self.drop_spill();
         }
         if !self.streaming || buf.len() >= SPILL {
             let n = self.read_waiting(buf)?;
@@ -174,9 +179,7 @@ impl Source for Raw {
             Ok(n) if n > 0 => n,
             // Nothing waiting, the end, or an error: a plain read waits or reports it.
             _ => {
-                self.spill = Vec::new();
-                self.spilled_from = 0;
-                self.spill_end = 0;
+                self.drop_spill();
                 self.streaming = false;
                 return self.read(buf);
             }

@@ -153,10 +153,21 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
 
 /// The resident memory of process `pid`, in MiB (`VmRSS` in `/proc`).
 pub fn resident_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024.0
+    memory_kib(pid, "VmRSS") as f64 / 1024.0
+}
+
+/// How far over `baseline` (MiB) process `pid`'s RSS is once it has come down to `bound` MiB
+/// over it, or, if it has not within `within`, as it stands then. (A bound of its own, not
+/// `PATIENCE`: a test may need to look before idle threads end and give their memory back.)
+pub fn resident_over(pid: u32, baseline: f64, bound: f64, within: Duration) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let over = resident_mib(pid) - baseline;
+        if over <= bound || Instant::now() >= deadline {
+            return over;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The body of `GET /metrics` on the page port `http`.

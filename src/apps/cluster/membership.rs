@@ -42,10 +42,7 @@ impl Cluster {
             let key = members_key(room, &String::from_utf8_lossy(instance));
             pipe.add(&[b"HGETALL", key.as_bytes()]);
         }
-        let hashes = match pipe.len() {
-            0 => Vec::new(),
-            _ => connection.query(&pipe)?,
-        };
+        let hashes = connection.query(&pipe)?;
         let mut names = Vec::new();
         for (instance, hash) in others.iter().zip(hashes) {
             // Field, value, field, value: connection id, then name (in id order).
@@ -144,9 +141,7 @@ impl Cluster {
                 self.instance.as_bytes(),
             ]);
         }
-        if pipe.len() > 0 {
-            connection.query(&pipe)?;
-        }
+        connection.query(&pipe)?;
         Ok(())
     }
 }
