@@ -5,7 +5,9 @@ mod common;
 
 use common::session::request;
 use common::*;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use tungstenite::Message;
 use wsecho::{Config, Connection, Error, Program, Routes, Server};
 
@@ -21,10 +23,16 @@ fn token(subject: &str, extra: &str) -> String {
         .lines()
         .find(|line| line.starts_with("python3 -c 'import base64,hashlib,hmac"))
         .expect("README's token one-liner");
-    let folder = std::env::temp_dir().join(format!("wsecho-jwt-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
-    let key = folder.join("jwt.key");
-    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    // Written once: tests run in parallel, and one rewriting the file while another's
+    // one-liner reads it gave that one an empty key.
+    static KEY_FILE: OnceLock<PathBuf> = OnceLock::new();
+    let key = KEY_FILE.get_or_init(|| {
+        let folder = std::env::temp_dir().join(format!("wsecho-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let key = folder.join("jwt.key");
+        std::fs::write(&key, format!("{KEY}\n")).unwrap();
+        key
+    });
     let mut command = line.replace(" jwt.key alice", &format!(" {} {subject}", key.display()));
     if !extra.is_empty() {
         // Last, so that they win over the one-liner's own.
