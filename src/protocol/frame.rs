@@ -138,13 +138,14 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     payload
 }
 
-/// XOR `payload` with the client's mask `key` (the payload starts at offset 0 of the key),
-/// eight bytes at a time.
+/// XOR `payload` with the client's mask `key` (the payload starts at offset 0 of the key):
+/// sixteen bytes at a time where the machine has vector registers, then eight, then one.
 pub fn unmask(payload: &mut [u8], key: [u8; 4]) {
+    let rest = unmask_wide(payload, key);
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let mut words = payload.chunks_exact_mut(8);
+    let mut words = rest.chunks_exact_mut(8);
     for chunk in &mut words {
         let mut bytes = [0; 8];
         bytes.copy_from_slice(chunk);
@@ -153,6 +154,34 @@ pub fn unmask(payload: &mut [u8], key: [u8; 4]) {
     for (byte, key) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
         *byte ^= key;
     }
+}
+
+/// Unmask `payload` sixteen bytes at a time with SSE2 (every x86-64 has it), returning the
+/// bytes left over. Written out because the release build is optimised for size, which
+/// leaves loops unvectorised: eight bytes a step made unmasking 8% of the server's time in a
+/// wss stream of 64 KiB messages. A lane is a multiple of 4 bytes, so what is left starts at
+/// the key's first byte.
+#[cfg(target_arch = "x86_64")]
+fn unmask_wide(payload: &mut [u8], key: [u8; 4]) -> &mut [u8] {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+    };
+    // SAFETY: SSE2 is part of x86-64, so every x86-64 machine runs it.
+    let mask = unsafe { _mm_set1_epi32(i32::from_ne_bytes(key)) };
+    let mut lanes = payload.chunks_exact_mut(16);
+    for lane in &mut lanes {
+        let lane = lane.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: as above for SSE2; `lane` points at 16 bytes this function holds
+        // exclusively, and the unaligned load and store take any alignment.
+        unsafe { _mm_storeu_si128(lane, _mm_xor_si128(_mm_loadu_si128(lane), mask)) };
+    }
+    lanes.into_remainder()
+}
+
+/// Elsewhere the eight-byte steps do it all.
+#[cfg(not(target_arch = "x86_64"))]
+fn unmask_wide(payload: &mut [u8], _key: [u8; 4]) -> &mut [u8] {
+    payload
 }
 
 #[cfg(test)]
@@ -202,8 +231,8 @@ mod tests {
 
     #[test]
     fn unmasking_twice_gives_the_bytes_back_at_any_length() {
-        for len in 0..40 {
-            let bytes: Vec<u8> = (0..len as u8).collect();
+        for len in (0..140).chain([4096, 65_537]) {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let mut masked = bytes.clone();
             unmask(&mut masked, [9, 8, 7, 6]);
             for (i, byte) in masked.iter().enumerate() {
