@@ -55,15 +55,16 @@ MISS_NOTES = {
         "handshake freed into the thread's malloc cache.",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
-    "wss-stream >= tokio-tungstenite": "not the server's CPU: perf and the servers' CPU time "
-        "give both 0.87-0.88 ms per MB (AES-GCM each way is half of it). The load client (its "
-        "two threads share one TLS session, so one core's worth) is the bottleneck, and it "
-        "spends more per message against wsecho: 0.60 context switches per message against "
-        "0.34, twice as many sends that block. `ss -tmi` shows why: the client's kernel sized "
-        "its receive buffer from how soon each server answered (Linux's receive-buffer "
-        "autotuning), 470 KB against wsecho's prompt echoes and 1.9 MB against "
-        "tokio-tungstenite's, so wsecho's writes wait on a full window more often and the "
-        "pipeline stalls. A loopback artefact of a faster server, not found a cure for yet.",
+    "wss-stream >= tokio-tungstenite": "not the server's work: with the server on one core "
+        "and the load client on the other (taskset, 6 rounds each) the two are level, 986 and "
+        "983 MB/s, and wsecho's server spends less per message (55-60 µs against 58-61; "
+        "unmasking is vectorised since). Unpinned, as the bench runs, the client's reader is "
+        "woken by the server's send and placed on the server's core (a socket's wakeup is a "
+        "'sync' one), where it waits for the server's thread to stop. wsecho's thread seldom "
+        "stops, its next message already waiting (0.05 waits per message, tokio-tungstenite's "
+        "0.3-0.7), so the client's 16 messages in flight stall while the other core idles "
+        "(`perf sched`: 20-30% idle). A placement artefact of a load client on the same two "
+        "cores; the spread between rounds (500-1,000 MB/s) is wider than the gap.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
         "the same for both.",
     "wss-fanout deliveries/s >= tokio-tungstenite": "each delivery is encrypted once per member.",
@@ -103,7 +104,9 @@ def section(out, results, servers, cell):
     out("## Over TLS (wss)\n")
     out("The same load over wss:// for the servers that speak it: wsecho's `tls` build, "
         "tokio-tungstenite with tokio-rustls (rustls with ring, the same version as wsecho's) "
-        "and Node ws behind node's https; the load client speaks rustls too. A handshake "
+        "and Node ws behind node's https; the load client speaks rustls too (TLS 1.3; after "
+        "the handshake each direction has its own record layer, so its reader and writer do "
+        "not wait on one lock). A handshake "
         "includes TLS's (ECDHE P-256, ECDSA); idle is 5000 connections held after one echo; "
         "fanout is the chat room at 100,000 deliveries/s offered.\n")
     out("| server | rtt p50 µs | rtt p99 µs | stream MB/s | handshakes/s | idle KiB/conn "

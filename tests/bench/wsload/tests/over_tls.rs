@@ -99,7 +99,8 @@ fn every_mode_the_bench_runs_over_wss_completes() {
         "{rtt:?}"
     );
 
-    // 64 KiB messages, 16 in flight, a reading and a writing thread sharing one TLS session.
+    // 64 KiB messages, 16 in flight, a reading and a writing thread, each with its own half of
+    // the TLS session.
     let stream = wsload("stream", &url, &cert, &[]);
     assert!(
         stream["messages"] > 16.0 && stream["mb_per_s"] > 0.0,
