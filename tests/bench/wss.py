@@ -55,16 +55,17 @@ MISS_NOTES = {
         "handshake freed into the thread's malloc cache.",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
-    "wss-stream >= tokio-tungstenite": "not the server's work: with the server on one core "
-        "and the load client on the other (taskset, 6 rounds each) the two are level, 986 and "
-        "983 MB/s, and wsecho's server spends less per message (55-60 µs against 58-61; "
-        "unmasking is vectorised since). Unpinned, as the bench runs, the client's reader is "
-        "woken by the server's send and placed on the server's core (a socket's wakeup is a "
-        "'sync' one), where it waits for the server's thread to stop. wsecho's thread seldom "
-        "stops, its next message already waiting (0.05 waits per message, tokio-tungstenite's "
-        "0.3-0.7), so the client's 16 messages in flight stall while the other core idles "
-        "(`perf sched`: 20-30% idle). A placement artefact of a load client on the same two "
-        "cores; the spread between rounds (500-1,000 MB/s) is wider than the gap.",
+    "wss-stream >= tokio-tungstenite": "not the server's work. With the server held on one "
+        "core and the load client's writer "
+        "and reader placed by hand (each of the two ways, twice, with the bench's idle "
+        "spinners), wsecho matched or passed tokio-tungstenite every time: 566-665 MB/s "
+        "against 553-631; and wsecho's server spends less CPU per message (55-60 µs against "
+        "58-61, pinned; unmasking is vectorised since). Left to the kernel, as the bench "
+        "runs, three busy threads share two cores: wsecho's connection is one thread, and "
+        "which client thread the kernel runs beside it decides the run (575 to 979 MB/s in "
+        "four runs), where tokio-tungstenite's two workers take the connection's next step on "
+        "whichever core is free (791-862). A placement artefact of a load client on the same "
+        "two cores.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
         "the same for both.",
     "wss-fanout deliveries/s >= tokio-tungstenite": "each delivery is encrypted once per member.",
