@@ -139,7 +139,7 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 }
 
 /// XOR `payload` with the client's mask `key` (the payload starts at offset 0 of the key):
-/// sixteen bytes at a time where the machine has vector registers, then eight, then one.
+/// sixteen bytes at a time on x86-64, then eight, then one.
 pub fn unmask(payload: &mut [u8], key: [u8; 4]) {
     let rest = unmask_wide(payload, key);
     let word = u64::from_ne_bytes([
