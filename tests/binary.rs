@@ -270,3 +270,74 @@ fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection()
         "{line}"
     );
 }
+
+/// What `/tunables` answers: `GLIBC_TUNABLES` as a program run per connection sees it (wsecho
+/// passing it on with `--passenv`), or "unset".
+fn tunables_a_program_sees(server: &Running) -> String {
+    let mut client = connect_to(server.ws, "/tunables").unwrap();
+    match next_message(&mut client) {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected the program's line, got {other:?}"),
+    }
+}
+
+/// The environment the running process started with (/proc/PID/environ).
+fn started_with(server: &Running) -> Vec<String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", server.child.id())).unwrap();
+    environ
+        .split(|&byte| byte == 0)
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .collect()
+}
+
+const PRINT_TUNABLES: [&str; 4] = [
+    "--run",
+    "/tunables=sh -c 'echo \"${GLIBC_TUNABLES-unset}\"'",
+    "--passenv",
+    "GLIBC_TUNABLES",
+];
+
+#[test]
+fn the_server_runs_with_a_small_malloc_cache_and_programs_get_the_environment_as_given() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    command.env_remove("GLIBC_TUNABLES");
+    let server = spawn_command(command, &PRINT_TUNABLES);
+    let environment = started_with(&server);
+    assert!(
+        environment.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_max=64".to_string()),
+        "the server restarted itself with the small cache: {environment:?}"
+    );
+    assert_eq!(tunables_a_program_sees(&server), "unset");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    command.env("GLIBC_TUNABLES", "glibc.malloc.arena_max=4");
+    let server = spawn_command(command, &PRINT_TUNABLES);
+    // glibc 2.36 rewrites a list of tunables in place as it reads them, so /proc shows the
+    // first; the restart shows in the variable that carries the operator's setting across it.
+    let environment = started_with(&server);
+    assert!(
+        environment.contains(&"WSECHO_GLIBC_TUNABLES_WAS==glibc.malloc.arena_max=4".into()),
+        "restarted, remembering the operator's tunables: {environment:?}"
+    );
+    assert_eq!(tunables_a_program_sees(&server), "glibc.malloc.arena_max=4");
+}
+
+#[test]
+fn an_operators_own_malloc_cache_setting_is_kept_without_a_restart() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    command.env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=2");
+    let server = spawn_command(command, &PRINT_TUNABLES);
+    let environment = started_with(&server);
+    assert!(
+        environment.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_count=2".to_string()),
+        "{environment:?}"
+    );
+    assert!(
+        !environment.iter().any(|entry| entry.starts_with("WSECHO_")),
+        "no restart: {environment:?}"
+    );
+    assert_eq!(
+        tunables_a_program_sees(&server),
+        "glibc.malloc.tcache_count=2"
+    );
+}

@@ -64,7 +64,8 @@ def total(command, port, echoes, by_function=False, compressed=False, tls=False)
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
         server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+            ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}",
+             *command],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"})
         try:

@@ -51,8 +51,9 @@ NAMES = [m for m, _, _ in MODES + FANOUT]
 
 MISS_NOTES = {
     "wss-idle <= 32 KiB RSS per connection": "besides the plain connection's cost, rustls's "
-        "session (its buffers and state, about 20 KiB once the handshake is done) and what the "
-        "handshake freed into the thread's malloc cache.",
+        "session (about 7 KiB of heap once the handshake is done, 4 KiB of it the buffer "
+        "records arrive in) and the deeper stack the handshake touched; glibc's per-thread "
+        "cache of freed blocks is kept to blocks up to 64 bytes (it held 8 KiB).",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
     "wss-stream >= tokio-tungstenite": "not the server's work. With the server held on one "

@@ -7,6 +7,7 @@ mod client;
 mod flags;
 mod logger;
 mod ping;
+mod thread_cache;
 mod words;
 
 use signal_hook::iterator::Signals;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         args.remove(0);
         return ping_command(args);
     }
+    let restart_failed = thread_cache::restart_with_small_cache();
     let config = match flags::parse_args(lexopt::Parser::from_args(args)) {
         Ok(Some(config)) => config,
         Ok(None) => return ExitCode::SUCCESS,
@@ -85,6 +87,9 @@ fn main() -> ExitCode {
     // The library names `Config` fields; the operator reads the flags that set them.
     logger::init(|text| flags::with_flags(text).into_owned());
     log_panics_as_one_line();
+    if let Some(line) = restart_failed {
+        log::warn!("{line}");
+    }
     wsecho::return_big_frees_to_the_system();
     if !wsecho::raise_open_file_limit() {
         log::warn!("could not raise the open-file limit; `ulimit -n` caps connections");
