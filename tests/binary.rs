@@ -290,6 +290,17 @@ fn started_with(server: &Running) -> Vec<String> {
         .collect()
 }
 
+/// The binary started with `GLIBC_TUNABLES` set to `tunables` (`None`: unset), serving
+/// `/tunables`.
+fn spawn_with_tunables(tunables: Option<&str>) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    match tunables {
+        Some(tunables) => command.env("GLIBC_TUNABLES", tunables),
+        None => command.env_remove("GLIBC_TUNABLES"),
+    };
+    spawn_command(command, &PRINT_TUNABLES)
+}
+
 const PRINT_TUNABLES: [&str; 4] = [
     "--run",
     "/tunables=sh -c 'echo \"${GLIBC_TUNABLES-unset}\"'",
@@ -299,9 +310,7 @@ const PRINT_TUNABLES: [&str; 4] = [
 
 #[test]
 fn the_server_runs_with_a_small_malloc_cache_and_programs_get_the_environment_as_given() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
-    command.env_remove("GLIBC_TUNABLES");
-    let server = spawn_command(command, &PRINT_TUNABLES);
+    let server = spawn_with_tunables(None);
     let environment = started_with(&server);
     assert!(
         environment.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_max=64".to_string()),
@@ -309,9 +318,7 @@ fn the_server_runs_with_a_small_malloc_cache_and_programs_get_the_environment_as
     );
     assert_eq!(tunables_a_program_sees(&server), "unset");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
-    command.env("GLIBC_TUNABLES", "glibc.malloc.arena_max=4");
-    let server = spawn_command(command, &PRINT_TUNABLES);
+    let server = spawn_with_tunables(Some("glibc.malloc.arena_max=4"));
     // glibc 2.36 rewrites a list of tunables in place as it reads them, so /proc shows the
     // first; the restart shows in the variable that carries the operator's setting across it.
     let environment = started_with(&server);
@@ -324,9 +331,7 @@ fn the_server_runs_with_a_small_malloc_cache_and_programs_get_the_environment_as
 
 #[test]
 fn an_operators_own_malloc_cache_setting_is_kept_without_a_restart() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wsecho"));
-    command.env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=2");
-    let server = spawn_command(command, &PRINT_TUNABLES);
+    let server = spawn_with_tunables(Some("glibc.malloc.tcache_count=2"));
     let environment = started_with(&server);
     assert!(
         environment.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_count=2".to_string()),
