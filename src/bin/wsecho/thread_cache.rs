@@ -70,10 +70,11 @@ fn cannot_restart(error: std::io::Error) -> String {
 
 /// Put `GLIBC_TUNABLES` back as the operator gave it (`was`: see `WAS`).
 fn put_back(was: &std::ffi::OsStr) {
-    let given = was.as_encoded_bytes().strip_prefix(b"=").map(|value| {
-        // SAFETY: `value` is a suffix of `was`'s encoded bytes after an ASCII "=".
-        unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(value) }.to_os_string()
-    });
+    use std::os::unix::ffi::OsStrExt;
+    let given = was
+        .as_bytes()
+        .strip_prefix(b"=")
+        .map(|value| std::ffi::OsStr::from_bytes(value).to_os_string());
     // SAFETY: called first in `main`, before any thread starts: nothing reads the environment
     // meanwhile.
     unsafe {
