@@ -1,12 +1,14 @@
-"""User-space instructions per echo, counted by valgrind's callgrind: a figure the noise of a
-shared machine cannot move (the same binary and inputs give the same count).
+"""User-space instructions per unit of work, counted by valgrind's callgrind: a figure the
+noise of a shared machine cannot move (the same binary and inputs give the same count).
 
-The server runs under callgrind while one client sends a fixed number of 32-byte masked text
-frames, one at a time, each answered before the next; it is run twice (SMALL and BIG round
-trips) and the difference of the totals, divided by BIG - SMALL, is the cost of one echo with
-start-up and shutdown taken out. Every thread of the server is counted (an async runtime's
-too). With a build that has symbols, `callgrind_annotate` splits the same difference by
-function: the profile of where an echo's instructions go. Standard library only.
+The server runs under callgrind while one client drives it a fixed number of times, one unit
+at a time, each answered before the next; it is run twice (SMALL and BIG units) and the
+difference of the totals, divided by BIG - SMALL, is the cost of one unit with start-up and
+shutdown taken out. A unit is an echo of a 32-byte masked text frame (plain, compressed or over
+TLS), an echo of a 64 KiB binary message (stream), or a whole wss connection (TLS handshake,
+upgrade, one echo, close). Every thread of the server is counted (an async runtime's too). With
+a build that has symbols, `callgrind_annotate` splits the same difference by function: the
+profile of where an echo's instructions go. Standard library only.
 """
 
 import os
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +30,7 @@ import rawws  # noqa: E402  (tests/rawws.py)
 SMALL, BIG = 1000, 3000
 MESSAGE = b"x" * 32
 FRAME = rawws.frame(0x1, MESSAGE)
+STREAM_FRAME = rawws.frame(0x2, b"\xa5" * 65536)  # as `wsload stream` sends
 DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
 
@@ -43,6 +47,34 @@ def compressed_frame(message):
 COMPRESSED_FRAME = compressed_frame(MESSAGE)
 
 
+@dataclass(frozen=True)
+class Load:
+    """What the client does for one unit: send `frame` and read its echo; on a connection of
+    its own (`per_connection`: the handshakes are the unit) or all on one; over TLS or not;
+    offering permessage-deflate or not. `units` are the (SMALL, BIG) counts of the two runs."""
+    frame: bytes = FRAME
+    tls: bool = False
+    compressed: bool = False
+    per_connection: bool = False
+    units: tuple = (SMALL, BIG)
+
+
+# A row's label is the server's name and then one of these (none: the plain echo).
+LOADS = {
+    "": Load(),
+    "compressed": Load(frame=COMPRESSED_FRAME, compressed=True),
+    "wss": Load(tls=True),
+    "stream": Load(frame=STREAM_FRAME, units=(100, 300)),
+    "wss stream": Load(frame=STREAM_FRAME, tls=True, units=(100, 300)),
+    "wss connection": Load(tls=True, per_connection=True, units=(20, 60)),
+}
+
+
+def load_of(label):
+    """The Load a row's label names: "wsecho wss stream" -> LOADS["wss stream"]."""
+    return LOADS[label.partition(" ")[2]]
+
+
 def stop(process, patience=10):
     """Ask `process` to stop, and kill it if it has not after `patience` seconds. SIGTERM: a
     background job (nohup make bench &) starts with SIGINT ignored, and a server without a
@@ -56,11 +88,50 @@ def stop(process, patience=10):
             process.wait()
 
 
-def total(command, port, echoes, by_function=False, compressed=False, tls=False):
-    """The server's whole instruction count for a run with `echoes` round trips; with
-    `by_function`, also {function: instructions} (callgrind_annotate's self cost); with
-    `compressed`, each message compressed as a browser sends it; with `tls`, over TLS (wss:
-    the handshake is start-up, and cancels out)."""
+def connect(port, load, server, deadline):
+    """A connection to the server, upgraded (over TLS with a TLS load); retried until the
+    server listens or `deadline` passes (valgrind starts slowly)."""
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not listen under valgrind")
+            time.sleep(0.1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if load.tls:
+        # The bench's own certificate, on loopback: nothing to check it against.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+    sock.sendall(rawws.upgrade_request(extra=DEFLATE_OFFER if load.compressed else ""))
+    head = rawws.read_head(sock)
+    if load.compressed and b"permessage-deflate" not in head:
+        raise RuntimeError("the server did not accept permessage-deflate")
+    return sock
+
+
+def drive(port, load, units, server):
+    """`units` units of `load` against the server on `port`, one after another."""
+    deadline = time.monotonic() + 60
+    sock = None
+    for _ in range(units):
+        if sock is None:
+            sock = connect(port, load, server, deadline)
+        sock.sendall(load.frame)
+        rawws.read_frame(sock)
+        if load.per_connection:
+            sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
+def total(command, port, units, load, by_function=False):
+    """The server's whole instruction count for a run of `units` units of `load`; with
+    `by_function`, also {function: instructions} (callgrind_annotate's self cost)."""
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "callgrind.out")
         server = subprocess.Popen(
@@ -69,31 +140,7 @@ def total(command, port, echoes, by_function=False, compressed=False, tls=False)
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"})
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the server did not listen under valgrind")
-                    time.sleep(0.1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls:
-                # The bench's own certificate, on loopback: nothing to check it against.
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-                sock = context.wrap_socket(sock, server_hostname="localhost")
-            sock.sendall(rawws.upgrade_request(extra=DEFLATE_OFFER if compressed else ""))
-            head = rawws.read_head(sock)
-            if compressed and b"permessage-deflate" not in head:
-                raise RuntimeError("the server did not accept permessage-deflate")
-            frame = COMPRESSED_FRAME if compressed else FRAME
-            for _ in range(echoes):
-                sock.sendall(frame)
-                rawws.read_frame(sock)
-            sock.close()
+            drive(port, load, units, server)
             time.sleep(0.5)
         finally:
             stop(server, patience=60)  # valgrind takes its time to write its counts
@@ -116,46 +163,50 @@ def total(command, port, echoes, by_function=False, compressed=False, tls=False)
                        f"{lines[-3:]})")
 
 
-def per_echo(command_for_port, free_port, by_function=False, compressed=False, tls=False):
-    """Instructions per 32-byte echo of the server `command_for_port(port)` starts; and with
-    `by_function`, the same per function, biggest first; with `compressed`, of an echo whose
-    message the client compressed (permessage-deflate); with `tls`, over wss."""
+def per_unit(command_for_port, free_port, load=LOADS[""], by_function=False):
+    """Instructions per unit of `load` (by default a plain 32-byte echo) of the server
+    `command_for_port(port)` starts; and with `by_function`, the same per function, biggest
+    first."""
     runs = []
-    for echoes in (SMALL, BIG):
+    for units in load.units:
         # Once more if valgrind fails: a count, unlike a time, is the same when it works.
         for attempt in (1, 2):
             port = free_port()
             try:
-                runs.append(total(command_for_port(port), port, echoes, by_function, compressed,
-                                  tls))
+                runs.append(total(command_for_port(port), port, units, load, by_function))
                 break
             except RuntimeError as error:
                 if attempt == 2:
                     raise
                 print(f"bench:   instructions: trying again after: {error}", flush=True)
     (small, small_functions), (big, big_functions) = runs
-    functions = sorted(((name, (count - small_functions.get(name, 0)) / (BIG - SMALL))
+    spread = load.units[1] - load.units[0]
+    functions = sorted(((name, (count - small_functions.get(name, 0)) / spread)
                         for name, count in big_functions.items()), key=lambda f: -f[1])
-    return (big - small) / (BIG - SMALL), functions
+    return (big - small) / spread, functions
 
 
 def count(rows, free_port):
-    """Count each row, (label, command_for_port, by_function): ({label: instructions per echo},
-    the profile of the row counted by function). A label ending in " compressed" or " wss" is
-    that kind of echo. A row that fails is left out."""
+    """Count each row, (label, command_for_port, by_function): ({label: instructions per
+    unit}, the profile of the row counted by function). A label is a server's name, then the
+    load (LOADS): "wsecho wss stream". A row that fails is left out."""
     counts, profile = {}, []
     for label, command, by_function in rows:
         print(f"bench: instructions: {label} under callgrind", flush=True)
-        compressed, tls = label.endswith(" compressed"), label.endswith(" wss")
         try:
-            counts[label], functions = per_echo(command, free_port, by_function, compressed, tls)
+            counts[label], functions = per_unit(command, free_port, load_of(label), by_function)
         except (RuntimeError, OSError, subprocess.SubprocessError) as error:
             print(f"bench:   instructions: {label}: failed: {error}", flush=True)
             continue
         if by_function:
             profile = functions
-        print(f"bench:   instructions: {label}: {counts[label]:.0f} per echo", flush=True)
+        print(f"bench:   instructions: {label}: {counts[label]:.0f} per unit", flush=True)
     return counts, profile
+
+
+# The loads of the second table: a 64 KiB message, and a whole wss connection.
+HEAVY = {"stream": "stream (64 KiB echo)", "wss stream": "wss stream (64 KiB echo)",
+         "wss connection": "wss connection"}
 
 
 def section(out, counts, profile):
@@ -184,6 +235,21 @@ def section(out, counts, profile):
             cells += [f"{other:.0f}", f"{other / plain:.2f}x"] if other == other else ["n/a", "n/a"]
         out(f"| {name} | {plain:.0f} | {plain / floor:.1f}x | " + " | ".join(cells) + " |")
     out("")
+    heavy = list(dict.fromkeys(label.partition(" ")[0] for label in counts
+                               if label.partition(" ")[2] in HEAVY))
+    if heavy:
+        out("Where a time cannot tell two servers apart, what each does can: instructions per "
+            "64 KiB binary message echoed (stream: 100 and 300 messages, one at a time, as "
+            "`wsload stream` sends them), plain and over wss, and per wss connection (TLS "
+            "handshake, upgrade, one 32-byte echo and close: 20 and 60 connections, one after "
+            "another; the thread or task each connection starts is counted too).\n")
+        out("| server | " + " | ".join(HEAVY.values()) + " |")
+        out("|---|" + "---:|" * len(HEAVY))
+        for name in heavy:
+            cells = [counts.get(f"{name} {kind}", float("nan")) for kind in HEAVY]
+            out(f"| {name} | " + " | ".join(f"{c:,.0f}" if c == c else "n/a" for c in cells)
+                + " |")
+        out("")
     if profile:
         shown = [f for f in profile if f[1] >= 10][:20]
         out("Where wsecho's plain echo's go (self cost per echo by function, from a build with "

@@ -107,7 +107,8 @@ MISS_NOTES = {
         "from the 64 KiB spill buffer into the message, and unmasked). The rounds spread more "
         "than the gap on this 2-core machine.",
     "stream >= tokio-tungstenite": "both read whole messages before echoing them; see the row "
-        "above. The rounds spread more than the gap.",
+        "above. The rounds spread more than the gap. The instruction counts settle what the "
+        "server does per message: see 'stream' under Instructions per echo.",
     "idle <= 16 KiB RSS per connection": "a blocked thread alone costs about 10 KiB (its stack "
         "pages and thread control block); the rest is tungstenite's 1 KiB read buffer, its "
         "state, and what the handshake freed into the thread's malloc cache.",
@@ -124,8 +125,8 @@ MISS_NOTES = {
         "(src/protocol/inflate/) straight into the message; the peers inflate with zlib (C), "
         "and compress their replies, which wsecho does not.",
     "instructions per compressed echo <= 3x plain": "see the profile of a compressed echo "
-        "(`python3 tests/bench/instructions.py` has `per_echo(..., compressed=True)`): the "
-        "frame's header, the fixed-code block's symbols one by one, and the end-of-message "
+        "(`tests/bench/instructions.py`: `per_unit(..., LOADS[\"compressed\"], "
+        "by_function=True)`): the frame's header, the fixed-code block's symbols one by one, and the end-of-message "
         "check.",
     "deflate CPU per MB <= best peer's": "see the row above.",
     "instructions per echo <= 1163": "see the profile above: a small whole message is made from "
@@ -287,8 +288,9 @@ def count_instructions(servers):
     """Instructions per echo (instructions.py) of wsecho (a build with symbols, profiled by
     function), the floor, tokio-tungstenite and Python websockets; of an echo whose message the
     client compressed, for wsecho and Python websockets (tokio-tungstenite's tungstenite has no
-    permessage-deflate); over wss, for wsecho and tokio-tungstenite. Outside the rounds: counts
-    do not vary with the machine's load."""
+    permessage-deflate); over wss, for wsecho and tokio-tungstenite; and, for those two, per 64
+    KiB message (plain and wss) and per wss connection. Outside the rounds: counts do not vary
+    with the machine's load."""
     symbols = lambda port: [str(WSECHO_SYMBOLS), *SERVERS["wsecho"](port)[1:]]  # noqa: E731
     rows = [("wsecho", symbols, True), ("raw-tcp", SERVERS["raw-tcp"], False),
             ("tokio-tungstenite", SERVERS["tokio-tungstenite"], False),
@@ -296,7 +298,13 @@ def count_instructions(servers):
             ("wsecho compressed", symbols, False),
             ("websockets compressed", SERVERS["websockets"], False),
             ("wsecho wss", wss.SERVERS["wsecho"], False),
-            ("tokio-tungstenite wss", wss.SERVERS["tokio-tungstenite"], False)]
+            ("tokio-tungstenite wss", wss.SERVERS["tokio-tungstenite"], False),
+            ("wsecho stream", SERVERS["wsecho"], False),
+            ("tokio-tungstenite stream", SERVERS["tokio-tungstenite"], False),
+            ("wsecho wss stream", wss.SERVERS["wsecho"], False),
+            ("tokio-tungstenite wss stream", wss.SERVERS["tokio-tungstenite"], False),
+            ("wsecho wss connection", wss.SERVERS["wsecho"], False),
+            ("tokio-tungstenite wss connection", wss.SERVERS["tokio-tungstenite"], False)]
     return instructions.count([row for row in rows if row[0].split()[0] in servers], free_port)
 
 

@@ -66,9 +66,12 @@ MISS_NOTES = {
         "which client thread the kernel runs beside it decides the run (575 to 979 MB/s in "
         "four runs), where tokio-tungstenite's two workers take the connection's next step on "
         "whichever core is free (791-862). A placement artefact of a load client on the same "
-        "two cores.",
+        "two cores. The instruction counts settle what the server does: see 'wss stream' "
+        "under Instructions per echo.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
-        "the same for both.",
+        "the same for both, and the rounds spread more than the gap. The instruction counts "
+        "settle what the server does per connection: see 'wss connection' under Instructions "
+        "per echo.",
     "wss-fanout deliveries/s >= tokio-tungstenite": "each delivery is encrypted once per member.",
     "wss-fanout p99 <= tokio-tungstenite's": "each delivery is encrypted once per member, on the "
         "talker's thread.",
