@@ -238,11 +238,13 @@ def section(out, counts, profile):
     heavy = list(dict.fromkeys(label.partition(" ")[0] for label in counts
                                if label.partition(" ")[2] in HEAVY))
     if heavy:
+        messages, connections = LOADS["stream"].units, LOADS["wss connection"].units
         out("Where a time cannot tell two servers apart, what each does can: instructions per "
-            "64 KiB binary message echoed (stream: 100 and 300 messages, one at a time, as "
-            "`wsload stream` sends them), plain and over wss, and per wss connection (TLS "
-            "handshake, upgrade, one 32-byte echo and close: 20 and 60 connections, one after "
-            "another; the thread or task each connection starts is counted too).\n")
+            f"64 KiB binary message echoed (stream: {messages[0]} and {messages[1]} messages, "
+            "one at a time, as `wsload stream` sends them), plain and over wss, and per wss "
+            f"connection (TLS handshake, upgrade, one 32-byte echo and close: {connections[0]} "
+            f"and {connections[1]} connections, one after another; the thread or task each "
+            "connection starts is counted too).\n")
         out("| server | " + " | ".join(HEAVY.values()) + " |")
         out("|---|" + "---:|" * len(HEAVY))
         for name in heavy:

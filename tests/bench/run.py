@@ -126,8 +126,8 @@ MISS_NOTES = {
         "and compress their replies, which wsecho does not.",
     "instructions per compressed echo <= 3x plain": "see the profile of a compressed echo "
         "(`tests/bench/instructions.py`: `per_unit(..., LOADS[\"compressed\"], "
-        "by_function=True)`): the frame's header, the fixed-code block's symbols one by one, and the end-of-message "
-        "check.",
+        "by_function=True)`): the frame's header, the fixed-code block's symbols one by one, "
+        "and the end-of-message check.",
     "deflate CPU per MB <= best peer's": "see the row above.",
     "instructions per echo <= 1163": "see the profile above: a small whole message is made from "
         "one read by src/protocol/reader.rs; what is left is the two system calls' "
