@@ -1,15 +1,21 @@
 //! tokio-tungstenite serving wsecho's /chat protocol (see README), for the fanout bench: one
-//! room as a `tokio::sync::broadcast` channel, each message serialised once; a task per
-//! connection. Run: tokio-chat PORT [CERT KEY]   (with a certificate and key: wss)
+//! room as a `tokio::sync::broadcast` channel, each message serialised once. Each connection
+//! has a reader task and a writer task; the writer `feed`s every frame already waiting (its
+//! own replies and the room's messages) and flushes once when nothing more is queued, so
+//! deliveries that arrive faster than one write each leave several frames per write. That is
+//! how an async server is written for fan-out, and the peer the issue measured.
+//! Run: tokio-chat PORT [CERT KEY]   (with a certificate and key: wss)
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 
 #[path = "../tls.rs"]
 mod tls;
@@ -28,63 +34,112 @@ impl Room {
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, id: u64, room: Arc<Room>) {
+/// Most frames fed before a flush, so one member's queue cannot hold its frames back forever.
+const MOST_FRAMES_PER_FLUSH: usize = 256;
+
+/// One member's writer: waits for a frame, feeds it and every frame already queued, then
+/// flushes. Room messages go out only once `joined` (the reader sets it with the welcome).
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    mut out: SplitSink<WebSocketStream<S>, Message>,
+    mut replies: mpsc::UnboundedReceiver<Message>,
+    mut heard: broadcast::Receiver<Said>,
+    id: u64,
+    joined: Arc<AtomicBool>,
+) {
+    let wanted = |said: Said| (said.0 != id && joined.load(Ordering::Acquire)).then(|| Message::Text(said.1));
+    loop {
+        let first = tokio::select! {
+            biased;
+            reply = replies.recv() => match reply { Some(reply) => Some(reply), None => return },
+            said = heard.recv() => match said {
+                Ok(said) => wanted(said),
+                Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let Some(first) = first else { continue };
+        if out.feed(first).await.is_err() {
+            return;
+        }
+        for _ in 1..MOST_FRAMES_PER_FLUSH {
+            let next = match replies.try_recv() {
+                Ok(reply) => Some(reply),
+                Err(_) => match heard.try_recv() {
+                    Ok(said) => wanted(said),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => None,
+                    Err(_) => break,
+                },
+            };
+            if let Some(next) = next {
+                if out.feed(next).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, id: u64, room: Arc<Room>) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
-    let (mut out, mut incoming) = ws.split();
-    let mut heard = room.channel.subscribe();
+    let (out, mut incoming) = ws.split();
+    let (reply, replies) = mpsc::unbounded_channel();
+    let joined = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write(out, replies, room.channel.subscribe(), id, Arc::clone(&joined)));
     let mut name: Option<String> = None;
-    loop {
-        tokio::select! {
-            message = incoming.next() => {
-                let Some(Ok(message)) = message else { break };
-                let Message::Text(text) = message else {
-                    if message.is_close() { break }
-                    continue;
-                };
-                let reply = match serde_json::from_str::<Value>(text.as_str()) {
-                    Err(_) => Some(json!({"type": "error", "reason": "not JSON"})),
-                    Ok(request) => match (request["type"].as_str(), &name) {
-                        (Some("join"), None) if request["name"].is_string() => {
-                            let wanted = request["name"].as_str().unwrap_or_default().trim().to_string();
-                            let (given, members, count) = {
-                                let mut names = room.names.lock().unwrap();
-                                let mut given = wanted.clone();
-                                let mut n = 2;
-                                while names.iter().any(|(_, taken)| *taken == given) {
-                                    given = format!("{wanted} {n}");
-                                    n += 1;
-                                }
-                                names.push((id, given.clone()));
-                                let members: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
-                                (given, members, names.len())
-                            };
-                            room.publish(id, json!({"type": "joined", "name": given, "count": count}));
-                            name = Some(given.clone());
-                            Some(json!({"type": "welcome", "name": given, "members": members}))
-                        }
-                        (Some("say"), Some(from)) if request["text"].is_string() => {
-                            let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                            room.publish(0, json!({"type": "said", "from": from, "text": request["text"], "at": at}));
-                            None
-                        }
-                        _ => Some(json!({"type": "error", "reason": "bad request"})),
-                    },
-                };
-                if let Some(reply) = reply {
-                    if out.send(Message::text(reply.to_string())).await.is_err() { break }
-                }
+    while let Some(Ok(message)) = incoming.next().await {
+        let Message::Text(text) = message else {
+            if message.is_close() {
+                break;
             }
-            said = heard.recv() => match said {
-                Ok((except, text)) if except != id && name.is_some() => {
-                    if out.send(Message::Text(text)).await.is_err() { break }
+            continue;
+        };
+        let answer = match serde_json::from_str::<Value>(text.as_str()) {
+            Err(_) => Some(json!({"type": "error", "reason": "not JSON"})),
+            Ok(request) => match (request["type"].as_str(), &name) {
+                (Some("join"), None) if request["name"].is_string() => {
+                    let wanted = request["name"].as_str().unwrap_or_default().trim().to_string();
+                    let (given, members, count) = {
+                        let mut names = room.names.lock().unwrap();
+                        let mut given = wanted.clone();
+                        let mut n = 2;
+                        while names.iter().any(|(_, taken)| *taken == given) {
+                            given = format!("{wanted} {n}");
+                            n += 1;
+                        }
+                        names.push((id, given.clone()));
+                        let members: Vec<String> = names.iter().map(|(_, n)| n.clone()).collect();
+                        (given, members, names.len())
+                    };
+                    let welcome = json!({"type": "welcome", "name": given, "members": members});
+                    if reply.send(Message::text(welcome.to_string())).is_err() {
+                        break;
+                    }
+                    joined.store(true, Ordering::Release);
+                    room.publish(id, json!({"type": "joined", "name": given, "count": count}));
+                    name = Some(given);
+                    None
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break,
+                (Some("say"), Some(from)) if request["text"].is_string() => {
+                    let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                    room.publish(0, json!({"type": "said", "from": from, "text": request["text"], "at": at}));
+                    None
+                }
+                _ => Some(json!({"type": "error", "reason": "bad request"})),
             },
+        };
+        if let Some(answer) = answer {
+            if reply.send(Message::text(answer.to_string())).is_err() {
+                break;
+            }
         }
     }
+    drop(reply);
+    writer.abort();
     if let Some(name) = name {
         let count = {
             let mut names = room.names.lock().unwrap();
