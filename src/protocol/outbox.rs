@@ -34,6 +34,8 @@ use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 mod queue;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// Sends to one client from any thread; clone it freely. Encoded from one `Sender` (or from
 /// clones used one after another) reach the client in the order sent.

@@ -1,6 +1,7 @@
 //! Rooms: sets of connections that hear the same messages. A broadcast encodes its frame once
-//! and hands it to every member's `Sender`, which never waits for a slow client (a member that
-//! cannot keep up is closed with 1008 and leaves). A member leaves when it asks, or when its
+//! and queues it to every member's `Sender`, which never waits for a slow client (a member that
+//! cannot keep up is closed with 1008 and leaves); one thread at a time writes the room's
+//! queues out, so broadcasts that come faster than that leave together (`pass.rs`). A member leaves when it asks, or when its
 //! connection ends, however it ends.
 //!
 //! A server's named rooms (`Server::room`, `Connection::room`) are one registry, `Rooms`; with
@@ -10,9 +11,14 @@
 
 use crate::protocol::encoded::Encoded;
 use crate::protocol::outbox::{LeavesOnEnd, SendError, Sender};
-use std::collections::{BTreeMap, HashMap};
+use pass::Passes;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;
+
+mod pass;
+#[cfg(test)]
+mod tests;
 
 /// The same rooms on the other instances (the Redis cluster): what a linked room hands its
 /// broadcasts and its members' names to. Defined here so that rooms need not know Redis.
@@ -67,11 +73,15 @@ impl LocalRoom for Here {
 }
 
 #[derive(Default)]
-struct Members(Mutex<BTreeMap<u64, Sender>>);
+struct Members {
+    list: Mutex<BTreeMap<u64, Sender>>,
+    /// Who writes out what broadcasts queued (see `pass.rs`).
+    passes: Passes,
+}
 
 impl Members {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Sender>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -247,8 +257,9 @@ impl Room {
         self.members.lock().values().cloned().collect()
     }
 
-    /// Send `message` to every member. Never waits for a slow one. (`Delivery` counts the
-    /// members on this instance.)
+    /// Send `message` to every member. Never waits for a slow one; when another broadcast is
+    /// being written out, it may wait for that to end and then write both (see `pass.rs`).
+    /// (`Delivery` counts the members on this instance.)
     pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
         self.send(message.into(), None)
     }
@@ -270,36 +281,39 @@ impl Room {
 
 impl Members {
     fn send_to_all(&self, frames: &Encoded, except: Option<u64>) -> Delivery {
-        // Sent outside the lock: writing to every member's socket under it kept every other
+        // Queued outside the lock: writing to every member's socket under it kept every other
         // broadcast (and join and leave) of the room waiting, so a busy room used one core.
         // Each sender's broadcasts still reach every member in the order it made them.
-        let mut members: Vec<Sender> = self
+        let members: Vec<Sender> = self
             .lock()
             .iter()
             .filter(|&(&id, _)| Some(id) != except)
             .map(|(_, member)| member.clone())
             .collect();
-        // Queued to everyone first, then written: a member whose frames from other broadcasts
-        // are still waiting gets them all in one write (under load, several per `writev`),
-        // and a member another thread is writing to already gets this one from that thread.
-        let mut delivery = Delivery::default();
-        let mut gone = Vec::new();
-        members.retain(|member| match member.queue(frames) {
-            Ok(()) => true,
-            Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
-                gone.push(member.id());
-                false
-            }
-        });
+        let mut gone = BTreeSet::new();
         for member in &members {
-            match member.write_queued() {
-                Ok(()) => delivery.sent += 1,
-                Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) => {
-                    gone.push(member.id());
+            if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
+                member.queue(frames)
+            {
+                gone.insert(member.id());
+            }
+        }
+        // Queued to everyone first, then written in a pass, which also carries what other
+        // broadcasts queued meanwhile: under load several frames per member per `writev`.
+        if let Some(_pass) = self.passes.take_turn() {
+            let everyone: Vec<Sender> = self.lock().values().cloned().collect();
+            for member in &everyone {
+                if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
+                    member.write_queued()
+                {
+                    gone.insert(member.id());
                 }
             }
         }
-        delivery.dropped = gone.len();
+        let delivery = Delivery {
+            sent: members.iter().filter(|m| !gone.contains(&m.id())).count(),
+            dropped: gone.len(),
+        };
         if !gone.is_empty() {
             let mut members = self.lock();
             for id in gone {

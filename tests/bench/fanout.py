@@ -55,17 +55,17 @@ P99_LIMIT_US = 100_000
 MISS_NOTES = {
     "fanout deliveries/s >= best peer": "the load is open: a server that keeps up delivers all "
         "of it, so this misses only when wsecho falls behind or drops members.",
-    "fanout p99 <= best peer's p99": "a broadcast is queued to every member, then written from "
-        "the talker's own thread, one non-blocking send each at this rate; the last member of "
-        "1000 hears it after all the others' sends.",
-    "fanout500 every delivery made": "wsecho fell behind: the talkers' threads could not write "
-        "every member's frames within the run (see the CPU shares).",
+    "fanout p99 <= best peer's p99": "a broadcast is queued to every member, then written in "
+        "one pass over the members, one non-blocking send each at this rate; the last member "
+        "of 1000 hears it after all the others' sends.",
+    "fanout500 every delivery made": "wsecho fell behind: its passes could not write every "
+        "member's frames within the run (see the CPU shares).",
     "fanout500 deliveries/s >= tokio-tungstenite": "the client, wsecho and tokio share two "
         "cores: more server CPU leaves less for the client.",
-    "fanout500 p99 <= tokio-tungstenite's": "frames that wait for a writer leave with its next "
-        "writev; under this load the talkers' threads are the writers and wait for the cores.",
-    "fanout-max >= tokio-tungstenite's": "the ladder's steps are 10% to 20% apart: one step "
-        "is within the spread of a single run.",
+    "fanout500 p99 <= tokio-tungstenite's": "a broadcast made during a pass waits for it to "
+        "end; the pass shares the two cores with the load client and the talkers.",
+    "fanout-max >= tokio-tungstenite's": "the ladder's steps are 10% to 25% apart, and near "
+        "the top p99 sits close to the 100 ms limit, where one run's spread decides the step.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "
         "once; the load client, Redis and wsecho share two cores.",
     "fanout through redis adds <= 1 ms to p99": "local members hear a broadcast before it is "

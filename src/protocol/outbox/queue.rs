@@ -187,46 +187,9 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::stream::{Sink, Stream};
-    use crate::ops::budget::Budget;
-    use crate::ops::metrics::LiveTraffic;
-    use crate::protocol::outbox::Sender;
-    use std::os::unix::net::UnixStream;
-    use std::sync::{Arc, Mutex};
+    use crate::protocol::outbox::testing::{Recorder, sender_to};
+    use std::sync::Arc;
     use tungstenite::Message;
-
-    /// Takes at most `room` bytes per write (all when `None`), and records what each write
-    /// carried: its number of slices and its bytes.
-    #[derive(Default)]
-    struct Recorder {
-        room: Mutex<Option<usize>>,
-        writes: Mutex<Vec<(usize, Vec<u8>)>>,
-    }
-
-    impl Sink for Recorder {
-        fn take(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            let bytes: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
-            let room = self.room.lock().unwrap().unwrap_or(bytes.len());
-            let taken = bytes.len().min(room);
-            if taken == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.writes
-                .lock()
-                .unwrap()
-                .push((bufs.len(), bytes[..taken].to_vec()));
-            Ok(taken)
-        }
-    }
-
-    fn sender_to(recorder: &Arc<Recorder>, limit: usize) -> (Sender, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        let stream = Arc::new(Stream::new(ours));
-        stream.send_to(recorder.clone());
-        let traffic = Arc::new(LiveTraffic::default());
-        let outbox = Outbox::new(1, stream, limit, Budget::new(1 << 20), traffic);
-        (Sender::new(outbox), theirs)
-    }
 
     fn frame(text: &str) -> Encoded {
         Encoded::encode(&Message::text(text))
@@ -240,7 +203,7 @@ mod tests {
     #[test]
     fn a_lone_frame_is_written_by_the_sender_at_once() {
         let recorder = Arc::new(Recorder::default());
-        let (sender, _peer) = sender_to(&recorder, 1 << 16);
+        let (sender, _peer) = sender_to(1, &recorder, 1 << 16);
         sender.send_encoded(&frame("now")).unwrap();
         assert_eq!(written(&recorder), frame("now").bytes());
     }
@@ -248,7 +211,7 @@ mod tests {
     #[test]
     fn frames_queued_before_a_write_leave_together_in_one_writev() {
         let recorder = Arc::new(Recorder::default());
-        let (sender, _peer) = sender_to(&recorder, 1 << 16);
+        let (sender, _peer) = sender_to(1, &recorder, 1 << 16);
         let frames: Vec<Encoded> = (0..5).map(|i| frame(&format!("message {i}"))).collect();
         for frames in &frames {
             sender.queue(frames).unwrap();
@@ -268,7 +231,7 @@ mod tests {
     #[test]
     fn what_the_socket_leaves_goes_first_and_in_order_when_it_takes_more() {
         let recorder = Arc::new(Recorder::default());
-        let (sender, _peer) = sender_to(&recorder, 1 << 16);
+        let (sender, _peer) = sender_to(1, &recorder, 1 << 16);
         *recorder.room.lock().unwrap() = Some(7);
         let frames: Vec<Encoded> = (0..3)
             .map(|i| frame(&format!("frame number {i}")))
@@ -291,7 +254,7 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let big = frame(&"x".repeat(1000));
         // Past the limit, but the socket takes it at once: it is never kept, so never refused.
-        let (sender, _peer) = sender_to(&recorder, 100);
+        let (sender, _peer) = sender_to(1, &recorder, 100);
         sender.send_encoded(&big).unwrap();
         assert_eq!(written(&recorder), big.bytes());
         // The socket takes 10 bytes of the next: the 990 left would pass the limit.

@@ -1,0 +1,90 @@
+//! A room's broadcasts as they reach the members' sockets: written at once when nobody is
+//! writing; made during a pass, carried by the next pass several frames per write.
+
+use super::*;
+use crate::protocol::outbox::testing::{Recorder, sender_to};
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::Duration;
+
+fn members(room: &Room, count: u64) -> Vec<(Arc<Recorder>, Sender, UnixStream)> {
+    (1..=count)
+        .map(|id| {
+            let recorder = Arc::new(Recorder::default());
+            let (sender, peer) = sender_to(id, &recorder, 1 << 16);
+            assert!(room.join(&sender));
+            (recorder, sender, peer)
+        })
+        .collect()
+}
+
+fn frames(texts: &[&str]) -> Vec<u8> {
+    let encoded = texts
+        .iter()
+        .map(|text| Encoded::encode(&Message::text(*text)));
+    encoded.flat_map(|frame| frame.bytes().to_vec()).collect()
+}
+
+#[test]
+fn with_nobody_writing_a_broadcast_reaches_every_member_before_it_returns() {
+    let room = Room::new();
+    let members = members(&room, 3);
+    let delivery = room.broadcast("now");
+    assert_eq!(
+        delivery,
+        Delivery {
+            sent: 3,
+            dropped: 0
+        }
+    );
+    for (recorder, _, _) in &members {
+        let writes = recorder.writes.lock().unwrap();
+        assert_eq!(*writes, vec![(1, frames(&["now"]))]);
+    }
+}
+
+#[test]
+fn broadcasts_made_during_a_pass_leave_together_with_the_next_pass() {
+    let room = Room::new();
+    let members = members(&room, 3);
+    // A pass in progress (another thread's broadcast, still writing).
+    let in_progress = room.members.passes.take_turn();
+    let next = thread::spawn({
+        let room = room.clone();
+        move || room.broadcast("one")
+    });
+    let mut waited = 0;
+    while !room.members.passes.next_waits() {
+        assert!(
+            waited < 5000,
+            "the broadcast never waited for the pass in progress"
+        );
+        thread::sleep(Duration::from_millis(1));
+        waited += 1;
+    }
+    // These only queue: the waiting thread's pass carries them.
+    assert_eq!(room.broadcast("two").sent, 3);
+    assert_eq!(room.broadcast("three").sent, 3);
+    for (recorder, _, _) in &members {
+        assert!(
+            recorder.writes.lock().unwrap().is_empty(),
+            "nothing written yet"
+        );
+    }
+    drop(in_progress);
+    assert_eq!(
+        next.join().unwrap(),
+        Delivery {
+            sent: 3,
+            dropped: 0
+        }
+    );
+    for (recorder, _, _) in &members {
+        let writes = recorder.writes.lock().unwrap();
+        assert_eq!(
+            *writes,
+            vec![(3, frames(&["one", "two", "three"]))],
+            "one write of the three frames, in order"
+        );
+    }
+}
