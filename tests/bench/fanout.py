@@ -144,13 +144,20 @@ def at_least(ours, theirs):
 
 def targets(get, ratio, peers):
     w, tokio = "wsecho", "tokio-tungstenite"
+
+    def per_offered(server):
+        """fanout500's deliveries/s per delivery offered: the load is open and each run's
+        clock says a few more or fewer messages, so two servers that both keep up compare equal
+        instead of by how many their runs happened to offer."""
+        return ratio(get(server, "fanout500", "deliveries_per_s"), get(server, "fanout500", "expected"))
+
     best = max((get(p, "fanout", "deliveries_per_s") for p in peers), default=float("nan"))
     best_p99 = min((get(p, "fanout", "p99_us") for p in peers), default=float("nan"))
     return [
         ("fanout deliveries/s >= best peer", ratio(get(w, "fanout", "deliveries_per_s"), best), ">=", 1.0),
         ("fanout p99 <= best peer's p99", ratio(get(w, "fanout", "p99_us"), best_p99), "<=", 1.0),
         ("fanout500 every delivery made", ratio(get(w, "fanout500", "delivered"), get(w, "fanout500", "expected")), ">=", 1.0),
-        ("fanout500 deliveries/s >= tokio-tungstenite", ratio(get(w, "fanout500", "deliveries_per_s"), get(tokio, "fanout500", "deliveries_per_s")), ">=", 1.0),
+        ("fanout500 deliveries/s >= tokio-tungstenite", ratio(per_offered(w), per_offered(tokio)), ">=", 1.0),
         ("fanout500 p99 <= tokio-tungstenite's", ratio(get(w, "fanout500", "p99_us"), get(tokio, "fanout500", "p99_us")), "<=", 1.0),
         ("fanout-max >= tokio-tungstenite's", at_least(get(w, "fanout-max", "deliveries_per_s"), get(tokio, "fanout-max", "deliveries_per_s")), ">=", 1.0),
         ("fanout through redis >= 0.8x wsecho's deliveries/s", ratio(get("wsecho-redis", "fanout", "deliveries_per_s"), get(w, "fanout", "deliveries_per_s")), ">=", 0.8),
