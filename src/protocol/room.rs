@@ -12,7 +12,7 @@
 use crate::protocol::encoded::Encoded;
 use crate::protocol::outbox::{LeavesOnEnd, SendError, Sender};
 use pass::Passes;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tungstenite::Message;
 
@@ -290,12 +290,13 @@ impl Members {
             .filter(|&(&id, _)| Some(id) != except)
             .map(|(_, member)| member.clone())
             .collect();
-        let mut gone = BTreeSet::new();
+        // Members found closed or too slow (few: a list will do).
+        let mut gone = Vec::new();
         for member in &members {
             if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
                 member.queue(frames)
             {
-                gone.insert(member.id());
+                gone.push(member.id());
             }
         }
         // Queued to everyone first, then written in a pass, which also carries what other
@@ -305,8 +306,9 @@ impl Members {
             for member in &everyone {
                 if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
                     member.write_queued()
+                    && !gone.contains(&member.id())
                 {
-                    gone.insert(member.id());
+                    gone.push(member.id());
                 }
             }
         }
