@@ -389,8 +389,12 @@ pub(super) fn run_handler(
     linger: Duration,
 ) -> (Ending, Traffic) {
     // What the handshake touched of the thread's stack goes back before the connection
-    // settles into its messages (an idle one costs its thread's stack).
-    threads::shed_stack();
+    // settles into its messages (an idle one costs its thread's stack). Over TLS the first
+    // read that waits long does it (see `net/tls.rs`): a connection that comes and goes at
+    // once then costs no `madvise` and no pages faulted back in.
+    if !connection.is_tls() {
+        threads::shed_stack();
+    }
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut connection)));
     match outcome {
         Ok(Ok(())) => {}
