@@ -1,8 +1,8 @@
 //! Rooms: sets of connections that hear the same messages. A broadcast encodes its frame once
 //! and queues it to every member's `Sender`, which never waits for a slow client (a member that
 //! cannot keep up is closed with 1008 and leaves); one thread at a time writes the room's
-//! queues out, so broadcasts that come faster than that leave together (`pass.rs`). A member leaves when it asks, or when its
-//! connection ends, however it ends.
+//! queues out, so broadcasts that come faster than that leave together (`pass.rs`). A member
+//! leaves when it asks, or when its connection ends, however it ends.
 //!
 //! A server's named rooms (`Server::room`, `Connection::room`) are one registry, `Rooms`; with
 //! `Config::redis` each of them is also the room of that name on every instance (through a

@@ -143,6 +143,7 @@ def targets(get, ratio):
         ("wss-idle <= 32 KiB RSS per connection", get("wsecho", "wss-idle", "rss_per_conn_kib"), "<=", 32.0),
         ("wss-idle <= tokio-tungstenite's", against("wss-idle", "rss_per_conn_kib"), "<=", 1.0),
         ("wss-fanout deliveries/s >= tokio-tungstenite",
-         ratio(*(per_offered_in(get, ratio, s, "wss-fanout") for s in ("wsecho", tokio))), ">=", 1.0),
+         ratio(per_offered_in(get, ratio, "wsecho", "wss-fanout"),
+               per_offered_in(get, ratio, tokio, "wss-fanout")), ">=", 1.0),
         ("wss-fanout p99 <= tokio-tungstenite's", against("wss-fanout", "p99_us"), "<=", 1.0),
     ]

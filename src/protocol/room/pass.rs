@@ -55,10 +55,17 @@ impl Passes {
         Some(Pass(self))
     }
 
-    /// Whether a thread waits to make the next pass.
+    /// For tests: wait (at most 5 s) until a thread waits to make the next pass.
     #[cfg(test)]
-    pub(super) fn next_waits(&self) -> bool {
-        self.lock().next_waits
+    pub(super) fn wait_for_next(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.lock().next_waits {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no broadcast waited for the pass in progress"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 
@@ -96,16 +103,7 @@ mod tests {
                 began.send(pass.is_some()).unwrap();
             }
         });
-        // Bounded wait until the second thread is waiting for its turn.
-        let mut waited = 0;
-        while !passes.next_waits() {
-            assert!(
-                waited < 5000,
-                "the second broadcast never waited for its turn"
-            );
-            thread::sleep(Duration::from_millis(1));
-            waited += 1;
-        }
+        passes.wait_for_next();
         assert!(
             next_began.try_recv().is_err(),
             "the next pass waits for the one in progress"

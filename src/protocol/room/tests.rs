@@ -5,7 +5,6 @@ use super::*;
 use crate::protocol::outbox::testing::{Recorder, sender_to};
 use std::os::unix::net::UnixStream;
 use std::thread;
-use std::time::Duration;
 
 fn members(room: &Room, count: u64) -> Vec<(Arc<Recorder>, Sender, UnixStream)> {
     (1..=count)
@@ -53,15 +52,7 @@ fn broadcasts_made_during_a_pass_leave_together_with_the_next_pass() {
         let room = room.clone();
         move || room.broadcast("one")
     });
-    let mut waited = 0;
-    while !room.members.passes.next_waits() {
-        assert!(
-            waited < 5000,
-            "the broadcast never waited for the pass in progress"
-        );
-        thread::sleep(Duration::from_millis(1));
-        waited += 1;
-    }
+    room.members.passes.wait_for_next();
     // These only queue: the waiting thread's pass carries them.
     assert_eq!(room.broadcast("two").sent, 3);
     assert_eq!(room.broadcast("three").sent, 3);
