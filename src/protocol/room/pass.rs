@@ -37,10 +37,13 @@ impl Passes {
     /// next pass, which will carry what was queued.
     pub(super) fn take_turn(&self) -> Option<Pass<'_>> {
         let mut turns = self.lock();
+        // A thread already waits: it has not started, so it carries this. Checked before
+        // `writing`, so that a newcomer never takes the turn from the waiter between the end
+        // of a pass and the waiter's waking.
+        if turns.next_waits {
+            return None;
+        }
         if turns.writing {
-            if turns.next_waits {
-                return None;
-            }
             turns.next_waits = true;
             // Passes write without blocking, so this ends when the one in progress does.
             while turns.writing {
@@ -89,6 +92,17 @@ mod tests {
         let passes = Passes::default();
         assert!(passes.take_turn().is_some());
         assert!(passes.take_turn().is_some(), "the first pass has ended");
+    }
+
+    #[test]
+    fn once_a_pass_ends_a_newcomer_rides_with_the_thread_still_waking_to_make_the_next() {
+        // The moment between a pass's end and its waiter's waking, held still.
+        let passes = Passes::default();
+        passes.lock().next_waits = true;
+        assert!(
+            passes.take_turn().is_none(),
+            "the newcomer took the turn from the thread waiting for it"
+        );
     }
 
     #[test]
