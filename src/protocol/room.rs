@@ -9,11 +9,14 @@
 //! `Link`, which `apps/cluster.rs` implements): its broadcasts are published for the others'
 //! members.
 
+use crate::net::threads;
 use crate::protocol::encoded::Encoded;
 use crate::protocol::outbox::{LeavesOnEnd, SendError, Sender};
-use pass::Passes;
+use log::debug;
+use pass::{After, Passes, WRITER_IDLE};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 use tungstenite::Message;
 
 mod pass;
@@ -280,7 +283,7 @@ impl Room {
 }
 
 impl Members {
-    fn send_to_all(&self, frames: &Encoded, except: Option<u64>) -> Delivery {
+    fn send_to_all(self: &Arc<Self>, frames: &Encoded, except: Option<u64>) -> Delivery {
         // Queued outside the lock: writing to every member's socket under it kept every other
         // broadcast (and join and leave) of the room waiting, so a busy room used one core.
         // Each sender's broadcasts still reach every member in the order it made them.
@@ -301,30 +304,67 @@ impl Members {
         }
         // Queued to everyone first, then written in a pass, which also carries what other
         // broadcasts queued meanwhile: under load several frames per member per `writev`.
-        if let Some(_pass) = self.passes.take_turn() {
-            let everyone: Vec<Sender> = self.lock().values().cloned().collect();
-            for member in &everyone {
-                if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
-                    member.write_queued()
-                    && !gone.contains(&member.id())
-                {
-                    gone.push(member.id());
-                }
+        if let Some(pass) = self.passes.take_turn() {
+            self.write_everyone(&mut gone);
+            if pass.end() == After::StartWriter {
+                self.start_writer();
             }
         }
         let delivery = Delivery {
             sent: members.iter().filter(|m| !gone.contains(&m.id())).count(),
             dropped: gone.len(),
         };
+        self.remove(&gone);
+        delivery
+    }
+
+    /// One pass: what each member has queued, in one write each. Adds to `gone` the members
+    /// found closed or too slow.
+    fn write_everyone(&self, gone: &mut Vec<u64>) {
+        let everyone: Vec<Sender> = self.lock().values().cloned().collect();
+        for member in &everyone {
+            if let Err(SendError::Closed | SendError::TooSlow | SendError::OverBudget) =
+                member.write_queued()
+                && !gone.contains(&member.id())
+            {
+                gone.push(member.id());
+            }
+        }
+    }
+
+    fn remove(&self, gone: &[u64]) {
         if !gone.is_empty() {
             let mut members = self.lock();
             for id in gone {
-                members.remove(&id);
+                members.remove(id);
             }
         }
-        delivery
+    }
+
+    /// Start the room's writer, which makes the passes owed while the room is busy (see
+    /// `pass.rs`). Without a thread to be had, this thread makes them.
+    fn start_writer(self: &Arc<Self>) {
+        let serve = |members: Arc<Members>, idle| {
+            members.passes.serve(idle, || {
+                let mut gone = Vec::new();
+                members.write_everyone(&mut gone);
+                members.remove(&gone);
+            })
+        };
+        if let Err((error, members)) = threads::spawn(
+            c"room-writer",
+            WRITER_STACK,
+            Arc::clone(self),
+            move |members| serve(members, WRITER_IDLE),
+        ) {
+            debug!("room: no thread for its writer ({error}); the broadcasting thread writes");
+            serve(members, Duration::ZERO);
+        }
     }
 }
+
+/// The writer's stack: it keeps little on it.
+const WRITER_STACK: usize = 64 * 1024;
 
 impl std::fmt::Debug for Room {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

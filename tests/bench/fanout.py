@@ -62,8 +62,9 @@ MISS_NOTES = {
         "member's frames within the run (see the CPU shares).",
     "fanout500 deliveries/s >= tokio-tungstenite": "the client, wsecho and tokio share two "
         "cores: more server CPU leaves less for the client.",
-    "fanout500 p99 <= tokio-tungstenite's": "a broadcast made during a pass waits for it to "
-        "end; the pass shares the two cores with the load client and the talkers.",
+    "fanout500 p99 <= tokio-tungstenite's": "a broadcast made during a pass is carried by the "
+        "next, which the room's writer makes once the pass in progress ends; the passes share "
+        "the two cores with the load client and the talkers.",
     "fanout-max >= tokio-tungstenite's": "the ladder's steps are 10% to 25% apart, and near "
         "the top p99 sits close to the 100 ms limit, where one run's spread decides the step.",
     "fanout through redis >= 0.8x wsecho's deliveries/s": "every broadcast is also published "

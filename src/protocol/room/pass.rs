@@ -1,81 +1,157 @@
 //! Who writes a room's broadcasts out. A broadcast queues its frame to every member first;
 //! then one thread at a time makes a pass over the members, writing what each has queued with
-//! one `writev`. A broadcast made while a pass runs does not start its own: the first such
-//! waits for the pass to end and makes the next one, and those after it only queue, their
-//! frames leaving with that next pass. So when broadcasts come faster than a pass, each pass
-//! carries several frames per member per write; when they come slowly, each is written at once
-//! by the thread that made it, as before. Nobody waits longer than the pass in progress, and
-//! no thread is kept for writing.
+//! one `writev`. In a quiet room the broadcasting thread makes the pass itself, at once. A
+//! broadcast made while a pass runs only queues, and returns: another pass is owed, and it
+//! carries every frame queued before it starts. The owed pass is made by the room's writer, a
+//! thread that exists only while the room is busy (it ends after a second with nothing to
+//! write), not by the thread whose pass just ended: that is a talker's, whose own client's
+//! messages wait while it writes, so it writes at most one pass. So when broadcasts come
+//! faster than a pass, each pass carries several frames per member per write, and talkers
+//! never wait for one another's passes.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 /// A room's turns at writing.
 #[derive(Default)]
 pub(super) struct Passes {
     turns: Mutex<Turns>,
-    pass_ended: Condvar,
+    /// The writer waits on this for a pass to make.
+    handed: Condvar,
 }
 
 #[derive(Default)]
 struct Turns {
-    /// A thread is making a pass.
+    /// A thread is making a pass, or one is handed to the writer.
     writing: bool,
-    /// A thread waits to make the next pass: what is queued before it starts leaves with it.
-    next_waits: bool,
+    /// Something was queued during the pass in progress: another pass is owed.
+    again: bool,
+    /// The room's writer thread exists.
+    writer: bool,
+    /// The writer is to make a pass.
+    handed: bool,
 }
 
-/// The right to make a pass, until dropped.
-pub(super) struct Pass<'a>(&'a Passes);
+/// The right to make a pass, until ended (or dropped).
+pub(super) struct Pass<'a> {
+    passes: &'a Passes,
+    ended: bool,
+}
+
+/// What follows a pass.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum After {
+    /// Nothing was queued during it.
+    Done,
+    /// The writer makes the owed pass.
+    Handed,
+    /// A pass is owed and the room has no writer: the caller starts one, which calls
+    /// `Passes::serve` (or, if no thread can be had, calls it itself with no idle time).
+    StartWriter,
+}
+
+/// How long the writer waits for another pass before it ends.
+pub(super) const WRITER_IDLE: Duration = Duration::from_secs(1);
 
 impl Passes {
     fn lock(&self) -> MutexGuard<'_, Turns> {
         self.turns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Called once what a broadcast queued is in every member's queue: the pass to make now
-    /// (after the one in progress, if any), or `None` when a thread already waits to make the
-    /// next pass, which will carry what was queued.
+    /// Called once what a broadcast queued is in every member's queue: the pass to make now,
+    /// or `None` when a pass is in progress (another is then owed, and carries what was
+    /// queued).
     pub(super) fn take_turn(&self) -> Option<Pass<'_>> {
         let mut turns = self.lock();
-        // A thread already waits: it has not started, so it carries this. Checked before
-        // `writing`, so that a newcomer never takes the turn from the waiter between the end
-        // of a pass and the waiter's waking.
-        if turns.next_waits {
+        if turns.writing {
+            turns.again = true;
             return None;
         }
-        if turns.writing {
-            turns.next_waits = true;
-            // Passes write without blocking, so this ends when the one in progress does.
-            while turns.writing {
-                turns = self
-                    .pass_ended
-                    .wait(turns)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            turns.next_waits = false;
-        }
         turns.writing = true;
-        Some(Pass(self))
+        Some(Pass {
+            passes: self,
+            ended: false,
+        })
     }
 
-    /// For tests: wait (at most 5 s) until a thread waits to make the next pass.
+    /// The writer's life: make each pass handed to it, and the ones owed after, until it has
+    /// had nothing to do for `idle` (at once when `idle` is zero).
+    pub(super) fn serve(&self, idle: Duration, mut make_pass: impl FnMut()) {
+        let mut turns = self.lock();
+        loop {
+            if turns.handed {
+                turns.handed = false;
+                loop {
+                    // What is queued from here on sets `again`; what was queued before, this
+                    // pass carries.
+                    turns.again = false;
+                    drop(turns);
+                    make_pass();
+                    turns = self.lock();
+                    if !turns.again {
+                        break;
+                    }
+                }
+                turns.writing = false;
+                continue;
+            }
+            if idle.is_zero() {
+                break;
+            }
+            let (waited, timeout) = self
+                .handed
+                .wait_timeout(turns, idle)
+                .unwrap_or_else(PoisonError::into_inner);
+            turns = waited;
+            if timeout.timed_out() && !turns.handed {
+                break;
+            }
+        }
+        turns.writer = false;
+    }
+
+    /// For tests: wait (at most 10 s) until no pass is in progress or owed.
     #[cfg(test)]
-    pub(super) fn wait_for_next(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !self.lock().next_waits {
+    pub(super) fn wait_until_written(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.lock().writing {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no broadcast waited for the pass in progress"
+                "the owed passes were never made"
             );
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Pass<'_> {
+    /// The pass is made: hand the owed one on, if any.
+    pub(super) fn end(mut self) -> After {
+        self.ended = true;
+        let mut turns = self.passes.lock();
+        if !turns.again {
+            turns.writing = false;
+            return After::Done;
+        }
+        // `writing` stays: the owed pass is the writer's from now.
+        turns.handed = true;
+        if turns.writer {
+            drop(turns);
+            self.passes.handed.notify_one();
+            After::Handed
+        } else {
+            turns.writer = true;
+            After::StartWriter
         }
     }
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        self.0.lock().writing = false;
-        self.0.pass_ended.notify_one();
+        // Only when a pass is cut short (a panic): the next broadcast writes.
+        if !self.ended {
+            self.passes.lock().writing = false;
+        }
     }
 }
 
@@ -83,52 +159,78 @@ impl Drop for Pass<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::mpsc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn with_nobody_writing_a_broadcast_writes_at_once() {
         let passes = Passes::default();
-        assert!(passes.take_turn().is_some());
+        let pass = passes.take_turn().expect("nobody is writing");
+        assert_eq!(pass.end(), After::Done);
         assert!(passes.take_turn().is_some(), "the first pass has ended");
     }
 
     #[test]
-    fn once_a_pass_ends_a_newcomer_rides_with_the_thread_still_waking_to_make_the_next() {
-        // The moment between a pass's end and its waiter's waking, held still.
+    fn during_a_pass_broadcasts_return_at_once_and_one_pass_is_owed_to_a_new_writer() {
         let passes = Passes::default();
-        passes.lock().next_waits = true;
+        let first = passes.take_turn().expect("nobody is writing");
+        assert!(passes.take_turn().is_none(), "a pass is in progress");
+        assert!(passes.take_turn().is_none(), "a pass is in progress");
+        assert_eq!(first.end(), After::StartWriter);
         assert!(
             passes.take_turn().is_none(),
-            "the newcomer took the turn from the thread waiting for it"
+            "the owed pass is the writer's: a broadcast now rides with it"
         );
+        let made = AtomicUsize::new(0);
+        passes.serve(Duration::ZERO, || {
+            made.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            1,
+            "one pass for all three broadcasts"
+        );
+        let pass = passes.take_turn().expect("the writer is done");
+        assert_eq!(pass.end(), After::Done);
     }
 
     #[test]
-    fn during_a_pass_the_first_broadcast_writes_next_and_the_others_ride_with_it() {
+    fn a_waiting_writer_is_handed_the_owed_pass_and_makes_the_ones_owed_after_it() {
         let passes = Arc::new(Passes::default());
-        let first = passes.take_turn();
-        let (began, next_began) = mpsc::channel();
-        let next = thread::spawn({
-            let passes = Arc::clone(&passes);
+        let first = passes.take_turn().expect("nobody is writing");
+        assert!(passes.take_turn().is_none());
+        assert_eq!(first.end(), After::StartWriter);
+        let made = Arc::new(AtomicUsize::new(0));
+        let writer = thread::spawn({
+            let (passes, made) = (Arc::clone(&passes), Arc::clone(&made));
             move || {
-                let pass = passes.take_turn();
-                began.send(pass.is_some()).unwrap();
+                passes.serve(Duration::from_millis(300), || {
+                    // A broadcast during the writer's first pass: one more is owed.
+                    if made.fetch_add(1, Ordering::SeqCst) == 0 {
+                        assert!(passes.take_turn().is_none(), "the writer is writing");
+                    }
+                })
             }
         });
-        passes.wait_for_next();
-        assert!(
-            next_began.try_recv().is_err(),
-            "the next pass waits for the one in progress"
+        passes.wait_until_written();
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "the handed pass and the one owed after"
         );
-        assert!(
-            passes.take_turn().is_none(),
-            "a third broadcast rides with the next pass"
-        );
-        drop(first);
-        assert_eq!(next_began.recv_timeout(Duration::from_secs(10)), Ok(true));
-        next.join().unwrap();
-        assert!(passes.take_turn().is_some(), "every pass has ended");
+        // The writer now waits for its idle time; a talker writes when nobody is writing.
+        let pass = passes.take_turn().expect("nobody is writing");
+        assert!(passes.take_turn().is_none());
+        match pass.end() {
+            // The writer was still waiting: it makes the pass.
+            After::Handed => passes.wait_until_written(),
+            // Its idle time had run out (a slow host): a new writer is the caller's to start.
+            After::StartWriter => passes.serve(Duration::ZERO, || {
+                made.fetch_add(1, Ordering::SeqCst);
+            }),
+            After::Done => panic!("a broadcast during the pass owed another"),
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 3);
+        writer.join().unwrap();
     }
 }
