@@ -9,6 +9,7 @@ use crate::net::wire::is_timeout;
 use log::info;
 use std::io::{self, Read};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -55,6 +56,9 @@ fn run(sessions: &Sessions, session: &Session, mut link: UnixStream, tick: Durat
             session.end_with(1006, "the client did not come back in time");
             break;
         }
+        if !readable_within(&link, tick) {
+            continue;
+        }
         match link.read(&mut end) {
             Ok(0) => session.end_with(1006, "connection lost"),
             Ok(_) => {}
@@ -69,6 +73,24 @@ fn run(sessions: &Sessions, session: &Session, mut link: UnixStream, tick: Durat
     }
     let _ = link.shutdown(Shutdown::Both);
     sessions.forget(session);
+}
+
+/// Whether `link` has something to read (its end) within `tick`. Not a blocking read: a thread
+/// blocked reading a Unix socket is woken whenever its peer reads what this socket sent (the
+/// kernel wakes every waiter when room to write comes back), which here is every message from
+/// the client, a wake-up and a switch each for nothing. Poll wakes only for what it asks.
+fn readable_within(link: &UnixStream, tick: Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd: link.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    let millis = tick.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one pollfd we own, for the length we give.
+    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+    // An error (EINTR, or no memory for the wait): the read after finds out, within its
+    // timeout.
+    ready != 0
 }
 
 impl Session {
@@ -90,5 +112,59 @@ impl Session {
             .changed
             .wait_timeout(down, tick)
             .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::thread;
+
+    /// The calling thread's voluntary context switches so far: one per sleep it was woken from.
+    fn sleeps_so_far() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("voluntary_ctxt_switches:"))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_session_thread_sleeps_through_the_handler_reading_what_the_client_sent() {
+        let (link, handler_side) = UnixStream::pair().unwrap();
+        let (asleep, ready) = std::sync::mpsc::channel();
+        let waiter = thread::spawn({
+            let link = link.try_clone().unwrap();
+            move || {
+                let before = sleeps_so_far();
+                // SAFETY: gettid has no arguments and cannot fail.
+                asleep.send(unsafe { libc::gettid() }).unwrap();
+                let readable = readable_within(&link, Duration::from_secs(10));
+                (readable, sleeps_so_far() - before)
+            }
+        });
+        let stat = format!("/proc/self/task/{}/stat", ready.recv().unwrap());
+        // A hundred messages from the client, each read by the handler, each while the
+        // session thread sleeps (state S): a wake-up for each would be counted apart.
+        let (mut to_handler, mut handler) = (&link, &handler_side);
+        for _ in 0..100 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !std::fs::read_to_string(&stat).unwrap().contains(") S ") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the waiter never slept"
+                );
+                thread::sleep(Duration::from_micros(100));
+            }
+            to_handler.write_all(b"message").unwrap();
+            handler.read_exact(&mut [0; 7]).unwrap();
+        }
+        // The handler's connection ends: the session thread is to wake for that.
+        handler_side.shutdown(Shutdown::Both).unwrap();
+        let (readable, woken) = waiter.join().unwrap();
+        assert!(readable, "the end was not seen");
+        assert!(woken < 20, "woken {woken} times for 100 messages");
     }
 }
