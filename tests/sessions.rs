@@ -95,6 +95,53 @@ fn a_lost_stream_loses_nothing_the_next_request_gets_it_again() {
 }
 
 #[test]
+fn records_sent_while_a_stream_waits_come_down_it_whole_and_in_order() {
+    let server = start(config());
+    let page = server.http_addr().unwrap();
+    let mut session = HttpSession::open(page, "/echo");
+    let mut reader = BufReader::new(page_stream(page));
+    let target = format!("/session/{}/down?from=1&mode=stream", session.id);
+    send_request(reader.get_mut(), "GET", &target, "", b"");
+    assert_eq!(read_head(&mut reader).0, 200);
+    // The keepalive that opens the stream: the carrier now waits for records, and the
+    // handler's thread writes them to this socket itself (as chunks of the response) until
+    // the response is full; the carrier's thread sends the rest.
+    assert_eq!(
+        parse(&read_chunk(&mut reader).expect("a chunk"))[0].kind,
+        'k'
+    );
+    let payloads: Vec<Vec<u8>> = (1..=6u8).map(|n| vec![n; 20_000]).collect();
+    let list: Vec<(char, u64, &[u8])> = (1..)
+        .zip(&payloads)
+        .map(|(n, p)| ('b', n, &p[..]))
+        .collect();
+    assert_eq!(session.post(&records(&list)), 204);
+    // What this response carries (it ends at 64 KiB of records), then polls for the rest.
+    let mut body = Vec::new();
+    while let Some(chunk) = read_chunk(&mut reader) {
+        body.extend(chunk);
+    }
+    let streamed: Vec<Record> = parse(&body).into_iter().filter(|r| r.kind == 'b').collect();
+    assert!(!streamed.is_empty(), "nothing came down the stream");
+    for (record, n) in streamed.iter().zip(1..) {
+        assert_eq!(record.seq, n, "in order");
+        assert!(
+            record.payload == payloads[n as usize - 1],
+            "record {n} whole"
+        );
+    }
+    session.next_down = streamed.len() as u64 + 1;
+    let rest = session.poll_messages(6 - streamed.len());
+    for (record, n) in rest.iter().zip(streamed.len() as u64 + 1..) {
+        assert_eq!(record.seq, n);
+        assert!(
+            record.payload == payloads[n as usize - 1],
+            "record {n} whole"
+        );
+    }
+}
+
+#[test]
 fn large_binary_messages_come_back_whole() {
     let server = start(config());
     let mut session = HttpSession::open(server.http_addr().unwrap(), "/echo");

@@ -71,7 +71,7 @@ pub struct Carrying {
 /// Answer one session request. `Some` with the bytes after it when the connection stays open
 /// for the next request (if `keep_alive` allows); `None` when it is done.
 pub fn serve(
-    stream: &Stream,
+    stream: &Arc<Stream>,
     client: Client,
     request: Request,
     carrying: &Carrying,
@@ -99,7 +99,7 @@ pub fn serve(
 
 /// `Ok(Some)` with the bytes after the request when the connection stays open for the next.
 fn route(
-    stream: &Stream,
+    stream: &Arc<Stream>,
     client: Client,
     request: &Request,
     carrying: &Carrying,
@@ -175,7 +175,7 @@ fn open(
 
 /// `GET /session/ID/down?from=N&mode=stream|poll`.
 fn down(
-    stream: &Stream,
+    stream: &Arc<Stream>,
     session: &Session,
     query: &str,
     carrying: &Carrying,
@@ -203,8 +203,9 @@ fn down(
                 MOST_PER_RESPONSE,
                 deadline,
                 &sessions.shutdown,
+                None,
             ) {
-                Ok((records, _)) => records,
+                Ok(taken) => taken.records,
                 Err(Stop::Replaced | Stop::ShuttingDown) => Vec::new(),
                 Err(Stop::Ended) => {
                     session.leave(number);
@@ -221,7 +222,7 @@ fn down(
 
 /// One streaming response: a keepalive record at once, then records as they come, chunked.
 fn stream_down(
-    stream: &Stream,
+    stream: &Arc<Stream>,
     session: &Session,
     number: u64,
     mut from: u64,
@@ -236,7 +237,7 @@ fn stream_down(
     );
     let mut keepalive = Vec::new();
     records::write(&mut keepalive, Kind::Keepalive, 0, b"");
-    let mut out = stream;
+    let mut out: &Stream = stream;
     if out.write_all(head.as_bytes()).is_err() || !chunk(stream, &keepalive) {
         return false;
     }
@@ -245,28 +246,33 @@ fn stream_down(
     while sent < MOST_PER_RESPONSE {
         let deadline = end.min(Instant::now() + KEEPALIVE);
         let shutdown = &carrying.sessions.shutdown;
-        match session.take(number, from, MOST_PER_RESPONSE - sent, deadline, shutdown) {
-            Ok((records, next)) if !records.is_empty() => {
-                if !chunk(stream, &records) {
-                    return false;
-                }
-                sent += records.len();
-                // More than one was waiting: they come faster than one write each. Let the
-                // next ones gather for a moment and go in one write, rather than one write and
-                // one wake-up each (as a poll gathers them while the client comes back); a
-                // record that comes alone still goes at once.
-                if next - from > 1 {
-                    std::thread::sleep(GATHER);
-                }
-                from = next;
+        let room = MOST_PER_RESPONSE - sent;
+        // While this waits, the handler's thread writes records to the socket itself.
+        let Ok(taken) = session.take(number, from, room, deadline, shutdown, Some(stream)) else {
+            break;
+        };
+        // The rest of a chunk the socket did not take from that thread, before anything else.
+        if out.write_all(&taken.unsent).is_err() {
+            return false;
+        }
+        sent += taken.pushed;
+        from = taken.next;
+        if !taken.records.is_empty() {
+            if !chunk(stream, &taken.records) {
+                return false;
             }
-            Ok(_) if Instant::now() >= end => break,
-            Ok(_) => {
-                if !chunk(stream, &keepalive) {
-                    return false;
-                }
+            sent += taken.records.len();
+            // More than one was waiting: they come faster than one write each. Let the next
+            // ones gather for a moment and go in one write, rather than one write and one
+            // wake-up each (as a poll gathers them while the client comes back); a record that
+            // comes alone still goes at once.
+            if taken.count > 1 {
+                std::thread::sleep(GATHER);
             }
-            Err(_) => break,
+        } else if Instant::now() >= end {
+            break;
+        } else if taken.pushed == 0 && Instant::now() >= deadline && !chunk(stream, &keepalive) {
+            return false;
         }
     }
     out.write_all(b"0\r\n\r\n").is_ok() && keep_alive

@@ -126,7 +126,7 @@ fn admit(wire: Wire, peer: SocketAddr, site: &Arc<Site>) {
 }
 
 /// Answer one request after another until the client leaves, idles out, or asks to close.
-fn serve_connection(stream: &Stream, peer: SocketAddr, ticket: &Ticket, site: &Site) {
+fn serve_connection(stream: &Arc<Stream>, peer: SocketAddr, ticket: &Ticket, site: &Site) {
     if let Err(error) = stream.wire().set_write_timeout(Some(site.timeout)) {
         warn!("page: dropped {peer}: cannot set a write timeout ({error})");
         return;

@@ -9,7 +9,8 @@
 //! the connection's pings. The session's own thread (`pump.rs`) waits for the end, and ends
 //! the session when no carrier has come for `resume_window`. Carriers come and go: each takes
 //! the records after the last one the client has (see `records.rs`), and a newer carrier
-//! replaces an older one. What is kept is bounded by `max_queue` (past it the handler's sends
+//! replaces an older one. While a WebSocket or a streaming HTTP carrier waits, the handler's
+//! own thread hands each record to it as it comes (`streaming.rs` for HTTP). What is kept is bounded by `max_queue` (past it the handler's sends
 //! are refused, and its connection is cut off as a WebSocket client that does not read would
 //! be) and held against the memory budget.
 
@@ -17,10 +18,11 @@ pub mod link;
 mod pump;
 pub mod records;
 mod sink;
+mod streaming;
 pub mod websocket;
 
 use crate::net::http::{Refusal, Request};
-use crate::net::stream::Sink;
+use crate::net::stream::{Sink, Stream};
 use crate::ops::budget::Holding;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
@@ -115,6 +117,24 @@ struct Down {
     /// A WebSocket carrier, whose records are pushed to it as they come: its number, and its
     /// connection's sender.
     pusher: Option<(u64, Sender)>,
+    /// A streaming HTTP carrier waiting in `take`, whose socket records are written to as they
+    /// come (see `streaming.rs`).
+    streaming: Option<streaming::Waiting>,
+}
+
+/// What a carrier's `take` got.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Records for the carrier to send, encoded.
+    pub records: Vec<u8>,
+    /// How many records `records` holds.
+    pub count: u64,
+    /// The number of the next record the client is to get.
+    pub next: u64,
+    /// Bytes of records written to the carrier's socket meanwhile (by the handler's thread).
+    pub pushed: usize,
+    /// The end of a record's chunk the socket did not take: the carrier writes it first.
+    pub unsent: Vec<u8>,
 }
 
 /// What the client sends, on its way to the handler.
@@ -219,6 +239,7 @@ impl Sessions {
                 closed_by_client: false,
                 carriers_used: 0,
                 pusher: None,
+                streaming: None,
                 answer_owed: false,
             }),
             changed: Condvar::new(),
@@ -325,6 +346,7 @@ impl Session {
         down.carrier += 1;
         down.attached = true;
         down.pusher = None;
+        down.streaming = None;
         Some(down.carrier)
     }
 
@@ -364,13 +386,16 @@ impl Session {
         if down.carrier == carrier {
             down.attached = false;
             down.pusher = None;
+            down.streaming = None;
             down.detached_since = Instant::now();
         }
     }
 
     /// The records from `from` on, encoded, up to about `max_bytes` (at least one), waiting
-    /// until `deadline` for the first; empty at the deadline. Also ends early (with what it
-    /// has) when the session ends, the carrier is replaced or the server shuts down.
+    /// until `deadline` for the first; none at the deadline. Also ends early (with what it
+    /// has) when the session ends, the carrier is replaced or the server shuts down. With
+    /// `push_to` (a streaming carrier's socket), records that come while it waits are written
+    /// to it by the handler's thread, and it ends early when that thread cannot go on.
     pub fn take(
         &self,
         carrier: u64,
@@ -378,7 +403,8 @@ impl Session {
         max_bytes: usize,
         deadline: Instant,
         shutdown: &Shutdown,
-    ) -> Result<(Vec<u8>, u64), Stop> {
+        push_to: Option<&Arc<Stream>>,
+    ) -> Result<Taken, Stop> {
         let mut down = self.lock_down();
         let mut deadline = deadline;
         loop {
@@ -390,24 +416,37 @@ impl Session {
             if down.carrier != carrier {
                 return Err(Stop::Replaced);
             }
+            let waiting = down.streaming.take();
+            let (from, pushed) = waiting.as_ref().map_or((from, 0), |w| (w.next, w.pushed));
+            let mut taken = Taken {
+                next: from,
+                pushed,
+                ..Taken::default()
+            };
+            if let Some(stalled) = waiting.as_ref().filter(|waiting| waiting.stalled) {
+                taken.unsent.clone_from(&stalled.unsent);
+                return Ok(taken);
+            }
             let first = down.next_seq - down.kept.len() as u64;
             if from < down.last() {
-                let mut out = Vec::new();
                 let mut seq = from.max(first);
                 for (kind, bytes) in down.kept.iter().skip((seq - first) as usize) {
-                    records::write(&mut out, *kind, seq, bytes);
+                    records::write(&mut taken.records, *kind, seq, bytes);
                     seq += 1;
-                    if out.len() >= max_bytes {
-                        return Ok((out, seq));
+                    if taken.records.len() + pushed >= max_bytes {
+                        break;
                     }
                 }
-                if let Some(end) = &down.end {
-                    records::write(&mut out, Kind::Close, seq, end);
+                if seq == down.next_seq
+                    && let Some(end) = &down.end
+                {
+                    records::write(&mut taken.records, Kind::Close, seq, end);
                     seq += 1;
                     // Sent: the session need not wait longer for the client to come for it.
                     down.end_delivered = true;
                 }
-                return Ok((out, seq));
+                (taken.count, taken.next) = (seq - from.max(first), seq);
+                return Ok(taken);
             }
             if down.end.is_some() {
                 return Err(Stop::Ended);
@@ -417,8 +456,15 @@ impl Session {
                 return Err(Stop::ShuttingDown);
             }
             if now >= deadline {
-                return Ok((Vec::new(), from));
+                return Ok(taken);
             }
+            down.streaming = match waiting {
+                Some(waiting) => Some(waiting),
+                None => push_to.and_then(|stream| {
+                    let room = max_bytes.saturating_sub(pushed);
+                    streaming::Waiting::new(stream, from, room)
+                }),
+            };
             let wait = (deadline - now).min(TICK);
             down = self
                 .changed

@@ -5,6 +5,7 @@
 //! answered; the connection's close becomes the session's last record.
 
 use super::records::{self, Kind};
+use super::streaming::Pushed;
 use super::{Session, lock, push};
 use crate::net::stream::Sink;
 use crate::ops::metrics::Reason;
@@ -87,10 +88,17 @@ impl Session {
             // Its connection is closing (it read too slowly): the record waits for the next.
             down.pusher = None;
         }
+        // A streaming carrier waiting: written to its socket from here, it need not wake.
+        let wake = match &mut down.streaming {
+            Some(waiting) => waiting.push(kind, seq, &payload) == Pushed::WakeCarrier,
+            None => true,
+        };
         down.kept.push_back((kind, payload));
         down.next_seq += 1;
         drop(down);
-        self.changed.notify_all();
+        if wake {
+            self.changed.notify_all();
+        }
         Ok(())
     }
 

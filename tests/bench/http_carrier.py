@@ -38,13 +38,16 @@ MODES = [
 
 MISS_NOTES = {
     "http fanout deliveries/s >= socket.io polling": "a delivery to a session is kept in memory "
-        "and wakes the thread of the member's carrier, which writes it (several at once when "
-        "they come faster, after 10 ms); socket.io appends to a buffer in one process and a "
-        "poll takes the lot. The rounds spread by about the size of the gap.",
+        "and, while the member's stream waits, written to it by the broadcasting thread (when "
+        "they come faster, they gather for 25 ms and the carrier's thread writes them "
+        "together); socket.io appends to a buffer in one process and a poll takes the lot. The "
+        "rounds spread by about the size of the gap.",
     "http long-polling fanout >= socket.io polling": "each poll takes what gathered since the "
         "last, as socket.io's does; see the row below for the rest.",
-    "http rtt p50 <= 2x wsecho's WebSocket": "a round trip over HTTP is a POST and a record down "
-        "the open stream, with the session's thread between the handler and the carrier.",
+    "http rtt p50 <= 2x wsecho's WebSocket": "a round trip over HTTP is a POST (the client's "
+        "request, the server's page thread, the handler's thread, a 204) and a record down the "
+        "open stream, where a WebSocket round trip is one frame each way; the WebSocket row's "
+        "rounds spread the most.",
 }
 
 
