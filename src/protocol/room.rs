@@ -260,9 +260,10 @@ impl Room {
         self.members.lock().values().cloned().collect()
     }
 
-    /// Send `message` to every member. Never waits for a slow one; when another broadcast is
-    /// being written out, it may wait for that to end and then write both (see `pass.rs`).
-    /// (`Delivery` counts the members on this instance.)
+    /// Send `message` to every member. Never waits for a slow one, nor for another broadcast:
+    /// written now when nobody is writing the room's queues out, else queued for the room's
+    /// writer, whose next pass carries it (see `pass.rs`). (`Delivery` counts the members on
+    /// this instance.)
     pub fn broadcast(&self, message: impl Into<Message>) -> Delivery {
         self.send(message.into(), None)
     }
