@@ -10,9 +10,9 @@
 //! the session when no carrier has come for `resume_window`. Carriers come and go: each takes
 //! the records after the last one the client has (see `records.rs`), and a newer carrier
 //! replaces an older one. While a WebSocket or a streaming HTTP carrier waits, the handler's
-//! own thread hands each record to it as it comes (`streaming.rs` for HTTP). What is kept is bounded by `max_queue` (past it the handler's sends
-//! are refused, and its connection is cut off as a WebSocket client that does not read would
-//! be) and held against the memory budget.
+//! own thread hands each record to it as it comes (`streaming.rs` for HTTP). What is kept is
+//! bounded by `max_queue` (past it the handler's sends are refused, and its connection is cut
+//! off as a WebSocket client that does not read would be) and held against the memory budget.
 
 pub mod link;
 mod pump;
@@ -416,15 +416,15 @@ impl Session {
             if down.carrier != carrier {
                 return Err(Stop::Replaced);
             }
-            let waiting = down.streaming.take();
+            let mut waiting = down.streaming.take();
             let (from, pushed) = waiting.as_ref().map_or((from, 0), |w| (w.next, w.pushed));
             let mut taken = Taken {
                 next: from,
                 pushed,
                 ..Taken::default()
             };
-            if let Some(stalled) = waiting.as_ref().filter(|waiting| waiting.stalled) {
-                taken.unsent.clone_from(&stalled.unsent);
+            if let Some(stalled) = waiting.take_if(|waiting| waiting.stalled) {
+                taken.unsent = stalled.unsent;
                 return Ok(taken);
             }
             let first = down.next_seq - down.kept.len() as u64;
@@ -458,13 +458,10 @@ impl Session {
             if now >= deadline {
                 return Ok(taken);
             }
-            down.streaming = match waiting {
-                Some(waiting) => Some(waiting),
-                None => push_to.and_then(|stream| {
-                    let room = max_bytes.saturating_sub(pushed);
-                    streaming::Waiting::new(stream, from, room)
-                }),
-            };
+            down.streaming = waiting.or_else(|| {
+                let room = max_bytes.saturating_sub(pushed);
+                push_to.and_then(|stream| streaming::Waiting::new(stream, from, room))
+            });
             let wait = (deadline - now).min(TICK);
             down = self
                 .changed
