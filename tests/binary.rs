@@ -330,7 +330,8 @@ fn the_server_runs_with_a_small_malloc_cache_and_programs_get_the_environment_as
 }
 
 #[test]
-fn an_operators_own_malloc_cache_setting_is_kept_without_a_restart() {
+fn an_operators_own_tunables_are_kept_and_all_set_means_no_restart() {
+    // The operator sets the malloc cache: it is kept, and a program sees the list as given.
     let server = spawn_with_tunables(Some("glibc.malloc.tcache_count=2"));
     let environment = started_with(&server);
     assert!(
@@ -338,11 +339,27 @@ fn an_operators_own_malloc_cache_setting_is_kept_without_a_restart() {
         "{environment:?}"
     );
     assert!(
-        !environment.iter().any(|entry| entry.starts_with("WSECHO_")),
-        "no restart: {environment:?}"
+        !environment
+            .iter()
+            .any(|entry| entry.contains("tcache_max=64")),
+        "the operator's cache setting stays: {environment:?}"
     );
     assert_eq!(
         tunables_a_program_sees(&server),
         "glibc.malloc.tcache_count=2"
     );
+
+    // The operator sets every tunable the server would: no restart.
+    let all = if cfg!(target_arch = "x86_64") {
+        "glibc.malloc.tcache_count=2:glibc.cpu.x86_rep_movsb_threshold=8192"
+    } else {
+        "glibc.malloc.tcache_count=2"
+    };
+    let server = spawn_with_tunables(Some(all));
+    let environment = started_with(&server);
+    assert!(
+        !environment.iter().any(|entry| entry.starts_with("WSECHO_")),
+        "no restart: {environment:?}"
+    );
+    assert_eq!(tunables_a_program_sees(&server), all);
 }

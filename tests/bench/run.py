@@ -219,10 +219,18 @@ def start(name, servers=SERVERS):
     return process, port
 
 
+# The load client copies with vector loads and stores, never `rep movsb`, as wsecho itself does
+# (src/bin/wsecho/tunables.rs): on AMD EPYC `rep movsb` is about 30 times slower where malloc
+# places same-sized blocks, and the client's TLS records and 64 KiB messages hit it (it made the
+# client the bottleneck of the stream modes). The servers run as their users get them.
+CLIENT_ENV = {**os.environ, "GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=1073741824"}
+
+
 def wsload(args, port, pid, seconds, path="/echo", scheme="ws"):
     command = [str(WSLOAD), *args, f"{scheme}://127.0.0.1:{port}{path}", "--pid", str(pid),
                "--seconds", str(seconds)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds,
+                          env=CLIENT_ENV)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip())
     return {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+|nan)", done.stdout)}

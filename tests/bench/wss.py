@@ -58,18 +58,14 @@ MISS_NOTES = {
         "cache of freed blocks is kept to blocks up to 64 bytes (it held 8 KiB).",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
-    "wss-stream >= tokio-tungstenite": "not the server's work. With the server held on one "
-        "core and the load client's writer "
-        "and reader placed by hand (each of the two ways, twice, with the bench's idle "
-        "spinners), wsecho matched or passed tokio-tungstenite every time: 566-665 MB/s "
-        "against 553-631; and wsecho's server spends less CPU per message (55-60 µs against "
-        "58-61, pinned; unmasking is vectorised since). Left to the kernel, as the bench "
-        "runs, three busy threads share two cores: wsecho's connection is one thread, and "
-        "which client thread the kernel runs beside it decides the run (575 to 979 MB/s in "
-        "four runs), where tokio-tungstenite's two workers take the connection's next step on "
-        "whichever core is free (791-862). A placement artefact of a load client on the same "
-        "two cores. The instruction counts settle what the server does: see 'wss stream' "
-        "under Instructions per echo.",
+    "wss-stream >= tokio-tungstenite": "both servers read each 64 KiB message whole before "
+        "echoing it, and the client's two threads and the server's one share two cores, so which "
+        "runs beside which decides a round. What was wsecho's own (0.65x in this bench): on AMD "
+        "EPYC `rep movsb` copies about 30 times slower where malloc puts same-sized blocks, and "
+        "rustls copies every 16 KiB record into one; wsecho now runs with glibc's "
+        "`x86_rep_movsb_threshold` raised (src/bin/wsecho/tunables.rs), and its server spends "
+        "less CPU per message than tokio-tungstenite's. The instruction counts settle what the "
+        "server does: see 'wss stream' under Instructions per echo.",
     "wss-handshakes/s >= tokio-tungstenite": "a TLS handshake's ECDHE and signature dominate, "
         "the same for both, and the rounds spread more than the gap. The instruction counts "
         "settle what the server does per connection: see 'wss connection' under Instructions "

@@ -7,7 +7,7 @@ mod client;
 mod flags;
 mod logger;
 mod ping;
-mod thread_cache;
+mod tunables;
 mod words;
 
 use signal_hook::iterator::Signals;
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         args.remove(0);
         return ping_command(args);
     }
-    let restart_failed = thread_cache::restart_with_small_cache();
+    let restart_failed = tunables::restart_with_tunables();
     let config = match flags::parse_args(lexopt::Parser::from_args(args)) {
         Ok(Some(config)) => config,
         Ok(None) => return ExitCode::SUCCESS,
