@@ -284,8 +284,14 @@ impl Outbox {
     /// The connection's thread: read what the client sent, writing out the queue meanwhile.
     /// Fails with `Fault::Interrupted` when the thread must act instead (see `interruption`),
     /// and with `Fault::Timeout` after `timeout`, like a socket with that read timeout.
-    pub(crate) fn read(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, Fault> {
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    /// `timeout` is asked (a system call, for a socket's own) only once the read has to wait.
+    pub(crate) fn read(
+        &self,
+        buf: &mut [u8],
+        timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+    ) -> Result<usize, Fault> {
+        let mut timeout = Some(timeout);
+        let mut deadline = None;
         loop {
             let queued = {
                 let state = self.lock();
@@ -306,6 +312,13 @@ impl Outbox {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(Fault::Io(error)),
             }
+            let deadline = match (deadline, timeout.take()) {
+                (Some(deadline), _) => deadline,
+                (None, asked) => {
+                    let timeout = asked.map_or(Ok(None), |asked| asked()).map_err(Fault::Io)?;
+                    *deadline.insert(timeout.map(|timeout| Instant::now() + timeout))
+                }
+            };
             // Reading can give TLS something to answer.
             self.wait(true, queued || self.stream.has_pending_output(), deadline)?;
         }
@@ -476,5 +489,34 @@ impl Outbox {
         for room in rooms.iter().filter_map(Weak::upgrade) {
             room.forget(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Recorder, sender_to};
+    use crate::protocol::fault::Fault;
+    use std::cell::Cell;
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_read_asks_the_timeout_only_when_it_has_to_wait() {
+        let (sender, mut client) = sender_to(1, &Arc::new(Recorder::default()), 1 << 16);
+        let asked = Cell::new(0);
+        let timeout = || {
+            asked.set(asked.get() + 1);
+            Ok(Some(Duration::from_millis(20)))
+        };
+        client.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 16];
+        let n = sender.outbox().read(&mut buf, timeout).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(asked.get(), 0, "data was there: no timeout asked");
+
+        let waited = sender.outbox().read(&mut buf, timeout);
+        assert!(matches!(waited, Err(Fault::Timeout)), "{waited:?}");
+        assert_eq!(asked.get(), 1, "asked once, for the wait");
     }
 }

@@ -115,10 +115,7 @@ impl Raw {
                     read => return read.map_err(Fault::from),
                 }
             },
-            Some(outbox) => {
-                let timeout = self.stream.wire().read_timeout().map_err(Fault::Io)?;
-                outbox.read(buf, timeout)
-            }
+            Some(outbox) => outbox.read(buf, || self.stream.wire().read_timeout()),
         }
     }
 }
