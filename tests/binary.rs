@@ -271,6 +271,24 @@ fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection()
     );
 }
 
+#[test]
+fn a_running_programs_stderr_is_logged_while_its_stdout_is_busy_too() {
+    // Each line in: a line on stderr, then one on stdout; the program stays alive.
+    let command =
+        "/both=sh -c 'while read line; do echo \"err $line\" >&2; echo \"out $line\"; done'";
+    let server = spawn_binary_with(env!("CARGO_BIN_EXE_wsecho"), &["--run", command]);
+    let mut client = connect_to(server.ws, "/both").unwrap();
+    for n in 0..3 {
+        client.send(Message::text(format!("m{n}"))).unwrap();
+        assert_eq!(
+            next_message(&mut client),
+            Message::text(format!("out m{n}"))
+        );
+        // Logged while the program runs, not only once it has ended.
+        server.log_until(&format!("program stderr: err m{n}"));
+    }
+}
+
 /// What `/tunables` answers: `GLIBC_TUNABLES` as a program run per connection sees it (wsecho
 /// passing it on with `--passenv`), or "unset".
 fn tunables_a_program_sees(server: &Running) -> String {

@@ -72,6 +72,11 @@ impl Child {
         stdout.into_iter().chain(stderr).collect()
     }
 
+    /// The stdout pipe, while open.
+    pub fn stdout_fd(&self) -> Option<RawFd> {
+        self.stdout.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
     /// The stdin pipe, while open.
     pub fn stdin_fd(&self) -> Option<RawFd> {
         self.stdin.as_ref().map(AsRawFd::as_raw_fd)

@@ -137,10 +137,14 @@ impl Session {
             if child.stdout_closed() {
                 return Ok(Ending::ProgramClosed);
             }
-            match client.receive_or_watched(&child.outputs())? {
+            let outputs = child.outputs();
+            match client.receive_or_watched(&outputs)? {
                 Incoming::Closed => return Ok(Ending::ClientGone),
-                Incoming::Watched => {
-                    if let Some(ending) = self.pump(child) {
+                Incoming::Watched(ready) => {
+                    // Stderr is read only when it woke us: nearly always it is stdout alone.
+                    let stderr = (0..outputs.len())
+                        .any(|i| ready & 1 << i != 0 && Some(outputs[i]) != child.stdout_fd());
+                    if let Some(ending) = self.pump(child, stderr) {
                         return Ok(ending);
                     }
                 }
@@ -188,7 +192,7 @@ impl Session {
                 return Some(Ending::Close(CloseCode::Error, reason.to_string()));
             }
             if child.wait_for_stdin_or_output(left) {
-                if let Some(ending) = self.pump(child) {
+                if let Some(ending) = self.pump(child, true) {
                     return Some(ending);
                 }
                 if child.stdout_closed() {
@@ -199,8 +203,9 @@ impl Session {
         None
     }
 
-    /// Take what the program has printed: stdout to the client, stderr to the log.
-    fn pump(&mut self, child: &mut Child) -> Option<Ending> {
+    /// Take what the program has printed: stdout to the client, and stderr to the log when
+    /// `stderr` says it may hold some.
+    fn pump(&mut self, child: &mut Child, stderr: bool) -> Option<Ending> {
         let mut chunk = std::mem::take(&mut self.chunk);
         chunk.resize(READ_CHUNK, 0);
         let ending = loop {
@@ -218,11 +223,10 @@ impl Session {
             }
         };
         self.chunk = chunk;
-        if ending.is_some() {
-            return ending;
+        if ending.is_none() && stderr {
+            self.drain_stderr(child);
         }
-        self.drain_stderr(child);
-        None
+        ending
     }
 
     /// Stdout bytes: each line (text mode) or each read (binary mode) is one message.

@@ -339,6 +339,6 @@ fn wait(wire: &Wire, readable: bool, writable: bool, deadline: Option<Instant>) 
     let timeout = wake::time_left(deadline)?;
     match wake::wait(wire.as_raw_fd(), readable, writable, &[], timeout)? {
         wake::Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
-        wake::Woken::Ready | wake::Woken::Nudged | wake::Woken::Watched => Ok(()),
+        wake::Woken::Ready | wake::Woken::Nudged | wake::Woken::Watched(_) => Ok(()),
     }
 }

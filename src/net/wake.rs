@@ -26,8 +26,8 @@ pub enum Woken {
     Nudged,
     /// The timeout passed.
     TimedOut,
-    /// One of the other descriptors watched is readable, or hung up.
-    Watched,
+    /// Some of the other descriptors watched are readable, or hung up: bit `i` for the `i`th.
+    Watched(u8),
 }
 
 /// Most descriptors a wait watches besides its socket (a program's stdout and stderr).
@@ -154,8 +154,13 @@ pub fn wait(
     if n == 0 {
         return Ok(Woken::TimedOut);
     }
-    if polls[1..count].iter().any(|poll| poll.revents != 0) {
-        return Ok(Woken::Watched);
+    let ready = polls[1..count]
+        .iter()
+        .enumerate()
+        .filter(|(_, poll)| poll.revents != 0)
+        .fold(0u8, |ready, (i, _)| ready | 1 << i);
+    if ready != 0 {
+        return Ok(Woken::Watched(ready));
     }
     Ok(Woken::Ready)
 }

@@ -63,8 +63,8 @@ pub(crate) enum Incoming {
     Message(Message),
     /// The connection has closed (as `receive` returning `None`).
     Closed,
-    /// A watched descriptor is readable or hung up.
-    Watched,
+    /// Watched descriptors are readable or hung up: bit `i` for the `i`th.
+    Watched(u8),
 }
 
 /// Who a connection is: set at the upgrade, read by the application.
@@ -140,7 +140,7 @@ impl Connection {
         match self.next_incoming()? {
             Incoming::Message(message) => Ok(Some(message)),
             // Nothing is watched outside `receive_or_watched`.
-            Incoming::Closed | Incoming::Watched => Ok(None),
+            Incoming::Closed | Incoming::Watched(_) => Ok(None),
         }
     }
 
@@ -203,8 +203,9 @@ impl Connection {
                         self.interrupted(interruption)?;
                         return Ok(Incoming::Closed);
                     }
-                    if outbox.take_watched_ready() {
-                        return Ok(Incoming::Watched);
+                    let ready = outbox.take_watched_ready();
+                    if ready != 0 {
+                        return Ok(Incoming::Watched(ready));
                     }
                 }
                 Err(fault) => {

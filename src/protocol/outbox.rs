@@ -186,8 +186,9 @@ struct State {
     /// Descriptors the connection's thread also waits on while it reads (`watched[..watching]`).
     watched: [RawFd; MAX_WATCHED],
     watching: usize,
-    /// One of them was ready: the thread's read stopped for it (see `take_watched_ready`).
-    watched_ready: bool,
+    /// Which of them were ready (bit `i` for `watched[i]`): the thread's read stopped for
+    /// them (see `take_watched_ready`).
+    watched_ready: u8,
     rooms: Vec<Weak<dyn LeavesOnEnd>>,
 }
 
@@ -216,7 +217,7 @@ impl State {
     fn must_act(&self) -> bool {
         matches!(self.status, Status::TooSlow | Status::OverBudget)
             || self.close_request.is_some()
-            || self.watched_ready
+            || self.watched_ready != 0
     }
 
     /// Queued frames can be written now, by whoever comes.
@@ -271,7 +272,7 @@ impl Outbox {
                 waiter: None,
                 watched: [-1; MAX_WATCHED],
                 watching: 0,
-                watched_ready: false,
+                watched_ready: 0,
                 rooms: Vec::new(),
             }),
         })
@@ -391,8 +392,8 @@ impl Outbox {
         state.waiter = None;
         match woken? {
             Woken::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
-            Woken::Watched => {
-                state.watched_ready = true;
+            Woken::Watched(ready) => {
+                state.watched_ready = ready;
                 Ok(())
             }
             Woken::Ready | Woken::Nudged => Ok(()),
@@ -406,11 +407,11 @@ impl Outbox {
         let fds = &fds[..fds.len().min(MAX_WATCHED)];
         state.watched[..fds.len()].copy_from_slice(fds);
         state.watching = fds.len();
-        state.watched_ready = false;
+        state.watched_ready = 0;
     }
 
-    /// Whether a watched descriptor stopped the read (asked once).
-    pub(crate) fn take_watched_ready(&self) -> bool {
+    /// Which watched descriptors stopped the read, bit `i` for the `i`th (asked once).
+    pub(crate) fn take_watched_ready(&self) -> u8 {
         std::mem::take(&mut self.lock().watched_ready)
     }
 
