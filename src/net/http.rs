@@ -21,6 +21,12 @@ const MAX_HEADERS: usize = 32;
 /// much more.
 const READ_CHUNK: usize = 1024;
 
+/// The head of one chunk of a chunked body (its length in hex); `CHUNK_END` follows the bytes.
+pub fn chunk_head(len: usize) -> String {
+    format!("{len:x}\r\n")
+}
+pub const CHUNK_END: &[u8] = b"\r\n";
+
 /// A parsed request head. It keeps the bytes as read and only the offsets of their parts.
 pub struct Request {
     /// The head, then whatever the client sent after it.

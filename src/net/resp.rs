@@ -327,24 +327,8 @@ impl Connection {
         if !self.reader.buffer().is_empty() {
             return Ok(true);
         }
-        let mut poll = libc::pollfd {
-            fd: self.reader.get_ref().as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = wait.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one pollfd we own, for the length we give.
-        match unsafe { libc::poll(&mut poll, 1, millis) } {
-            -1 => {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::Interrupted => Ok(false),
-                    _ => Err(error.into()),
-                }
-            }
-            0 => Ok(false),
-            _ => Ok(true),
-        }
+        let fd = self.reader.get_ref().as_fd().as_raw_fd();
+        Ok(crate::net::wake::readable_within(fd, wait)?)
     }
 
     /// The next reply, complete by `deadline`.

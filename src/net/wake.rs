@@ -1,6 +1,7 @@
 //! Waiting on one socket in a way another thread can interrupt: the connection's thread waits in
 //! `ppoll`, and a thread that has queued something for it sends it SIGURG to come and write it.
 //! The same wait can watch a few more descriptors (a program's output, see `apps/program.rs`).
+//! `readable_within` is the plain wait for one descriptor, which no other thread interrupts.
 //!
 //! SIGURG is blocked in a waiting thread except inside `ppoll`, which unblocks it atomically:
 //! a wake-up sent just before the wait is held pending and ends the wait at once, so none is
@@ -163,6 +164,30 @@ pub fn wait(
         return Ok(Woken::Watched(ready));
     }
     Ok(Woken::Ready)
+}
+
+/// Wait up to `wait` until `fd` has something to read, or its end; `Ok(false)` when the time
+/// passed or a signal ended the wait first. A wait, not a blocking read: a thread blocked
+/// reading a Unix socket is also woken whenever its peer reads what this socket sent.
+pub fn readable_within(fd: RawFd, wait: Duration) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    let millis = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one pollfd we own, for the length we give.
+    match unsafe { libc::poll(&mut poll, 1, millis) } {
+        0 => Ok(false),
+        -1 => {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(error),
+            }
+        }
+        _ => Ok(true),
+    }
 }
 
 /// The timeout to wait with until `deadline` (`None`: no deadline, no timeout); `WouldBlock`

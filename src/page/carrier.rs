@@ -280,9 +280,12 @@ fn stream_down(
 
 /// One chunk of a chunked response; false when the client is gone.
 fn chunk(stream: &Stream, bytes: &[u8]) -> bool {
-    let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
-    framed.extend_from_slice(bytes);
-    framed.extend_from_slice(b"\r\n");
+    let framed = [
+        http::chunk_head(bytes.len()).as_bytes(),
+        bytes,
+        http::CHUNK_END,
+    ]
+    .concat();
     let mut out = stream;
     out.write_all(&framed).is_ok()
 }

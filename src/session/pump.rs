@@ -5,6 +5,7 @@
 
 use super::{Session, Sessions};
 use crate::net::threads;
+use crate::net::wake;
 use crate::net::wire::is_timeout;
 use log::info;
 use std::io::{self, Read};
@@ -56,7 +57,10 @@ fn run(sessions: &Sessions, session: &Session, mut link: UnixStream, tick: Durat
             session.end_with(1006, "the client did not come back in time");
             break;
         }
-        if !readable_within(&link, tick) {
+        // Polled, not a blocking read (see `wake::readable_within`): here every message
+        // from the client would wake a blocked reader for nothing. An error: the read after
+        // finds out, within its timeout.
+        if !wake::readable_within(link.as_raw_fd(), tick).unwrap_or(true) {
             continue;
         }
         match link.read(&mut end) {
@@ -73,24 +77,6 @@ fn run(sessions: &Sessions, session: &Session, mut link: UnixStream, tick: Durat
     }
     let _ = link.shutdown(Shutdown::Both);
     sessions.forget(session);
-}
-
-/// Whether `link` has something to read (its end) within `tick`. Not a blocking read: a thread
-/// blocked reading a Unix socket is woken whenever its peer reads what this socket sent (the
-/// kernel wakes every waiter when room to write comes back), which here is every message from
-/// the client, a wake-up and a switch each for nothing. Poll wakes only for what it asks.
-fn readable_within(link: &UnixStream, tick: Duration) -> bool {
-    let mut poll = libc::pollfd {
-        fd: link.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
-    };
-    let millis = tick.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one pollfd we own, for the length we give.
-    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
-    // An error (EINTR, or no memory for the wait): the read after finds out, within its
-    // timeout.
-    ready != 0
 }
 
 impl Session {
@@ -141,7 +127,7 @@ mod tests {
                 let before = sleeps_so_far();
                 // SAFETY: gettid has no arguments and cannot fail.
                 asleep.send(unsafe { libc::gettid() }).unwrap();
-                let readable = readable_within(&link, Duration::from_secs(10));
+                let readable = wake::readable_within(link.as_raw_fd(), Duration::from_secs(10));
                 (readable, sleeps_so_far() - before)
             }
         });
@@ -164,7 +150,7 @@ mod tests {
         // The handler's connection ends: the session thread is to wake for that.
         handler_side.shutdown(Shutdown::Both).unwrap();
         let (readable, woken) = waiter.join().unwrap();
-        assert!(readable, "the end was not seen");
+        assert!(readable.unwrap(), "the end was not seen");
         assert!(woken < 20, "woken {woken} times for 100 messages");
     }
 }

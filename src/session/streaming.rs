@@ -6,6 +6,7 @@
 //! only; under TLS the carrier's thread writes every record.
 
 use super::records::{self, Kind};
+use crate::net::http;
 use crate::net::stream::Stream;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -60,8 +61,8 @@ impl Waiting {
             self.stalled = true;
             return Pushed::WakeCarrier;
         }
-        let head = format!("{:x}\r\n", record.len());
-        let parts = [head.as_bytes(), &record, b"\r\n"];
+        let head = http::chunk_head(record.len());
+        let parts = [head.as_bytes(), &record, http::CHUNK_END];
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let written = match self.stream.send_now(&parts.map(IoSlice::new)) {
             Ok(written) => written,

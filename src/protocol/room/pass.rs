@@ -35,7 +35,6 @@ struct Turns {
 /// The right to make a pass, until ended (or dropped).
 pub(super) struct Pass<'a> {
     passes: &'a Passes,
-    ended: bool,
 }
 
 /// What follows a pass.
@@ -68,10 +67,7 @@ impl Passes {
             return None;
         }
         turns.writing = true;
-        Some(Pass {
-            passes: self,
-            ended: false,
-        })
+        Some(Pass { passes: self })
     }
 
     /// The writer's life: make each pass handed to it, and the ones owed after, until it has
@@ -126,9 +122,11 @@ impl Passes {
 
 impl Pass<'_> {
     /// The pass is made: hand the owed one on, if any.
-    pub(super) fn end(mut self) -> After {
-        self.ended = true;
-        let mut turns = self.passes.lock();
+    pub(super) fn end(self) -> After {
+        let passes = self.passes;
+        // Ended, not cut short: `Drop` is not for this.
+        std::mem::forget(self);
+        let mut turns = passes.lock();
         if !turns.again {
             turns.writing = false;
             return After::Done;
@@ -137,7 +135,7 @@ impl Pass<'_> {
         turns.handed = true;
         if turns.writer {
             drop(turns);
-            self.passes.handed.notify_one();
+            passes.handed.notify_one();
             After::Handed
         } else {
             turns.writer = true;
@@ -149,9 +147,7 @@ impl Pass<'_> {
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         // Only when a pass is cut short (a panic): the next broadcast writes.
-        if !self.ended {
-            self.passes.lock().writing = false;
-        }
+        self.passes.lock().writing = false;
     }
 }
 
