@@ -195,7 +195,7 @@ impl Session {
                     done => return done,
                 }
             };
-            let deadline = deadline_once(&mut deadline, || wire.read_timeout())?;
+            let deadline = wake::deadline_once(&mut deadline, || wire.read_timeout())?;
             let soon = Instant::now() + QUIET;
             if quiet && deadline.is_none_or(|deadline| deadline > soon) {
                 match wait(wire, true, writable, Some(soon)) {
@@ -220,14 +220,14 @@ impl Session {
         let taken = loop {
             match self.send_now(wire, bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let until = deadline_once(&mut deadline, || wire.write_timeout())?;
+                    let until = wake::deadline_once(&mut deadline, || wire.write_timeout())?;
                     wait(wire, false, true, until)?
                 }
                 done => break done?,
             }
         };
         if !self.flush_now(wire)? {
-            let until = deadline_once(&mut deadline, || wire.write_timeout())?;
+            let until = wake::deadline_once(&mut deadline, || wire.write_timeout())?;
             self.flush_until(wire, until)?;
         }
         Ok(taken)
@@ -319,18 +319,6 @@ impl Write for Now<'_> {
 
 fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|timeout| Instant::now() + timeout)
-}
-
-/// The deadline in `deadline`, set from `timeout` (the socket's, a system call to ask) the
-/// first time one is needed.
-fn deadline_once(
-    deadline: &mut Option<Option<Instant>>,
-    timeout: impl FnOnce() -> io::Result<Option<Duration>>,
-) -> io::Result<Option<Instant>> {
-    if let Some(deadline) = *deadline {
-        return Ok(deadline);
-    }
-    Ok(*deadline.insert(deadline_after(timeout()?)))
 }
 
 /// Wait for the socket until `deadline` (`None`: for ever); `WouldBlock` when it passes, as a

@@ -190,6 +190,18 @@ pub fn readable_within(fd: RawFd, wait: Duration) -> io::Result<bool> {
     }
 }
 
+/// The deadline in `deadline`, set from `timeout` (a socket's, a system call to ask) the first
+/// time one is needed: a read or write that never waits never asks.
+pub fn deadline_once(
+    deadline: &mut Option<Option<Instant>>,
+    timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+) -> io::Result<Option<Instant>> {
+    if let Some(deadline) = *deadline {
+        return Ok(deadline);
+    }
+    Ok(*deadline.insert(timeout()?.map(|timeout| Instant::now() + timeout)))
+}
+
 /// The timeout to wait with until `deadline` (`None`: no deadline, no timeout); `WouldBlock`
 /// once it has passed, as a socket's timeout reports.
 pub fn time_left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {

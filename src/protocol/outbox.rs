@@ -289,9 +289,8 @@ impl Outbox {
     pub(crate) fn read(
         &self,
         buf: &mut [u8],
-        timeout: impl FnOnce() -> io::Result<Option<Duration>>,
+        timeout: impl Fn() -> io::Result<Option<Duration>>,
     ) -> Result<usize, Fault> {
-        let mut timeout = Some(timeout);
         let mut deadline = None;
         loop {
             let queued = {
@@ -313,13 +312,7 @@ impl Outbox {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(Fault::Io(error)),
             }
-            let deadline = match (deadline, timeout.take()) {
-                (Some(deadline), _) => deadline,
-                (None, asked) => {
-                    let timeout = asked.map_or(Ok(None), |asked| asked()).map_err(Fault::Io)?;
-                    *deadline.insert(timeout.map(|timeout| Instant::now() + timeout))
-                }
-            };
+            let deadline = wake::deadline_once(&mut deadline, &timeout).map_err(Fault::Io)?;
             // Reading can give TLS something to answer.
             self.wait(true, queued || self.stream.has_pending_output(), deadline)?;
         }
