@@ -1,7 +1,10 @@
 """make bench's HTTP carrier modes: wsecho's sessions over HTTP (streaming and long-polling)
 beside its plain WebSocket, and socket.io (npm) with only its HTTP long-polling transport, all
-driven by one Node.js load client (peers/http_load.js) so that the client costs the same for
-every server:
+driven by one Node.js load client (peers/http_load.js). wsecho's ways are driven as lean
+clients would drive them: npm ws for the WebSocket, and for the HTTP carrier Node's http for the
+down responses and requests written by hand on kept-alive sockets for the up ones (Node's
+http.request cost 235 µs of the client's CPU per round trip, 70% of the round trip, so the rtt
+row measured Node rather than the server); socket.io's way is its own client's:
 
 - http-rtt: one client, one 32-byte echo at a time: round trips/s, p50 and p99;
 - http-fanout: 1000 members in the chat room (wsecho's /chat; socket.io's peer,
@@ -46,8 +49,9 @@ MISS_NOTES = {
         "last, as socket.io's does; see the row below for the rest.",
     "http rtt p50 <= 2x wsecho's WebSocket": "a round trip over HTTP is a POST (the client's "
         "request, the server's page thread, the handler's thread, a 204) and a record down the "
-        "open stream, where a WebSocket round trip is one frame each way; the WebSocket row's "
-        "rounds spread the most.",
+        "open stream: two threads woken in the server where a WebSocket round trip wakes one, "
+        "and on a host where waking a thread is dear that shows; the WebSocket row's rounds "
+        "spread the most.",
 }
 
 
@@ -87,11 +91,13 @@ def section(out, results, cell):
     if not kinds:
         return
     out("## Over HTTP (sessions for networks that break WebSocket)\n")
-    out("One Node.js load client (`tests/bench/peers/http_load.js`) drives every way in, so the "
-        "client costs the same for each: wsecho's plain WebSocket, its HTTP carrier streaming and "
-        "long-polling (what a page uses where a proxy breaks WebSocket), and socket.io's HTTP "
-        "long-polling (npm `socket.io`, polling only: `tests/bench/peers/socketio_chat.js`, the "
-        "same chat work). rtt: one client, one 32-byte echo at a time. fanout: 1000 members in "
+    out("One Node.js load client (`tests/bench/peers/http_load.js`) drives every way in: "
+        "wsecho's plain WebSocket (npm `ws`), its HTTP carrier streaming and long-polling (what a "
+        "page uses where a proxy breaks WebSocket; the down responses through Node's `http`, the "
+        "up requests written by hand on kept-alive sockets, since `http.request` alone took 70% "
+        "of a round trip), and socket.io's HTTP long-polling (npm `socket.io` and its client, "
+        "polling only: `tests/bench/peers/socketio_chat.js`, the same chat work). rtt: one "
+        "client, one 32-byte echo at a time. fanout: 1000 members in "
         "the chat room, 10 of them each saying 10 messages/s, open loop (100,000 deliveries/s "
         "offered, as in the WebSocket fanout mode); deliveries/s counts what members heard "
         "within the run, latency is from the say leaving the client to each member hearing it, "
