@@ -1,7 +1,7 @@
 """make bench: wsecho against the floor for its design and the servers a user would pick instead.
 
 Installs every server from the package registries (cargo, PyPI, npm), then runs rounds: in
-each round every server is started in turn (the order rotates), measured in every mode by our
+each round, mode by mode, every server is started in turn (the order rotates), measured by our
 load client (target/release/wsload) and stopped. One SCHED_IDLE busy loop per core keeps idle
 vCPUs from sleeping (their wake-up would otherwise dominate one-connection round trips).
 Prints medians with min-max over the rounds and ratios, checks the targets, and writes
@@ -251,7 +251,7 @@ def run_modes(name, modes, servers, path, results, seconds, scheme="ws"):
             try:
                 figures = wsload(args, port, process.pid, seconds, path, scheme)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
-                print(f"bench:   {mode}: failed: {error}", flush=True)
+                print(f"bench:   {name} {mode}: failed: {error}", flush=True)
                 continue
             for field in fields + ["client_cpu", "server_cpu"]:
                 if field in figures:
@@ -259,14 +259,19 @@ def run_modes(name, modes, servers, path, results, seconds, scheme="ws"):
             # Let the mode's connections wind down before the next one is measured.
             time.sleep(1)
             shown = " ".join(f"{f}={figures.get(f, float('nan')):g}" for f in fields)
-            print(f"bench:   {mode}: {shown} client_cpu={figures.get('client_cpu', 0):.2f}",
-                  flush=True)
+            print(f"bench:   {name} {mode}: {shown} "
+                  f"client_cpu={figures.get('client_cpu', 0):.2f}", flush=True)
     finally:
         stop(process)
 
 
 def measure(servers, rounds, seconds, modes):
-    """results[server][mode][field] = [value per round]; plus client CPU shares."""
+    """results[server][mode][field] = [value per round]; plus client CPU shares.
+
+    Mode by mode, every server in turn (the order rotates each round), each started afresh for
+    the mode: a ratio then compares figures taken a minute apart at most, where server by
+    server they were several minutes apart, on a shared host whose speed drifts over minutes
+    by more than the gaps the targets judge."""
     echo_modes = [m for m in MODES if m[0] in modes]
     fanout_modes = [m for m in fanout.MODES if m[0] in modes]
     deflate = [DEFLATE] if DEFLATE[0] in modes else []
@@ -274,19 +279,23 @@ def measure(servers, rounds, seconds, modes):
     results = {s: {m: {} for m in [*ALL_MODES, *wss.NAMES, "fanout-max"]} for s in servers}
     for round_number in range(rounds):
         order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
-        for name in order:
-            print(f"bench: round {round_number + 1}/{rounds}: {name}", flush=True)
-            if echo_modes and name in SERVERS:
-                run_modes(name, echo_modes, SERVERS, "/echo", results, seconds)
-            if fanout_modes and name in fanout.SERVERS:
-                run_modes(name, fanout_modes, fanout.SERVERS, "/chat", results, seconds)
-            wss.run(name, modes, results, seconds, run_modes)
-            if deflate and name in DEFLATE_SERVERS:
-                run_modes(name, deflate, DEFLATE_SERVERS, "/echo", results, seconds)
-            if run and name in RUN_SERVERS:
-                run_modes(name, run, RUN_SERVERS, "/echo", results, seconds)
-            if "http" in modes and name in http_carrier.SERVERS:
-                http_carrier.run(name, results, seconds, start, stop)
+        print(f"bench: round {round_number + 1}/{rounds}: {', '.join(order)}", flush=True)
+        for chosen, table, path in [(echo_modes, SERVERS, "/echo"),
+                                    (fanout_modes, fanout.SERVERS, "/chat"),
+                                    (deflate, DEFLATE_SERVERS, "/echo"),
+                                    (run, RUN_SERVERS, "/echo")]:
+            for mode in chosen:
+                for name in order:
+                    if name in table:
+                        run_modes(name, [mode], table, path, results, seconds)
+        for mode in wss.NAMES:
+            if mode in modes:
+                for name in order:
+                    wss.run(name, [mode], results, seconds, run_modes)
+        if "http" in modes:
+            for name in order:
+                if name in http_carrier.SERVERS:
+                    http_carrier.run(name, results, seconds, start, stop)
     if "fanout-max" in modes:
         fanout.highest_rates(servers, results, seconds, start, stop, wsload)
     return results
@@ -362,7 +371,9 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
     out("# wsecho benchmarks\n")
     out(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with `{command}`.")
     out(f"Machine: {machine()}.")
-    out(f"{rounds} rounds; in each, every server in turn (rotating order), {seconds} s per mode; "
+    out(f"{rounds} rounds; in each, mode by mode, every server in turn (rotating order), each "
+        "started afresh for the mode, so that the figures a ratio compares are taken about a "
+        f"minute apart; {seconds} s per mode; "
         "figures are medians over the rounds with (min–max). Load from our own client "
         "(`target/release/wsload`, epoll, one thread); one SCHED_IDLE busy loop per core ran "
         "throughout. wsecho runs with default settings except `--max-connections "
