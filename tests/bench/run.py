@@ -271,7 +271,8 @@ def measure(servers, rounds, seconds, modes):
     Mode by mode, every server in turn (the order rotates each round), each started afresh for
     the mode: a ratio then compares figures taken a minute apart at most, where server by
     server they were several minutes apart, on a shared host whose speed drifts over minutes
-    by more than the gaps the targets judge."""
+    by more than the gaps the targets judge. The http modes go kind by kind instead
+    (http_carrier.run): their target compares two of wsecho's kinds, measured back to back."""
     echo_modes = [m for m in MODES if m[0] in modes]
     fanout_modes = [m for m in fanout.MODES if m[0] in modes]
     deflate = [DEFLATE] if DEFLATE[0] in modes else []

@@ -53,23 +53,27 @@ function request(method, path, body) {
 // response has come; the pool grows as requests overlap, as the http.Agent's does.
 const idleUpSockets = [];
 
+// A new up socket: a close fails the request it carries, or takes it out of the pool.
+function upSocket() {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.setNoDelay(true);
+  socket.failUp = null;
+  socket.on("error", () => {}); // the close that follows fails the request in flight
+  socket.on("close", () => {
+    const at = idleUpSockets.indexOf(socket);
+    if (at >= 0) idleUpSockets.splice(at, 1);
+    if (socket.failUp) socket.failUp(new Error("up socket closed"));
+  });
+  return socket;
+}
+
 function leanPost(path, body) {
   return new Promise((resolve, reject) => {
-    const socket = idleUpSockets.pop() || net.connect(port, "127.0.0.1");
-    if (!socket.leanReady) {
-      socket.setNoDelay(true);
-      socket.leanReady = true;
-      socket.on("error", () => {}); // the close that follows fails the request in flight
-      socket.on("close", () => {
-        const at = idleUpSockets.indexOf(socket);
-        if (at >= 0) idleUpSockets.splice(at, 1);
-        if (socket.upInFlight) socket.upInFlight.fail(new Error("up socket closed"));
-      });
-    }
+    const socket = idleUpSockets.pop() || upSocket();
     let received = Buffer.alloc(0);
     const finish = (error, status) => {
       socket.removeListener("data", onData);
-      socket.upInFlight = null;
+      socket.failUp = null;
       if (error) { socket.destroy(); reject(error); } else { resolve({ status }); }
     };
     const onData = (part) => {
@@ -84,7 +88,7 @@ function leanPost(path, body) {
       finish(null, status);
       if (closing) socket.destroy(); else idleUpSockets.push(socket);
     };
-    socket.upInFlight = { fail: (error) => finish(error) };
+    socket.failUp = finish;
     socket.on("data", onData);
     const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${body.length}\r\n\r\n`;
     socket.write(Buffer.concat([Buffer.from(head, "latin1"), body]));
