@@ -331,6 +331,19 @@ impl Source for Replay<'_> {
         Ok(n)
     }
 
+    /// On a turn of even size (not 0), up to that many bytes, as held in a buffer; on the
+    /// others none, and the turn is left to the `read` that follows.
+    fn take_held(&mut self, max: usize) -> &[u8] {
+        let size = self.sizes[self.turn % self.sizes.len()];
+        if size == 0 || size % 2 == 1 {
+            return &[];
+        }
+        self.turn += 1;
+        let from = self.at;
+        self.at += max.min(size).min(self.bytes.len() - from);
+        &self.bytes[from..self.at]
+    }
+
     fn unread(&mut self, tail: &[u8]) {
         assert!(tail.len() <= self.at, "unread more than was read");
         assert_eq!(&self.bytes[self.at - tail.len()..self.at], tail);

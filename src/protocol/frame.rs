@@ -4,6 +4,10 @@
 //! The server's frames are whole messages or control frames (never fragmented), unmasked,
 //! with RSV1 set on a message when permessage-deflate was agreed (see `deflate.rs`).
 
+use crate::protocol::fault::Fault;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
 /// The longest frame header: 2 bytes, 8 of extended length, 4 of mask key.
 pub const MAX_HEADER: usize = 14;
 
@@ -138,6 +142,27 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     payload
 }
 
+/// A close frame's payload as the close it is: none, or a code the protocol allows and a
+/// UTF-8 reason.
+pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, Fault> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Fault::Protocol("a close frame of one byte")),
+        [high, low, reason @ ..] => {
+            // The reason first, as tungstenite checks them (the differential fuzz target).
+            let reason = std::str::from_utf8(reason).map_err(|_| Fault::Utf8)?;
+            let code = CloseCode::from(u16::from_be_bytes([*high, *low]));
+            if !code.is_allowed() {
+                return Err(Fault::Protocol("a close code the protocol does not allow"));
+            }
+            Ok(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }))
+        }
+    }
+}
+
 /// XOR `payload` with the client's mask `key` (the payload starts at offset 0 of the key):
 /// sixteen bytes at a time on x86-64, then eight, then one.
 pub fn unmask(payload: &mut [u8], key: [u8; 4]) {
@@ -176,6 +201,15 @@ fn unmask_wide(payload: &mut [u8], key: [u8; 4]) -> &mut [u8] {
         unsafe { _mm_storeu_si128(lane, _mm_xor_si128(_mm_loadu_si128(lane), mask)) };
     }
     lanes.into_remainder()
+}
+
+/// Append `masked` to `out`, unmasked with `key` (the payload starts at offset 0 of the key),
+/// with no zeroed room made for it first. How a big message's payload leaves the spill buffer
+/// it was read into (`reader.rs`).
+pub fn unmask_onto(out: &mut Vec<u8>, masked: &[u8], key: [u8; 4]) {
+    let at = out.len();
+    out.extend_from_slice(masked);
+    unmask(&mut out[at..], key);
 }
 
 /// Elsewhere the eight-byte steps do it all.
@@ -240,6 +274,19 @@ mod tests {
             }
             unmask(&mut masked, [9, 8, 7, 6]);
             assert_eq!(masked, bytes);
+        }
+    }
+
+    #[test]
+    fn unmasking_onto_a_message_appends_what_unmasking_in_place_gives() {
+        for len in (0..140).chain([4096, 65_537]) {
+            let masked: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let mut expected = masked.clone();
+            unmask(&mut expected, [1, 2, 3, 4]);
+            let mut message = b"before".to_vec();
+            unmask_onto(&mut message, &masked, [1, 2, 3, 4]);
+            assert_eq!(&message[..6], b"before", "{len}");
+            assert_eq!(&message[6..], &expected[..], "{len}");
         }
     }
 }

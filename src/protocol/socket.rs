@@ -106,6 +106,28 @@ impl Raw {
         self.spill_end = 0;
     }
 
+    /// Take what is already waiting on the socket into the spill buffer, without waiting;
+    /// false when nothing was (the stream has paused, ended or failed: a plain read waits for
+    /// it or reports it), and the buffer is dropped.
+    fn fill_spill(&mut self) -> bool {
+        if self.spill.len() < SPILL {
+            self.spill = vec![0; SPILL];
+        }
+        match self.stream.recv_now(&mut self.spill) {
+            Ok(n) if n > 0 => {
+                self.streaming = n == SPILL;
+                self.spill_end = n;
+                self.spilled_from = 0;
+                true
+            }
+            _ => {
+                self.drop_spill();
+                self.streaming = false;
+                false
+            }
+        }
+    }
+
     /// Wait for data (up to the read timeout) and read it.
     fn read_waiting(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
         match &self.outbox {
@@ -151,40 +173,36 @@ impl Read for Socket {
 
 impl Source for Raw {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Fault> {
-        self.last_from_spill = 0;
-        if self.spilled_from < self.spill_end {
-            let n = buf.len().min(self.spill_end - self.spilled_from);
-            buf[..n].copy_from_slice(&self.spill[self.spilled_from..self.spilled_from + n]);
-            self.spilled_from += n;
-            self.last_from_spill = n;
+        let held = self.take_held(buf.len());
+        if !held.is_empty() {
+            let n = held.len();
+            buf[..n].copy_from_slice(held);
             return Ok(n);
         }
         if !self.streaming {
             // A connection must never sit waiting for data while holding the spill buffer.
             self.drop_spill();
         }
-        if !self.streaming || buf.len() >= SPILL {
-            let n = self.read_waiting(buf)?;
-            self.streaming = n == buf.len();
-            return Ok(n);
+        let n = self.read_waiting(buf)?;
+        self.streaming = n == buf.len();
+        Ok(n)
+    }
+
+    /// What the spill buffer holds; when it is empty, while data streams in, what is already
+    /// waiting on the socket is taken into it, unless `max` is a spill's worth or more (that
+    /// is read straight where it goes).
+    fn take_held(&mut self, max: usize) -> &[u8] {
+        self.last_from_spill = 0;
+        if self.spilled_from == self.spill_end
+            && (!self.streaming || max >= SPILL || !self.fill_spill())
+        {
+            return &[];
         }
-        // Take what is already waiting, without blocking.
-        if self.spill.len() < SPILL {
-            self.spill = vec![0; SPILL];
-        }
-        let n = match self.stream.recv_now(&mut self.spill) {
-            Ok(n) if n > 0 => n,
-            // Nothing waiting, the end, or an error: a plain read waits or reports it.
-            _ => {
-                self.drop_spill();
-                self.streaming = false;
-                return self.read(buf);
-            }
-        };
-        self.streaming = n == SPILL;
-        self.spill_end = n;
-        self.spilled_from = 0;
-        self.read(buf)
+        let from = self.spilled_from;
+        let n = max.min(self.spill_end - from);
+        self.spilled_from += n;
+        self.last_from_spill = n;
+        &self.spill[from..from + n]
     }
 
     fn unread(&mut self, tail: &[u8]) {

@@ -2,6 +2,8 @@ use super::*;
 use crate::fuzzing::{Replay, read_all};
 use crate::ops::budget::ALLOWANCE;
 use std::sync::Arc;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// One masked client frame.
 fn frame(opcode: u8, fin: bool, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
