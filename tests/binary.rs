@@ -269,6 +269,7 @@ fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection()
         line.contains("#1 program stderr: bad \\u{1b}[31mred"),
         "{line}"
     );
+    std::fs::remove_file(&script).unwrap();
 }
 
 #[test]

@@ -13,12 +13,28 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
 use wsecho::{Config, Program, Routes, Server};
 
-/// A python3 program of the test's own, in the temp folder.
-fn script(name: &str, body: &str) -> String {
+/// A python3 program of the test's own, in the temp folder; removed when the test is done with
+/// it (it reads as the program's path).
+struct Script(String);
+
+impl std::ops::Deref for Script {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn script(name: &str, body: &str) -> Script {
     let path =
         std::env::temp_dir().join(format!("wsecho-program-{}-{name}.py", std::process::id()));
     std::fs::write(&path, body).unwrap();
-    path.to_string_lossy().into_owned()
+    Script(path.to_string_lossy().into_owned())
 }
 
 fn program(path: &str, command: &[&str]) -> Program {
@@ -371,6 +387,7 @@ fn a_program_that_cannot_start_gets_1011_and_one_that_is_missing_is_refused_at_s
         error.contains("/gone runs") && error.contains("cannot be found"),
         "{error}"
     );
+    std::fs::remove_dir(&folder).unwrap();
 }
 
 #[test]

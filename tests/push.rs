@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -254,5 +255,31 @@ fn a_close_message_sent_through_a_sender_is_the_close_handshake() {
     assert_eq!(expect_close(&mut client), CloseCode::Library(4001));
     drop(client);
     assert!(eventually(|| !sender.is_open()));
+    server.shutdown();
+}
+
+#[test]
+fn with_a_sender_the_wait_for_a_close_reply_ends_at_the_linger_not_the_keepalive_tick() {
+    // Reads go through the outbox once there is a Sender: the wait for the client's close
+    // reply must still end at the linger (the handshake timeout), not at the read timeout the
+    // connection had before (the keepalive tick, here far beyond the test's patience).
+    let handler = |client: &mut Connection| -> Result<(), Error> {
+        let _sender = client.sender();
+        client.receive()?;
+        Ok(())
+    };
+    let config = Config {
+        ping_interval: Duration::from_secs(60),
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let server = Server::start_with(config, Routes::new().route("/echo", handler)).unwrap();
+    let mut stream = raw_upgraded(server.ws_addr());
+    stream.write_all(&client_frame(0x1, b"bye")).unwrap();
+    // We never answer the close: the server hangs up on its own, well within PATIENCE.
+    let frames = parse_server_frames(&read_to_close(&mut stream));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].1, 0x8, "a close frame");
+    assert_eq!(&frames[0].2[..2], &1000u16.to_be_bytes());
     server.shutdown();
 }

@@ -191,7 +191,9 @@ pub fn readable_within(fd: RawFd, wait: Duration) -> io::Result<bool> {
 }
 
 /// The deadline in `deadline`, set from `timeout` (a socket's, a system call to ask) the first
-/// time one is needed: a read or write that never waits never asks.
+/// time one is needed: a read or write that never waits never asks. (TLS's; a plain socket's
+/// reads take the timeout from `Socket`, which knows it.)
+#[cfg(feature = "tls")]
 pub fn deadline_once(
     deadline: &mut Option<Option<Instant>>,
     timeout: impl FnOnce() -> io::Result<Option<Duration>>,

@@ -9,7 +9,6 @@
 
 use crate::net::http::{self, Head};
 use crate::net::stream::discard_until;
-use crate::net::wire::set_timeout_until;
 use crate::ops::config::Config;
 use crate::ops::metrics::{LiveTraffic, Metrics, Reason, Traffic};
 use crate::ops::shutdown::Shutdown;
@@ -115,7 +114,7 @@ impl Connection {
         if let Some(per_second) = config.max_messages_per_second {
             socket.reader().limit_rate(per_second);
         }
-        socket.wire().set_read_timeout(Some(ping_interval))?;
+        socket.set_read_timeout(Some(ping_interval))?;
         // A client that stops reading for two intervals is as gone as a silent one.
         socket.wire().set_write_timeout(Some(ping_interval * 2))?;
         Ok(Connection {
@@ -429,7 +428,7 @@ impl Connection {
         if self.await_close_reply {
             // Until the client's close arrives; data still in flight is read and let go, and
             // anything else (a fault, a timeout, the end) ends the wait as well.
-            while set_timeout_until(self.socket.wire(), deadline) {
+            while self.socket.set_timeout_until(deadline) {
                 self.socket.reader().release_delivered();
                 match self.socket.next() {
                     Ok(Message::Close(_)) | Err(_) => break,

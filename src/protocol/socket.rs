@@ -18,6 +18,7 @@ use crate::protocol::reader::{Fault, Reader, Source};
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 /// How much one read may take from the socket while data streams in.
@@ -42,6 +43,9 @@ struct Raw {
     streaming: bool,
     /// The latest read was handed over from the spill buffer, this many bytes.
     last_from_spill: usize,
+    /// The read timeout last set through `Socket::set_read_timeout`: how long a read through
+    /// the outbox waits, known here so that no wait asks the socket for it (a system call).
+    read_timeout: Option<Duration>,
 }
 
 impl Socket {
@@ -63,6 +67,7 @@ impl Socket {
                 spilled_from: 0,
                 streaming: false,
                 last_from_spill: 0,
+                read_timeout: None,
             },
             reader: Reader::new(holding, max_message_size, deflate),
         }
@@ -71,6 +76,20 @@ impl Socket {
     /// From now on, share the socket's writing with `outbox`'s senders.
     pub fn link(&mut self, outbox: Arc<Outbox>) {
         self.raw.outbox = Some(outbox);
+    }
+
+    /// How long a read waits for the client. Set here, never on the wire itself: reads through
+    /// the outbox wait as long as this says.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.raw.stream.wire().set_read_timeout(timeout)?;
+        self.raw.read_timeout = timeout;
+        Ok(())
+    }
+
+    /// Reads wait until `deadline`; false once it has passed.
+    pub fn set_timeout_until(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        !left.is_zero() && self.set_read_timeout(Some(left)).is_ok()
     }
 
     /// The socket itself, shared.
@@ -137,7 +156,7 @@ impl Raw {
                     read => return read.map_err(Fault::from),
                 }
             },
-            Some(outbox) => outbox.read(buf, || self.stream.wire().read_timeout()),
+            Some(outbox) => outbox.read(buf, self.read_timeout),
         }
     }
 }
@@ -263,6 +282,7 @@ mod tests {
             spill_end: 0,
             streaming: false,
             last_from_spill: 0,
+            read_timeout: None,
         }
     }
 
