@@ -58,6 +58,10 @@ MISS_NOTES = {
         "cache of freed blocks is kept to blocks up to 64 bytes (it held 8 KiB).",
     "wss-rtt p50 <= tokio-tungstenite's": "both run rustls with ring; a round trip is two "
         "records' encryption and decryption besides the plain work.",
+    "wss-rtt p99 <= tokio-tungstenite's": "the slowest 1% of round trips is set by what else "
+        "the two shared cores run when a round trip comes, and the rounds spread more than the "
+        "gap (both servers run rustls with ring). What each server does per echo, the "
+        "instruction counts settle: see 'wss' under Instructions per echo.",
     "wss-stream >= tokio-tungstenite": "both servers read each 64 KiB message whole before "
         "echoing it, and the client's two threads and the server's one share two cores, so which "
         "runs beside which decides a round. What was wsecho's own (0.65x in this bench): on AMD "
