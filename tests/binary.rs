@@ -250,7 +250,7 @@ fn a_missing_program_is_named_with_its_flag() {
 
 #[test]
 fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection() {
-    let script = std::env::temp_dir().join(format!("wsecho-stderr-{}.py", std::process::id()));
+    let script = scratch("stderr").join("stderr.py");
     std::fs::write(
         &script,
         "import sys\nsys.stderr.write('bad \\x1b[31mred\\n')\nsys.stderr.flush()\nprint('done')\n",
@@ -269,7 +269,6 @@ fn a_programs_stderr_lands_in_the_log_escaped_and_prefixed_with_its_connection()
         line.contains("#1 program stderr: bad \\u{1b}[31mred"),
         "{line}"
     );
-    std::fs::remove_file(&script).unwrap();
 }
 
 #[test]

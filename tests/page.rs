@@ -8,8 +8,7 @@ use wsecho::Config;
 
 /// A page folder with one file of each served type, beside a secret that must stay unseen.
 fn site(name: &str) -> PathBuf {
-    let base = std::env::temp_dir().join(format!("wsecho-page-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&base);
+    let base = scratch(&format!("page-{name}"));
     let www = base.join("www");
     fs::create_dir_all(www.join("sub")).unwrap();
     fs::write(base.join("secret.txt"), "TOP SECRET").unwrap();

@@ -224,9 +224,7 @@ fn an_unfinished_head_gets_408_after_the_timeout() {
 /// A page folder with one large file: a client that asks for it and reads only the first bytes
 /// keeps its connection busy (the server blocked writing), never idle.
 fn site_with_a_large_file() -> PathBuf {
-    let www = std::env::temp_dir().join(format!("wsecho-page-limits-large-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&www);
-    fs::create_dir_all(&www).unwrap();
+    let www = scratch("page-limits-large");
     fs::write(www.join("index.html"), "<h1>home</h1>").unwrap();
     // Far more than the socket buffers can hold (sparse: it costs no disk).
     let large = fs::File::create(www.join("large.bin")).unwrap();
@@ -278,8 +276,7 @@ fn past_the_cap_with_nobody_idle_gets_503() {
 
 #[test]
 fn dotfiles_and_dot_folders_are_not_served() {
-    let www = std::env::temp_dir().join(format!("wsecho-page-dotfiles-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&www);
+    let www = scratch("page-dotfiles");
     fs::create_dir_all(www.join(".git")).unwrap();
     fs::write(www.join("index.html"), "<h1>home</h1>").unwrap();
     fs::write(www.join(".env"), "SECRET=1").unwrap();

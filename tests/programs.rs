@@ -13,28 +13,11 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
 use wsecho::{Config, Program, Routes, Server};
 
-/// A python3 program of the test's own, in the temp folder; removed when the test is done with
-/// it (it reads as the program's path).
-struct Script(String);
-
-impl std::ops::Deref for Script {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn script(name: &str, body: &str) -> Script {
-    let path =
-        std::env::temp_dir().join(format!("wsecho-program-{}-{name}.py", std::process::id()));
+/// A python3 program of the test's own, in its scratch folder.
+fn script(name: &str, body: &str) -> String {
+    let path = scratch(&format!("program-{name}")).join("program.py");
     std::fs::write(&path, body).unwrap();
-    Script(path.to_string_lossy().into_owned())
+    path.to_string_lossy().into_owned()
 }
 
 fn program(path: &str, command: &[&str]) -> Program {
@@ -353,8 +336,7 @@ fn two_hundred_connections_each_with_its_own_program_all_echo() {
 
 #[test]
 fn a_program_that_cannot_start_gets_1011_and_one_that_is_missing_is_refused_at_start() {
-    let folder = std::env::temp_dir().join(format!("wsecho-program-gone-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
+    let folder = scratch("program-gone");
     let runnable = folder.join("run.sh");
     std::fs::write(&runnable, "#!/bin/sh\necho hi\n").unwrap();
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
@@ -387,7 +369,6 @@ fn a_program_that_cannot_start_gets_1011_and_one_that_is_missing_is_refused_at_s
         error.contains("/gone runs") && error.contains("cannot be found"),
         "{error}"
     );
-    std::fs::remove_dir(&folder).unwrap();
 }
 
 #[test]

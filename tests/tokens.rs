@@ -27,9 +27,7 @@ fn token(subject: &str, extra: &str) -> String {
     // one-liner reads it gave that one an empty key.
     static KEY_FILE: OnceLock<PathBuf> = OnceLock::new();
     let key = KEY_FILE.get_or_init(|| {
-        let folder = std::env::temp_dir().join(format!("wsecho-jwt-{}", std::process::id()));
-        std::fs::create_dir_all(&folder).unwrap();
-        let key = folder.join("jwt.key");
+        let key = scratch("jwt").join("jwt.key");
         std::fs::write(&key, format!("{KEY}\n")).unwrap();
         key
     });
@@ -152,8 +150,7 @@ fn a_session_over_http_needs_the_token_too() {
 
 #[test]
 fn the_binary_refuses_a_short_key_and_a_missing_file_with_the_fix() {
-    let folder = std::env::temp_dir().join(format!("wsecho-jwt-key-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
+    let folder = scratch("jwt-key");
     let short = folder.join("short.key");
     std::fs::write(&short, "too short\n").unwrap();
     for (file, says) in [

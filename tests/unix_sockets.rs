@@ -13,10 +13,7 @@ use wsecho::{Connection, Error, ListenAddr, Routes, Server};
 
 /// A fresh folder for one test's sockets.
 fn folder(name: &str) -> PathBuf {
-    let folder = std::env::temp_dir().join(format!("wsecho-unix-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&folder);
-    std::fs::create_dir_all(&folder).unwrap();
-    folder
+    scratch(&format!("unix-{name}"))
 }
 
 fn on_unix_sockets(folder: &Path) -> wsecho::Config {

@@ -30,6 +30,10 @@ const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const RUFFLE = path.join(__dirname, "node_modules", "@ruffle-rs", "ruffle");
 const ARTIFACTS = path.join(ROOT, "tests", "artifacts");
 const WAIT_MS = 20000; // any single wait
+// The run's files (certificates, tokens, nginx's folders), removed when the run ends.
+const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-browser-"));
+fs.chmodSync(SCRATCH, 0o755); // nginx's workers (another user, when run as root) go through it
+process.on("exit", () => fs.rmSync(SCRATCH, { recursive: true, force: true }));
 const TEST_MS = 90000; // a whole test
 
 function withTimeout(promise, ms, what) {
@@ -64,7 +68,7 @@ function startWsecho(extraArgs, www = path.join(ROOT, "www"), binary = WSECHO) {
 
 // The `tls` build on free ports with a self-signed certificate for 127.0.0.1, made now.
 function startWsechoTls(extraArgs, www) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-browser-tls-"));
+  const dir = fs.mkdtempSync(path.join(SCRATCH, "tls-"));
   const [cert, key] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
   const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
     "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
@@ -503,7 +507,7 @@ const tests = [
   {
     name: "room-live",
     async run(browser, cleanup) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-browser-publish-"));
+      const dir = fs.mkdtempSync(path.join(SCRATCH, "publish-"));
       const tokenFile = path.join(dir, "token");
       fs.writeFileSync(tokenFile, "browser-token\n");
       const server = await startWsecho(["--publish-token-file", tokenFile]);
@@ -571,7 +575,7 @@ const tests = [
 
 // Sessions over HTTP behind a hostile proxy (sessions.js).
 tests.push(...require("./sessions")({
-  startWsecho, newPage, converse, joinChat, say, hears, check, text, stop, freePort, WAIT_MS,
+  startWsecho, newPage, converse, joinChat, say, hears, check, text, stop, freePort, WAIT_MS, SCRATCH,
 }));
 
 async function main() {

@@ -15,7 +15,6 @@
 
 const { spawn } = require("child_process");
 const fs = require("fs");
-const os = require("os");
 const path = require("path");
 const net = require("net");
 
@@ -50,7 +49,7 @@ const PASS_UPGRADES = (wsPort) => `
 module.exports = function sessionTests(h) {
   // nginx on `port` in front of `server`, passing the page and breaking the upgrade.
   async function startHostileNginx(server, port, { buffering, passUpgrades }, cleanup) {
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), "wsecho-hostile-"));
+    const work = fs.mkdtempSync(path.join(h.SCRATCH, "hostile-"));
     // Run as root, nginx's workers are another user: they must reach their temp folders.
     fs.chmodSync(work, 0o755);
     const pagePort = new URL(server.pageUrl).port;

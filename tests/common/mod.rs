@@ -26,6 +26,16 @@ pub fn www() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")
 }
 
+/// A fresh folder for a test's files: `name` (the test's own) under cargo's folder for test
+/// scratch, `target/tmp`, emptied first. Runs leave nothing in the system's temp folder, and
+/// the next run reuses the same folders.
+pub fn scratch(name: &str) -> PathBuf {
+    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    folder
+}
+
 /// Defaults, but on free loopback ports, with no policy listener, and no per-address cap (every
 /// test client comes from 127.0.0.1; tests/address_cap.rs sets one).
 pub fn config() -> Config {

@@ -16,14 +16,11 @@ use wsecho::TlsFiles;
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 pub type WssClient = WebSocket<TlsStream>;
 
-/// A fresh folder for one test's files.
+/// A fresh folder for one test's files (see `common::scratch`).
 pub fn scratch(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{name}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    super::scratch(&format!("tls-{name}-{n}"))
 }
 
 /// A self-signed certificate for localhost and its key, made now by `openssl`.

@@ -11,12 +11,27 @@ fn somaxconn() -> usize {
         .unwrap_or(128)
 }
 
-/// A fresh folder for this test's socket files.
-fn folder(name: &str) -> PathBuf {
+/// A fresh folder in the temp folder for a test's socket files, removed with them when the
+/// test is done with it.
+struct Folder(PathBuf);
+
+impl Folder {
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn folder(name: &str) -> Folder {
     let folder = std::env::temp_dir().join(format!("wsecho-listen-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&folder);
     fs::create_dir_all(&folder).unwrap();
-    folder
+    Folder(folder)
 }
 
 fn loopback() -> ListenAddr {
@@ -66,7 +81,8 @@ fn addresses_parse_as_tcp_or_unix_and_a_bare_port_is_explained() {
 
 #[test]
 fn a_unix_socket_is_made_for_owner_and_group_serves_local_clients_and_goes_at_drop() {
-    let path = folder("serve").join("ws.sock");
+    let folder = folder("serve");
+    let path = folder.join("ws.sock");
     let listener = Listener::bind(&ListenAddr::Unix(path.clone())).unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, UNIX_MODE);
@@ -116,7 +132,8 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_or_another_file_is_not() {
 
 #[test]
 fn dropping_a_listener_leaves_a_socket_another_process_put_at_its_path() {
-    let path = folder("replaced").join("ws.sock");
+    let folder = folder("replaced");
+    let path = folder.join("ws.sock");
     let first = Listener::bind(&ListenAddr::Unix(path.clone())).unwrap();
     fs::remove_file(&path).unwrap();
     let _second = UnixListener::bind(&path).unwrap();
@@ -135,7 +152,8 @@ fn an_inherited_socket_is_served_as_what_it_is_and_anything_else_is_refused() {
     let (_wire, peer) = listener.accept().unwrap();
     assert!(peer.ip().is_loopback() && peer.port() != 0);
 
-    let path = folder("inherited").join("ws.sock");
+    let folder = folder("inherited");
+    let path = folder.join("ws.sock");
     let unix = UnixListener::bind(&path).unwrap();
     let listener = Listener::inherited(OwnedFd::from(unix)).unwrap();
     assert_eq!(listener.local(), &ListenAddr::Unix(path.clone()));

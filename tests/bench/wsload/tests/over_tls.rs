@@ -14,7 +14,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 fn certificate() -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("wsload-tls-{}", std::process::id()));
+    // Under cargo's folder for test scratch (target/tmp), not the system's temp folder.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wsload-tls");
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
