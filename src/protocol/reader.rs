@@ -420,14 +420,13 @@ impl Reader {
     /// The current frame's payload is appended to the message as it comes (see `append_payload`):
     /// a data frame, not compressed.
     fn appends(&self) -> bool {
-        let data = self
-            .frame
-            .as_ref()
-            .is_some_and(|frame| frame.opcode < CLOSE);
-        data && self
-            .message
-            .as_ref()
-            .is_some_and(|message| message.inflater.is_none())
+        self.data_compressed() == Some(false)
+    }
+
+    /// For a data frame of the message under way, whether that message is compressed.
+    fn data_compressed(&self) -> Option<bool> {
+        self.frame.as_ref().filter(|frame| frame.opcode < CLOSE)?;
+        Some(self.message.as_ref()?.inflater.is_some())
     }
 
     /// `bytes`, the current frame's next payload bytes (`appends`), arrived in someone else's
@@ -445,14 +444,7 @@ impl Reader {
 
     /// The current frame is part of a compressed message.
     fn inflating(&self) -> bool {
-        let data = self
-            .frame
-            .as_ref()
-            .is_some_and(|frame| frame.opcode < CLOSE);
-        data && self
-            .message
-            .as_ref()
-            .is_some_and(|message| message.inflater.is_some())
+        self.data_compressed() == Some(true)
     }
 
     /// `input`, the current frame's next payload bytes in a compressed message, arrived:
