@@ -54,7 +54,10 @@ fn relative_relocations() {
     {
         return;
     }
-    let Ok(out) = std::process::Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
+    let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
         return;
     };
     // "glibc 2.36"

@@ -65,16 +65,14 @@ impl Child {
         Ok(child)
     }
 
-    /// The output pipes still open, to wait on.
-    pub fn outputs(&self) -> Vec<RawFd> {
-        let stdout = self.stdout.as_ref().map(AsRawFd::as_raw_fd);
-        let stderr = self.stderr.as_ref().map(AsRawFd::as_raw_fd);
-        stdout.into_iter().chain(stderr).collect()
-    }
-
     /// The stdout pipe, while open.
     pub fn stdout_fd(&self) -> Option<RawFd> {
         self.stdout.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The stderr pipe, while open.
+    pub fn stderr_fd(&self) -> Option<RawFd> {
+        self.stderr.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// The stdin pipe, while open.
@@ -110,25 +108,27 @@ impl Child {
         }
     }
 
-    /// Wait up to `timeout` until stdin takes bytes or an output pipe has some (or hung up);
-    /// true when output is waiting, to be read before stdin is tried again.
-    pub fn wait_for_stdin_or_output(&self, timeout: Duration) -> bool {
-        let mut polls: Vec<libc::pollfd> = self
-            .stdin_fd()
-            .map(|fd| (fd, libc::POLLOUT))
-            .into_iter()
-            .chain(self.outputs().into_iter().map(|fd| (fd, libc::POLLIN)))
-            .map(|(fd, events)| libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            })
-            .collect();
+    /// Wait up to `timeout` until stdin takes bytes or one of `watched` (its output pipes, see
+    /// `wake::watch`) is ready; which of `watched` are, bit `i` for the `i`th, to be read
+    /// before stdin is tried again.
+    pub fn wait_for_stdin_or(&self, watched: &[libc::pollfd], timeout: Duration) -> u8 {
+        let stdin = self.stdin_fd().map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        });
+        let mut polls: Vec<libc::pollfd> =
+            stdin.into_iter().chain(watched.iter().copied()).collect();
         let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
         // SAFETY: poll reads and writes only the pollfds we own, for the call.
         let ready = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
         let outputs = &polls[usize::from(self.stdin.is_some())..];
-        ready > 0 && outputs.iter().any(|poll| poll.revents != 0)
+        match ready {
+            1.. => (outputs.iter().enumerate())
+                .filter(|(_, poll)| poll.revents != 0)
+                .fold(0, |ready, (i, _)| ready | 1 << i),
+            _ => 0,
+        }
     }
 
     /// End it: stdin is closed; it has `grace` to exit, then its group gets SIGTERM and

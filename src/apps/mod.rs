@@ -12,5 +12,6 @@ pub(crate) mod cluster;
 pub(crate) mod cluster;
 pub(crate) mod echo;
 pub(crate) mod names;
+pub(crate) mod output_reader;
 pub(crate) mod program;
 pub(crate) mod subscribe;

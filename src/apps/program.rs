@@ -2,8 +2,10 @@
 //! path starts the program with a CGI-style environment describing the request; each text
 //! message from the client is a line on its stdin, each line it prints is a text message
 //! (binary mode: bytes both ways, each read of its stdout one binary message); its stderr goes
-//! to the log. Still one thread per connection: the connection's thread waits on the socket and
-//! the program's output together.
+//! to the log. Still one thread per connection: it waits on the socket and the program's
+//! stderr together. The program's stdout is read by threads that all programs share, one per
+//! core (`output_reader.rs`), which send each line straight to its client: a busy server then
+//! wakes one thread for many replies, where each connection's own woke for each of its replies.
 //!
 //! Endings: the program exits -> what it printed goes out, then close 1000 for status 0, 1011
 //! otherwise. The client closes or vanishes, or the server shuts down -> stdin is closed and
@@ -11,6 +13,8 @@
 //! prints faster than its client reads -> the client's queue fills and closes it with 1008.
 
 use crate::apps::child::{self, Child};
+use crate::apps::output_reader::{Attached, Drain};
+use crate::net::wake;
 use crate::ops::config::{Program, find_executable};
 use crate::ops::escape::escape;
 use crate::protocol::connection::{Connection, Incoming};
@@ -18,6 +22,7 @@ use crate::protocol::outbox::Sender;
 use crate::protocol::routes::Route;
 use log::{info, warn};
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -72,16 +77,24 @@ fn serve(client: &mut Connection, program: &Program, settings: &Settings) -> Res
             return client.close(CloseCode::Error, &cut(&format!("cannot start: {error}")));
         }
     };
-    let mut session = Session {
+    let output = Output {
         sender: client.sender(),
         id: client.id(),
         binary: program.binary,
         max: settings.max_message_size,
         line: Vec::new(),
+    };
+    // Dropped before `child`, so before its stdout closes.
+    let mut session = Session {
+        id: client.id(),
+        binary: program.binary,
+        stdout: Attached::new(child.stdout_fd().unwrap_or(-1), output),
         chunk: Vec::new(),
         log: StderrLog::new(client.id()),
     };
     let outcome = session.run(client, &mut child, settings);
+    // What it prints from now on is not sent.
+    session.stdout.detach();
     let grace = if client.is_shutting_down() {
         SHUTDOWN_GRACE.min(settings.grace)
     } else {
@@ -92,7 +105,7 @@ fn serve(client: &mut Connection, program: &Program, settings: &Settings) -> Res
     info!("#{} {}", session.id, child::describe(status));
     match outcome {
         Ok(Ending::ProgramClosed) => {
-            session.flush_line();
+            session.stdout.lock().drain.flush_line();
             match status.success() {
                 true => client.close(CloseCode::Normal, ""),
                 false => client.close(CloseCode::Error, &child::describe(status)),
@@ -115,15 +128,24 @@ enum Ending {
 }
 
 struct Session {
+    id: u64,
+    binary: bool,
+    /// Stdout, read by the thread all programs share while it can (see `output_reader.rs`),
+    /// and where it goes.
+    stdout: Attached<Output>,
+    /// Where stdout is read into by this thread, kept from one read to the next.
+    chunk: Vec<u8>,
+    log: StderrLog,
+}
+
+/// Where a program's stdout goes: its lines (or reads) as messages to the client.
+struct Output {
     sender: Sender,
     id: u64,
     binary: bool,
     max: usize,
     /// Stdout since its last newline (text mode).
     line: Vec<u8>,
-    /// Where stdout is read into, kept from one read to the next.
-    chunk: Vec<u8>,
-    log: StderrLog,
 }
 
 impl Session {
@@ -137,14 +159,11 @@ impl Session {
             if child.stdout_closed() {
                 return Ok(Ending::ProgramClosed);
             }
-            let outputs = child.outputs();
-            match client.receive_or_watched(&outputs)? {
+            let watched = self.watched(child);
+            match client.receive_or_watched(&watched)? {
                 Incoming::Closed => return Ok(Ending::ClientGone),
                 Incoming::Watched(ready) => {
-                    // Stderr is read only when it woke us: nearly always it is stdout alone.
-                    let stderr = (0..outputs.len())
-                        .any(|i| ready & 1 << i != 0 && Some(outputs[i]) != child.stdout_fd());
-                    if let Some(ending) = self.pump(child, stderr) {
+                    if let Some(ending) = self.take_outputs(child, &watched, ready) {
                         return Ok(ending);
                     }
                 }
@@ -191,8 +210,10 @@ impl Session {
                 warn!("#{} {reason}; closing with 1011", self.id);
                 return Some(Ending::Close(CloseCode::Error, reason.to_string()));
             }
-            if child.wait_for_stdin_or_output(left) {
-                if let Some(ending) = self.pump(child, true) {
+            let watched = self.watched(child);
+            let ready = child.wait_for_stdin_or(&watched, left);
+            if ready != 0 {
+                if let Some(ending) = self.take_outputs(child, &watched, ready) {
                     return Some(ending);
                 }
                 if child.stdout_closed() {
@@ -203,34 +224,85 @@ impl Session {
         None
     }
 
-    /// Take what the program has printed: stdout to the client, and stderr to the log when
-    /// `stderr` says it may hold some.
-    fn pump(&mut self, child: &mut Child, stderr: bool) -> Option<Ending> {
-        let mut chunk = std::mem::take(&mut self.chunk);
+    /// The program's pipes to wait on: stderr for what it holds, and stdout too, unless the
+    /// shared thread reads it (then only for its hang-up).
+    fn watched(&self, child: &Child) -> Vec<libc::pollfd> {
+        let stdout = child.stdout_fd();
+        let stdout = stdout.map(|fd| wake::watch(fd, !self.stdout.is_shared()));
+        let stderr = child.stderr_fd().map(|fd| wake::watch(fd, true));
+        stdout.into_iter().chain(stderr).collect()
+    }
+
+    /// Take what the program has printed, for the pipes of `watched` that `ready` says woke
+    /// us (bit `i` for the `i`th): stdout to the client, stderr to the log.
+    fn take_outputs(
+        &mut self,
+        child: &mut Child,
+        watched: &[libc::pollfd],
+        ready: u8,
+    ) -> Option<Ending> {
+        let woke = |fd: Option<RawFd>| {
+            (0..watched.len()).any(|i| ready & 1 << i != 0 && Some(watched[i].fd) == fd)
+        };
+        let (stdout, stderr) = (woke(child.stdout_fd()), woke(child.stderr_fd()));
+        if stdout && let Some(ending) = self.read_stdout(child) {
+            return Some(ending);
+        }
+        if stderr {
+            self.drain_stderr(child);
+        }
+        None
+    }
+
+    /// Read stdout on this thread: what it holds (not shared), or what is left once it hung
+    /// up (taken back from the shared thread first).
+    fn read_stdout(&mut self, child: &mut Child) -> Option<Ending> {
+        self.stdout.detach();
+        let mut output = self.stdout.lock();
+        let chunk = &mut self.chunk;
         chunk.resize(READ_CHUNK, 0);
-        let ending = loop {
-            match child.read_stdout(&mut chunk) {
+        loop {
+            match child.read_stdout(chunk) {
                 Ok(n @ 1..) => {
-                    if let Some(ending) = self.output(&chunk[..n]) {
-                        break Some(ending);
+                    if let Some(ending) = output.drain.lines(&chunk[..n]) {
+                        return Some(ending);
                     }
                     // A short read took all the pipe held: no need to ask again.
                     if n < chunk.len() {
-                        break None;
+                        return None;
                     }
                 }
-                _ => break None,
+                _ => return None,
             }
-        };
-        self.chunk = chunk;
-        if ending.is_none() && stderr {
-            self.drain_stderr(child);
         }
-        ending
     }
 
+    fn drain_stderr(&mut self, child: &mut Child) {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = child.read_stderr(&mut chunk) {
+            self.log.take(&chunk[..n]);
+        }
+    }
+}
+
+impl Drain for Output {
+    /// On the shared thread: as `lines`, asking the connection to close where the exchange
+    /// must stop (its thread then ends the program).
+    fn take(&mut self, bytes: &[u8]) -> bool {
+        match self.lines(bytes) {
+            None => true,
+            Some(Ending::Close(code, reason)) => {
+                let _ = self.sender.close(code, &reason);
+                false
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+impl Output {
     /// Stdout bytes: each line (text mode) or each read (binary mode) is one message.
-    fn output(&mut self, bytes: &[u8]) -> Option<Ending> {
+    fn lines(&mut self, bytes: &[u8]) -> Option<Ending> {
         if self.binary {
             return self.send(Message::binary(bytes.to_vec()));
         }
@@ -273,13 +345,6 @@ impl Session {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             let _ = self.sender.send(text_message(line));
-        }
-    }
-
-    fn drain_stderr(&mut self, child: &mut Child) {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = child.read_stderr(&mut chunk) {
-            self.log.take(&chunk[..n]);
         }
     }
 }
@@ -450,22 +515,4 @@ fn cut(reason: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_names_become_cgi_variables_and_strange_ones_are_left_out() {
-        assert_eq!(header_variable("X-Token").as_deref(), Some("HTTP_X_TOKEN"));
-        assert_eq!(header_variable("origin").as_deref(), Some("HTTP_ORIGIN"));
-        assert_eq!(header_variable("x.evil"), None);
-        assert_eq!(header_variable("a_b"), None);
-    }
-
-    #[test]
-    fn a_close_reason_is_cut_at_a_character_boundary() {
-        let long = "é".repeat(100);
-        let reason = cut(&long);
-        assert!(reason.len() <= 123);
-        assert!(long.starts_with(&reason));
-    }
-}
+mod tests;

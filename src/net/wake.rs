@@ -27,12 +27,22 @@ pub enum Woken {
     Nudged,
     /// The timeout passed.
     TimedOut,
-    /// Some of the other descriptors watched are readable, or hung up: bit `i` for the `i`th.
+    /// Some of the other descriptors watched are ready, or hung up: bit `i` for the `i`th.
     Watched(u8),
 }
 
 /// Most descriptors a wait watches besides its socket (a program's stdout and stderr).
 pub const MAX_WATCHED: usize = 2;
+
+/// `fd` to watch beside the socket: for what it holds to read (`data`), or only for its
+/// hang-up or failure (which `poll` reports whatever it was asked).
+pub fn watch(fd: RawFd, data: bool) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: if data { libc::POLLIN } else { 0 },
+        revents: 0,
+    }
+}
 
 extern "C" fn interrupt_only(_signal: libc::c_int) {}
 
@@ -96,13 +106,13 @@ pub fn prepare() {
     wait_mask();
 }
 
-/// Wait until `fd` is readable (if asked), writable (if asked), one of `watched` is readable
-/// (or hung up), a nudge, or the timeout (`None`: no timeout).
+/// Wait until `fd` is readable (if asked), writable (if asked), one of `watched` has what its
+/// `events` ask for (see `watch`), a nudge, or the timeout (`None`: no timeout).
 pub fn wait(
     fd: RawFd,
     readable: bool,
     writable: bool,
-    watched: &[RawFd],
+    watched: &[libc::pollfd],
     timeout: Option<Duration>,
 ) -> io::Result<Woken> {
     let mask = wait_mask();
@@ -124,10 +134,7 @@ pub fn wait(
         revents: 0,
     };
     let watched = &watched[..watched.len().min(MAX_WATCHED)];
-    for (poll, &fd) in polls[1..].iter_mut().zip(watched) {
-        poll.fd = fd;
-        poll.events = libc::POLLIN;
-    }
+    polls[1..=watched.len()].copy_from_slice(watched);
     let count = 1 + watched.len();
     let timespec = timeout.map(|timeout| libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,

@@ -22,7 +22,6 @@ use log::warn;
 use std::fmt;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::error::ProtocolError;
@@ -144,9 +143,12 @@ impl Connection {
     }
 
     /// As `receive`, but also return `Incoming::Watched` as soon as one of `watched` (at most
-    /// two descriptors, such as a program's stdout and stderr) is readable or hung up, while
+    /// two descriptors, such as a program's stdout and stderr, see `wake::watch`) is ready, while
     /// the connection goes on as in `receive` (keepalive, queued sends, closes) meanwhile.
-    pub(crate) fn receive_or_watched(&mut self, watched: &[RawFd]) -> Result<Incoming, Error> {
+    pub(crate) fn receive_or_watched(
+        &mut self,
+        watched: &[libc::pollfd],
+    ) -> Result<Incoming, Error> {
         // The outbox is what waits on the socket and the watched descriptors together.
         let outbox = self.sender();
         outbox.outbox().watch(watched);

@@ -27,7 +27,7 @@ use queue::Chunk;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
@@ -184,7 +184,7 @@ struct State {
     /// The connection's thread while it waits, to be nudged.
     waiter: Option<ThreadHandle>,
     /// Descriptors the connection's thread also waits on while it reads (`watched[..watching]`).
-    watched: [RawFd; MAX_WATCHED],
+    watched: [libc::pollfd; MAX_WATCHED],
     watching: usize,
     /// Which of them were ready (bit `i` for `watched[i]`): the thread's read stopped for
     /// them (see `take_watched_ready`).
@@ -270,7 +270,7 @@ impl Outbox {
                 status: Status::Open,
                 close_request: None,
                 waiter: None,
-                watched: [-1; MAX_WATCHED],
+                watched: [wake::watch(-1, false); MAX_WATCHED],
                 watching: 0,
                 watched_ready: 0,
                 rooms: Vec::new(),
@@ -363,7 +363,7 @@ impl Outbox {
     fn wait(&self, readable: bool, writable: bool, deadline: Option<Instant>) -> io::Result<()> {
         let timeout = wake::time_left(deadline)?;
         wake::prepare();
-        let (mut watched, mut watching) = ([-1; MAX_WATCHED], 0);
+        let (mut watched, mut watching) = ([wake::watch(-1, false); MAX_WATCHED], 0);
         {
             let mut state = self.lock();
             // Queued or asked for since we looked, or the writer we waited for is done: go
@@ -393,9 +393,10 @@ impl Outbox {
         }
     }
 
-    /// The connection's thread: while it reads, also wait on `fds` (at most `MAX_WATCHED`),
-    /// and stop reading with `Fault::Interrupted` once one is ready; `&[]` stops watching.
-    pub(crate) fn watch(&self, fds: &[RawFd]) {
+    /// The connection's thread: while it reads, also wait on `fds` (at most `MAX_WATCHED`, see
+    /// `wake::watch`), and stop reading with `Fault::Interrupted` once one is ready; `&[]`
+    /// stops watching.
+    pub(crate) fn watch(&self, fds: &[libc::pollfd]) {
         let mut state = self.lock();
         let fds = &fds[..fds.len().min(MAX_WATCHED)];
         state.watched[..fds.len()].copy_from_slice(fds);
@@ -515,7 +516,9 @@ mod tests {
         // Watching, a read waits before it reads: what is already there must still come.
         let (sender, mut client) = sender_to(1, &Arc::new(Recorder::default()), 1 << 16);
         let (quiet, _other_end) = UnixStream::pair().unwrap();
-        sender.outbox().watch(&[quiet.as_raw_fd()]);
+        sender
+            .outbox()
+            .watch(&[crate::net::wake::watch(quiet.as_raw_fd(), true)]);
         client.write_all(b"hello").unwrap();
         let mut buf = [0u8; 16];
         let n = sender.outbox().read(&mut buf, Some(PATIENCE)).unwrap();
