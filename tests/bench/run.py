@@ -136,15 +136,14 @@ MISS_NOTES = {
         "and each close ends one; both servers pay that, and the spread between rounds is wide.",
     "run round trips/s >= websocketd": "a line goes socket -> thread -> the program's stdin, and "
         "back through its stdout: two pipe hops besides the socket's, for both servers. What "
-        "differs is the waking: wsecho's connection thread sleeps and is woken twice per round "
-        "trip (for the client's line, then for the program's), where websocketd's goroutines "
-        "share a few threads that rarely sleep with 100 connections busy. Counted from "
-        "/proc/stat during the mode (2026-12-07): 3.4 context switches per round trip in all "
-        "against websocketd's 2.0, the same in a fresh process and in one warmed by 3 s of "
-        "handshakes; on 2 vCPUs each costs a few µs, about the gap. System calls are not it: "
-        "8.3 per round trip for the server and its programs against websocketd's 8.5 "
-        "(perf stat -e raw_syscalls:sys_enter). Closing it would take one thread serving many "
-        "programs, which this design rules out.",
+        "differs is the waking: wsecho's connection thread sleeps once per round trip (for the "
+        "client's line) and a reading thread shared by the programs once for many replies, where "
+        "websocketd's goroutines share a few threads that rarely sleep with 100 connections busy. "
+        "Counted with perf stat on the server and its programs (2026-12-07): 2.6 context "
+        "switches per round trip against websocketd's 1.7 (3.1 when each connection's thread "
+        "also read its program's stdout: every run then missed, 0.92), and 7.6 system calls "
+        "against 8.4. Since the shared readers (5d21d77) wsecho has won most rounds; a miss is "
+        "the spread between rounds.",
 }
 
 MISS_NOTES.update(fanout.MISS_NOTES)
