@@ -330,6 +330,22 @@ mod tests {
         }
     }
 
+    /// `bytes`, written now, are read by whoever reads the pipe itself, not by the drain.
+    fn left_to_us(
+        read_end: &mut UnixStream,
+        write_end: &mut UnixStream,
+        bytes: &[u8],
+        received: &Receiver<Vec<u8>>,
+    ) {
+        write_end.write_all(bytes).unwrap();
+        let mut buf = [0u8; 16];
+        read_end.set_nonblocking(false).unwrap();
+        read_end.set_read_timeout(Some(PATIENCE)).unwrap();
+        let n = read_end.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], bytes);
+        assert!(received.try_recv().is_err());
+    }
+
     #[test]
     fn the_shared_thread_reads_a_pipe_into_its_drain_until_taken_back() {
         let (mut attached, mut read_end, mut write_end, received) = attached(usize::MAX);
@@ -340,13 +356,7 @@ mod tests {
         assert!(!attached.is_shared());
         assert!(!attached.lock().attached);
         // Taken back, what comes is for the connection's thread to read.
-        write_end.write_all(b"two\n").unwrap();
-        let mut buf = [0u8; 16];
-        read_end.set_nonblocking(false).unwrap();
-        read_end.set_read_timeout(Some(PATIENCE)).unwrap();
-        let n = read_end.read(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"two\n");
-        assert!(received.try_recv().is_err());
+        left_to_us(&mut read_end, &mut write_end, b"two\n", &received);
     }
 
     #[test]
@@ -355,13 +365,7 @@ mod tests {
         write_end.write_all(b"first").unwrap();
         assert_eq!(received.recv_timeout(PATIENCE).unwrap(), b"first");
         wait_let_go(&attached);
-        write_end.write_all(b"second").unwrap();
-        let mut buf = [0u8; 16];
-        read_end.set_nonblocking(false).unwrap();
-        read_end.set_read_timeout(Some(PATIENCE)).unwrap();
-        let n = read_end.read(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"second");
-        assert!(received.try_recv().is_err());
+        left_to_us(&mut read_end, &mut write_end, b"second", &received);
     }
 
     #[test]
