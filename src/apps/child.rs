@@ -3,6 +3,7 @@
 //! thread, and ended however it ends (stdin closed, then SIGTERM to its whole group after a
 //! grace period, then SIGKILL), always reaped: no zombie and no straggler is ever left.
 
+use crate::net::wake;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -124,9 +125,7 @@ impl Child {
         let ready = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
         let outputs = &polls[usize::from(self.stdin.is_some())..];
         match ready {
-            1.. => (outputs.iter().enumerate())
-                .filter(|(_, poll)| poll.revents != 0)
-                .fold(0, |ready, (i, _)| ready | 1 << i),
+            1.. => wake::ready_bits(outputs),
             _ => 0,
         }
     }

@@ -36,9 +36,19 @@ pub trait Drain: Send {
 /// A pipe and its drain, shared by the reading thread and the connection's.
 pub struct Entry<D: ?Sized> {
     fd: RawFd,
-    /// Whether the reading thread reads it; once false, never again.
+    /// Whether the reading thread reads it (it is in that thread's epoll); once false, never
+    /// again.
     attached: bool,
     pub drain: D,
+}
+
+impl<D: ?Sized> Entry<D> {
+    /// The reading thread reads it no more: out of its epoll (`attached` is whether it is in).
+    fn let_go(&mut self, epoll: RawFd) {
+        if std::mem::replace(&mut self.attached, false) {
+            let _ = epoll_ctl(epoll, libc::EPOLL_CTL_DEL, self.fd, 0);
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Entry<dyn Drain>>>;
@@ -119,12 +129,7 @@ impl<D: ?Sized> Attached<D> {
         let Some(reader) = self.reader.take() else {
             return;
         };
-        let mut entry = lock(&self.entry);
-        if entry.attached {
-            entry.attached = false;
-            let _ = epoll_ctl(reader.epoll, libc::EPOLL_CTL_DEL, entry.fd, 0);
-        }
-        drop(entry);
+        lock(&self.entry).let_go(reader.epoll);
         lock(&reader.slots)[self.slot] = None;
     }
 }
@@ -226,8 +231,7 @@ fn run(reader: &'static Reader) {
             };
             let mut entry = lock(&entry);
             if entry.attached && !read_into(&mut entry, &mut buf) {
-                entry.attached = false;
-                let _ = epoll_ctl(reader.epoll, libc::EPOLL_CTL_DEL, entry.fd, 0);
+                entry.let_go(reader.epoll);
             }
         }
     }

@@ -44,6 +44,13 @@ pub fn watch(fd: RawFd, data: bool) -> libc::pollfd {
     }
 }
 
+/// Which of `polls` (after a `poll`) saw something: bit `i` for the `i`th.
+pub fn ready_bits(polls: &[libc::pollfd]) -> u8 {
+    (polls.iter().enumerate())
+        .filter(|(_, poll)| poll.revents != 0)
+        .fold(0, |ready, (i, _)| ready | 1 << i)
+}
+
 extern "C" fn interrupt_only(_signal: libc::c_int) {}
 
 /// Install the SIGURG handler, once per process.
@@ -162,11 +169,7 @@ pub fn wait(
     if n == 0 {
         return Ok(Woken::TimedOut);
     }
-    let ready = polls[1..count]
-        .iter()
-        .enumerate()
-        .filter(|(_, poll)| poll.revents != 0)
-        .fold(0u8, |ready, (i, _)| ready | 1 << i);
+    let ready = ready_bits(&polls[1..count]);
     if ready != 0 {
         return Ok(Woken::Watched(ready));
     }
