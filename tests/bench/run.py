@@ -31,6 +31,7 @@ import datetime
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -168,6 +169,20 @@ ALL_MODES = [m for m, _, _ in MODES + fanout.MODES + [DEFLATE] + RUN]
 def sh(command, **kwargs):
     print("bench:", " ".join(str(c) for c in command), flush=True)
     subprocess.run(command, check=True, **kwargs)
+
+
+def missing_programs(servers, modes):
+    """The system programs the chosen servers and modes need that are not on PATH, each with the
+    Debian package that provides it; the bench installs its crates and npm/PyPI packages itself,
+    but not these."""
+    needed = {"cargo": "rustup", "rustc": "rustup", "node": "nodejs", "npm": "npm", "openssl": "openssl"}
+    if "wsecho-redis" in servers:
+        needed["redis-server"] = "redis-server"
+    if "websocketd" in servers:
+        needed["websocketd"] = "websocketd"
+    if "instructions" in modes:
+        needed["valgrind"] = "valgrind"
+    return {program: package for program, package in needed.items() if shutil.which(program) is None}
 
 
 def install():
@@ -563,6 +578,11 @@ def main():
     unknown = set(servers) - set(SERVERS) - set(fanout.SERVERS) - set(RUN_SERVERS) - set(http_carrier.SERVERS)
     if unknown:
         raise SystemExit(f"bench: unknown servers {sorted(unknown)}; known: {', '.join(SERVERS)}")
+    missing = missing_programs(servers, options.modes.split(","))
+    if missing:
+        raise SystemExit(f"bench: {', '.join(missing)} not found; install them first (Debian: "
+                         f"apt-get install {' '.join(sorted(set(missing.values())))}), or leave out "
+                         f"the servers and modes that need them with --servers and --modes")
     install()
     # First, on a quiet machine: counts do not depend on the load, but valgrind is slow.
     counted = count_instructions(servers) if "instructions" in options.modes.split(",") else ({}, [])
