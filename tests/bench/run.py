@@ -4,7 +4,7 @@ Installs every server from the package registries (cargo, PyPI, npm), then runs 
 each round, mode by mode, every server is started in turn (the order rotates), measured by our
 load client (target/release/wsload) and stopped. One SCHED_IDLE busy loop per core keeps idle
 vCPUs from sleeping (their wake-up would otherwise dominate one-connection round trips).
-Prints medians with min-max over the rounds and ratios, checks the targets, and writes
+Prints medians with min-max over the rounds and ratios, checks the targets (targets.py), and writes
 BENCHMARKS.md with the machine, the date and the command.
 
 The wss modes (wss.py) run rtt, stream, handshakes, idle and fanout over TLS.
@@ -24,8 +24,10 @@ import checks as wsecho_checks
 import fanout
 import http_carrier
 import instructions
+import targets
 import wss
 from instructions import stop
+from targets import WSECHO_CAP
 import json
 import datetime
 import os
@@ -49,10 +51,7 @@ WSECHO = ROOT / "target" / "release" / "wsecho"
 # wsecho with symbols (the release profile, not stripped), for the instruction profile.
 WSECHO_SYMBOLS = ROOT / "target" / "profile" / "release" / "wsecho"
 TOKIO = ROOT / "target" / "bench-peers" / "release" / "tokio-echo"
-# The cap must admit the idle mode's 5000 connections and the 10,000-connection check;
-# everything else is wsecho's default.
-WSECHO_CAP = 10000
-
+# wsecho runs with its defaults but the caps (WSECHO_CAP, in targets.py).
 SERVERS = {
     "wsecho": lambda port: [str(WSECHO), "--ws", f"127.0.0.1:{port}", "--http", "127.0.0.1:0",
                             "--policy-port", "0", "--max-connections", str(WSECHO_CAP),
@@ -80,76 +79,6 @@ RUN_SERVERS = {
 }
 RUN = [("run-handshake", ["handshake"], ["per_s"]),
        ("run-conc", ["conc", "--connections", "100"], ["msgs_per_s", "p50_us", "p99_us"])]
-
-# Why a target can be missed, and what would close it: printed for the targets a run misses.
-MISS_NOTES = {
-    "rtt p50 <= 1.03x raw TCP": "a round trip is about 20 µs, nearly all of it the kernel's (two "
-        "context switches and the TCP stack); wsecho adds tungstenite's parsing, unmasking, UTF-8 "
-        "check and frame building. Rounds differ by more than the gap: when last investigated "
-        "(2026-11-27), other runs of the same build measured 0.99. Closing it for sure: echo the "
-        "payload with one writev of header and payload instead of building a new frame.",
-    "rtt p50 below every peer": "see the row above: the same per-message work.",
-    "conc100 >= 0.9x raw TCP": "when last investigated (2026-11-27): `perf record -g` on the "
-        "server during conc100 put wsecho's own code and tungstenite under 10% of its samples "
-        "and libc at 7%, the rest being the kernel's (context switches between 100 threads on "
-        "2 vCPUs, the TCP stack), as for the floor; five paired rounds outside the bench "
-        "(`wsload conc --connections 100 --seconds 3`, alternating servers) measured 0.98 to "
-        "1.02 of the floor, and dropping the keepalive read timeout changed nothing measurable. "
-        "A low figure here is the spread between rounds; more rounds (`--rounds`) narrow it.",
-    "conc1000 >= 0.9x raw TCP": "as for 100 connections; the spread between rounds is about the "
-        "size of the gap.",
-    "paced p99 <= 0.95x best peer's p99": "1000 sleeping threads are woken 10,000 times a second; the "
-        "tail is the scheduler's wake-up latency on 2 vCPUs, where an async server wakes one "
-        "thread for many sockets. The spread between rounds is larger than the gap; closing it "
-        "for good would take batching wake-ups (epoll), which this design rules out.",
-    "stream >= 0.95x raw TCP": "the floor echoes bytes as they arrive, a WebSocket server only "
-        "whole messages: each 64 KiB message is read in full before its echo starts (one recv "
-        "and one writev per message, as `strace -c` shows; the payload is copied once more, "
-        "from the 64 KiB spill buffer into the message, and unmasked). The rounds spread more "
-        "than the gap on this 2-core machine.",
-    "stream >= tokio-tungstenite": "both read whole messages before echoing them; see the row "
-        "above. The rounds spread more than the gap. The instruction counts settle what the "
-        "server does per message: see 'stream' under Instructions per echo.",
-    "idle <= 16 KiB RSS per connection": "a blocked thread alone costs about 10 KiB (its stack "
-        "pages and thread control block); the rest is tungstenite's 1 KiB read buffer, its "
-        "state, and what the handshake freed into the thread's malloc cache.",
-    "one thread per connection": "threads kept for reuse after earlier connections are counted "
-        "too when the server was not fresh.",
-    "handshakes/s >= 1.1x tokio-tungstenite": "a new connection is handed to a waiting thread when one "
-        "is free; a burst larger than the 64 waiting threads starts new ones.",
-    f"{WSECHO_CAP} connections held": "each connection needs a thread (about 5 memory mappings) "
-        "and a descriptor: check `ulimit -n` and vm.max_map_count.",
-    "past the cap: 503, process alive": "see the server's log.",
-    "release binary (stripped) <= 1 MiB": "see Cargo.toml's release profile.",
-    "start to listening <= 20 ms": "start-up binds three listeners and spawns six threads.",
-    "deflate MB/s >= best peer": "wsecho inflates each message with its own decoder "
-        "(src/protocol/inflate/) straight into the message; the peers inflate with zlib (C), "
-        "and compress their replies, which wsecho does not.",
-    "instructions per compressed echo <= 3x plain": "see the profile of a compressed echo "
-        "(`tests/bench/instructions.py`: `per_unit(..., LOADS[\"compressed\"], "
-        "by_function=True)`): the frame's header, the fixed-code block's symbols one by one, "
-        "and the end-of-message check.",
-    "deflate CPU per MB <= best peer's": "see the row above.",
-    "instructions per echo <= 1163": "see the profile above: a small whole message is made from "
-        "one read by src/protocol/reader.rs; what is left is the two system calls' "
-        "wrappers, one allocation for the message, its UTF-8 check and the budget's accounting.",
-    "run handshakes/s >= websocketd": "each handshake starts a process (fork and exec of `cat`) "
-        "and each close ends one; both servers pay that, and the spread between rounds is wide.",
-    "run round trips/s >= websocketd": "a line goes socket -> thread -> the program's stdin, and "
-        "back through its stdout: two pipe hops besides the socket's, for both servers. What "
-        "differs is the waking: wsecho's connection thread sleeps once per round trip (for the "
-        "client's line) and a reading thread shared by the programs once for many replies, where "
-        "websocketd's goroutines share a few threads that rarely sleep with 100 connections busy. "
-        "Counted with perf stat on the server and its programs (2026-12-07): 2.6 context "
-        "switches per round trip against websocketd's 1.7 (3.1 when each connection's thread "
-        "also read its program's stdout: every run then missed, 0.92), and 7.6 system calls "
-        "against 8.4. Since the shared readers (5d21d77) wsecho has won most rounds; a miss is "
-        "the spread between rounds.",
-}
-
-MISS_NOTES.update(fanout.MISS_NOTES)
-MISS_NOTES.update(wss.MISS_NOTES)
-MISS_NOTES.update(http_carrier.MISS_NOTES)
 
 # (name, wsload arguments, reported fields). idle runs first, on a fresh server.
 MODES = [
@@ -386,7 +315,7 @@ def mode_table(out, results, servers, mode, headings, fields):
 
 
 def report(results, checks, servers, rounds, seconds, command, counted=({}, []), charts=()):
-    floor, rust_peer = "raw-tcp", "tokio-tungstenite"
+    rust_peer = "tokio-tungstenite"
     m = {s: {mode: {f: median(v) for f, v in fields.items()} for mode, fields in modes.items()}
          for s, modes in results.items()}
     lines = []
@@ -470,71 +399,15 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
     counts, profile = counted
     instructions.section(out, counts, profile)
 
+    targets.section(out, results, checks, counts, rounds, ran, PEERS)
+    w = "wsecho"
+
     def get(server, mode, field):
         return m.get(server, {}).get(mode, {}).get(field, float("nan"))
 
     def ratio(a, b):
         return a / b if b and b == b and a == a else float("nan")
 
-    present_peers = [p for p in PEERS if p in m]
-    best_paced_p99 = min((get(p, "paced", "p99_us") for p in present_peers), default=float("nan"))
-    # Only the peers that speak permessage-deflate have deflate figures (nan for the rest).
-    deflate_mb = [v for p in present_peers if (v := get(p, "deflate", "mb_per_s")) == v]
-    deflate_cpu = [v for p in present_peers if (v := get(p, "deflate", "server_cpu_ms_per_mb")) == v]
-    best_deflate = max(deflate_mb, default=float("nan"))
-    best_deflate_cpu = min(deflate_cpu, default=float("nan"))
-    w = "wsecho"
-    targets = [
-        ("rtt p50 <= 1.03x raw TCP", ratio(get(w, "rtt", "p50_us"), get(floor, "rtt", "p50_us")), "<=", 1.03),
-        ("rtt p50 below every peer", max((ratio(get(w, "rtt", "p50_us"), get(p, "rtt", "p50_us")) for p in present_peers), default=float("nan")), "<", 1.0),
-        ("conc100 >= 0.9x raw TCP", ratio(get(w, "conc100", "msgs_per_s"), get(floor, "conc100", "msgs_per_s")), ">=", 0.9),
-        ("conc1000 >= 0.9x raw TCP", ratio(get(w, "conc1000", "msgs_per_s"), get(floor, "conc1000", "msgs_per_s")), ">=", 0.9),
-        ("paced p99 <= 0.95x best peer's p99", ratio(get(w, "paced", "p99_us"), best_paced_p99), "<=", 0.95),
-        ("stream >= 0.95x raw TCP", ratio(get(w, "stream", "mb_per_s"), get(floor, "stream", "mb_per_s")), ">=", 0.95),
-        ("stream >= tokio-tungstenite", ratio(get(w, "stream", "mb_per_s"), get(rust_peer, "stream", "mb_per_s")), ">=", 1.0),
-        ("idle <= 16 KiB RSS per connection", get(w, "idle", "rss_per_conn_kib"), "<=", 16.0),
-        ("one thread per connection", get(w, "idle", "threads_per_conn"), "<=", 1.05),
-        ("handshakes/s >= 1.1x tokio-tungstenite", ratio(get(w, "handshake", "per_s"), get(rust_peer, "handshake", "per_s")), ">=", 1.1),
-        (f"{WSECHO_CAP} connections held", checks.get("held", 0), ">=", WSECHO_CAP),
-        ("past the cap: 503, process alive", checks.get("past_cap_503", 0) if checks.get("alive") else 0, ">=", 20),
-        ("release binary (stripped) <= 1 MiB", checks.get("binary_kib", float("nan")), "<=", 1024),
-        ("start to listening <= 20 ms", checks.get("start_ms", float("nan")), "<=", 20),
-        *instructions.targets(counts),
-        ("deflate MB/s >= best peer", ratio(get(w, "deflate", "mb_per_s"), best_deflate), ">=", 1.0),
-        ("deflate CPU per MB <= best peer's", ratio(get(w, "deflate", "server_cpu_ms_per_mb"), best_deflate_cpu), "<=", 1.0),
-        ("run handshakes/s >= websocketd", ratio(get(w, "run-handshake", "per_s"), get("websocketd", "run-handshake", "per_s")), ">=", 1.0),
-        ("run round trips/s >= websocketd", ratio(get(w, "run-conc", "msgs_per_s"), get("websocketd", "run-conc", "msgs_per_s")), ">=", 1.0),
-        *fanout.targets(get, ratio, present_peers),
-        *wss.targets(get, ratio),
-        *http_carrier.targets(get, ratio),
-    ]
-    # Targets of modes this run did not measure are left out.
-    mode_of = {"rtt": "rtt", "conc100": "conc100", "conc1000": "conc1000", "paced": "paced",
-               "stream": "stream", "idle": "idle", "one": "idle", "handshakes/s": "handshake",
-               "fanout": "fanout", "fanout500": "fanout500", "fanout-max": "fanout-max",
-               **{mode: mode for mode in wss.NAMES}, "wss-handshakes/s": "wss-handshake",
-               "instructions": "instructions", "deflate": "deflate",
-               "run": "run-conc", "http": "http-fanout"}
-    if counts:
-        ran = ran | {"instructions"}
-    targets = [t for t in targets if mode_of.get(t[0].split()[0], "idle") in ran or
-               (t[0].split()[0] not in mode_of and checks)]
-    out("## Targets\n")
-    out("| target | measured | met |")
-    out("|---|---:|:---:|")
-    missed = []
-    for name, value, op, limit in targets:
-        met = value == value and (value <= limit if op == "<=" else value < limit if op == "<" else value >= limit)
-        out(f"| {name} | {value:.3g} | {'yes' if met else 'NO'} |")
-        if not met:
-            missed.append((name, value, op, limit))
-    out("")
-    for name, value, op, limit in missed:
-        by = f"{abs(value / limit - 1) * 100:.0f}%" if limit and value == value else "n/a"
-        out(f"- **Missed: {name}** (measured {value:.3g}, needed {op} {limit:g}, off by {by}): "
-            f"{MISS_NOTES.get(name, '')}")
-    if missed:
-        out("")
     out(f"Ratios against tokio-tungstenite (async, for the record): conc100 "
         f"{ratio(get(w, 'conc100', 'msgs_per_s'), get(rust_peer, 'conc100', 'msgs_per_s')):.2f}x, "
         f"conc1000 {ratio(get(w, 'conc1000', 'msgs_per_s'), get(rust_peer, 'conc1000', 'msgs_per_s')):.2f}x, "
