@@ -307,11 +307,19 @@ mod tests {
         }
     }
 
+    /// A loopback connection: the client's end, a clone of the server's end (to watch what has
+    /// arrived), and the server's end as the protocol reads it.
+    fn connected() -> (TcpStream, TcpStream, Raw) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = listener.accept().unwrap().0;
+        let arrivals = accepted.try_clone().unwrap();
+        (writer, arrivals, raw(accepted))
+    }
+
     #[test]
     fn hands_over_every_byte_in_order_whatever_the_read_sizes() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut socket = raw(listener.accept().unwrap().0);
+        let (mut writer, _, mut socket) = connected();
         let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let expected = sent.clone();
         let writing = std::thread::spawn(move || writer.write_all(&sent));
@@ -339,11 +347,7 @@ mod tests {
 
     #[test]
     fn gives_the_spill_buffer_back_once_the_stream_stops() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let accepted = listener.accept().unwrap().0;
-        let arrivals = accepted.try_clone().unwrap();
-        let mut socket = raw(accepted);
+        let (mut writer, arrivals, mut socket) = connected();
         // Exactly a first spill's worth: every read is full, so the socket believes more follows.
         writer.write_all(&vec![7u8; 1024 + FIRST_SPILL]).unwrap();
         wait_for_arrival(&arrivals, 1024 + FIRST_SPILL);
@@ -368,11 +372,7 @@ mod tests {
 
     #[test]
     fn a_bursts_first_spill_is_small_and_grows_only_while_data_streams_in() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let accepted = listener.accept().unwrap().0;
-        let arrivals = accepted.try_clone().unwrap();
-        let mut socket = raw(accepted);
+        let (mut writer, arrivals, mut socket) = connected();
         let total = 1024 + FIRST_SPILL + 100;
         writer.write_all(&vec![7u8; total]).unwrap();
         wait_for_arrival(&arrivals, total);
