@@ -27,7 +27,7 @@ import instructions
 import targets
 import wss
 from instructions import stop
-from targets import WSECHO_CAP
+from targets import WSECHO_CAP, median, ratio
 import json
 import datetime
 import os
@@ -35,7 +35,6 @@ import platform
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -278,10 +277,6 @@ def count_instructions(servers):
     return instructions.count([row for row in rows if row[0].split()[0] in servers], free_port)
 
 
-def median(values):
-    return statistics.median(values) if values else float("nan")
-
-
 def cell(values, digits=1):
     if not values:
         return "failed"
@@ -316,8 +311,6 @@ def mode_table(out, results, servers, mode, headings, fields):
 
 def report(results, checks, servers, rounds, seconds, command, counted=({}, []), charts=()):
     rust_peer = "tokio-tungstenite"
-    m = {s: {mode: {f: median(v) for f, v in fields.items()} for mode, fields in modes.items()}
-         for s, modes in results.items()}
     lines = []
     out = lines.append
     ran = {mode for s in results for mode, fields in results[s].items() if fields}
@@ -401,13 +394,7 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
 
     targets.section(out, results, checks, counts, rounds, ran, PEERS)
     w = "wsecho"
-
-    def get(server, mode, field):
-        return m.get(server, {}).get(mode, {}).get(field, float("nan"))
-
-    def ratio(a, b):
-        return a / b if b and b == b and a == a else float("nan")
-
+    get = targets.getter(results, median)
     out(f"Ratios against tokio-tungstenite (async, for the record): conc100 "
         f"{ratio(get(w, 'conc100', 'msgs_per_s'), get(rust_peer, 'conc100', 'msgs_per_s')):.2f}x, "
         f"conc1000 {ratio(get(w, 'conc1000', 'msgs_per_s'), get(rust_peer, 'conc1000', 'msgs_per_s')):.2f}x, "

@@ -95,10 +95,6 @@ def listed(get, present_peers, checks, counts):
     """Every target as (name, value, op, limit), its figures read through `get(server, mode,
     field)`: the medians for the verdict, or one round's figures."""
     floor, rust_peer, w = "raw-tcp", "tokio-tungstenite", "wsecho"
-
-    def ratio(a, b):
-        return a / b if b and b == b and a == a else NAN
-
     best_paced_p99 = min((get(p, "paced", "p99_us") for p in present_peers), default=float("nan"))
     # Only the peers that speak permessage-deflate have deflate figures (nan for the rest).
     deflate_mb = [v for p in present_peers if (v := get(p, "deflate", "mb_per_s")) == v]
@@ -131,6 +127,14 @@ def listed(get, present_peers, checks, counts):
     ]
 
 
+def median(values):
+    return statistics.median(values) if values else NAN
+
+
+def ratio(a, b):
+    return a / b if b and b == b and a == a else NAN
+
+
 def met(value, op, limit):
     return value == value and (value <= limit if op == "<=" else value < limit if op == "<"
                                else value >= limit)
@@ -150,7 +154,7 @@ def judged(results, checks, counts, rounds, peers):
     and its targets are judged on the medians only. A target that reads no round's figures (the
     binary's size, instruction counts, fanout-max's one climb) gets None."""
     present = [p for p in peers if p in results]
-    verdicts = listed(getter(results, lambda v: statistics.median(v) if v else NAN),
+    verdicts = listed(getter(results, median),
                       present, checks, counts)
     blind = listed(getter(results, lambda v: NAN), present, checks, counts)
     per_round = [listed(getter(results, lambda v, i=i: v[i] if len(v) == rounds else NAN),
