@@ -37,18 +37,16 @@ MISS_NOTES = {
         "thread for many sockets. The spread between rounds is larger than the gap; closing it "
         "for good would take batching wake-ups (epoll), which this design rules out.",
     "stream >= 0.95x raw TCP": "the floor echoes bytes as they arrive, a WebSocket server only "
-        "whole messages: each 64 KiB message is read in full before its echo starts (one recv "
-        "and one writev per message, as `strace -c` shows; the payload is copied once more, "
-        "from the 64 KiB spill buffer into the message, and unmasked). The rounds spread more "
-        "than the gap on this 2-core machine.",
-    "stream >= tokio-tungstenite": "both read whole messages before echoing them, with one "
-        "read and one send per 64 KiB message (wsecho: 2.1 system calls per message, "
-        "tokio-tungstenite 2.3 to 2.6; perf stat, 2026-12-07). `perf record -g` of either server "
-        "shows the same kernel path on top (the loopback delivery run from the sender's "
-        "tcp_write_xmit, about 20% of samples, then the copies); in 9 paired runs outside the "
-        "bench (`wsload stream`, spinners on) wsecho won 4, with 754 to 1826 MB/s against 859 to "
-        "2010. The instruction counts settle what the server does per message: see 'stream' "
-        "under Instructions per echo.",
+        "whole messages, and the payload is copied once more (from the spill buffer into the "
+        "message, unmasked on the way). Since the stream client runs on one thread (2026-12-07), "
+        "the server's work per message decides the figure rather than the client's: outside "
+        "the bench, the server's CPU per 64 KiB message (`/proc/PID/stat`) was 40 to 48 µs for "
+        "wsecho (5 to 6 µs of it in user space) against 36 to 40 µs for the floor (under 1 µs "
+        "in user space).",
+    "stream >= tokio-tungstenite": "both read whole messages before echoing them (wsecho: 1.5 "
+        "system calls per 64 KiB message, tokio-tungstenite 2.4; perf stat, 2026-12-07). The "
+        "instruction counts settle what the server does per message: see 'stream' under "
+        "Instructions per echo.",
     "idle <= 16 KiB RSS per connection": "a blocked thread alone costs about 10 KiB (its stack "
         "pages and thread control block); the rest is tungstenite's 1 KiB read buffer, its "
         "state, and what the handshake freed into the thread's malloc cache.",

@@ -63,9 +63,7 @@ MISS_NOTES = {
         "gap (both servers run rustls with ring). What each server does per echo, the "
         "instruction counts settle: see 'wss' under Instructions per echo.",
     "wss-stream >= tokio-tungstenite": "both servers read each 64 KiB message whole before "
-        "echoing it, and the client's two threads and the server's one share two cores, so which "
-        "runs beside which decides a round. What was wsecho's own (0.65x in this bench): on AMD "
-        "EPYC `rep movsb` copies about 30 times slower where malloc puts same-sized blocks, and "
+        "echoing it. What was wsecho's own (0.65x in this bench): on AMD EPYC `rep movsb` copies about 30 times slower where malloc puts same-sized blocks, and "
         "rustls copies every 16 KiB record into one; wsecho now runs with glibc's "
         "`x86_rep_movsb_threshold` raised (src/bin/wsecho/tunables.rs), and its server spends "
         "less CPU per message than tokio-tungstenite's. The instruction counts settle what the "
@@ -112,8 +110,8 @@ def section(out, results, servers, cell):
     out("The same load over wss:// for the servers that speak it: wsecho's `tls` build, "
         "tokio-tungstenite with tokio-rustls (rustls with ring, the same version as wsecho's) "
         "and Node ws behind node's https; the load client speaks rustls too (TLS 1.3; after "
-        "the handshake each direction has its own record layer, so its reader and writer do "
-        "not wait on one lock). A handshake "
+        "the handshake it keeps the record layer itself, so that its stream mode's one thread "
+        "can seal messages and write them as the socket takes them). A handshake "
         "includes TLS's (ECDHE P-256, ECDSA); idle is 5000 connections held after one echo; "
         "fanout is the chat room at 100,000 deliveries/s offered.\n")
     out("| server | rtt p50 µs | rtt p99 µs | stream MB/s | handshakes/s | idle KiB/conn "

@@ -2,13 +2,11 @@
 //! build), read and written the same way by every mode.
 //!
 //! A TLS connection does its handshake with rustls (TLS 1.3), then takes the session's keys and
-//! keeps each direction's record layer apart, beside the socket: a clone can read while another
-//! writes (the stream mode's two threads) without either waiting for the other, as one shared
-//! session would make them (the client then measured itself: one core for both directions'
-//! AES-GCM, and a lock between them). A non-blocking socket works under epoll: a read decrypts
-//! whatever the socket gave and keeps the plaintext it did not hand out yet (`has_buffered`:
-//! read again before waiting on the socket); a write encrypts, then writes the records whole,
-//! waiting for room if the socket is non-blocking.
+//! keeps the record layer itself, beside the socket: a read decrypts whatever the socket gave in
+//! place and keeps the plaintext it did not hand out yet (`has_buffered`: read again before
+//! waiting on the socket); `seal_into` encrypts a message into records for the caller to write
+//! when the socket has room (the stream mode, on one non-blocking thread); a write encrypts,
+//! then writes the records whole, waiting for room if the socket is non-blocking.
 
 use rustls::crypto::cipher::{
     AeadKey, InboundOpaqueMessage, Iv, MessageDecrypter, MessageEncrypter, OutboundPlainMessage,
@@ -22,7 +20,7 @@ use rustls::{
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a wss:// connection needs: the trusted certificate (`--ca`) and the server's name.
@@ -71,13 +69,10 @@ pub struct Conn {
     records: Vec<u8>,
 }
 
-/// The record layer of a TLS 1.3 session once its handshake is done, each direction on its own:
-/// a thread reading never waits for one writing, and the stream mode's two threads can each
-/// use a core.
-#[derive(Clone)]
+/// The record layer of a TLS 1.3 session once its handshake is done, each direction on its own.
 struct Records {
-    inbound: Arc<Mutex<Inbound>>,
-    outbound: Arc<Mutex<Outbound>>,
+    inbound: Inbound,
+    outbound: Outbound,
 }
 
 struct Inbound {
@@ -134,26 +129,36 @@ impl Conn {
         &self.tcp
     }
 
-    /// The same connection, to read on one thread while another writes.
-    pub fn try_clone(&self) -> io::Result<Conn> {
-        Ok(Conn {
-            tcp: self.tcp.try_clone()?,
-            tls: self.tls.clone(),
-            records: Vec::new(),
-        })
-    }
-
     /// Plaintext already decrypted and waiting: read it before waiting on the socket.
     pub fn has_buffered(&self) -> bool {
-        self.tls.as_ref().is_some_and(|records| {
-            let inbound = lock(&records.inbound);
-            inbound.taken < inbound.plain.len()
-        })
+        self.tls
+            .as_ref()
+            .is_some_and(|records| records.inbound.taken < records.inbound.plain.len())
     }
-}
 
-fn lock<T>(half: &Mutex<T>) -> MutexGuard<'_, T> {
-    half.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Append `message` to `out` as it goes on the wire: as it is (ws), or sealed into records
+    /// (wss), for the caller to write as the socket takes it.
+    pub fn seal_into(&mut self, message: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let Some(records) = &mut self.tls else {
+            out.extend_from_slice(message);
+            return Ok(());
+        };
+        let outbound = &mut records.outbound;
+        for chunk in message.chunks(RECORD) {
+            let plain = OutboundPlainMessage {
+                typ: ContentType::ApplicationData,
+                version: ProtocolVersion::TLSv1_2,
+                payload: chunk.into(),
+            };
+            let sealed = outbound
+                .seal
+                .encrypt(plain, outbound.seq)
+                .map_err(tls_error)?;
+            outbound.seq += 1;
+            out.extend_from_slice(&sealed.encode());
+        }
+        Ok(())
+    }
 }
 
 fn tls_error(error: rustls::Error) -> io::Error {
@@ -171,7 +176,7 @@ impl Records {
         let (tx_key, tx_iv) = key_and_iv(secrets.tx.1)?;
         let (rx_key, rx_iv) = key_and_iv(secrets.rx.1)?;
         Ok(Records {
-            inbound: Arc::new(Mutex::new(Inbound {
+            inbound: Inbound {
                 open: aead.decrypter(rx_key, rx_iv),
                 seq: secrets.rx.0,
                 raw: Vec::new(),
@@ -179,11 +184,11 @@ impl Records {
                 plain: Vec::new(),
                 taken: 0,
                 closed: false,
-            })),
-            outbound: Arc::new(Mutex::new(Outbound {
+            },
+            outbound: Outbound {
                 seal: aead.encrypter(tx_key, tx_iv),
                 seq: secrets.tx.0,
-            })),
+            },
         })
     }
 }
@@ -256,10 +261,10 @@ const KEY_UPDATE: u8 = 24;
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(records) = &self.tls else {
+        let Some(records) = &mut self.tls else {
             return self.tcp.read(buf);
         };
-        let mut inbound = lock(&records.inbound);
+        let inbound = &mut records.inbound;
         loop {
             let waiting = inbound.plain.len() - inbound.taken;
             if waiting > 0 {
@@ -278,25 +283,14 @@ impl Read for Conn {
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(records) = &self.tls else {
+        if self.tls.is_none() {
             return self.tcp.write(buf);
-        };
-        self.records.clear();
-        {
-            let mut outbound = lock(&records.outbound);
-            for chunk in buf.chunks(RECORD) {
-                let message = OutboundPlainMessage {
-                    typ: ContentType::ApplicationData,
-                    version: ProtocolVersion::TLSv1_2,
-                    payload: chunk.into(),
-                };
-                let seq = outbound.seq;
-                let sealed = outbound.seal.encrypt(message, seq).map_err(tls_error)?;
-                outbound.seq += 1;
-                self.records.extend_from_slice(&sealed.encode());
-            }
         }
-        write_whole(&self.tcp, &self.records)?;
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        self.seal_into(buf, &mut records)?;
+        write_whole(&self.tcp, &records)?;
+        self.records = records;
         Ok(buf.len())
     }
 
