@@ -108,7 +108,7 @@ $(CONFORMANCE)/.venv/bin/kosoku: $(CONFORMANCE)/requirements.txt
 # --- Benchmarks (tests/bench/run.py; not part of `make test`) ---------------------------------
 # wsecho against a raw TCP thread-per-connection echo (the floor), tokio-tungstenite, gevent +
 # gevent-websocket, Python websockets and Node ws, all installed from the registries by the
-# runner; load from target/release/wsload (tests/bench/wsload, a workspace member). Writes BENCHMARKS.md. About 15 minutes.
+# runner; load from target/release/wsload (tests/bench/wsload, a workspace member). Writes BENCHMARKS.md. About 55 minutes on 2 cores (5 rounds).
 
 ## bench: measure wsecho against the floor and its peers; writes BENCHMARKS.md
 bench:

@@ -207,15 +207,51 @@ fn unmask_wide(payload: &mut [u8], key: [u8; 4]) -> &mut [u8] {
 /// with no zeroed room made for it first. How a big message's payload leaves the spill buffer
 /// it was read into (`reader.rs`).
 pub fn unmask_onto(out: &mut Vec<u8>, masked: &[u8], key: [u8; 4]) {
+    let wide = unmask_wide_onto(out, masked, key);
     let at = out.len();
-    out.extend_from_slice(masked);
+    out.extend_from_slice(&masked[wide..]);
     unmask(&mut out[at..], key);
+}
+
+/// Append the first whole sixteen-byte lanes of `masked` to `out`, unmasked, in one pass with
+/// SSE2: each lane is loaded, XORed and stored in `out`'s spare room. A copy and then an
+/// unmask in place went over a 64 KiB message twice. Returns how many bytes it took (a
+/// multiple of 16, so what is left starts at the key's first byte).
+#[cfg(target_arch = "x86_64")]
+fn unmask_wide_onto(out: &mut Vec<u8>, masked: &[u8], key: [u8; 4]) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+    };
+    let wide = masked.len() - masked.len() % 16;
+    out.reserve(wide);
+    // SAFETY: SSE2 is part of x86-64, so every x86-64 machine runs it.
+    let mask = unsafe { _mm_set1_epi32(i32::from_ne_bytes(key)) };
+    let room = out.spare_capacity_mut();
+    for (to, from) in room.chunks_exact_mut(16).zip(masked.chunks_exact(16)) {
+        let (to, from) = (
+            to.as_mut_ptr().cast::<__m128i>(),
+            from.as_ptr().cast::<__m128i>(),
+        );
+        // SAFETY: as above for SSE2; `from` is 16 bytes of `masked`, `to` 16 bytes of room
+        // this function holds exclusively, and the unaligned load and store take any
+        // alignment.
+        unsafe { _mm_storeu_si128(to, _mm_xor_si128(_mm_loadu_si128(from), mask)) };
+    }
+    // SAFETY: `reserve` made room for `wide` bytes, and the loop wrote all of them (it ran
+    // once for each of the `wide / 16` lanes of `masked`).
+    unsafe { out.set_len(out.len() + wide) };
+    wide
 }
 
 /// Elsewhere the eight-byte steps do it all.
 #[cfg(not(target_arch = "x86_64"))]
 fn unmask_wide(payload: &mut [u8], _key: [u8; 4]) -> &mut [u8] {
     payload
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn unmask_wide_onto(_out: &mut Vec<u8>, _masked: &[u8], _key: [u8; 4]) -> usize {
+    0
 }
 
 #[cfg(test)]

@@ -437,6 +437,10 @@ impl Reader {
         };
         // Room a read straight from the socket made and did not fill goes first.
         message.data.truncate(message.end - frame.rest as usize);
+        // Room for the rest of the frame at its first bytes (held against the budget since
+        // `begin_data`): a 64 KiB frame read from the spill buffer in pieces was moved to a
+        // bigger block at each piece. Amortised, so a message of many small frames is not.
+        message.data.reserve(frame.rest as usize);
         frame::unmask_onto(&mut message.data, bytes, frame.key);
         frame.key.rotate_left(bytes.len() % 4);
         frame.rest -= bytes.len() as u64;
