@@ -41,7 +41,8 @@ MISS_NOTES = {
         "message, unmasked on the way). Since the stream client runs on one thread (2026-12-07), "
         "the server's work per message decides the figure rather than the client's: outside "
         "the bench, the server's CPU per 64 KiB message (`/proc/PID/stat`) was 40 to 48 µs for "
-        "wsecho (5 to 6 µs of it in user space) against 36 to 40 µs for the floor (under 1 µs "
+        "wsecho (5 to 6 µs of it in user space, 4 since the payload leaves the spill buffer in "
+        "one pass) against 36 to 40 µs for the floor (under 1 µs "
         "in user space).",
     "stream >= tokio-tungstenite": "both read whole messages before echoing them (wsecho: 1.5 "
         "system calls per 64 KiB message, tokio-tungstenite 2.4; perf stat, 2026-12-07). The "

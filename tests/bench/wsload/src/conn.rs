@@ -139,22 +139,27 @@ impl Conn {
     /// Append `message` to `out` as it goes on the wire: as it is (ws), or sealed into records
     /// (wss), for the caller to write as the socket takes it.
     pub fn seal_into(&mut self, message: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let Some(records) = &mut self.tls else {
-            out.extend_from_slice(message);
-            return Ok(());
-        };
-        let outbound = &mut records.outbound;
+        match &mut self.tls {
+            Some(records) => records.outbound.seal_into(message, out),
+            None => {
+                out.extend_from_slice(message);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Outbound {
+    /// Append `message` to `out` sealed into records of at most `RECORD` bytes each.
+    fn seal_into(&mut self, message: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         for chunk in message.chunks(RECORD) {
             let plain = OutboundPlainMessage {
                 typ: ContentType::ApplicationData,
                 version: ProtocolVersion::TLSv1_2,
                 payload: chunk.into(),
             };
-            let sealed = outbound
-                .seal
-                .encrypt(plain, outbound.seq)
-                .map_err(tls_error)?;
-            outbound.seq += 1;
+            let sealed = self.seal.encrypt(plain, self.seq).map_err(tls_error)?;
+            self.seq += 1;
             out.extend_from_slice(&sealed.encode());
         }
         Ok(())
@@ -283,14 +288,12 @@ impl Read for Conn {
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.tls.is_none() {
+        let Some(records) = &mut self.tls else {
             return self.tcp.write(buf);
-        }
-        let mut records = std::mem::take(&mut self.records);
-        records.clear();
-        self.seal_into(buf, &mut records)?;
-        write_whole(&self.tcp, &records)?;
-        self.records = records;
+        };
+        self.records.clear();
+        records.outbound.seal_into(buf, &mut self.records)?;
+        write_whole(&self.tcp, &self.records)?;
         Ok(buf.len())
     }
 
@@ -315,16 +318,30 @@ fn write_whole(mut tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 }
 
 fn wait_writable(tcp: &TcpStream) -> io::Result<()> {
+    if wait_for(tcp, libc::POLLOUT, Duration::from_secs(10))? {
+        Ok(())
+    } else {
+        Err(io::Error::other("the server took nothing for 10 s"))
+    }
+}
+
+/// Wait at most `timeout` for one of `events` (`libc::POLLIN`, `POLLOUT`) on `tcp`: false when
+/// the time ran out; true when one came, or a signal cut the wait short (the caller tries again).
+pub fn wait_for(tcp: &TcpStream, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
     let mut poll = libc::pollfd {
         fd: tcp.as_raw_fd(),
-        events: libc::POLLOUT,
+        events,
         revents: 0,
     };
-    let timeout = Duration::from_secs(10).as_millis() as i32;
     // SAFETY: one pollfd we own, for the duration of the call.
-    match unsafe { libc::poll(&mut poll, 1, timeout) } {
-        0 => Err(io::Error::other("the server took nothing for 10 s")),
-        n if n < 0 => Err(io::Error::last_os_error()),
-        _ => Ok(()),
+    match unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as i32) } {
+        n if n < 0 => {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::Interrupted => Ok(true),
+                _ => Err(error),
+            }
+        }
+        n => Ok(n > 0),
     }
 }

@@ -621,9 +621,14 @@ fn stream_through(mut stream: Conn, message: &[u8], duration: Duration) -> io::R
             Err(e) => return Err(e),
         }
         if !moved && !stream.has_buffered() {
-            wait_for(
+            let writing = if sent < outgoing.len() {
+                libc::POLLOUT
+            } else {
+                0
+            };
+            conn::wait_for(
                 stream.tcp(),
-                sent < outgoing.len(),
+                libc::POLLIN | writing,
                 Duration::from_millis(100),
             )?;
         }
@@ -636,22 +641,6 @@ fn would_wait(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// Wait (at most `timeout`) until `tcp` can be read, or written too if `writing`.
-fn wait_for(tcp: &std::net::TcpStream, writing: bool, timeout: Duration) -> io::Result<()> {
-    let mut poll = libc::pollfd {
-        fd: tcp.as_raw_fd(),
-        events: libc::POLLIN | if writing { libc::POLLOUT } else { 0 },
-        revents: 0,
-    };
-    // SAFETY: one pollfd we own, for the duration of the call.
-    match unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as i32) } {
-        n if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted => {
-            Err(io::Error::last_os_error())
-        }
-        _ => Ok(()),
-    }
 }
 
 fn idle(options: &Options) -> io::Result<String> {
