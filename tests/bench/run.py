@@ -3,7 +3,8 @@
 Installs every server from the package registries (cargo, PyPI, npm), then runs rounds: in
 each round, mode by mode, every server is started in turn (the order rotates), measured by our
 load client (target/release/wsload) and stopped. One SCHED_IDLE busy loop per core keeps idle
-vCPUs from sleeping (their wake-up would otherwise dominate one-connection round trips).
+vCPUs from sleeping (their wake-up would otherwise dominate one-connection round trips), and
+the rtt modes run the client on one CPU and the server on another (see PLACED_MODES).
 Prints medians with min-max over the rounds and ratios, checks the targets (targets.py), and writes
 BENCHMARKS.md with the machine, the date and the command.
 
@@ -177,11 +178,52 @@ def start(name, servers=SERVERS):
 CLIENT_ENV = {**os.environ, "GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=1073741824"}
 
 
+# A round trip on one connection (the rtt modes, plain and wss) is measured with the load client
+# on one CPU and every thread of the server on another. Left to the scheduler, the pair lands
+# either on one CPU (a round trip of about 6 µs here: two context switches) or across two (about
+# 43 µs: two wake-ups from one CPU to the other) and keeps that placement for the whole run, so
+# each round's p50 was one or the other by lot, for every server alike (2026-12-07, five rounds:
+# tokio-tungstenite 10 µs in one, raw TCP 6.4 in two, wsecho 6.7 in one, all others 42 to 47).
+# Across two CPUs is where a real deployment puts it: the client is elsewhere.
+PLACED_MODES = {"rtt"}
+
+
+def cpus_to_place():
+    """(the client's CPU, the server's CPU), or None on a host with one CPU to use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def set_process_cpus(pid, cpus):
+    """Set the CPUs of every thread of process `pid`; threads it starts later inherit them.
+    The list of threads is read again until it holds none not yet set: a thread can be
+    starting (from one not yet set) while the list is read, as when the server is new."""
+    done = set()
+    for _ in range(100):
+        tasks = {int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()}
+        if tasks <= done:
+            return
+        for task in tasks - done:
+            try:
+                os.sched_setaffinity(task, cpus)
+            except ProcessLookupError:
+                pass  # the thread ended meanwhile
+        done |= tasks
+
+
 def wsload(args, port, pid, seconds, path="/echo", scheme="ws"):
     command = [str(WSLOAD), *args, f"{scheme}://127.0.0.1:{port}{path}", "--pid", str(pid),
                "--seconds", str(seconds)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds,
-                          env=CLIENT_ENV)
+    placed = cpus_to_place() if args[0] in PLACED_MODES else None
+    if placed:
+        command = ["taskset", "-c", str(placed[0]), *command]
+        set_process_cpus(pid, {placed[1]})
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds,
+                              env=CLIENT_ENV)
+    finally:
+        if placed:
+            set_process_cpus(pid, os.sched_getaffinity(0))
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip())
     return {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+|nan)", done.stdout)}
@@ -322,7 +364,10 @@ def report(results, checks, servers, rounds, seconds, command, counted=({}, []),
         f"minute apart; {seconds} s per mode; "
         "figures are medians over the rounds with (min–max). Load from our own client "
         "(`target/release/wsload`, epoll, one thread); one SCHED_IDLE busy loop per core ran "
-        "throughout. wsecho runs with default settings except `--max-connections "
+        "throughout; in the rtt modes (plain and wss) the client ran on one CPU and every "
+        "thread of the server on another, as a remote client would be (left to the scheduler, "
+        "a pair sometimes shared one CPU for a whole run, a round trip of 6 µs instead of 43). "
+        "wsecho runs with default settings except `--max-connections "
         f"{WSECHO_CAP} --max-per-address {2 * WSECHO_CAP}` (the idle mode holds 5000 connections "
         "from one address; the default caps are 1024, and 64 per address).\n")
     if charts:

@@ -17,12 +17,14 @@ WSECHO_CAP = 10000
 
 # Why a target can be missed, and what would close it: printed for the targets a run misses.
 MISS_NOTES = {
-    "rtt p50 <= 1.03x raw TCP": "a round trip is about 20 µs, nearly all of it the kernel's (two "
-        "context switches and the TCP stack); wsecho adds tungstenite's parsing, unmasking, UTF-8 "
-        "check and frame building. Rounds differ by more than the gap: when last investigated "
-        "(2026-11-27), other runs of the same build measured 0.99. Closing it for sure: echo the "
-        "payload with one writev of header and payload instead of building a new frame.",
-    "rtt p50 below every peer": "see the row above: the same per-message work.",
+    "rtt p50 <= 1.03x raw TCP": "a round trip is about 43 µs here, nearly all of it the "
+        "kernel's (two wake-ups from one CPU to the other, and the TCP stack); wsecho adds "
+        "parsing, unmasking, the UTF-8 check and the frame header, about 1,100 instructions "
+        "(see Instructions per echo). Outside the bench, five paired rounds placed as the bench "
+        "places them measured 1.01 to 1.03 of the floor (2026-12-07).",
+    "rtt p50 below every peer": "see the row above: the same per-message work. The nearest "
+        "peer, tokio-tungstenite, makes three system calls per message (epoll_wait, recvfrom, "
+        "sendto) where wsecho makes two (recvfrom, sendmsg; strace, 2026-12-07).",
     "conc100 >= 0.9x raw TCP": "when last investigated (2026-11-27): `perf record -g` on the "
         "server during conc100 put wsecho's own code and tungstenite under 10% of its samples "
         "and libc at 7%, the rest being the kernel's (context switches between 100 threads on "
