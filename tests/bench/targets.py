@@ -21,7 +21,7 @@ MISS_NOTES = {
         "kernel's (two wake-ups from one CPU to the other, and the TCP stack); wsecho adds "
         "parsing, unmasking, the UTF-8 check and the frame header, about 1,100 instructions "
         "(see Instructions per echo). Outside the bench, five paired rounds placed as the bench "
-        "places them measured 1.01 to 1.03 of the floor (2026-12-07).",
+        "places them measured 1.01 to 1.02 of the floor (2026-12-07).",
     "rtt p50 below every peer": "see the row above: the same per-message work. The nearest "
         "peer, tokio-tungstenite, makes three system calls per message (epoll_wait, recvfrom, "
         "sendto) where wsecho makes two (recvfrom, sendmsg; strace, 2026-12-07).",
