@@ -8,14 +8,16 @@
 //! Output: one line of `key=value` fields, read by tests/bench/run.py.
 
 use conn::{Conn, TlsClient};
+use epoll::{EMPTY_EVENT, Epoll};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod conn;
+mod epoll;
+mod fanout;
 mod stream;
 
 const HELP: &str = "\
@@ -160,7 +162,7 @@ fn run(options: &Options) -> Result<String, String> {
         "deflate" => stream::deflate(options, duration),
         "idle" => idle(options),
         "handshake" => handshake(options, duration),
-        "fanout" => fanout(options, duration),
+        "fanout" => fanout::fanout(options, duration),
         other => return Err(format!("unknown mode {other}; see --help")),
     }
     .map_err(|e| format!("{} against {}: {e}", options.mode, options.addr))?;
@@ -493,109 +495,6 @@ fn handshake(options: &Options, duration: Duration) -> io::Result<String> {
     ))
 }
 
-const FANOUT_TALKERS: usize = 10;
-
-/// One chat room: everyone joins, ten talk (`--rate` messages/s each, open loop), everyone
-/// hears.
-fn fanout(options: &Options, duration: Duration) -> io::Result<String> {
-    let (epoll, mut streams) = open_many(options, options.connections)?;
-    let n = streams.len();
-    let mut inboxes: Vec<Inbox> = streams.iter().map(|_| Inbox::default()).collect();
-    for (i, stream) in streams.iter_mut().enumerate() {
-        let join = format!(r#"{{"type":"join","name":"load{i}"}}"#);
-        stream.write_all(&frame(0x1, join.as_bytes()))?;
-    }
-    let mut welcomed = vec![false; n];
-    let mut waiting = n;
-    let mut events = vec![EMPTY_EVENT; 1024];
-    let joined_by = Instant::now() + Duration::from_secs(60);
-    while waiting > 0 {
-        if Instant::now() > joined_by {
-            return Err(io::Error::other(format!(
-                "only {} of {n} were welcomed",
-                n - waiting
-            )));
-        }
-        for token in epoll.wait(&mut events, 50)? {
-            let i = token as usize;
-            let mut welcome = false;
-            inboxes[i].pull_payloads(&mut streams[i], |payload| {
-                welcome |= contains(payload, br#""welcome""#);
-            })?;
-            if welcome && !welcomed[i] {
-                welcomed[i] = true;
-                waiting -= 1;
-            }
-        }
-    }
-    let talkers = FANOUT_TALKERS.min(n);
-    let slot = Duration::from_secs(1) / (talkers as u32 * options.rate);
-    let base = Instant::now();
-    let end = base + duration;
-    let drained_by = end + Duration::from_secs(2);
-    let (mut next_slot, mut said) = (0u64, 0u64);
-    let (mut in_window, mut delivered) = (0u64, 0u64);
-    let mut samples = Vec::new();
-    loop {
-        let now = Instant::now();
-        if now >= drained_by || (now >= end && delivered == said * n as u64) {
-            break;
-        }
-        while now < end && base + slot * next_slot as u32 <= now {
-            let i = (next_slot % talkers as u64) as usize;
-            let stamp = Instant::now().duration_since(base).as_nanos();
-            let say = format!(r#"{{"type":"say","text":"{stamp}"}}"#);
-            streams[i].write_all(&frame(0x1, say.as_bytes()))?;
-            next_slot += 1;
-            said += 1;
-        }
-        let until_next = (base + slot * next_slot as u32).saturating_duration_since(Instant::now());
-        let timeout_ms = until_next.as_millis().clamp(1, 50) as i32;
-        for token in epoll.wait(&mut events, timeout_ms)? {
-            let i = token as usize;
-            let heard_at = Instant::now().duration_since(base).as_nanos();
-            inboxes[i].pull_payloads(&mut streams[i], |payload| {
-                if let Some(stamp) = said_stamp(payload) {
-                    delivered += 1;
-                    if heard_at <= end.duration_since(base).as_nanos() {
-                        in_window += 1;
-                    }
-                    let nanos = heard_at.saturating_sub(stamp).min(u64::MAX as u128) as u64;
-                    samples.push(Duration::from_nanos(nanos));
-                }
-            })?;
-        }
-    }
-    Ok(format!(
-        "connections={n} talkers={talkers} rate={} said={said} expected={} delivered={delivered} \
-         deliveries_per_s={:.0} {}",
-        options.rate,
-        said * n as u64,
-        in_window as f64 / duration.as_secs_f64(),
-        percentiles(&mut samples)
-    ))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The timestamp in a `said` message's text (any JSON spacing), if it is one.
-fn said_stamp(payload: &[u8]) -> Option<u128> {
-    if !contains(payload, br#""said""#) {
-        return None;
-    }
-    let key = payload.windows(6).position(|w| w == br#""text""#)?;
-    let rest = &payload[key + 6..];
-    let digits: Vec<u8> = rest
-        .iter()
-        .skip_while(|b| matches!(b, b' ' | b':' | b'"'))
-        .take_while(|b| b.is_ascii_digit())
-        .copied()
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
-}
-
 // --- measurement ------------------------------------------------------------------------
 
 fn percentiles(samples: &mut [Duration]) -> String {
@@ -670,61 +569,4 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
-}
-
-// --- epoll ------------------------------------------------------------------------------
-
-const EMPTY_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
-
-struct Epoll(i32);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: plain syscall; the descriptor is owned by the returned value.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(Epoll(fd))
-        }
-    }
-
-    fn add(&self, stream: &std::net::TcpStream, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: both descriptors are open; the event is copied by the kernel.
-        let rc =
-            unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), &mut event) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Tokens of the ready sockets (level-triggered).
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<Vec<u64>> {
-        // SAFETY: `events` is valid for its length.
-        let n = unsafe {
-            libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
-        };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted {
-                Ok(Vec::new())
-            } else {
-                Err(error)
-            };
-        }
-        Ok(events[..n as usize].iter().map(|e| e.u64).collect())
-    }
-}
-
-impl Drop for Epoll {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor.
-        unsafe { libc::close(self.0) };
-    }
 }
