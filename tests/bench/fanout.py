@@ -56,8 +56,14 @@ MISS_NOTES = {
     "fanout deliveries/s >= best peer": "the load is open: a server that keeps up delivers all "
         "of it, so this misses only when wsecho falls behind or drops members.",
     "fanout p99 <= best peer's p99": "a broadcast is queued to every member, then written in "
-        "one pass over the members, one non-blocking send each at this rate; the last member "
-        "of 1000 hears it after all the others' sends.",
+        "one pass over the members, one non-blocking send each at this rate (about 5 µs each, "
+        "nearly all of it the kernel's TCP); the last member of 1000 hears it after all the "
+        "others' sends. When last investigated (2026-12-07), the slowest deliveries were "
+        "those of says whose pass started late: per say, the first member heard it within "
+        "0.2 ms at the median but 2.6 to 3.7 ms at the 90th percentile, for tokio-tungstenite "
+        "as for wsecho (the talker's thread waiting for a core that the load client and the "
+        "previous pass hold). Splitting a pass between two threads made it worse (p99 8.8 ms "
+        "against 6.7): the second writer takes the core the client needs.",
     "fanout500 every delivery made": "wsecho fell behind: its passes could not write every "
         "member's frames within the run (see the CPU shares).",
     "fanout500 deliveries/s >= tokio-tungstenite": "the client, wsecho and tokio share two "
