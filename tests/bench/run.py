@@ -200,7 +200,10 @@ def set_process_cpus(pid, cpus):
     starting (from one not yet set) while the list is read, as when the server is new."""
     done = set()
     for _ in range(100):
-        tasks = {int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()}
+        try:
+            tasks = {int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()}
+        except FileNotFoundError:
+            return  # the server ended: the mode reports its failure, as for any server
         if tasks <= done:
             return
         for task in tasks - done:

@@ -64,7 +64,8 @@ MISS_NOTES = {
         "instruction counts settle: see 'wss' under Instructions per echo.",
     "wss-stream >= tokio-tungstenite": "both servers read each 64 KiB message whole before "
         "echoing it. What was wsecho's own (0.65x in this bench): on AMD EPYC `rep movsb` "
-        "copies about 30 times slower where malloc puts same-sized blocks, and rustls copies every 16 KiB record into one; wsecho now runs with glibc's "
+        "copies about 30 times slower where malloc puts same-sized blocks, and rustls copies "
+        "every 16 KiB record into one; wsecho now runs with glibc's "
         "`x86_rep_movsb_threshold` raised (src/bin/wsecho/tunables.rs), and its server spends "
         "less CPU per message than tokio-tungstenite's. The instruction counts settle what the "
         "server does: see 'wss stream' under Instructions per echo.",
