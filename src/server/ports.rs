@@ -2,7 +2,7 @@
 //! `net/activation.rs`), else sockets bound as the configuration says. The policy port is a
 //! convenience: when it cannot be bound, a warning says why and the server runs without it.
 
-use super::StartError;
+use super::start_error::StartError;
 use crate::net::activation;
 use crate::net::listen::{ListenAddr, Listener};
 use crate::ops::config::Config;
