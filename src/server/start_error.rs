@@ -1,5 +1,6 @@
-//! Why a server could not start: one enum, every variant saying what went wrong and which
-//! setting or action fixes it, printed as one line.
+//! Why a server could not start (`StartError`, every variant saying what went wrong and which
+//! setting or action fixes it, printed as one line), and `TlsError`, which a start and a
+//! certificate reload both give.
 
 use crate::net::listen::ListenAddr;
 use crate::ops::config::ConfigError;
