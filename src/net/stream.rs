@@ -115,6 +115,20 @@ impl Stream {
         }
     }
 
+    /// Append to `buf` what the socket holds now (decrypted), up to `max` bytes, without
+    /// waiting; `WouldBlock` when nothing. A plain socket reads into `buf`'s spare room as it
+    /// is, so no room is zeroed first (a 64 KiB message's read was zeroed at each burst).
+    pub fn recv_now_appending(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let Some(tls) = self.tls() else {
+            return wire::recv_now_appending(&self.wire, buf, max);
+        };
+        let at = buf.len();
+        buf.resize(at + max, 0);
+        let read = tls.recv_now(&self.wire, &mut buf[at..]);
+        buf.truncate(at + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
     /// What of `bufs`, in order, the socket (or the TLS session) takes now; `WouldBlock` when
     /// nothing.
     pub fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -131,6 +131,30 @@ pub fn recv_now(wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
     recv(wire, buf, libc::MSG_DONTWAIT)
 }
 
+/// `recv` with MSG_DONTWAIT into the spare room of `buf` (up to `max` bytes past its end),
+/// appending what the socket holds now; `WouldBlock` when nothing. The room is not zeroed
+/// first: the kernel writes it, and only the bytes it wrote join `buf`.
+pub fn recv_now_appending(wire: &Wire, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let room = &mut buf.spare_capacity_mut()[..max];
+    // SAFETY: recvfrom writes at most `room.len()` bytes at `room`, spare capacity of `buf`
+    // that we borrow mutably, on a descriptor that `wire` keeps open; no address is asked for.
+    let n = syscall_len(unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            wire.as_raw_fd(),
+            room.as_mut_ptr(),
+            room.len(),
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    } as isize)?;
+    // SAFETY: the kernel wrote the first `n` bytes of the room (`n <= room.len()`).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// `sendmsg` with MSG_DONTWAIT: what the socket takes now of `bufs`, in order, or `WouldBlock`.
 pub fn send_now(wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     send(wire, bufs, libc::MSG_DONTWAIT)
@@ -194,4 +218,34 @@ pub fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn receiving_now_appends_what_arrived_after_what_the_buffer_held() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let wire = Wire::from(listener.accept().unwrap().0);
+        let mut buf = b"held".to_vec();
+        let nothing = recv_now_appending(&wire, &mut buf, 100).unwrap_err();
+        assert!(is_timeout(&nothing), "{nothing}");
+        assert_eq!(buf, b"held", "a read that found nothing adds nothing");
+        client.write_all(b"0123456789").unwrap();
+        wire.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut waiting = [0u8; 10];
+        // Wait (at most 5 s) until all ten bytes are there, without taking them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wire.peek(&mut waiting).unwrap() < 10 && Instant::now() < deadline {}
+        assert_eq!(recv_now_appending(&wire, &mut buf, 6).unwrap(), 6);
+        assert_eq!(
+            buf, b"held012345",
+            "at most `max` bytes, after what was held"
+        );
+        assert_eq!(recv_now_appending(&wire, &mut buf, 100).unwrap(), 4);
+        assert_eq!(buf, b"held0123456789");
+    }
 }
