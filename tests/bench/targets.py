@@ -44,8 +44,10 @@ MISS_NOTES = {
         "the server's work per message decides the figure rather than the client's: outside "
         "the bench, the server's CPU per 64 KiB message (`/proc/PID/stat`) was 40 to 48 µs for "
         "wsecho (5 to 6 µs of it in user space, 4 since the payload leaves the spill buffer in "
-        "one pass) against 36 to 40 µs for the floor (under 1 µs "
-        "in user space).",
+        "one pass) against 36 to 40 µs for the floor (under 1 µs in user space). Since the "
+        "spill buffer is no longer zeroed (2026-12-08), a 64 KiB echo costs 27,400 "
+        "instructions instead of 93,000, and the ratio did not move (0.915 in the next full "
+        "run): what is left is the kernel's work and the wait for whole messages.",
     "stream >= tokio-tungstenite": "both read whole messages before echoing them (wsecho: 1.5 "
         "system calls per 64 KiB message, tokio-tungstenite 2.4; perf stat, 2026-12-07). The "
         "instruction counts settle what the server does per message: see 'stream' under "
