@@ -137,20 +137,9 @@ pub fn recv_now(wire: &Wire, buf: &mut [u8]) -> io::Result<usize> {
 pub fn recv_now_appending(wire: &Wire, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     buf.reserve(max);
     let room = &mut buf.spare_capacity_mut()[..max];
-    // SAFETY: recvfrom writes at most `room.len()` bytes at `room`, spare capacity of `buf`
-    // that we borrow mutably, on a descriptor that `wire` keeps open; no address is asked for.
-    let n = syscall_len(unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            wire.as_raw_fd(),
-            room.as_mut_ptr(),
-            room.len(),
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    } as isize)?;
-    // SAFETY: the kernel wrote the first `n` bytes of the room (`n <= room.len()`).
+    // SAFETY: `room` is `max` bytes of `buf`'s spare capacity, which we borrow mutably.
+    let n = unsafe { recv_at(wire, room.as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) }?;
+    // SAFETY: the kernel wrote the first `n` bytes of the room (`n <= max`).
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }
@@ -167,14 +156,23 @@ pub fn send_now(wire: &Wire, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
 /// `recvfrom(fd, buf, len, flags, NULL, NULL)`: waiting (within the socket's read timeout)
 /// unless `flags` says otherwise.
 fn recv(wire: &Wire, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
-    // SAFETY: recvfrom writes at most `buf.len()` bytes into `buf`, which we borrow mutably,
-    // on a descriptor that `wire` keeps open; no address is asked for.
+    // SAFETY: `buf` is `buf.len()` bytes we borrow mutably.
+    unsafe { recv_at(wire, buf.as_mut_ptr(), buf.len(), flags) }
+}
+
+/// `recvfrom` into the `len` bytes at `at`, which need not be initialised.
+///
+/// # Safety
+/// `at` must be valid for writes of `len` bytes, and nothing else may use them meanwhile.
+unsafe fn recv_at(wire: &Wire, at: *mut u8, len: usize, flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: recvfrom writes at most `len` bytes at `at` (the caller's promise), on a
+    // descriptor that `wire` keeps open; no address is asked for.
     let n = unsafe {
         libc::syscall(
             libc::SYS_recvfrom,
             wire.as_raw_fd(),
-            buf.as_mut_ptr(),
-            buf.len(),
+            at,
+            len,
             flags,
             std::ptr::null_mut::<libc::sockaddr>(),
             std::ptr::null_mut::<libc::socklen_t>(),

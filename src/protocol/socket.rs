@@ -43,11 +43,10 @@ struct Raw {
     stream: Arc<Stream>,
     /// Once the handler has asked for a `Sender`: every read and write goes through here.
     outbox: Option<Arc<Outbox>>,
-    /// Bytes read from the socket and not yet handed over: `spilled_from..spill_end`. Its
-    /// room is kept while data streams in and freed once the socket has been drained.
+    /// Bytes read from the socket, handed over up to `spilled_from`. Its room is kept while
+    /// data streams in and freed once the socket has been drained.
     spill: Vec<u8>,
     spilled_from: usize,
-    spill_end: usize,
     /// The last read from the socket filled what was asked: more is probably waiting.
     streaming: bool,
     /// The latest read was handed over from the spill buffer, this many bytes.
@@ -71,7 +70,6 @@ impl Socket {
             raw: Raw {
                 stream,
                 outbox: None,
-                spill_end: early.len(),
                 spill: early,
                 spilled_from: 0,
                 streaming: false,
@@ -131,7 +129,6 @@ impl Raw {
     fn drop_spill(&mut self) {
         self.spill = Vec::new();
         self.spilled_from = 0;
-        self.spill_end = 0;
     }
 
     /// How much the next fill of the spill buffer may take: `FIRST_SPILL` for a burst's
@@ -158,7 +155,6 @@ impl Raw {
         match self.stream.recv_now_appending(&mut self.spill, size) {
             Ok(n) if n > 0 => {
                 self.streaming = n == size;
-                self.spill_end = n;
                 self.spilled_from = 0;
                 true
             }
@@ -235,13 +231,13 @@ impl Source for Raw {
     /// is read straight where it goes).
     fn take_held(&mut self, max: usize) -> &[u8] {
         self.last_from_spill = 0;
-        if self.spilled_from == self.spill_end
+        if self.spilled_from == self.spill.len()
             && (!self.streaming || max >= self.spill_size() || !self.fill_spill())
         {
             return &[];
         }
         let from = self.spilled_from;
-        let n = max.min(self.spill_end - from);
+        let n = max.min(self.spill.len() - from);
         self.spilled_from += n;
         self.last_from_spill = n;
         &self.spill[from..from + n]
@@ -251,10 +247,9 @@ impl Source for Raw {
         if tail.len() <= self.last_from_spill {
             self.spilled_from -= tail.len();
         } else {
-            let mut spill = Vec::with_capacity(tail.len() + self.spill_end - self.spilled_from);
+            let mut spill = Vec::with_capacity(tail.len() + self.spill.len() - self.spilled_from);
             spill.extend_from_slice(tail);
-            spill.extend_from_slice(&self.spill[self.spilled_from..self.spill_end]);
-            self.spill_end = spill.len();
+            spill.extend_from_slice(&self.spill[self.spilled_from..]);
             self.spill = spill;
             self.spilled_from = 0;
         }
@@ -302,7 +297,6 @@ mod tests {
             outbox: None,
             spill: Vec::new(),
             spilled_from: 0,
-            spill_end: 0,
             streaming: false,
             last_from_spill: 0,
             read_timeout: None,
